@@ -1,0 +1,499 @@
+# fastlog compiled core: typed nogil loops over rows, threads, reductions.
+#
+# This file is `include`d by _core_baseline.pyx, _core_avx2.pyx and
+# _core_avx512.pyx, which setup.py compiles with different -m flags; the math
+# itself lives in the C headers of _csrc/ (static inline, so every ISA build
+# has its own copy).  fastlog._dispatch imports exactly one of them.
+#
+# Contract with the Python layer (fastlog/_softmax.py, fastlog/_losses.py):
+# arrays arrive validated, C-contiguous, of one floating dtype (float32 or
+# float64), 2-D (rows x classes) unless said otherwise, targets as int64.
+# Nothing here raises user-facing errors; bad targets are reported back as a
+# row index and the wrapper raises.
+#
+# Threads: rows are cut into fixed chunks (_chunk_rows depends only on C) and
+# the chunks are spread over threads with a static prange.  Per-row results
+# never depend on the chunking, and reductions over rows are done afterwards
+# in row order, so results are bit-identical for any thread count.
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+from libc.string cimport memset
+
+cnp.import_array()
+
+cdef extern from "fl_kernels.h" nogil:
+    const char *FL_ISA_NAME
+    int FL_OPENMP
+    int omp_get_max_threads()
+    int omp_get_num_procs()
+    int fl_cpu_has_avx2_fma()
+    int fl_cpu_has_avx512()
+
+    void fl_lse_rows_f32(const float *x, Py_ssize_t nrows, Py_ssize_t C, float *out)
+    void fl_lse_rows_f64(const double *x, Py_ssize_t nrows, Py_ssize_t C, double *out)
+    void fl_log_softmax_rows_f32(const float *x, Py_ssize_t nrows, Py_ssize_t C, float *out)
+    void fl_log_softmax_rows_f64(const double *x, Py_ssize_t nrows, Py_ssize_t C, double *out)
+    void fl_softmax_rows_f32(const float *x, Py_ssize_t nrows, Py_ssize_t C, float *out)
+    void fl_softmax_rows_f64(const double *x, Py_ssize_t nrows, Py_ssize_t C, double *out)
+    void fl_log_softmax_backward_rows_f32(const float *go, const float *out, Py_ssize_t nrows,
+                                          Py_ssize_t C, float *gi)
+    void fl_log_softmax_backward_rows_f64(const double *go, const double *out, Py_ssize_t nrows,
+                                          Py_ssize_t C, double *gi)
+    void fl_softmax_backward_rows_f32(const float *go, const float *out, Py_ssize_t nrows,
+                                      Py_ssize_t C, float *gi)
+    void fl_softmax_backward_rows_f64(const double *go, const double *out, Py_ssize_t nrows,
+                                      Py_ssize_t C, double *gi)
+    void fl_ce_index_rows_f32(const float *x, Py_ssize_t nrows, Py_ssize_t C,
+                              const int64_t *target, const float *w, double W,
+                              int64_t ignore_index, double eps, double gscale,
+                              double *loss, float *grad)
+    void fl_ce_index_rows_f64(const double *x, Py_ssize_t nrows, Py_ssize_t C,
+                              const int64_t *target, const double *w, double W,
+                              int64_t ignore_index, double eps, double gscale,
+                              double *loss, double *grad)
+    void fl_ce_prob_rows_f32(const float *x, Py_ssize_t nrows, Py_ssize_t C, const float *t,
+                             const float *w, double eps, double gscale, double *loss, float *grad)
+    void fl_ce_prob_rows_f64(const double *x, Py_ssize_t nrows, Py_ssize_t C, const double *t,
+                             const double *w, double eps, double gscale, double *loss, double *grad)
+    void fl_exp_n_f32(const float *x, Py_ssize_t n, float *out)
+    void fl_exp_n_f64(const double *x, Py_ssize_t n, double *out)
+    void fl_log_n_f32(const float *x, Py_ssize_t n, float *out)
+    void fl_log_n_f64(const double *x, Py_ssize_t n, double *out)
+
+cdef extern from "math.h" nogil:
+    double log1p(double)
+    double exp(double)
+    double fabs(double)
+    float log1pf(float)
+    float expf(float)
+    float fabsf(float)
+
+ctypedef fused real:
+    float
+    double
+
+# ------------------------------------------------------------------ config --
+ISA = FL_ISA_NAME.decode()
+OPENMP = bool(FL_OPENMP)
+
+cdef int _n_threads = 1
+# Below this many elements a call stays on one thread (thread start-up costs
+# more than it saves).
+cdef Py_ssize_t PAR_MIN_ELEMS = 1 << 16
+# Work unit: ~32K elements (128 KB of float32) per chunk, whole rows.
+cdef Py_ssize_t CHUNK_ELEMS = 1 << 15
+
+
+def cpu_has_avx2_fma():
+    return bool(fl_cpu_has_avx2_fma())
+
+
+def cpu_has_avx512():
+    return bool(fl_cpu_has_avx512())
+
+
+def max_threads():
+    """What OpenMP would use by default (1 without OpenMP)."""
+    return omp_get_max_threads()
+
+
+def set_threads(int n):
+    global _n_threads
+    _n_threads = n if n > 0 else 1
+
+
+def get_threads():
+    return _n_threads
+
+
+cdef inline Py_ssize_t _chunk_rows(Py_ssize_t C) noexcept nogil:
+    if C <= 0:
+        return CHUNK_ELEMS
+    if C >= CHUNK_ELEMS:
+        return 1
+    return CHUNK_ELEMS // C
+
+
+cdef inline int _threads_for(Py_ssize_t nrows, Py_ssize_t C) noexcept nogil:
+    cdef Py_ssize_t nch
+    if _n_threads <= 1 or nrows * C < PAR_MIN_ELEMS:
+        return 1
+    nch = (nrows + _chunk_rows(C) - 1) // _chunk_rows(C)
+    if nch < 2:
+        return 1
+    return <int>(nch if nch < _n_threads else _n_threads)
+
+
+cdef inline bint _is_f32(cnp.ndarray a):
+    return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32
+
+
+# ------------------------------------------------------ unary row kernels --
+# op: 0 = log_softmax, 1 = softmax, 2 = logsumexp (out has one value per row)
+cdef void _unary_block(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *out) noexcept nogil:
+    if real is float:
+        if op == 0:
+            fl_log_softmax_rows_f32(x, n, C, out)
+        elif op == 1:
+            fl_softmax_rows_f32(x, n, C, out)
+        else:
+            fl_lse_rows_f32(x, n, C, out)
+    else:
+        if op == 0:
+            fl_log_softmax_rows_f64(x, n, C, out)
+        elif op == 1:
+            fl_softmax_rows_f64(x, n, C, out)
+        else:
+            fl_lse_rows_f64(x, n, C, out)
+
+
+cdef void _unary_run(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *out) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, ostride
+    cdef int nt = _threads_for(n, C)
+    ostride = 1 if op == 2 else C
+    if nt == 1:
+        _unary_block(op, x, n, C, out)
+        return
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        r0 = k * cr
+        _unary_block(op, x + r0 * C, (cr if r0 + cr <= n else n - r0), C, out + r0 * ostride)
+
+
+def unary_rows(int op, cnp.ndarray x, cnp.ndarray out):
+    """op 0/1/2 = log_softmax/softmax/logsumexp over the rows of 2-D `x` into `out`."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), C = cnp.PyArray_DIM(x, 1)
+    if _is_f32(x):
+        with nogil:
+            _unary_run[float](op, <const float *>cnp.PyArray_DATA(x), n, C, <float *>cnp.PyArray_DATA(out))
+    else:
+        with nogil:
+            _unary_run[double](op, <const double *>cnp.PyArray_DATA(x), n, C, <double *>cnp.PyArray_DATA(out))
+
+
+# ------------------------------------------------------- backward kernels --
+cdef void _backward_block(int op, const real *go, const real *y, Py_ssize_t n, Py_ssize_t C,
+                          real *gi) noexcept nogil:
+    if real is float:
+        if op == 0:
+            fl_log_softmax_backward_rows_f32(go, y, n, C, gi)
+        else:
+            fl_softmax_backward_rows_f32(go, y, n, C, gi)
+    else:
+        if op == 0:
+            fl_log_softmax_backward_rows_f64(go, y, n, C, gi)
+        else:
+            fl_softmax_backward_rows_f64(go, y, n, C, gi)
+
+
+cdef void _backward_run(int op, const real *go, const real *y, Py_ssize_t n, Py_ssize_t C,
+                        real *gi) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0
+    cdef int nt = _threads_for(n, C)
+    if nt == 1:
+        _backward_block(op, go, y, n, C, gi)
+        return
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        r0 = k * cr
+        _backward_block(op, go + r0 * C, y + r0 * C, (cr if r0 + cr <= n else n - r0), C, gi + r0 * C)
+
+
+def backward_rows(int op, cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray grad_input):
+    """op 0/1 = log_softmax/softmax backward over rows."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(output, 0), C = cnp.PyArray_DIM(output, 1)
+    if _is_f32(output):
+        with nogil:
+            _backward_run[float](op, <const float *>cnp.PyArray_DATA(grad_output),
+                                 <const float *>cnp.PyArray_DATA(output), n, C,
+                                 <float *>cnp.PyArray_DATA(grad_input))
+    else:
+        with nogil:
+            _backward_run[double](op, <const double *>cnp.PyArray_DATA(grad_output),
+                                  <const double *>cnp.PyArray_DATA(output), n, C,
+                                  <double *>cnp.PyArray_DATA(grad_input))
+
+
+# ---------------------------------------------------------- target checks --
+cdef Py_ssize_t _check_targets(const int64_t *t, Py_ssize_t n, Py_ssize_t C, int64_t ignore_index,
+                               const real *w, double *wsum) noexcept nogil:
+    """Range-check class-index targets; sum w[t] over the rows not ignored.
+    Returns the first bad row, or -1."""
+    cdef Py_ssize_t i
+    cdef int64_t y
+    cdef double s = 0.0
+    for i in range(n):
+        y = t[i]
+        if y == ignore_index:
+            continue
+        if y < 0 or y >= C:
+            return i
+        s += w[y] if w != NULL else 1.0
+    wsum[0] = s
+    return -1
+
+
+cdef double _sum_rows(const double *v, Py_ssize_t n) noexcept nogil:
+    """Sum in row order (so the total does not depend on the thread count)."""
+    cdef double s = 0.0
+    cdef Py_ssize_t i
+    for i in range(n):
+        s += v[i]
+    return s
+
+
+# --------------------------------------------- cross-entropy, index targets --
+cdef void _ce_index_run(const real *x, Py_ssize_t n, Py_ssize_t C, const int64_t *t, const real *w,
+                        double W, int64_t ignore_index, double eps, double gscale, double *loss,
+                        real *grad) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, m
+    cdef int nt = _threads_for(n, C)
+    if nt == 1:
+        if real is float:
+            fl_ce_index_rows_f32(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad)
+        else:
+            fl_ce_index_rows_f64(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad)
+        return
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        r0 = k * cr
+        m = cr if r0 + cr <= n else n - r0
+        if real is float:
+            fl_ce_index_rows_f32(x + r0 * C, m, C, t + r0, w, W, ignore_index, eps, gscale,
+                                 loss + r0, (grad + r0 * C) if grad != NULL else NULL)
+        else:
+            fl_ce_index_rows_f64(x + r0 * C, m, C, t + r0, w, W, ignore_index, eps, gscale,
+                                 loss + r0, (grad + r0 * C) if grad != NULL else NULL)
+
+
+def ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index,
+             double eps, int reduction, object grad, cnp.ndarray loss):
+    """Cross-entropy with int64 class targets over the rows of 2-D `x`.
+
+    reduction: 0 none, 1 mean, 2 sum (sets the gradient's scale).
+    loss: float64 (n,) OUT, per-row losses.  grad: None or OUT array like x
+    (may be x itself).  Returns (bad_row, weight_sum, loss_sum); bad_row >= 0
+    means target[bad_row] is out of range and nothing else was computed.
+    """
+    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), C = cnp.PyArray_DIM(x, 1), bad, j
+    cdef double wsum = 0.0, W = <double>C, gscale, total
+    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
+    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef void *wp = NULL
+    cdef void *gp = NULL
+    cdef cnp.ndarray warr
+    if weight is not None:
+        warr = <cnp.ndarray>weight
+        wp = cnp.PyArray_DATA(warr)
+    if grad is not None:
+        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    if _is_f32(x):
+        with nogil:
+            bad = _check_targets[float](t, n, C, ignore_index, <const float *>wp, &wsum)
+            if bad < 0:
+                if wp != NULL:
+                    W = 0.0
+                    for j in range(C):
+                        W += (<const float *>wp)[j]
+                gscale = (1.0 / wsum) if reduction == 1 else 1.0
+                _ce_index_run[float](<const float *>cnp.PyArray_DATA(x), n, C, t, <const float *>wp, W,
+                                     ignore_index, eps, gscale, lp, <float *>gp)
+                total = _sum_rows(lp, n)
+    else:
+        with nogil:
+            bad = _check_targets[double](t, n, C, ignore_index, <const double *>wp, &wsum)
+            if bad < 0:
+                if wp != NULL:
+                    W = 0.0
+                    for j in range(C):
+                        W += (<const double *>wp)[j]
+                gscale = (1.0 / wsum) if reduction == 1 else 1.0
+                _ce_index_run[double](<const double *>cnp.PyArray_DATA(x), n, C, t, <const double *>wp, W,
+                                      ignore_index, eps, gscale, lp, <double *>gp)
+                total = _sum_rows(lp, n)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    return -1, wsum, total
+
+
+# ---------------------------------------- cross-entropy, probability targets --
+cdef void _ce_prob_run(const real *x, Py_ssize_t n, Py_ssize_t C, const real *t, const real *w,
+                       double eps, double gscale, double *loss, real *grad) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, m
+    cdef int nt = _threads_for(n, C)
+    if nt == 1:
+        if real is float:
+            fl_ce_prob_rows_f32(x, n, C, t, w, eps, gscale, loss, grad)
+        else:
+            fl_ce_prob_rows_f64(x, n, C, t, w, eps, gscale, loss, grad)
+        return
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        r0 = k * cr
+        m = cr if r0 + cr <= n else n - r0
+        if real is float:
+            fl_ce_prob_rows_f32(x + r0 * C, m, C, t + r0 * C, w, eps, gscale, loss + r0,
+                                (grad + r0 * C) if grad != NULL else NULL)
+        else:
+            fl_ce_prob_rows_f64(x + r0 * C, m, C, t + r0 * C, w, eps, gscale, loss + r0,
+                                (grad + r0 * C) if grad != NULL else NULL)
+
+
+def ce_prob(cnp.ndarray x, cnp.ndarray target, object weight, double eps, double gscale,
+            object grad, cnp.ndarray loss):
+    """Cross-entropy with class-probability targets (same shape and dtype as x).
+    Returns the sum of the per-row losses (written to `loss`)."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), C = cnp.PyArray_DIM(x, 1)
+    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef void *wp = NULL
+    cdef void *gp = NULL
+    cdef double total
+    if weight is not None:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
+    if grad is not None:
+        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    if _is_f32(x):
+        with nogil:
+            _ce_prob_run[float](<const float *>cnp.PyArray_DATA(x), n, C,
+                                <const float *>cnp.PyArray_DATA(target), <const float *>wp,
+                                eps, gscale, lp, <float *>gp)
+            total = _sum_rows(lp, n)
+    else:
+        with nogil:
+            _ce_prob_run[double](<const double *>cnp.PyArray_DATA(x), n, C,
+                                 <const double *>cnp.PyArray_DATA(target), <const double *>wp,
+                                 eps, gscale, lp, <double *>gp)
+            total = _sum_rows(lp, n)
+    return total
+
+
+# -------------------------------------------------------------------- NLL --
+cdef void _nll_run(const real *x, Py_ssize_t n, Py_ssize_t C, const int64_t *t, const real *w,
+                   int64_t ignore_index, double gscale, double *loss, real *grad) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef int64_t y
+    cdef double wy
+    for i in range(n):
+        y = t[i]
+        if grad != NULL:
+            memset(grad + i * C, 0, C * sizeof(real))
+        if y == ignore_index:
+            loss[i] = 0.0
+            continue
+        wy = w[y] if w != NULL else 1.0
+        loss[i] = -wy * x[i * C + y]
+        if grad != NULL:
+            grad[i * C + y] = <real>(-gscale * wy)
+
+
+def nll(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index, int reduction,
+        object grad, cnp.ndarray loss):
+    """NLL over the rows of 2-D log-probabilities `x`; same contract as ce_index."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), C = cnp.PyArray_DIM(x, 1), bad
+    cdef double wsum = 0.0, gscale, total = 0.0
+    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
+    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef void *wp = NULL
+    cdef void *gp = NULL
+    if weight is not None:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
+    if grad is not None:
+        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    if _is_f32(x):
+        with nogil:
+            bad = _check_targets[float](t, n, C, ignore_index, <const float *>wp, &wsum)
+            if bad < 0:
+                gscale = (1.0 / wsum) if reduction == 1 else 1.0
+                _nll_run[float](<const float *>cnp.PyArray_DATA(x), n, C, t, <const float *>wp,
+                                ignore_index, gscale, lp, <float *>gp)
+                total = _sum_rows(lp, n)
+    else:
+        with nogil:
+            bad = _check_targets[double](t, n, C, ignore_index, <const double *>wp, &wsum)
+            if bad < 0:
+                gscale = (1.0 / wsum) if reduction == 1 else 1.0
+                _nll_run[double](<const double *>cnp.PyArray_DATA(x), n, C, t, <const double *>wp,
+                                 ignore_index, gscale, lp, <double *>gp)
+                total = _sum_rows(lp, n)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    return -1, wsum, total
+
+
+# ---------------------------------------------------- BCE with logits -------
+cdef void _bce_run(const real *x, const real *y, const real *w, const real *pw, Py_ssize_t n,
+                   double gscale, double *loss, real *grad) noexcept nogil:
+    """Element-wise BCE with logits over n elements (w, pw: NULL or n values).
+    loss_i = w * ((1-y) x + lw * softplus(-x)),  lw = 1 + (pw-1) y
+    grad_i = gscale * w * ((1-y) - lw * sigmoid(-x))"""
+    cdef Py_ssize_t i
+    cdef double xi, yi, wi, lw, e, sp, sg
+    for i in range(n):
+        xi = x[i]
+        yi = y[i]
+        wi = w[i] if w != NULL else 1.0
+        lw = (1.0 + (pw[i] - 1.0) * yi) if pw != NULL else 1.0
+        e = exp(-fabs(xi))                       # in (0, 1]
+        sp = log1p(e) + (-xi if xi < 0 else 0.0)  # softplus(-x) = -log_sigmoid(x)
+        if loss != NULL:
+            loss[i] = wi * ((1.0 - yi) * xi + lw * sp)
+        if grad != NULL:
+            sg = (1.0 / (1.0 + e)) if xi <= 0 else (e / (1.0 + e))   # sigmoid(-x)
+            grad[i] = <real>(gscale * wi * ((1.0 - yi) - lw * sg))
+
+
+def bce_with_logits(cnp.ndarray x, cnp.ndarray y, object w, object pw, double gscale,
+                    object loss, object grad):
+    """Element-wise over flat contiguous arrays of one dtype; w/pw None or
+    arrays of x's size; loss None or float64 OUT of x's size, grad None or OUT
+    like x."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef void *wp = NULL
+    cdef void *pp = NULL
+    cdef void *lp = NULL
+    cdef void *gp = NULL
+    if w is not None:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>w)
+    if pw is not None:
+        pp = cnp.PyArray_DATA(<cnp.ndarray>pw)
+    if loss is not None:
+        lp = cnp.PyArray_DATA(<cnp.ndarray>loss)
+    if grad is not None:
+        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    if _is_f32(x):
+        with nogil:
+            _bce_run[float](<const float *>cnp.PyArray_DATA(x), <const float *>cnp.PyArray_DATA(y),
+                            <const float *>wp, <const float *>pp, n, gscale, <double *>lp, <float *>gp)
+    else:
+        with nogil:
+            _bce_run[double](<const double *>cnp.PyArray_DATA(x), <const double *>cnp.PyArray_DATA(y),
+                             <const double *>wp, <const double *>pp, n, gscale, <double *>lp, <double *>gp)
+
+
+def sum_float64(cnp.ndarray v):
+    """Row-order sum of a contiguous float64 vector (thread-count independent)."""
+    cdef double s
+    with nogil:
+        s = _sum_rows(<const double *>cnp.PyArray_DATA(v), cnp.PyArray_SIZE(v))
+    return s
+
+
+# --------------------------------------------------- the math, for tests --
+def exp_array(cnp.ndarray x, cnp.ndarray out):
+    """fastlog's own vectorized exp over a contiguous float32/float64 array."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    if _is_f32(x):
+        with nogil:
+            fl_exp_n_f32(<const float *>cnp.PyArray_DATA(x), n, <float *>cnp.PyArray_DATA(out))
+    else:
+        with nogil:
+            fl_exp_n_f64(<const double *>cnp.PyArray_DATA(x), n, <double *>cnp.PyArray_DATA(out))
+
+
+def log_array(cnp.ndarray x, cnp.ndarray out):
+    """fastlog's own vectorized log over a contiguous float32/float64 array."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    if _is_f32(x):
+        with nogil:
+            fl_log_n_f32(<const float *>cnp.PyArray_DATA(x), n, <float *>cnp.PyArray_DATA(out))
+    else:
+        with nogil:
+            fl_log_n_f64(<const double *>cnp.PyArray_DATA(x), n, <double *>cnp.PyArray_DATA(out))

@@ -1,0 +1,310 @@
+"""Classification losses with ``torch.nn.functional`` semantics, on ndarrays.
+
+Shapes follow torch: input ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``
+with the class axis 1; class-index targets ``()``, ``(N,)`` or
+``(N, d1, ..., dk)``; probability targets have the input's shape.
+
+The ``*_and_grad`` calls return ``(loss, grad_input)`` from one pass over
+the input: the kernel reads each row once, stores exp(x - max) straight into
+the gradient buffer and scales it there while the row is in cache.
+``grad_input`` is d(loss)/d(input); for ``reduction='none'`` it is the
+gradient of the sum of the losses.  ``out=`` receives the gradient and may be
+the input itself (no N x C allocation at all for a C-contiguous 2-D input).
+
+Batch sums are accumulated in float64 in row order, so results are identical
+for any thread count; the returned loss has the input's dtype.
+"""
+import numpy as np
+
+from ._dispatch import core
+from ._validation import (check_out, class_weight, float_array, index_target, int_param,
+                          reduction_code, smoothing_param)
+
+__all__ = ["cross_entropy", "cross_entropy_and_grad", "nll_loss", "nll_loss_and_grad",
+           "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_and_grad",
+           "kl_div"]
+
+
+# ----------------------------------------------------------------- layout --
+class _Rows:
+    """An input of shape (C,), (N, C) or (N, C, d...) seen as 2-D rows (M, C).
+
+    `rows` is the input itself when it is already C-contiguous and 2-D (or 1-D);
+    otherwise a private copy with the class axis moved last (`owned` True).
+    """
+    __slots__ = ("a", "rows", "C", "batch_shape", "owned")
+
+    def __init__(self, x, name="input"):
+        a = x if (type(x) is np.ndarray and (x.dtype == np.float32 or x.dtype == np.float64)
+                  and x.dtype.isnative) else float_array(x, name, promote_int=False)
+        nd = a.ndim
+        if nd == 0:
+            raise ValueError(f"{name} must have shape (C,), (N, C) or (N, C, d1, ...), got a 0-d array")
+        C = a.shape[0] if nd == 1 else a.shape[1]
+        if nd <= 2:
+            rows = a.reshape(1, C) if nd == 1 else a
+            if not rows.flags.c_contiguous:
+                rows = np.ascontiguousarray(rows)
+            self.batch_shape = () if nd == 1 else (a.shape[0],)
+        else:
+            rows = np.ascontiguousarray(np.moveaxis(a, 1, -1)).reshape(-1, C)
+            self.batch_shape = (a.shape[0],) + a.shape[2:]
+        self.a, self.rows, self.C = a, rows, C
+        self.owned = rows is not a and not np.shares_memory(rows, a)
+
+    def same_layout(self, t, name):
+        """A probability target of the input's shape, laid out like `rows`."""
+        a = self.a
+        if t.shape != a.shape:
+            raise ValueError(f"{name} has shape {t.shape}; probability targets must have the "
+                             f"input's shape {a.shape}")
+        t = t.astype(a.dtype, copy=False)
+        if a.ndim <= 2:
+            return np.ascontiguousarray(t).reshape(self.rows.shape)
+        return np.ascontiguousarray(np.moveaxis(t, 1, -1)).reshape(self.rows.shape)
+
+    def grad_buffer(self, out):
+        """Where the kernel writes the gradient (rows layout), honouring `out`."""
+        a = self.a
+        if out is not None:
+            check_out(out, a.shape, a.dtype)
+            if a.ndim <= 2 and out.flags.c_contiguous:
+                return out.reshape(self.rows.shape)
+        # The private copy can take the gradient in place.
+        return self.rows if self.owned else np.empty(self.rows.shape, a.dtype)
+
+    def finish_grad(self, g, out):
+        """The gradient in the input's layout (into `out` if given)."""
+        a = self.a
+        if out is not None and a.ndim <= 2 and out.flags.c_contiguous:
+            return out
+        if a.ndim <= 2:
+            res = g.reshape(a.shape)
+        else:
+            res = np.moveaxis(g.reshape(self.batch_shape[:1] + self.batch_shape[1:] + (self.C,)), -1, 1)
+        if out is None:
+            return np.ascontiguousarray(res) if a.ndim > 2 else res
+        out[...] = res
+        return out
+
+
+def _finish_loss(losses, total, denom, red, dtype, batch_shape):
+    t = dtype.type
+    if red == 0:
+        v = losses.astype(dtype).reshape(batch_shape)
+        return v[()] if v.ndim == 0 else v
+    if red == 2:
+        return t(total)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return t(np.float64(total) / np.float64(denom))
+
+
+# ---------------------------------------------------------- cross-entropy --
+def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, want_grad, out):
+    R = _Rows(input)
+    red = reduction_code(reduction)
+    eps = smoothing_param(label_smoothing) if label_smoothing else 0.0
+    ignore_index = int_param(ignore_index, "ignore_index")
+    dtype = R.a.dtype
+    w = class_weight(weight, R.C, dtype)
+    t = target if type(target) is np.ndarray else np.asarray(target)
+    M = R.rows.shape[0]
+    if M and R.C == 0:
+        raise ValueError("input has 0 classes")
+    losses = np.empty(M, np.float64)
+    if t.dtype.kind == "f" and t.shape == R.a.shape and t.shape != R.batch_shape:
+        # Class probabilities.
+        tr = R.same_layout(t, "target")
+        g = R.grad_buffer(out) if want_grad else None
+        if g is not None and np.shares_memory(g, tr):
+            raise ValueError("out must not share memory with target")
+        gscale = 1.0 / M if (red == 1 and M) else 1.0
+        total = core.ce_prob(R.rows, tr, w, eps, gscale, g, losses)
+        loss = _finish_loss(losses, total, M, red, dtype, R.batch_shape)
+    else:
+        tt = index_target(t, R.batch_shape)
+        g = R.grad_buffer(out) if want_grad else None
+        bad, wsum, total = core.ce_index(R.rows, tt, w, ignore_index, eps, red, g, losses)
+        if bad >= 0:
+            raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
+                             f"(at flat position {bad}; ignore_index={ignore_index})")
+        loss = _finish_loss(losses, total, wsum, red, dtype, R.batch_shape)
+    if not want_grad:
+        return loss
+    return loss, R.finish_grad(g, out)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
+                  label_smoothing=0.0):
+    """Cross-entropy between logits and targets, as ``torch.nn.functional.cross_entropy``.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Logits, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``.
+    target : ndarray
+        Integer class indices of shape ``()``, ``(N,)`` or ``(N, d1, ..., dk)``
+        (out-of-range values other than `ignore_index` raise IndexError), or
+        class probabilities with the input's shape (floating dtype).
+    weight : ndarray of shape (C,), optional
+        Per-class rescaling weights.
+    ignore_index : int, default -100
+        Target value that contributes neither loss nor gradient (index targets).
+    reduction : {'mean', 'sum', 'none'}
+        'mean' divides by the summed weights of the non-ignored targets (by the
+        number of positions for probability targets); all ignored gives NaN.
+    label_smoothing : float in [0, 1]
+        Mixes the target with the uniform distribution.
+
+    Returns
+    -------
+    loss : scalar of the input's dtype, or an array of the target's shape for
+        ``reduction='none'``.
+    """
+    return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, False, None)
+
+
+def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
+                           label_smoothing=0.0, *, out=None):
+    """:func:`cross_entropy` and its gradient with respect to `input`, in one pass.
+
+    Returns ``(loss, grad_input)``.  ``out`` (an array of the input's shape and
+    dtype, possibly `input` itself) receives the gradient.
+    """
+    return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, True, out)
+
+
+# -------------------------------------------------------------------- NLL --
+def _nll(input, target, weight, ignore_index, reduction, want_grad, out):
+    R = _Rows(input)
+    red = reduction_code(reduction)
+    ignore_index = int_param(ignore_index, "ignore_index")
+    dtype = R.a.dtype
+    w = class_weight(weight, R.C, dtype)
+    tt = index_target(target, R.batch_shape)
+    M = R.rows.shape[0]
+    losses = np.empty(M, np.float64)
+    g = R.grad_buffer(out) if want_grad else None
+    bad, wsum, total = core.nll(R.rows, tt, w, ignore_index, red, g, losses)
+    if bad >= 0:
+        raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
+                         f"(at flat position {bad}; ignore_index={ignore_index})")
+    loss = _finish_loss(losses, total, wsum, red, dtype, R.batch_shape)
+    if not want_grad:
+        return loss
+    return loss, R.finish_grad(g, out)
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    """Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.
+
+    Same shapes, weights, ignore_index and reductions as :func:`cross_entropy`
+    with index targets; loss_i = -weight[y_i] * input[i, y_i].
+    """
+    return _nll(input, target, weight, ignore_index, reduction, False, None)
+
+
+def nll_loss_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean", *, out=None):
+    """:func:`nll_loss` and its gradient with respect to `input`: ``(loss, grad_input)``."""
+    return _nll(input, target, weight, ignore_index, reduction, True, out)
+
+
+# -------------------------------------------------------- BCE with logits --
+def _broadcast_param(v, shape, dtype, name):
+    if v is None:
+        return None
+    a = float_array(v, name)
+    try:
+        return np.ascontiguousarray(np.broadcast_to(a, shape), dtype=dtype).reshape(-1)
+    except ValueError:
+        raise ValueError(f"{name} of shape {a.shape} does not broadcast to the input's shape "
+                         f"{shape}") from None
+
+
+def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
+    a = float_array(input, "input", promote_int=False)
+    red = reduction_code(reduction)
+    t = float_array(target, "target")
+    if t.shape != a.shape:
+        raise ValueError(f"target size {t.shape} must be the same as input size {a.shape}")
+    dtype = a.dtype
+    x = np.ascontiguousarray(a).reshape(-1)
+    y = np.ascontiguousarray(t, dtype=dtype).reshape(-1)
+    w = _broadcast_param(weight, a.shape, dtype, "weight")
+    pw = _broadcast_param(pos_weight, a.shape, dtype, "pos_weight")
+    n = x.size
+    losses = np.empty(n, np.float64)
+    g = None
+    if want_grad:
+        if out is not None:
+            check_out(out, a.shape, dtype)
+            g = out.reshape(-1) if out.flags.c_contiguous else np.empty(n, dtype)
+        else:
+            g = np.empty(n, dtype)
+    gscale = 1.0 / n if (red == 1 and n) else 1.0
+    core.bce_with_logits(x, y, w, pw, gscale, losses, g)
+    total = core.sum_float64(losses) if red else 0.0
+    loss = _finish_loss(losses, total, n, red, dtype, a.shape)
+    if not want_grad:
+        return loss
+    if out is None:
+        return loss, g.reshape(a.shape)
+    if not out.flags.c_contiguous:
+        out[...] = g.reshape(a.shape)
+    return loss, out
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    """Binary cross-entropy on logits, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
+
+    loss = weight * ((1 - y) x + (1 + (pos_weight - 1) y) * softplus(-x)),
+    computed without overflow for any finite x.  `weight` and `pos_weight`
+    broadcast against the input (pos_weight along the last, class, axis).
+    'mean' averages over all elements.
+    """
+    return _bce(input, target, weight, reduction, pos_weight, False, None)
+
+
+def binary_cross_entropy_with_logits_and_grad(input, target, weight=None, reduction="mean",
+                                              pos_weight=None, *, out=None):
+    """:func:`binary_cross_entropy_with_logits` and its gradient, in one pass."""
+    return _bce(input, target, weight, reduction, pos_weight, True, out)
+
+
+# ---------------------------------------------------------------- KL div --
+_KL_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}
+
+
+def kl_div(input, target, reduction="mean", log_target=False):
+    """KL divergence, as ``torch.nn.functional.kl_div`` (input holds log-probabilities).
+
+    Pointwise ``exp(t) * (t - x)`` if `log_target` else ``xlogy(t, t) - t * x``;
+    'mean' averages over all elements, 'batchmean' divides the sum by the
+    first dimension (the batch size), as torch does.
+    """
+    from scipy.special import xlogy
+
+    a = float_array(input, "input", promote_int=False)
+    red = reduction_code(reduction, _KL_REDUCTIONS)
+    t = float_array(target, "target")
+    dtype = np.result_type(a.dtype, t.dtype)
+    try:
+        x, y = np.broadcast_arrays(a.astype(dtype, copy=False), t.astype(dtype, copy=False))
+    except ValueError:
+        raise ValueError(f"target of shape {t.shape} does not broadcast against input of shape "
+                         f"{a.shape}") from None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if log_target:
+            pw = np.exp(y) * (y - x)
+        else:
+            pw = xlogy(y, y) - y * x
+    if red == 0:
+        return pw.astype(dtype, copy=False)
+    total = np.sum(pw, dtype=np.float64)
+    if red == 2:
+        return dtype.type(total)
+    if red == 1:
+        return dtype.type(total / pw.size) if pw.size else dtype.type(np.nan)
+    n = x.shape[0] if x.ndim else 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return dtype.type(np.float64(total) / n)

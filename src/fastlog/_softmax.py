@@ -1,0 +1,241 @@
+"""log_softmax, softmax, logsumexp and their backward passes.
+
+Drop-in replacements for ``scipy.special.log_softmax / softmax / logsumexp``
+(same signatures, defaults and semantics: ``axis=None`` means the whole
+array, tuple axes, ``keepdims``, ``b``, ``return_sign``, SciPy's results for
+inf/nan/empty input, integers computed in float64).  float32 stays float32.
+
+How: the reduced axes are brought last (a free reshape when they already are,
+a copy otherwise) and each row goes through one compiled kernel that reads
+it, finds the max, sums exp(x - max) in double with the max terms split out
+(log1p, as SciPy's logsumexp does), and writes the result: exp is evaluated
+once per element.
+"""
+import numpy as np
+
+from ._dispatch import core
+from ._validation import check_out, float_array, normalize_axes
+
+_LOG_SOFTMAX, _SOFTMAX, _LSE = 0, 1, 2
+
+
+def _as_rows(a, axes):
+    """View/copy `a` as 2-D (rows, K) with the `axes` last.
+
+    Returns (rows, moved_shape, perm); perm is None when no transpose was needed.
+    """
+    nd = a.ndim
+    k = len(axes)
+    trailing = axes == tuple(range(nd - k, nd))
+    K = 1
+    for ax in axes:
+        K *= a.shape[ax]
+    if trailing:
+        return np.ascontiguousarray(a).reshape(-1, K), a.shape, None
+    rest = tuple(i for i in range(nd) if i not in axes)
+    perm = rest + axes
+    moved = np.transpose(a, perm)
+    return np.ascontiguousarray(moved).reshape(-1, K), moved.shape, perm
+
+
+def _restore(rows_result, moved_shape, perm, out):
+    """Write a (rows, K) result back in the original axis order into `out`."""
+    res = rows_result.reshape(moved_shape)
+    if perm is None:
+        if out is not None and not np.shares_memory(res, out):
+            out[...] = res
+            return out
+        return res if out is None else out
+    inv = np.argsort(perm)
+    back = np.transpose(res, inv)
+    if out is None:
+        out = np.empty(back.shape, dtype=back.dtype)
+    out[...] = back
+    return out
+
+
+def _elementwise(op, x, axis, out, name="x"):
+    a = float_array(x, name)
+    axes = normalize_axes(axis, a.ndim)
+    if a.ndim == 0:
+        a1 = a.reshape(1)
+        r = np.empty(1, a.dtype)
+        core.unary_rows(op, a1.reshape(1, 1), r.reshape(1, 1))
+        if out is not None:
+            check_out(out, a.shape, a.dtype)
+            out[...] = r[0]
+            return out
+        return r[0]
+    if out is not None:
+        check_out(out, a.shape, a.dtype)
+    if a.size == 0:
+        if any(a.shape[ax] == 0 for ax in axes) or not axes:
+            raise ValueError("zero-size array to reduction operation maximum which has no identity")
+        return np.empty(a.shape, a.dtype) if out is None else out
+    rows, moved_shape, perm = _as_rows(a, axes)
+    # Write straight into `out` when it has the rows' layout (the common case).
+    if perm is None and out is not None and out.flags.c_contiguous:
+        core.unary_rows(op, rows, out.reshape(rows.shape))
+        return out
+    res = np.empty(rows.shape, a.dtype)
+    core.unary_rows(op, rows, res)
+    return _restore(res, moved_shape, perm, out)
+
+
+def log_softmax(x, axis=None, *, out=None):
+    """Logarithm of the softmax, like ``scipy.special.log_softmax``.
+
+    Parameters
+    ----------
+    x : array_like
+        Input (float32 stays float32; integers are computed in float64).
+    axis : int, tuple of ints or None, optional
+        Axes to normalize over; None (the default, as in SciPy) means all.
+    out : ndarray, optional, keyword-only
+        Where to write the result (shape and dtype of the result; may be `x`).
+
+    Returns
+    -------
+    ndarray (a scalar for 0-d input)
+        ``x - logsumexp(x, axis, keepdims=True)``, computed stably: the shift
+        uses the finite max, the max terms are split out of the sum and the
+        log taken with log1p.  A row whose max is +inf gives nan at the inf
+        entries and -inf elsewhere; an all -inf row gives nan (as SciPy).
+    """
+    return _elementwise(_LOG_SOFTMAX, x, axis, out)
+
+
+def softmax(x, axis=None, *, out=None, temperature=None):
+    """Softmax, like ``scipy.special.softmax``.
+
+    ``temperature`` (keyword-only, > 0) computes ``softmax(x / temperature)``.
+    A row whose max is not finite (+inf, or all -inf, or NaN) is all NaN, as
+    SciPy gives.  ``out`` as in :func:`log_softmax`.
+    """
+    if temperature is not None:
+        t = float(temperature)
+        if not t > 0 or not np.isfinite(t):
+            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        a = float_array(x, "x")
+        x = a / a.dtype.type(t)
+    return _elementwise(_SOFTMAX, x, axis, out)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """Log of the sum of exponentials, like ``scipy.special.logsumexp``.
+
+    Parameters and results as in SciPy: ``axis`` (None = all axes, int or
+    tuple), ``b`` scale factors broadcast against `a` (entries with
+    ``b == 0`` count as -inf; a negative sum gives nan unless
+    ``return_sign``), ``keepdims``, ``return_sign`` (then returns
+    ``(out, sign)``).  Empty input gives -inf.  The b=None path runs in the
+    compiled kernel; the b path is plain NumPy.
+    """
+    if b is not None:
+        return _logsumexp_b(a, axis, b, keepdims, return_sign)
+    arr = float_array(a, "a")
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    axes = normalize_axes(axis, arr.ndim)
+    red_shape = tuple(1 if i in axes else n for i, n in enumerate(arr.shape))
+    if arr.size == 0:
+        out = np.full(red_shape, -np.inf, dtype=arr.dtype)
+    else:
+        rows, _, _ = _as_rows(arr, axes)
+        res = np.empty(rows.shape[0], arr.dtype)
+        core.unary_rows(_LSE, rows, res)
+        out = res.reshape(red_shape)
+    if not keepdims:
+        out = out.reshape(tuple(n for i, n in enumerate(arr.shape) if i not in axes))
+    if return_sign:
+        sgn = np.where(out == -np.inf, 0.0, 1.0).astype(out.dtype)
+        sgn[np.isnan(out)] = np.nan
+        return (out[()] if out.ndim == 0 else out), (sgn[()] if sgn.ndim == 0 else sgn)
+    return out[()] if out.ndim == 0 else out
+
+
+def _logsumexp_b(a, axis, b, keepdims, return_sign):
+    """logsumexp with scale factors b, in NumPy (SciPy's semantics)."""
+    arr = float_array(a, "a")
+    bb = float_array(b, "b")
+    dt = np.result_type(arr, bb)
+    try:
+        arr, bb = np.broadcast_arrays(arr.astype(dt, copy=False), bb.astype(dt, copy=False))
+    except ValueError:
+        raise ValueError(f"b of shape {np.shape(b)} does not broadcast against a of shape "
+                         f"{np.shape(a)}") from None
+    arr = np.atleast_1d(arr)
+    bb = np.atleast_1d(bb)
+    axes = normalize_axes(axis, arr.ndim)
+    if arr.size == 0:
+        shape = tuple(1 if i in axes else n for i, n in enumerate(arr.shape))
+        out = np.full(shape, -np.inf, dt)
+        sgn = np.sign(out)
+    else:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # Direct formula, used wherever the stable one is not finite.
+            direct = np.sum(bb * np.exp(arr), axis=axes, keepdims=True)
+            sgn_direct = np.sign(direct)
+            out_direct = np.log(np.abs(direct) if return_sign else direct)
+
+            x = np.where(bb == 0, -np.inf, arr)
+            xmax = np.max(x, axis=axes, keepdims=True)
+            is_max = x == xmax
+            bmax = np.sum(np.where(is_max, bb, 0), axis=axes, keepdims=True)
+            rest = np.sum(np.where(is_max, 0, bb * np.exp(x - xmax)), axis=axes, keepdims=True)
+            rest = np.where(rest == 0, rest, rest / bmax)
+            sgn = np.sign(rest + 1) * np.sign(bmax)
+            rest = np.where(rest < -1, -rest - 2, rest)
+            out = np.log1p(rest) + np.log(np.abs(bmax)) + xmax
+            if not return_sign:
+                out = np.where(sgn < 0, np.nan, out)
+            ok = np.isfinite(out)
+            out = np.where(ok, out, out_direct)
+            sgn = np.where(ok, sgn, sgn_direct)
+    if not keepdims:
+        out = np.squeeze(out, axis=axes)
+        sgn = np.squeeze(sgn, axis=axes)
+    out = out[()] if out.ndim == 0 else out
+    sgn = sgn[()] if np.ndim(sgn) == 0 else sgn
+    return (out, sgn) if return_sign else out
+
+
+def _backward(op, grad_output, output, axis, out):
+    y = float_array(output, "output")
+    g = float_array(grad_output, "grad_output")
+    if g.shape != y.shape:
+        raise ValueError(f"grad_output has shape {g.shape} but output has shape {y.shape}")
+    if g.dtype != y.dtype:
+        raise TypeError(f"grad_output has dtype {g.dtype} but output has dtype {y.dtype}")
+    if y.ndim == 0:
+        y, g = y.reshape(1), g.reshape(1)
+    axes = normalize_axes(axis, y.ndim)
+    if out is not None:
+        check_out(out, np.shape(output), y.dtype)
+    if y.size == 0:
+        return np.empty(y.shape, y.dtype) if out is None else out
+    yr, moved_shape, perm = _as_rows(y, axes)
+    gr, _, _ = _as_rows(g, axes)
+    if perm is None and out is not None and out.flags.c_contiguous:
+        core.backward_rows(op, gr, yr, out.reshape(yr.shape))
+        return out
+    res = np.empty(yr.shape, y.dtype)
+    core.backward_rows(op, gr, yr, res)
+    r = _restore(res, moved_shape, perm, out)
+    return r.reshape(np.shape(output)) if out is None else r
+
+
+def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
+    """Gradient of :func:`log_softmax` given its `output`:
+    ``grad_output - exp(output) * grad_output.sum(axis, keepdims=True)``.
+
+    ``out`` (keyword-only) may be `grad_output` itself (in place).
+    """
+    return _backward(0, grad_output, output, axis, out)
+
+
+def softmax_backward(grad_output, output, axis=-1, *, out=None):
+    """Gradient of :func:`softmax` given its `output`:
+    ``output * (grad_output - (grad_output * output).sum(axis, keepdims=True))``.
+    """
+    return _backward(1, grad_output, output, axis, out)

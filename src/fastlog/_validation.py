@@ -1,0 +1,127 @@
+"""Argument checking and coercion shared by every public wrapper.
+
+The compiled kernels trust their inputs; everything a user can get wrong is
+caught here, once, with an exception that names the argument.
+"""
+import operator
+
+import numpy as np
+
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_I64 = np.dtype(np.int64)
+REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def float_array(x, name, *, promote_int=True):
+    """`x` as a native-endian float32/float64 ndarray (no copy when it already is one).
+
+    Integers (and bools) become float64 when ``promote_int`` (SciPy's rule),
+    otherwise they are a TypeError (torch's rule for losses).  float16,
+    complex and non-numeric input are a TypeError.
+    """
+    a = x if type(x) is np.ndarray else np.asarray(x)
+    dt = a.dtype
+    if dt is _F32 or dt is _F64 or dt == _F32 or dt == _F64:
+        if not dt.isnative:
+            a = a.astype(dt.newbyteorder("="))
+        return a
+    kind = dt.kind
+    if kind in "biu":
+        if promote_int:
+            return a.astype(np.float64)
+        raise TypeError(f"{name} must be a floating array (float32 or float64), got dtype {dt}")
+    if kind == "f":
+        raise TypeError(f"{name}: dtype {dt} is not supported; use float32 or float64 "
+                        f"(float16 would need float32 accumulation: convert it with .astype(np.float32))")
+    if kind == "c":
+        raise TypeError(f"{name}: complex input is not supported, got dtype {dt}")
+    raise TypeError(f"{name} must be a real numeric array, got dtype {dt}")
+
+
+def normalize_axes(axis, ndim, name="axis"):
+    """Tuple of sorted, non-negative axes; None means all of them."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        axes = [_one_axis(a, ndim, name) for a in axis]
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{name}: repeated axis in {tuple(axis)}")
+        return tuple(sorted(axes))
+    return (_one_axis(axis, ndim, name),)
+
+
+def _one_axis(a, ndim, name):
+    try:
+        a = operator.index(a)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, a tuple of ints or None, got {a!r}") from None
+    if not -ndim <= a < ndim:
+        raise np.exceptions.AxisError(a, ndim, name)
+    return a % ndim
+
+
+def reduction_code(reduction, allowed=REDUCTIONS):
+    try:
+        return allowed[reduction]
+    except (KeyError, TypeError):
+        raise ValueError(f"reduction must be one of {', '.join(repr(k) for k in allowed)}, "
+                         f"got {reduction!r}") from None
+
+
+def check_out(out, shape, dtype, name="out"):
+    """`out` must be a writable ndarray of exactly this shape and dtype."""
+    if type(out) is not np.ndarray and not isinstance(out, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != shape:
+        raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    return out
+
+
+def int_param(v, name):
+    try:
+        return operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
+
+
+def smoothing_param(v):
+    try:
+        e = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"label_smoothing must be a float, got {type(v).__name__}") from None
+    if not 0.0 <= e <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {v!r}")
+    return e
+
+
+def class_weight(weight, C, dtype, name="weight"):
+    """1-D weight of length C, as a contiguous array of `dtype`."""
+    if weight is None:
+        return None
+    w = float_array(weight, name, promote_int=True)
+    if w.ndim != 1 or w.shape[0] != C:
+        raise ValueError(f"{name} must be a 1-D array of length {C} (the number of classes), "
+                         f"got shape {w.shape}")
+    return np.ascontiguousarray(w, dtype=dtype)
+
+
+def index_target(target, expected_shape, name="target"):
+    """Class-index target as a flat contiguous int64 array (range checked later)."""
+    t = target if type(target) is np.ndarray else np.asarray(target)
+    if t.dtype is not _I64:
+        k = t.dtype.kind
+        if k == "f":
+            raise TypeError(f"{name} has floating dtype {t.dtype} and shape {t.shape}: class-index "
+                            f"targets must be integers (probability targets must have the input's shape)")
+        if k not in "iu":
+            raise TypeError(f"{name} must hold integer class indices, got dtype {t.dtype}")
+    if t.shape != expected_shape:
+        raise ValueError(f"{name} has shape {t.shape}, expected {expected_shape} for class indices")
+    if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > np.iinfo(np.int64).max:
+        raise IndexError(f"{name} contains a class index out of range")
+    return np.ascontiguousarray(t, dtype=_I64).reshape(-1)
