@@ -497,3 +497,8 @@ def log_array(cnp.ndarray x, cnp.ndarray out):
     else:
         with nogil:
             fl_log_n_f64(<const double *>cnp.PyArray_DATA(x), n, <double *>cnp.PyArray_DATA(out))
+
+
+# ------------------------------------------------------------ other parts --
+# Each part below is its own file; it can use everything defined above.
+include "_blas.pxi"
