@@ -71,7 +71,7 @@ def reduction_code(reduction, allowed=REDUCTIONS):
 
 def check_out(out, shape, dtype, name="out"):
     """`out` must be a writable ndarray of exactly this shape and dtype."""
-    if type(out) is not np.ndarray and not isinstance(out, np.ndarray):
+    if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape:
         raise ValueError(f"{name} has shape {out.shape}, expected {shape}")
@@ -113,6 +113,8 @@ def class_weight(weight, C, dtype, name="weight"):
 def index_target(target, expected_shape, name="target"):
     """Class-index target as a flat contiguous int64 array (range checked later)."""
     t = target if type(target) is np.ndarray else np.asarray(target)
+    if t.dtype is _I64 and t.ndim == 1 and t.shape == expected_shape and t.flags.c_contiguous:
+        return t
     if t.dtype is not _I64:
         k = t.dtype.kind
         if k == "f":

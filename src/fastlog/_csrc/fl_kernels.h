@@ -49,21 +49,29 @@ static inline int fl_cpu_has_avx512(void)
 #define T float
 #define FL_SFX f32
 #define FL_EXP fl_expf
+#define FL_EXP_NP fl_expf_nonpos
 #define FL_LOG fl_logf
+#define FL_LOG1P fl_log1pf
 #include "fl_rows_impl.h"
 #undef T
 #undef FL_SFX
 #undef FL_EXP
+#undef FL_EXP_NP
 #undef FL_LOG
+#undef FL_LOG1P
 
 #define T double
 #define FL_SFX f64
 #define FL_EXP fl_exp
+#define FL_EXP_NP fl_exp_nonpos
 #define FL_LOG fl_log
+#define FL_LOG1P fl_log1p
 #include "fl_rows_impl.h"
 #undef T
 #undef FL_SFX
 #undef FL_EXP
+#undef FL_EXP_NP
 #undef FL_LOG
+#undef FL_LOG1P
 
 #endif

@@ -86,6 +86,55 @@ static inline double fl_exp(double x)
     return (p * s1) * s2;
 }
 
+
+/* exp for x <= 0 (or NaN), as in softmax where x = logit - max.  Same
+ * polynomial as fl_expf; no overflow clamp, and the 2^n scaling done as
+ * (p * 2^(n+64)) * 2^-64, exact for every n in [-150, 0] including
+ * subnormal results.  Results for x > 0 are undefined (never called so). */
+static inline float fl_expf_nonpos(float x)
+{
+    const float magic = 12582912.0f;
+    float xc = x < -104.0f ? -104.0f : x;
+    float t = xc * 1.44269504088896341f + magic;
+    float n = t - magic;
+    int32_t ni = fl_f2i(t) - fl_f2i(magic);
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    return (p * fl_i2f((ni + 191) << 23)) * 5.42101086242752217e-20f;   /* 2^-64 */
+}
+
+static inline double fl_exp_nonpos(double x)
+{
+    const double magic = 6755399441055744.0;
+    double xc = x < -746.0 ? -746.0 : x;
+    double t = xc * 1.4426950408889634074 + magic;
+    double n = t - magic;
+    int64_t ni = fl_d2i(t) - fl_d2i(magic);
+    double r = xc - n * 6.93147180369123816490e-01;
+    r = r - n * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * (r * r) + r + 1.0;
+    return (p * fl_i2d((ni + 1023 + 512) << 52)) * 7.4583407312002067e-155;   /* 2^-512 */
+}
+
 /* ---------------------------------------------------------------- logf -- */
 /* log(x) = k*ln2 + 2*atanh(f), f = (m-1)/(m+1), m in [sqrt(1/2), sqrt(2)). */
 static inline float fl_logf(float x)
@@ -143,6 +192,24 @@ static inline double fl_log(double x)
     res = x == INFINITY ? INFINITY : res;
     res = x != x ? x : res;
     return res;
+}
+
+/* log1p for s >= 0 (or NaN/inf) from fl_log: with u = 1 + s rounded,
+ * log1p(s) = log(u) * s / (u - 1) corrects the rounding of u (Goldberg). */
+static inline float fl_log1pf(float s)
+{
+    float u = 1.0f + s;
+    float r = fl_logf(u) * (s / (u - 1.0f));
+    r = u == 1.0f ? s : r;
+    return u == INFINITY ? u : r;
+}
+
+static inline double fl_log1p(double s)
+{
+    double u = 1.0 + s;
+    double r = fl_log(u) * (s / (u - 1.0));
+    r = u == 1.0 ? s : r;
+    return u == INFINITY ? u : r;
 }
 
 #endif

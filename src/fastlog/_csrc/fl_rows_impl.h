@@ -24,65 +24,224 @@
  * Splitting out the max terms and using log1p is SciPy's logsumexp trick;
  * it keeps log_softmax of the dominant class accurate to the last bit.
  * Non-finite max (+inf, -inf: all -inf, or a NaN that hides behind the max):
- * a = 0 and L = log(sum exp(x)), which reproduces SciPy's inf/nan results.
+ * a = 0 and L = log(sum exp(x)), which reproduces SciPy's inf/nan results
+ * (a NaN anywhere makes the sum, and so the whole row, NaN).
  *
  * If e != NULL, e[j] = exp(x_j - a) is stored (e may alias x).  *S_out gets
- * sum_j exp(x_j - a) (accumulated in double).  exp is evaluated once per
- * element.  Returns 1 if the row max is finite, else 0.
+ * sum_j exp(x_j - a).  exp is evaluated once per element.  Returns 1 if the
+ * row max is finite, else 0.
+ *
+ * exp sums are accumulated in T inside blocks of FL_BLK elements (vector
+ * lanes, so each lane adds only a few terms) and the block sums in double.
  */
+#define FL_BLK 1024
+
 static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
                                  double *a_out, double *L_out, double *S_out)
 {
+    ptrdiff_t j, j0;
     T m = -INFINITY;
-    ptrdiff_t j;
 #pragma omp simd reduction(max:m)
     for (j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
 
-    if (m > -INFINITY && m < INFINITY) {
-        double s = 0.0;
-        double cnt = 0.0;
-        if (e) {
-#pragma omp simd reduction(+:s, cnt)
-            for (j = 0; j < n; j++) {
-                T d = x[j] - m;
-                T ev = FL_EXP(d);
-                e[j] = ev;
-                s += d == 0 ? 0.0 : (double)ev;
-                cnt += d == 0 ? 1.0 : 0.0;
+    const int fin = m > -INFINITY && m < INFINITY;
+    const T sh = fin ? m : (T)0;
+    double s = 0.0, cnt = 0.0;
+    if (fin) {
+        for (j0 = 0; j0 < n; j0 += FL_BLK) {
+            const ptrdiff_t j1 = j0 + FL_BLK < n ? j0 + FL_BLK : n;
+            T ps = 0, pc = 0;
+            if (e) {
+#pragma omp simd reduction(+:ps, pc)
+                for (j = j0; j < j1; j++) {
+                    const T d = x[j] - sh;
+                    const T ev = FL_EXP_NP(d);
+                    e[j] = ev;
+                    ps += d == 0 ? (T)0 : ev;
+                    pc += d == 0 ? (T)1 : (T)0;
+                }
+            } else {
+#pragma omp simd reduction(+:ps, pc)
+                for (j = j0; j < j1; j++) {
+                    const T d = x[j] - sh;
+                    const T ev = FL_EXP_NP(d);
+                    ps += d == 0 ? (T)0 : ev;
+                    pc += d == 0 ? (T)1 : (T)0;
+                }
             }
-        } else {
-#pragma omp simd reduction(+:s, cnt)
-            for (j = 0; j < n; j++) {
-                T d = x[j] - m;
-                T ev = FL_EXP(d);
-                s += d == 0 ? 0.0 : (double)ev;
-                cnt += d == 0 ? 1.0 : 0.0;
-            }
+            s += (double)ps;
+            cnt += (double)pc;
         }
-        *a_out = (double)m;
-        *L_out = cnt == 1 ? log1p(s) : log((double)cnt) + log1p(s / (double)cnt);
-        *S_out = (double)cnt + s;
-        return 1;
     } else {
-        double s = 0.0;
-        if (e) {
-#pragma omp simd reduction(+:s)
-            for (j = 0; j < n; j++) { T ev = FL_EXP(x[j]); e[j] = ev; s += ev; }
-        } else {
-#pragma omp simd reduction(+:s)
-            for (j = 0; j < n; j++) s += FL_EXP(x[j]);
+        /* +inf, all -inf, or NaN: plain sum of exp(x), SciPy's fallback. */
+        for (j0 = 0; j0 < n; j0 += FL_BLK) {
+            const ptrdiff_t j1 = j0 + FL_BLK < n ? j0 + FL_BLK : n;
+            T ps = 0;
+            if (e) {
+#pragma omp simd reduction(+:ps)
+                for (j = j0; j < j1; j++) { const T ev = FL_EXP(x[j]); e[j] = ev; ps += ev; }
+            } else {
+#pragma omp simd reduction(+:ps)
+                for (j = j0; j < j1; j++) ps += FL_EXP(x[j]);
+            }
+            s += (double)ps;
         }
-        /* A NaN anywhere makes s NaN, and so every output of the row NaN. */
-        *a_out = 0.0;
+    }
+    *a_out = (double)sh;
+    if (fin)
+        *L_out = cnt == 1.0 ? log1p(s) : log(cnt) + log1p(s / cnt);
+    else
         *L_out = log(s);
-        *S_out = s;
-        return 0;
+    *S_out = cnt + s;
+    return fin;
+}
+
+/* ---------------------------------------------------------------------------
+ * Short rows (C <= FL_SMALL_C, e.g. the 10 classes of MNIST).
+ *
+ * A row of 10 elements is too short for a vector loop: every row would pay
+ * for scalar tails and a scalar log1p.  Instead FL_G rows at a time are
+ * transposed into a C x FL_G scratch block and all the math runs across
+ * rows, one vector lane per row; results are transposed back.  The row
+ * statistics are the same as FL_(row_stats) (max terms split out, log1p).
+ * ------------------------------------------------------------------------- */
+#define FL_G 64
+#ifndef FL_SMALL_C
+#define FL_SMALL_C 16
+#endif
+
+/* xt[c * FL_G + k] = x[k * C + c] for k < g; lanes k >= g are zero. */
+static inline void FL_(to_cols)(const T *x, ptrdiff_t g, ptrdiff_t C, T *xt)
+{
+    for (ptrdiff_t c = 0; c < C; c++) {
+        T *col = xt + c * FL_G;
+        for (ptrdiff_t k = 0; k < g; k++) col[k] = x[k * C + c];
+        for (ptrdiff_t k = g; k < FL_G; k++) col[k] = 0;
     }
 }
+
+static inline void FL_(from_cols)(const T *xt, ptrdiff_t g, ptrdiff_t C, T *x)
+{
+    for (ptrdiff_t k = 0; k < g; k++)
+        for (ptrdiff_t c = 0; c < C; c++) x[k * C + c] = xt[c * FL_G + k];
+}
+
+/* Per-lane statistics of a transposed block (see FL_(row_stats)): a, L with
+ * lse = a + L, S = sum exp(x - a), fin = 1 where the max is finite.  If
+ * want_e, xt is overwritten with exp(x - a). */
+static inline void FL_(col_stats)(T *xt, ptrdiff_t C, int want_e, T *a, T *L, T *S, T *fin)
+{
+    T m[FL_G], s[FL_G], cnt[FL_G];
+    ptrdiff_t c, k;
+    for (k = 0; k < FL_G; k++) m[k] = -INFINITY;
+    for (c = 0; c < C; c++)
+        for (k = 0; k < FL_G; k++) m[k] = xt[c * FL_G + k] > m[k] ? xt[c * FL_G + k] : m[k];
+    for (k = 0; k < FL_G; k++) {
+        fin[k] = (m[k] > -INFINITY && m[k] < INFINITY) ? (T)1 : (T)0;
+        a[k] = fin[k] != 0 ? m[k] : (T)0;
+        s[k] = 0;
+        cnt[k] = 0;
+    }
+    for (c = 0; c < C; c++) {
+        T *col = xt + c * FL_G;
+        for (k = 0; k < FL_G; k++) {
+            const T d = col[k] - a[k];
+            const T ev = FL_EXP(d);
+            const int im = (fin[k] != 0) & (d == 0);
+            s[k] += im ? (T)0 : ev;
+            cnt[k] += im ? (T)1 : (T)0;
+            if (want_e) col[k] = ev;
+        }
+    }
+    for (k = 0; k < FL_G; k++) {
+        const T lf = FL_LOG(cnt[k]) + FL_LOG1P(s[k] / cnt[k]);
+        L[k] = fin[k] != 0 ? lf : FL_LOG(s[k]);
+        S[k] = cnt[k] + s[k];
+    }
+}
+
+/* op: 0 log_softmax, 1 softmax, 2 logsumexp (one value per row). */
+static void FL_(unary_small)(int op, const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
+{
+    T xt[FL_SMALL_C * FL_G], a[FL_G], L[FL_G], S[FL_G], fin[FL_G];
+    for (ptrdiff_t i0 = 0; i0 < nrows; i0 += FL_G) {
+        const ptrdiff_t g = nrows - i0 < FL_G ? nrows - i0 : FL_G;
+        FL_(to_cols)(x + i0 * C, g, C, xt);
+        FL_(col_stats)(xt, C, op == 1, a, L, S, fin);
+        if (op == 2) {
+            for (ptrdiff_t k = 0; k < g; k++) out[i0 + k] = (T)((double)a[k] + (double)L[k]);
+            continue;
+        }
+        if (op == 0) {
+            for (ptrdiff_t c = 0; c < C; c++)
+                for (ptrdiff_t k = 0; k < FL_G; k++) xt[c * FL_G + k] = (xt[c * FL_G + k] - a[k]) - L[k];
+        } else {
+            T r[FL_G];
+            for (ptrdiff_t k = 0; k < FL_G; k++) r[k] = fin[k] != 0 ? (T)1 / S[k] : (T)NAN;
+            for (ptrdiff_t c = 0; c < C; c++)
+                for (ptrdiff_t k = 0; k < FL_G; k++) xt[c * FL_G + k] *= r[k];
+        }
+        FL_(from_cols)(xt, g, C, out + i0 * C);
+    }
+}
+
+static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
+                                const int64_t *target, const T *w, double W,
+                                int64_t ignore_index, double eps, double gscale,
+                                double *loss, T *grad)
+{
+    const double keep = 1.0 - eps, epc = eps / (double)C;
+    const T sw = (T)(gscale * epc);
+    T xt[FL_SMALL_C * FL_G], a[FL_G], L[FL_G], S[FL_G], fin[FL_G], sc[FL_G];
+    double xy[FL_G], wy[FL_G], swx[FL_G];
+    for (ptrdiff_t i0 = 0; i0 < nrows; i0 += FL_G) {
+        const ptrdiff_t g = nrows - i0 < FL_G ? nrows - i0 : FL_G;
+        const T *xb = x + i0 * C;
+        for (ptrdiff_t k = 0; k < g; k++) {
+            const int64_t y = target[i0 + k];
+            const int ign = y == ignore_index;
+            xy[k] = ign ? 0.0 : (double)xb[k * C + y];
+            wy[k] = ign ? 0.0 : (w ? (double)w[y] : 1.0);
+        }
+        FL_(to_cols)(xb, g, C, xt);
+        if (eps != 0.0) {
+            for (ptrdiff_t k = 0; k < FL_G; k++) swx[k] = 0.0;
+            for (ptrdiff_t c = 0; c < C; c++) {
+                const double wc = w ? (double)w[c] : 1.0;
+                for (ptrdiff_t k = 0; k < FL_G; k++) swx[k] += wc * (double)xt[c * FL_G + k];
+            }
+        }
+        FL_(col_stats)(xt, C, grad != NULL, a, L, S, fin);
+        for (ptrdiff_t k = 0; k < g; k++) {
+            const double lse = (double)a[k] + (double)L[k];
+            double li = keep * wy[k] * (lse - xy[k]);
+            if (eps != 0.0) li += epc * (W * lse - swx[k]);
+            loss[i0 + k] = target[i0 + k] == ignore_index ? 0.0 : li;
+        }
+        if (!grad) continue;
+        for (ptrdiff_t k = 0; k < FL_G; k++)
+            sc[k] = k < g ? (T)(gscale * (keep * wy[k] + epc * W) / (double)S[k]) : (T)0;
+        for (ptrdiff_t c = 0; c < C; c++) {
+            const T swc = w ? sw * w[c] : sw;
+            for (ptrdiff_t k = 0; k < FL_G; k++) xt[c * FL_G + k] = xt[c * FL_G + k] * sc[k] - swc;
+        }
+        T *gb = grad + i0 * C;
+        FL_(from_cols)(xt, g, C, gb);
+        for (ptrdiff_t k = 0; k < g; k++) {
+            const int64_t y = target[i0 + k];
+            if (y == ignore_index)
+                memset(gb + k * C, 0, (size_t)C * sizeof(T));
+            else
+                gb[k * C + y] -= (T)(gscale * keep * wy[k]);
+        }
+    }
+}
+
 
 /* logsumexp of each row (SciPy semantics; n == 0 gives -inf). */
 static void FL_(lse_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
 {
+    if (C > 0 && C <= FL_SMALL_C) { FL_(unary_small)(2, x, nrows, C, out); return; }
     for (ptrdiff_t i = 0; i < nrows; i++) {
         double a, L, S;
         if (C == 0) { out[i] = -INFINITY; continue; }
@@ -94,6 +253,7 @@ static void FL_(lse_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
 /* log_softmax: out = (x - a) - L.  out may alias x. */
 static void FL_(log_softmax_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
 {
+    if (C <= FL_SMALL_C) { FL_(unary_small)(0, x, nrows, C, out); return; }
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const T *xr = x + i * C;
         T *o = out + i * C;
@@ -109,6 +269,7 @@ static void FL_(log_softmax_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *o
  * (SciPy computes exp(x - max) without masking).  out may alias x. */
 static void FL_(softmax_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
 {
+    if (C <= FL_SMALL_C) { FL_(unary_small)(1, x, nrows, C, out); return; }
     for (ptrdiff_t i = 0; i < nrows; i++) {
         T *o = out + i * C;
         double a, L, S;
@@ -167,6 +328,10 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
                                double *loss, T *grad)
 {
     const double keep = 1.0 - eps, epc = eps / (double)C;
+    if (C <= FL_SMALL_C) {
+        FL_(ce_index_small)(x, nrows, C, target, w, W, ignore_index, eps, gscale, loss, grad);
+        return;
+    }
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const T *xr = x + i * C;
         T *g = grad ? grad + i * C : NULL;
