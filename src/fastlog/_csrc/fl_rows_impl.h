@@ -110,9 +110,15 @@ static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
 #define FL_SMALL_C 16
 #endif
 
-/* xt[c * FL_G + k] = x[k * C + c] for k < g; lanes k >= g are zero. */
-static inline void FL_(to_cols)(const T *x, ptrdiff_t g, ptrdiff_t C, T *xt)
+/* xt[c * FL_G + k] = x[k * C + c] for k < g; lanes k >= g are zero.
+ * (Full groups take the loop with constant bounds: the common case.) */
+static inline void FL_(to_cols)(const T *restrict x, ptrdiff_t g, ptrdiff_t C, T *restrict xt)
 {
+    if (g == FL_G) {
+        for (ptrdiff_t c = 0; c < C; c++)
+            for (ptrdiff_t k = 0; k < FL_G; k++) xt[c * FL_G + k] = x[k * C + c];
+        return;
+    }
     for (ptrdiff_t c = 0; c < C; c++) {
         T *col = xt + c * FL_G;
         for (ptrdiff_t k = 0; k < g; k++) col[k] = x[k * C + c];
@@ -120,8 +126,13 @@ static inline void FL_(to_cols)(const T *x, ptrdiff_t g, ptrdiff_t C, T *xt)
     }
 }
 
-static inline void FL_(from_cols)(const T *xt, ptrdiff_t g, ptrdiff_t C, T *x)
+static inline void FL_(from_cols)(const T *restrict xt, ptrdiff_t g, ptrdiff_t C, T *restrict x)
 {
+    if (g == FL_G) {
+        for (ptrdiff_t k = 0; k < FL_G; k++)
+            for (ptrdiff_t c = 0; c < C; c++) x[k * C + c] = xt[c * FL_G + k];
+        return;
+    }
     for (ptrdiff_t k = 0; k < g; k++)
         for (ptrdiff_t c = 0; c < C; c++) x[k * C + c] = xt[c * FL_G + k];
 }
@@ -153,10 +164,16 @@ static inline void FL_(col_stats)(T *xt, ptrdiff_t C, int want_e, T *a, T *L, T 
             if (want_e) col[k] = ev;
         }
     }
+    /* L = log(cnt + s), except that for a single max term (cnt == 1) the
+     * rounding of 1 + s is corrected as in log1p (Goldberg's trick), which
+     * keeps a tiny L accurate; cnt >= 2 means L >= log 2 (no such issue);
+     * cnt == 0 (max not finite) gives log(s). */
     for (k = 0; k < FL_G; k++) {
-        const T lf = FL_LOG(cnt[k]) + FL_LOG1P(s[k] / cnt[k]);
-        L[k] = fin[k] != 0 ? lf : FL_LOG(s[k]);
-        S[k] = cnt[k] + s[k];
+        const T u = cnt[k] + s[k];
+        const T lu = FL_LOG(u);
+        const T corr = (cnt[k] == 1 && u != 1) ? s[k] / (u - 1) : (T)1;
+        L[k] = (cnt[k] == 1 && u == 1) ? s[k] : lu * corr;
+        S[k] = u;
     }
 }
 
