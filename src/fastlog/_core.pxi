@@ -161,9 +161,15 @@ cdef void _unary_run(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *ou
         _unary_block(op, x + r0 * C, (cr if r0 + cr <= n else n - r0), C, out + r0 * ostride)
 
 
-def unary_rows(int op, cnp.ndarray x, cnp.ndarray out):
-    """op 0/1/2 = log_softmax/softmax/logsumexp over the rows of 2-D `x` into `out`."""
-    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), C = cnp.PyArray_DIM(x, 1)
+def unary_rows(int op, cnp.ndarray x, cnp.ndarray out, Py_ssize_t C=-1):
+    """op 0/1/2 = log_softmax/softmax/logsumexp over the rows of `x` into `out`.
+
+    x is C-contiguous; rows have length C (default: the last dimension of a
+    2-D x), so an N-d array reduced over trailing axes needs no reshape."""
+    cdef Py_ssize_t n
+    if C < 0:
+        C = cnp.PyArray_DIM(x, 1)
+    n = cnp.PyArray_SIZE(x) // C if C > 0 else cnp.PyArray_DIM(x, 0)
     if _is_f32(x):
         with nogil:
             _unary_run[float](op, <const float *>cnp.PyArray_DATA(x), n, C, <float *>cnp.PyArray_DATA(out))
@@ -217,29 +223,40 @@ def backward_rows(int op, cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarr
 # ---------------------------------------------------------- target checks --
 cdef Py_ssize_t _check_targets(const int64_t *t, Py_ssize_t n, Py_ssize_t C, int64_t ignore_index,
                                const real *w, double *wsum) noexcept nogil:
-    """Range-check class-index targets; sum w[t] over the rows not ignored.
-    Returns the first bad row, or -1."""
-    cdef Py_ssize_t i
+    """Range-check class-index targets; sum w[t] over the rows not ignored
+    (their count when w is NULL).  Returns the first bad row, or -1."""
+    cdef Py_ssize_t i, cnt = 0
     cdef int64_t y
-    cdef double s = 0.0
+    cdef double s[4]
+    s[0] = s[1] = s[2] = s[3] = 0.0
     for i in range(n):
         y = t[i]
         if y == ignore_index:
             continue
         if y < 0 or y >= C:
             return i
-        s += w[y] if w != NULL else 1.0
-    wsum[0] = s
+        if w != NULL:
+            s[i & 3] += w[y]
+        else:
+            cnt += 1
+    wsum[0] = ((s[0] + s[1]) + (s[2] + s[3])) if w != NULL else <double>cnt
     return -1
 
 
 cdef double _sum_rows(const double *v, Py_ssize_t n) noexcept nogil:
-    """Sum in row order (so the total does not depend on the thread count)."""
-    cdef double s = 0.0
-    cdef Py_ssize_t i
-    for i in range(n):
-        s += v[i]
-    return s
+    """Sum in a fixed order (4 interleaved partial sums, then combined), so
+    the total does not depend on the thread count and is not one long chain
+    of dependent additions."""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef Py_ssize_t i, n4 = n - n % 4
+    for i in range(0, n4, 4):
+        s0 += v[i]
+        s1 += v[i + 1]
+        s2 += v[i + 2]
+        s3 += v[i + 3]
+    for i in range(n4, n):
+        s0 += v[i]
+    return (s0 + s1) + (s2 + s3)
 
 
 # --------------------------------------------- cross-entropy, index targets --

@@ -74,9 +74,11 @@ class _Rows:
         """Where the kernel writes the gradient (rows layout), honouring `out`."""
         a = self.a
         if out is not None:
-            check_out(out, a.shape, a.dtype)
+            if not (type(out) is np.ndarray and out.dtype is a.dtype and out.shape == a.shape
+                    and out.flags.writeable):
+                check_out(out, a.shape, a.dtype)
             if a.ndim <= 2 and out.flags.c_contiguous:
-                return out.reshape(self.rows.shape)
+                return out if a.ndim == 2 else out.reshape(self.rows.shape)
         # The private copy can take the gradient in place.
         return self.rows if self.owned else np.empty(self.rows.shape, a.dtype)
 

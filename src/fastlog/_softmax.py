@@ -14,7 +14,7 @@ once per element.
 import numpy as np
 
 from ._dispatch import core
-from ._validation import check_out, float_array, normalize_axes
+from ._validation import _F32, _F64, check_out, float_array, normalize_axes
 
 _LOG_SOFTMAX, _SOFTMAX, _LSE = 0, 1, 2
 
@@ -55,6 +55,16 @@ def _restore(rows_result, moved_shape, perm, out):
 
 
 def _elementwise(op, x, axis, out, name="x"):
+    # Fast path: the usual call, log_softmax(x, axis=-1) on a C-contiguous
+    # float array (per-call overhead matters for small inputs).
+    if out is None and type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
+        nd = x.ndim
+        if nd and (axis == -1 or axis == nd - 1) and x.flags.c_contiguous and type(axis) is int:
+            K = x.shape[-1]
+            if K and x.size:
+                res = np.empty_like(x)
+                core.unary_rows(op, x, res, K)
+                return res
     a = float_array(x, name)
     axes = normalize_axes(axis, a.ndim)
     if a.ndim == 0:
