@@ -97,7 +97,7 @@ static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
 }
 
 /* ---------------------------------------------------------------------------
- * Short rows (C <= FL_SMALL_C, e.g. the 10 classes of MNIST).
+ * Short rows (C <= FL_SMALL_C = 64, e.g. the 10 classes of MNIST).
  *
  * A row of 10 elements is too short for a vector loop: every row would pay
  * for scalar tails and a scalar log1p.  Instead FL_G rows at a time are
@@ -107,7 +107,7 @@ static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
  * ------------------------------------------------------------------------- */
 #define FL_G 64
 #ifndef FL_SMALL_C
-#define FL_SMALL_C 16
+#define FL_SMALL_C 64
 #endif
 
 /* xt[c * FL_G + k] = x[k * C + c] for k < g; lanes k >= g are zero.
