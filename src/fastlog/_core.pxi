@@ -59,6 +59,8 @@ cdef extern from "fl_kernels.h" nogil:
                              const double *w, double eps, double gscale, double *loss, double *grad)
     void fl_exp_n_f32(const float *x, Py_ssize_t n, float *out)
     void fl_exp_n_f64(const double *x, Py_ssize_t n, double *out)
+    void fl_exp_nonpos_n_f32(const float *x, Py_ssize_t n, float *out)
+    void fl_exp_nonpos_n_f64(const double *x, Py_ssize_t n, double *out)
     void fl_log_n_f32(const float *x, Py_ssize_t n, float *out)
     void fl_log_n_f64(const double *x, Py_ssize_t n, double *out)
 
@@ -494,15 +496,22 @@ def sum_float64(cnp.ndarray v):
 
 
 # --------------------------------------------------- the math, for tests --
-def exp_array(cnp.ndarray x, cnp.ndarray out):
-    """fastlog's own vectorized exp over a contiguous float32/float64 array."""
+def exp_array(cnp.ndarray x, cnp.ndarray out, bint nonpos=False):
+    """fastlog's own vectorized exp over a contiguous float32/float64 array.
+    nonpos=True uses the variant the softmax kernels call (valid for x <= 0)."""
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     if _is_f32(x):
         with nogil:
-            fl_exp_n_f32(<const float *>cnp.PyArray_DATA(x), n, <float *>cnp.PyArray_DATA(out))
+            if nonpos:
+                fl_exp_nonpos_n_f32(<const float *>cnp.PyArray_DATA(x), n, <float *>cnp.PyArray_DATA(out))
+            else:
+                fl_exp_n_f32(<const float *>cnp.PyArray_DATA(x), n, <float *>cnp.PyArray_DATA(out))
     else:
         with nogil:
-            fl_exp_n_f64(<const double *>cnp.PyArray_DATA(x), n, <double *>cnp.PyArray_DATA(out))
+            if nonpos:
+                fl_exp_nonpos_n_f64(<const double *>cnp.PyArray_DATA(x), n, <double *>cnp.PyArray_DATA(out))
+            else:
+                fl_exp_n_f64(<const double *>cnp.PyArray_DATA(x), n, <double *>cnp.PyArray_DATA(out))
 
 
 def log_array(cnp.ndarray x, cnp.ndarray out):

@@ -445,6 +445,13 @@ static void FL_(exp_n)(const T *x, ptrdiff_t n, T *out)
     for (ptrdiff_t j = 0; j < n; j++) out[j] = FL_EXP(x[j]);
 }
 
+/* The variant the softmax kernels use (arguments <= 0). */
+static void FL_(exp_nonpos_n)(const T *x, ptrdiff_t n, T *out)
+{
+#pragma omp simd
+    for (ptrdiff_t j = 0; j < n; j++) out[j] = FL_EXP_NP(x[j]);
+}
+
 static void FL_(log_n)(const T *x, ptrdiff_t n, T *out)
 {
 #pragma omp simd
