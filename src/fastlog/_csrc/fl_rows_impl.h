@@ -35,6 +35,48 @@
  * lanes, so each lane adds only a few terms) and the block sums in double.
  */
 #define FL_BLK 1024
+#define FL_VL ((ptrdiff_t)(64 / sizeof(T)))   /* one 512-bit vector of T */
+
+/* sum over j < n of exp(x_j - sh), split into non-max terms (*ps) and the
+ * count of max terms (*pc, where x_j - sh == 0); e[j] = exp(x_j - sh) if e.
+ * fin == 0: plain sum of exp(x_j) (sh = 0, no max terms). */
+static inline void FL_(expsum_block)(const T *x, ptrdiff_t n, T *e, T sh, int fin,
+                                     T *ps_out, T *pc_out)
+{
+    T ps = 0, pc = 0;
+    ptrdiff_t j;
+    if (fin) {
+        if (e) {
+#pragma omp simd reduction(+:ps, pc)
+            for (j = 0; j < n; j++) {
+                const T d = x[j] - sh;
+                const T ev = FL_EXP_NP(d);
+                e[j] = ev;
+                ps += d == 0 ? (T)0 : ev;
+                pc += d == 0 ? (T)1 : (T)0;
+            }
+        } else {
+#pragma omp simd reduction(+:ps, pc)
+            for (j = 0; j < n; j++) {
+                const T d = x[j] - sh;
+                const T ev = FL_EXP_NP(d);
+                ps += d == 0 ? (T)0 : ev;
+                pc += d == 0 ? (T)1 : (T)0;
+            }
+        }
+    } else {
+        /* +inf, all -inf, or NaN: plain sum of exp(x), SciPy's fallback. */
+        if (e) {
+#pragma omp simd reduction(+:ps)
+            for (j = 0; j < n; j++) { const T ev = FL_EXP(x[j]); e[j] = ev; ps += ev; }
+        } else {
+#pragma omp simd reduction(+:ps)
+            for (j = 0; j < n; j++) ps += FL_EXP(x[j]);
+        }
+    }
+    *ps_out = ps;
+    *pc_out = pc;
+}
 
 static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
                                  double *a_out, double *L_out, double *S_out)
@@ -47,45 +89,25 @@ static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
     const int fin = m > -INFINITY && m < INFINITY;
     const T sh = fin ? m : (T)0;
     double s = 0.0, cnt = 0.0;
-    if (fin) {
-        for (j0 = 0; j0 < n; j0 += FL_BLK) {
-            const ptrdiff_t j1 = j0 + FL_BLK < n ? j0 + FL_BLK : n;
-            T ps = 0, pc = 0;
-            if (e) {
-#pragma omp simd reduction(+:ps, pc)
-                for (j = j0; j < j1; j++) {
-                    const T d = x[j] - sh;
-                    const T ev = FL_EXP_NP(d);
-                    e[j] = ev;
-                    ps += d == 0 ? (T)0 : ev;
-                    pc += d == 0 ? (T)1 : (T)0;
-                }
-            } else {
-#pragma omp simd reduction(+:ps, pc)
-                for (j = j0; j < j1; j++) {
-                    const T d = x[j] - sh;
-                    const T ev = FL_EXP_NP(d);
-                    ps += d == 0 ? (T)0 : ev;
-                    pc += d == 0 ? (T)1 : (T)0;
-                }
-            }
-            s += (double)ps;
-            cnt += (double)pc;
-        }
-    } else {
-        /* +inf, all -inf, or NaN: plain sum of exp(x), SciPy's fallback. */
-        for (j0 = 0; j0 < n; j0 += FL_BLK) {
-            const ptrdiff_t j1 = j0 + FL_BLK < n ? j0 + FL_BLK : n;
-            T ps = 0;
-            if (e) {
-#pragma omp simd reduction(+:ps)
-                for (j = j0; j < j1; j++) { const T ev = FL_EXP(x[j]); e[j] = ev; ps += ev; }
-            } else {
-#pragma omp simd reduction(+:ps)
-                for (j = j0; j < j1; j++) ps += FL_EXP(x[j]);
-            }
-            s += (double)ps;
-        }
+    T ps, pc;
+    /* Whole vectors in blocks of FL_BLK ... */
+    const ptrdiff_t nfull = n - n % FL_VL;
+    for (j0 = 0; j0 < nfull; j0 += FL_BLK) {
+        const ptrdiff_t len = j0 + FL_BLK < nfull ? FL_BLK : nfull - j0;
+        FL_(expsum_block)(x + j0, len, e ? e + j0 : NULL, sh, fin, &ps, &pc);
+        s += (double)ps;
+        cnt += (double)pc;
+    }
+    /* ... and the last partial vector padded with -inf (exp gives exactly
+     * 0), so it runs as one vector step instead of a scalar tail. */
+    if (nfull < n) {
+        T tx[64 / sizeof(T)], te[64 / sizeof(T)];
+        const ptrdiff_t r = n - nfull;
+        for (j = 0; j < FL_VL; j++) tx[j] = j < r ? x[nfull + j] : (T)-INFINITY;
+        FL_(expsum_block)(tx, FL_VL, e ? te : NULL, sh, fin, &ps, &pc);
+        if (e) for (j = 0; j < r; j++) e[nfull + j] = te[j];
+        s += (double)ps;
+        cnt += (double)pc;
     }
     *a_out = (double)sh;
     if (fin)
