@@ -232,7 +232,7 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
     const double keep = 1.0 - eps, epc = eps / (double)C;
     const T sw = (T)(gscale * epc);
     T xt[FL_SMALL_C * FL_G], a[FL_G], L[FL_G], S[FL_G], fin[FL_G], sc[FL_G];
-    double xy[FL_G], wy[FL_G], swx[FL_G];
+    double xy[FL_G], wy[FL_G], swx[FL_G], r0[FL_G];
     for (ptrdiff_t i0 = 0; i0 < nrows; i0 += FL_G) {
         const ptrdiff_t g = nrows - i0 < FL_G ? nrows - i0 : FL_G;
         const T *xb = x + i0 * C;
@@ -243,18 +243,22 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
             wy[k] = ign ? 0.0 : (w ? (double)w[y] : 1.0);
         }
         FL_(to_cols)(xb, g, C, xt);
+        /* As in ce_index_rows: logits enter relative to r0 = x_y (when
+         * finite) and lse - r0 as (a - r0) + L, so a large common offset
+         * does not cancel. */
+        for (ptrdiff_t k = 0; k < FL_G; k++)
+            r0[k] = (k < g && xy[k] > -INFINITY && xy[k] < INFINITY) ? xy[k] : 0.0;
         if (eps != 0.0) {
             for (ptrdiff_t k = 0; k < FL_G; k++) swx[k] = 0.0;
             for (ptrdiff_t c = 0; c < C; c++) {
                 const double wc = w ? (double)w[c] : 1.0;
-                for (ptrdiff_t k = 0; k < FL_G; k++) swx[k] += wc * (double)xt[c * FL_G + k];
+                for (ptrdiff_t k = 0; k < FL_G; k++) swx[k] += wc * ((double)xt[c * FL_G + k] - r0[k]);
             }
         }
         FL_(col_stats)(xt, C, grad != NULL, a, L, S, fin);
         for (ptrdiff_t k = 0; k < g; k++) {
-            const double lse = (double)a[k] + (double)L[k];
-            double li = keep * wy[k] * (lse - xy[k]);
-            if (eps != 0.0) li += epc * (W * lse - swx[k]);
+            double li = keep * wy[k] * (((double)a[k] - xy[k]) + (double)L[k]);
+            if (eps != 0.0) li += epc * (W * (((double)a[k] - r0[k]) + (double)L[k]) - swx[k]);
             loss[i0 + k] = target[i0 + k] == ignore_index ? 0.0 : li;
         }
         if (!grad) continue;
