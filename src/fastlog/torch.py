@@ -122,7 +122,8 @@ def _const_ok(t, dtype):
 
 
 def _input_ok(x):
-    return isinstance(x, torch.Tensor) and _plain_cpu(x) and x.dtype in _FLOATS
+    # is_compiling first: under torch.compile nothing below may be traced.
+    return not torch.compiler.is_compiling() and isinstance(x, torch.Tensor) and _plain_cpu(x) and x.dtype in _FLOATS
 
 
 def fast_path_available(input, *others):
@@ -493,7 +494,10 @@ class _Softmax(torch.autograd.Function):
 
 def _softmax_family(name, fn, np_fn, torch_fn, input, dim, _stacklevel, dtype):
     if dim is None:
-        dim = F._get_softmax_dim(name, input.dim(), _stacklevel + 1)
+        # PyTorch's legacy implicit dimension, with its deprecation warning.
+        warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
+                      "Change the call to include dim=X as an argument.", stacklevel=_stacklevel)
+        dim = 0 if input.dim() in (0, 1, 3) else 1
     if dtype is not None:
         input = input.to(dtype)
     if not (_input_ok(input) and _env_ok(input)):
