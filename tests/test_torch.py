@@ -582,3 +582,25 @@ def test_linear_cross_entropy_hook_consistent():
         assert "linear_cross_entropy" not in FL.__all__
     else:
         assert "linear_cross_entropy" in FL.__all__ and callable(FL.linear_cross_entropy)
+
+
+def test_input_modified_in_place_after_forward_like_torch(fast_only):
+    # PyTorch's cross_entropy keeps the log-probabilities, not the logits: changing the logits
+    # in place after the forward is allowed and does not change the gradient.
+    t = torch.tensor([0, 2, 1])
+    grads = []
+    for fn in (FL.cross_entropy, F.cross_entropy):
+        x = logits((3, 4), torch.float64, seed=110).requires_grad_()
+        z = x * 1.0
+        loss = fn(z, t)
+        z.add_(5.0)
+        loss.backward()
+        grads.append(x.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    # ... but a create_graph=True backward would need the original logits: a clear error.
+    x = logits((3, 4), torch.float64, seed=110).requires_grad_()
+    z = x * 1.0
+    loss = FL.cross_entropy(z, t)
+    z.add_(5.0)
+    with pytest.raises(RuntimeError, match="inplace"):
+        torch.autograd.grad(loss, x, create_graph=True)

@@ -230,6 +230,19 @@ def _class_axis_shape(input_shape):
     return (input_shape[0], 1) + tuple(input_shape[2:])
 
 
+def _input_for_double_backward(ctx):
+    input = ctx.input
+    if input is None:
+        raise RuntimeError("fastlog.torch: a backward with create_graph=True must come before any "
+                           "first-order backward of the same graph (the input was released); "
+                           "use torch.nn.functional for this pattern")
+    if input._version != ctx.input_version:
+        raise RuntimeError("one of the variables needed for gradient computation has been modified "
+                           "by an inplace operation: the input of fastlog.torch.cross_entropy is "
+                           "needed by a create_graph=True backward")
+    return input
+
+
 def _torch_grad(loss_fn, input, grad_output, *args):
     """Differentiable gradient by PyTorch's implementation (for backward(create_graph=True))."""
     with torch.enable_grad():
@@ -248,20 +261,25 @@ class _CrossEntropy(torch.autograd.Function):
         loss, grad = _losses.cross_entropy_and_grad(
             x, _np(target), None if weight is None else _np(weight),
             ignore_index, reduction, label_smoothing, out=out)
-        g = torch.from_numpy(grad)
-        ctx.save_for_backward(input, target, weight, g)
+        ctx.save_for_backward(target, weight, torch.from_numpy(grad))
         ctx.args = (ignore_index, reduction, label_smoothing)
+        # The input itself is needed only by a create_graph=True backward.  It is kept as a
+        # plain reference (not saved): PyTorch's own cross_entropy lets the logits be
+        # modified in place after the forward, and so does this one.
+        ctx.input, ctx.input_version, ctx.input_shape = input, input._version, input.shape
         return _tensor(loss)
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, target, weight, g = ctx.saved_tensors
+        target, weight, g = ctx.saved_tensors
         ignore_index, reduction, label_smoothing = ctx.args
         if torch.is_grad_enabled():   # create_graph=True: PyTorch's differentiable path
+            input = _input_for_double_backward(ctx)
             gi = _torch_grad(F.cross_entropy, input, grad_output, target, weight, None,
                              ignore_index, None, reduction, label_smoothing)
         else:
-            gi = _scale(g, grad_output, reduction, _class_axis_shape(input.shape))
+            ctx.input = None          # first-order backward: drop the reference now
+            gi = _scale(g, grad_output, reduction, _class_axis_shape(ctx.input_shape))
         return gi, None, None, None, None, None
 
 
@@ -407,26 +425,20 @@ class _KLDiv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, reduction, log_target):
         loss = _losses.kl_div(_np(input), _np(target), reduction, log_target)
-        ctx.save_for_backward(input, target)
-        ctx.args = (reduction, log_target)
+        ctx.save_for_backward(target)
+        ctx.args = (reduction, log_target, {"none": 1, "sum": 1, "mean": input.numel(),
+                                            "batchmean": input.shape[0] if input.dim() else 1}[reduction])
         return _tensor(loss)
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, target = ctx.saved_tensors
-        reduction, log_target = ctx.args
-        if torch.is_grad_enabled():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                gi = _torch_grad(F.kl_div, input, grad_output, target, None, None, reduction,
-                                 log_target)
-            return gi, None, None, None
-        # d/dx of the pointwise loss is -t (-exp(t) for log targets).
+        # d/dx of the pointwise loss is -t (-exp(t) for log targets), a constant in x: these
+        # torch ops are also the exact (differentiable) create_graph=True backward.
+        (target,) = ctx.saved_tensors
+        reduction, log_target, n = ctx.args
         g = torch.exp(target) if log_target else target
         if reduction == "none":
             return -(g * grad_output), None, None, None
-        n = {"sum": 1, "mean": input.numel(),
-             "batchmean": input.shape[0] if input.dim() else 1}[reduction]
         return g * (-grad_output / n), None, None, None
 
 
