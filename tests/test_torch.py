@@ -6,7 +6,6 @@ to torch.nn.functional inside fastlog.torch an error, so these tests prove
 that fastlog's kernels (not PyTorch) produced the numbers; the fallback tests
 check the opposite.
 """
-import itertools
 import os
 import subprocess
 import sys

@@ -46,17 +46,32 @@ same errors, PyTorch's speed) when any tensor argument
   differentiates with respect to the input only);
 
 and when ``torch.compiler.is_compiling()`` is true: under ``torch.compile``
-the functions trace as ``torch.nn.functional`` calls, so compiled models
-work (with PyTorch's kernels inside the compiled graph).  Arguments that
-fastlog rejects (out-of-range targets, wrong shapes, bad reductions, ...)
-are also handed to PyTorch, so the exception raised is PyTorch's own.
+the functions trace as ``torch.nn.functional`` calls (no graph break, checked
+with ``fullgraph=True``), so compiled models work with PyTorch's (or
+Inductor's) kernels inside the compiled graph and fastlog stays out of it.
+Arguments that fastlog rejects (out-of-range targets, wrong shapes, bad
+reductions, ...) are also handed to PyTorch, so the exception raised is
+PyTorch's own.
 
 Higher-order gradients: ``backward(create_graph=True)`` (grad mode on inside
 backward) makes backward recompute the gradient with PyTorch's differentiable
-implementation from the saved input, so ``torch.autograd.gradgradcheck`` and
-Hessian-vector products work.  That is why the forward keeps a reference to
-the input tensor (a reference, not a copy; PyTorch's own forward keeps the
-N x C log-probabilities instead).
+implementation from the input, so ``torch.autograd.gradgradcheck`` and
+Hessian-vector products work.  For that, ``cross_entropy`` keeps a plain
+reference to its input (no copy; changing the logits in place after the
+forward is allowed, as with PyTorch, and only a later create_graph=True
+backward then refuses) and drops it at the first first-order backward;
+``nll_loss`` and ``binary_cross_entropy_with_logits`` save their input as
+PyTorch's own implementations do; ``kl_div``'s gradient is constant in the
+input and needs only the target.
+
+Gradient buffers: a fresh N x C array costs page faults on first touch.  The
+last large (>= 1 MiB) gradient buffer of each shape is kept and written again
+by a later call once no tensor references it any more (like a caching
+allocator; peak memory is unchanged).  :func:`set_buffer_reuse` turns it off.
+
+Threads: fastlog's kernels use fastlog's own thread count
+(``fastlog.set_num_threads``), PyTorch's ops ``torch.set_num_threads``; on a
+small machine set both, e.g. to the number of physical cores.
 
 The legacy ``size_average``/``reduce`` arguments are accepted and converted
 to ``reduction`` with PyTorch's deprecation warning.
@@ -123,7 +138,8 @@ def _const_ok(t, dtype):
 
 def _input_ok(x):
     # is_compiling first: under torch.compile nothing below may be traced.
-    return not torch.compiler.is_compiling() and isinstance(x, torch.Tensor) and _plain_cpu(x) and x.dtype in _FLOATS
+    return (not torch.compiler.is_compiling() and isinstance(x, torch.Tensor) and _plain_cpu(x)
+            and x.dtype in _FLOATS)
 
 
 def fast_path_available(input, *others):
