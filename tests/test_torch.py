@@ -603,3 +603,18 @@ def test_input_modified_in_place_after_forward_like_torch(fast_only):
     z.add_(5.0)
     with pytest.raises(RuntimeError, match="inplace"):
         torch.autograd.grad(loss, x, create_graph=True)
+
+
+def test_fallback_other_devices():
+    # No GPU here: the 'meta' device stands in for CUDA/other devices (not CPU -> PyTorch).
+    x = torch.randn(4, 5, device="meta", requires_grad=True)
+    t = torch.zeros(4, dtype=torch.long, device="meta")
+    for fn, args in [(FL.cross_entropy, (x, t)), (FL.nll_loss, (x, t)),
+                     (FL.binary_cross_entropy_with_logits, (x, torch.rand(4, 5, device="meta"))),
+                     (FL.kl_div, (x, torch.rand(4, 5, device="meta"))), (FL.log_softmax, (x, 1)),
+                     (FL.softmax, (x, 1))]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = fn(*args)
+        assert out.device.type == "meta"
+        assert type(out.grad_fn).__module__ != "torch.autograd.function"   # not a fastlog Function
