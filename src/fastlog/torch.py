@@ -1,0 +1,600 @@
+"""fastlog for PyTorch: drop-in replacements for ``torch.nn.functional``'s losses on CPU.
+
+Change one import::
+
+    import fastlog.torch as FL          # instead of: import torch.nn.functional as F
+    loss = FL.cross_entropy(logits, y)  # same parameters, same values, same gradients
+    loss.backward()
+
+Functions (same signatures as their ``torch.nn.functional`` namesakes):
+:func:`cross_entropy`, :func:`nll_loss`, :func:`binary_cross_entropy_with_logits`,
+:func:`kl_div`, :func:`log_softmax`, :func:`softmax`; modules (subclasses of
+the ``torch.nn`` ones, so ``isinstance`` checks, ``state_dict`` keys and
+``repr`` are unchanged): :class:`CrossEntropyLoss`, :class:`NLLLoss`,
+:class:`BCEWithLogitsLoss`, :class:`KLDivLoss`.
+
+How
+---
+Each function is a ``torch.autograd.Function`` whose forward hands the
+tensor's memory to fastlog's compiled kernel through NumPy without copying
+(``tensor.detach().numpy()``; results come back with ``torch.from_numpy``).
+``cross_entropy`` and ``binary_cross_entropy_with_logits`` compute the
+gradient in the same pass as the loss (``fastlog.cross_entropy_and_grad``)
+and save it; backward only multiplies it by ``grad_output`` (not even that
+when ``grad_output`` is 1, as it is after ``loss.backward()`` on a reduced
+loss), so no log-probabilities are stored and nothing is recomputed.  With
+``reduction='none'`` backward scales each position by its ``grad_output``.
+``nll_loss`` and ``kl_div`` build their (trivial) gradients in backward;
+``log_softmax``/``softmax`` save their output, as PyTorch does.  The input
+tensor is never written to.
+
+Under ``torch.no_grad()`` (or when the input does not require grad) only
+the loss is computed: no gradient pass, no graph.
+
+When PyTorch's own implementation runs instead
+-------------------------------------------------
+The call is forwarded, unchanged, to ``torch.nn.functional`` (same result,
+same errors, PyTorch's speed) when any tensor argument
+
+* is not on the CPU, is not strided (sparse, mkldnn), or is a tensor
+  subclass / has ``__torch_function__`` (or a torch-function / dispatch mode
+  is active, or it is wrapped by ``torch.func`` transforms such as ``vmap``);
+* has a dtype other than float32/float64 (float16, bfloat16; integer
+  targets other than int64/uint8; a target or weight whose dtype differs
+  from the input's, which PyTorch promotes);
+* is a target, weight or pos_weight that requires grad (fastlog
+  differentiates with respect to the input only);
+
+and when ``torch.compiler.is_compiling()`` is true: under ``torch.compile``
+the functions trace as ``torch.nn.functional`` calls (no graph break, checked
+with ``fullgraph=True``), so compiled models work with PyTorch's (or
+Inductor's) kernels inside the compiled graph and fastlog stays out of it.
+Arguments that fastlog rejects (out-of-range targets, wrong shapes, bad
+reductions, ...) are also handed to PyTorch, so the exception raised is
+PyTorch's own.
+
+Higher-order gradients: ``backward(create_graph=True)`` (grad mode on inside
+backward) makes backward recompute the gradient with PyTorch's differentiable
+implementation from the input, so ``torch.autograd.gradgradcheck`` and
+Hessian-vector products work.  For that, ``cross_entropy`` keeps a plain
+reference to its input (no copy; changing the logits in place after the
+forward is allowed, as with PyTorch, and only a later create_graph=True
+backward then refuses) and drops it at the first first-order backward;
+``nll_loss`` and ``binary_cross_entropy_with_logits`` save their input as
+PyTorch's own implementations do; ``kl_div``'s gradient is constant in the
+input and needs only the target.
+
+Gradient buffers: a fresh N x C array costs page faults on first touch.  The
+last large (>= 1 MiB) gradient buffer of each shape is kept and written again
+by a later call once no tensor references it any more (like a caching
+allocator; peak memory is unchanged).  :func:`set_buffer_reuse` turns it off.
+
+Threads: fastlog's kernels use fastlog's own thread count
+(``fastlog.set_num_threads``), PyTorch's ops ``torch.set_num_threads``; on a
+small machine set both, e.g. to the number of physical cores.
+
+The legacy ``size_average``/``reduce`` arguments are accepted and converted
+to ``reduction`` with PyTorch's deprecation warning.
+
+Importing :mod:`fastlog` never imports torch; only ``import fastlog.torch``
+does.
+"""
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _losses, _softmax
+
+__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div",
+           "log_softmax", "softmax", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
+           "KLDivLoss", "fast_path_available", "set_buffer_reuse"]
+
+_FLOATS = (torch.float32, torch.float64)
+_INDEX_DTYPES = (torch.int64, torch.uint8)   # the class-index dtypes PyTorch accepts
+_PLAIN = (torch.Tensor, nn.Parameter)
+# What fastlog raises for arguments it rejects; PyTorch then gets the call and raises its own.
+_REJECTED = (ValueError, TypeError, IndexError)
+
+try:
+    _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+except AttributeError:  # pragma: no cover - older torch
+    def _is_wrapped(t):
+        return False
+
+try:
+    _dispatch_modes = torch._C._len_torch_dispatch_stack
+except AttributeError:  # pragma: no cover - older torch
+    def _dispatch_modes():
+        return 0
+
+
+# --------------------------------------------------------------- dispatch --
+def _plain_cpu(t):
+    """A tensor whose memory NumPy can view as is: plain CPU strided, no lazy neg/conj bit."""
+    return (type(t) in _PLAIN and t.device.type == "cpu" and t.layout == torch.strided
+            and not t.is_neg() and not t.is_conj() and not _is_wrapped(t))
+
+
+def _env_ok(*tensors):
+    """No torch.compile tracing, no __torch_function__ subclass or mode, no dispatch mode."""
+    if torch.compiler.is_compiling():
+        return False
+    if torch.overrides.has_torch_function(tuple(t for t in tensors if t is not None)):
+        return False
+    return _dispatch_modes() == 0
+
+
+def _const_ok(t, dtype):
+    """An optional non-differentiated tensor argument (weight, pos_weight) usable by fastlog."""
+    if t is None:
+        return True
+    return (isinstance(t, torch.Tensor) and _plain_cpu(t) and t.dtype == dtype
+            and not (t.requires_grad and torch.is_grad_enabled()))
+
+
+def _input_ok(x):
+    # is_compiling first: under torch.compile nothing below may be traced.
+    return (not torch.compiler.is_compiling() and isinstance(x, torch.Tensor) and _plain_cpu(x)
+            and x.dtype in _FLOATS)
+
+
+def fast_path_available(input, *others):
+    """True when fastlog (not PyTorch) would compute a loss of `input` and `others`.
+
+    The check made by every function here before choosing fastlog's kernel:
+    CPU strided float32/float64 plain tensors, no torch.compile tracing, no
+    ``__torch_function__``/dispatch modes.  (Per-function checks on targets and
+    weights come on top.)
+    """
+    return _input_ok(input) and all(o is None or _plain_cpu(o) for o in others) \
+        and _env_ok(input, *others)
+
+
+def _np(t):
+    """Zero-copy NumPy view of a CPU tensor (never written to)."""
+    return t.detach().numpy()
+
+
+def _tensor(a):
+    """An ndarray (or NumPy scalar) produced by fastlog, as a tensor sharing its memory."""
+    return torch.from_numpy(np.asarray(a))
+
+
+# ------------------------------------------------------- gradient buffers --
+# A fresh N x C gradient array costs page faults on first touch (about half the
+# kernel's own time at 1024 x 32000 here).  Like PyTorch's caching allocators,
+# keep the last large gradient buffer of each shape and write the next step's
+# gradient into it, but only once nothing references it any more (its refcount
+# shows that no tensor, view or storage still uses it).  Small buffers are not kept.
+_REUSE = True
+_REUSE_MIN_BYTES = 1 << 20
+_buffers = {}
+
+
+def set_buffer_reuse(enabled):
+    """Keep (True, the default) or drop (False) fastlog.torch's cached gradient buffers.
+
+    With reuse on, the most recent large (>= 1 MiB) gradient buffer of each
+    shape is kept after its tensors are gone and written again by the next call
+    of the same shape, saving the page faults of a fresh allocation.  Peak memory
+    is unchanged; between steps one such buffer per shape stays allocated.
+    Turning it off releases them.
+    """
+    global _REUSE
+    _REUSE = bool(enabled)
+    if not _REUSE:
+        _buffers.clear()
+
+
+def _grad_buffer(shape, dtype):
+    """The `out=` array for a gradient of this shape: a cached one that nothing else
+    references, a fresh one (kept for later if large), or None (reuse is off)."""
+    if not _REUSE:
+        return None
+    key = (tuple(shape), np.dtype(dtype))
+    arr = _buffers.pop(key, None)   # atomic under the GIL: one caller at a time gets it
+    # References: `arr` here and getrefcount's argument; anything more means still in use.
+    if arr is None or sys.getrefcount(arr) != 2:
+        arr = np.empty(shape, dtype)
+    if arr.nbytes >= _REUSE_MIN_BYTES:
+        if len(_buffers) >= 4:
+            _buffers.pop(next(iter(_buffers)), None)
+        _buffers[key] = arr
+    return arr
+
+
+def _reduction(size_average, reduce, reduction):
+    """Map the legacy size_average/reduce pair to `reduction`, as PyTorch does (with its warning)."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    ret = ("mean" if size_average else "sum") if reduce else "none"
+    warnings.warn(f"size_average and reduce args will be deprecated, please use reduction='{ret}' "
+                  f"instead.", stacklevel=3)
+    return ret
+
+
+def _needs_grad(x):
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+def _scale(g, grad_output, reduction, batch_dim_shape=None):
+    """grad_output times the saved gradient of the summed/averaged loss.
+
+    reduced losses: grad_output is 0-d (1 after ``loss.backward()``: the saved
+    tensor is returned as is).  'none': grad_output has the loss's shape and is
+    broadcast along the class axis (`batch_dim_shape` reshapes it for that).
+    """
+    if reduction != "none":
+        if grad_output.numel() == 1 and grad_output.item() == 1.0:
+            return g
+        return g * grad_output
+    if batch_dim_shape is not None:
+        grad_output = grad_output.reshape(batch_dim_shape)
+    return g * grad_output
+
+
+def _class_axis_shape(input_shape):
+    """Shape that puts a per-position grad_output against the class axis 1 of the input."""
+    if len(input_shape) <= 1:
+        return ()
+    return (input_shape[0], 1) + tuple(input_shape[2:])
+
+
+def _input_for_double_backward(ctx):
+    input = ctx.input
+    if input is None:
+        raise RuntimeError("fastlog.torch: a backward with create_graph=True must come before any "
+                           "first-order backward of the same graph (the input was released); "
+                           "use torch.nn.functional for this pattern")
+    if input._version != ctx.input_version:
+        raise RuntimeError("one of the variables needed for gradient computation has been modified "
+                           "by an inplace operation: the input of fastlog.torch.cross_entropy is "
+                           "needed by a create_graph=True backward")
+    return input
+
+
+def _torch_grad(loss_fn, input, grad_output, *args):
+    """Differentiable gradient by PyTorch's implementation (for backward(create_graph=True))."""
+    with torch.enable_grad():
+        loss = loss_fn(input, *args)
+    (g,) = torch.autograd.grad(loss, input, grad_output, create_graph=True)
+    return g
+
+
+# ----------------------------------------------------------- cross-entropy --
+class _CrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
+        x = _np(input)
+        # (the buffer is filled in place for 1-D/2-D inputs; K-dim ones need a moved copy)
+        out = _grad_buffer(x.shape, x.dtype) if x.ndim <= 2 else None
+        loss, grad = _losses.cross_entropy_and_grad(
+            x, _np(target), None if weight is None else _np(weight),
+            ignore_index, reduction, label_smoothing, out=out)
+        ctx.save_for_backward(target, weight, torch.from_numpy(grad))
+        ctx.args = (ignore_index, reduction, label_smoothing)
+        # The input itself is needed only by a create_graph=True backward.  It is kept as a
+        # plain reference (not saved): PyTorch's own cross_entropy lets the logits be
+        # modified in place after the forward, and so does this one.
+        ctx.input, ctx.input_version, ctx.input_shape = input, input._version, input.shape
+        return _tensor(loss)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        target, weight, g = ctx.saved_tensors
+        ignore_index, reduction, label_smoothing = ctx.args
+        if torch.is_grad_enabled():   # create_graph=True: PyTorch's differentiable path
+            input = _input_for_double_backward(ctx)
+            gi = _torch_grad(F.cross_entropy, input, grad_output, target, weight, None,
+                             ignore_index, None, reduction, label_smoothing)
+        else:
+            ctx.input = None          # first-order backward: drop the reference now
+            gi = _scale(g, grad_output, reduction, _class_axis_shape(ctx.input_shape))
+        return gi, None, None, None, None, None
+
+
+def _ce_fast_ok(input, target, weight):
+    if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
+            and _const_ok(weight, input.dtype) and _env_ok(input, target, weight)):
+        return False
+    if target.is_floating_point():   # class probabilities
+        return (target.dtype == input.dtype and target.shape == input.shape
+                and not (target.requires_grad and torch.is_grad_enabled()))
+    return target.dtype in _INDEX_DTYPES
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                  reduction="mean", label_smoothing=0.0):
+    """``torch.nn.functional.cross_entropy`` computed by fastlog's fused kernel.
+
+    Same parameters and results: input ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``
+    logits; target class indices (int64/uint8) or class probabilities (the
+    input's shape and dtype); `weight`, `ignore_index`, `reduction`
+    ('mean', 'sum', 'none'), `label_smoothing`.  The forward computes loss and
+    gradient in one pass; backward scales the saved gradient by grad_output.
+    Falls back to PyTorch as described in the module docstring.
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    if not _ce_fast_ok(input, target, weight):
+        return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
+                               reduction=reduction, label_smoothing=label_smoothing)
+    try:
+        if _needs_grad(input):
+            return _CrossEntropy.apply(input, target, weight, ignore_index, reduction,
+                                       label_smoothing)
+        return _tensor(_losses.cross_entropy(_np(input), _np(target),
+                                             None if weight is None else _np(weight),
+                                             ignore_index, reduction, label_smoothing))
+    except _REJECTED:
+        return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
+                               reduction=reduction, label_smoothing=label_smoothing)
+
+
+# -------------------------------------------------------------------- NLL --
+class _NLL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, reduction):
+        x, t, w = _np(input), _np(target), None if weight is None else _np(weight)
+        loss = _losses.nll_loss(x, t, w, ignore_index, reduction)
+        ctx.save_for_backward(input, target, weight)
+        ctx.args = (ignore_index, reduction)
+        return _tensor(loss)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target, weight = ctx.saved_tensors
+        ignore_index, reduction = ctx.args
+        if torch.is_grad_enabled():
+            gi = _torch_grad(F.nll_loss, input, grad_output, target, weight, None, ignore_index,
+                             None, reduction)
+        else:
+            # The gradient is -w[y]/denominator at the target entries: cheap to build here
+            # rather than keep an N x C array alive between forward and backward.
+            _, g = _losses.nll_loss_and_grad(_np(input), _np(target),
+                                             None if weight is None else _np(weight),
+                                             ignore_index, reduction)
+            gi = _scale(torch.from_numpy(g), grad_output, reduction, _class_axis_shape(input.shape))
+        return gi, None, None, None, None
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """``torch.nn.functional.nll_loss`` computed by fastlog (same parameters and results)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
+            and target.dtype in _INDEX_DTYPES and _const_ok(weight, input.dtype)
+            and _env_ok(input, target, weight)):
+        return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
+    try:
+        if _needs_grad(input):
+            return _NLL.apply(input, target, weight, ignore_index, reduction)
+        return _tensor(_losses.nll_loss(_np(input), _np(target),
+                                        None if weight is None else _np(weight),
+                                        ignore_index, reduction))
+    except _REJECTED:
+        return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
+
+
+# -------------------------------------------------------- BCE with logits --
+class _BCEWithLogits(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, pos_weight, reduction):
+        x = _np(input)
+        loss, grad = _losses.binary_cross_entropy_with_logits_and_grad(
+            x, _np(target), None if weight is None else _np(weight), reduction,
+            None if pos_weight is None else _np(pos_weight), out=_grad_buffer(x.shape, x.dtype))
+        ctx.save_for_backward(input, target, weight, pos_weight, torch.from_numpy(grad))
+        ctx.reduction = reduction
+        return _tensor(loss)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target, weight, pos_weight, g = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            gi = _torch_grad(F.binary_cross_entropy_with_logits, input, grad_output, target,
+                             weight, None, None, ctx.reduction, pos_weight)
+        else:
+            gi = _scale(g, grad_output, ctx.reduction)
+        return gi, None, None, None, None
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction="mean", pos_weight=None):
+    """``torch.nn.functional.binary_cross_entropy_with_logits`` by fastlog's fused kernel.
+
+    `target` has the input's shape and dtype; `weight` and `pos_weight`
+    broadcast against the input.  Loss and gradient come from one pass.
+    """
+    reduction = _reduction(size_average, reduce, reduction)
+    if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
+            and target.dtype == input.dtype and target.shape == input.shape
+            and not (target.requires_grad and torch.is_grad_enabled())
+            and _const_ok(weight, input.dtype) and _const_ok(pos_weight, input.dtype)
+            and _env_ok(input, target, weight, pos_weight)):
+        return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
+                                                  pos_weight=pos_weight)
+    try:
+        if _needs_grad(input):
+            return _BCEWithLogits.apply(input, target, weight, pos_weight, reduction)
+        return _tensor(_losses.binary_cross_entropy_with_logits(
+            _np(input), _np(target), None if weight is None else _np(weight), reduction,
+            None if pos_weight is None else _np(pos_weight)))
+    except _REJECTED:
+        return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
+                                                  pos_weight=pos_weight)
+
+
+# ----------------------------------------------------------------- KL div --
+_KL_MEAN_WARNING = ("reduction: 'mean' divides the total loss by both the batch size and the "
+                    "support size.'batchmean' divides only by the batch size, and aligns with "
+                    "the KL div math definition.'mean' will be changed to behave the same as "
+                    "'batchmean' in the next major release.")
+
+
+class _KLDiv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, target, reduction, log_target):
+        loss = _losses.kl_div(_np(input), _np(target), reduction, log_target)
+        ctx.save_for_backward(target)
+        ctx.args = (reduction, log_target, {"none": 1, "sum": 1, "mean": input.numel(),
+                                            "batchmean": input.shape[0] if input.dim() else 1}[reduction])
+        return _tensor(loss)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        # d/dx of the pointwise loss is -t (-exp(t) for log targets), a constant in x: these
+        # torch ops are also the exact (differentiable) create_graph=True backward.
+        (target,) = ctx.saved_tensors
+        reduction, log_target, n = ctx.args
+        g = torch.exp(target) if log_target else target
+        if reduction == "none":
+            return -(g * grad_output), None, None, None
+        return g * (-grad_output / n), None, None, None
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """``torch.nn.functional.kl_div`` (input holds log-probabilities), computed by fastlog.
+
+    Pointwise ``exp(t) * (t - x)`` if `log_target` else ``xlogy(t, t) - t * x``;
+    'mean' averages over all elements (with PyTorch's warning), 'batchmean'
+    divides the sum by the batch size.  The gradient (-t or -exp(t), scaled)
+    is formed in backward from the saved target.
+    """
+    legacy = size_average is not None or reduce is not None
+    reduction = _reduction(size_average, reduce, reduction)
+    if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
+            and target.dtype == input.dtype and target.shape == input.shape
+            and not (target.requires_grad and torch.is_grad_enabled())
+            and reduction in ("none", "mean", "sum", "batchmean")
+            and _env_ok(input, target)):
+        return F.kl_div(input, target, reduction=reduction, log_target=log_target)
+    if reduction == "mean" and not legacy:
+        warnings.warn(_KL_MEAN_WARNING, stacklevel=2)
+    try:
+        if _needs_grad(input):
+            return _KLDiv.apply(input, target, reduction, bool(log_target))
+        return _tensor(_losses.kl_div(_np(input), _np(target), reduction, bool(log_target)))
+    except _REJECTED:
+        return F.kl_div(input, target, reduction=reduction, log_target=log_target)
+
+
+# ---------------------------------------------------- softmax/log_softmax --
+class _LogSoftmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, dim):
+        y = torch.from_numpy(np.asarray(_softmax.log_softmax(_np(input), axis=dim)))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        if torch.is_grad_enabled() or not _plain_cpu(grad_output):
+            # PyTorch's own (differentiable) backward formula.
+            return torch._log_softmax_backward_data(grad_output, y, ctx.dim, y.dtype), None
+        g = _softmax.log_softmax_backward(_np(grad_output), _np(y), axis=ctx.dim)
+        return _tensor(g), None
+
+
+class _Softmax(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, dim):
+        y = torch.from_numpy(np.asarray(_softmax.softmax(_np(input), axis=dim)))
+        ctx.save_for_backward(y)
+        ctx.dim = dim
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (y,) = ctx.saved_tensors
+        if torch.is_grad_enabled() or not _plain_cpu(grad_output):
+            return torch._softmax_backward_data(grad_output, y, ctx.dim, y.dtype), None
+        g = _softmax.softmax_backward(_np(grad_output), _np(y), axis=ctx.dim)
+        return _tensor(g), None
+
+
+def _softmax_family(name, fn, np_fn, torch_fn, input, dim, _stacklevel, dtype):
+    if dim is None:
+        # PyTorch's legacy implicit dimension, with its deprecation warning.
+        warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
+                      "Change the call to include dim=X as an argument.", stacklevel=_stacklevel)
+        dim = 0 if input.dim() in (0, 1, 3) else 1
+    if dtype is not None:
+        input = input.to(dtype)
+    if not (_input_ok(input) and _env_ok(input)):
+        return torch_fn(input, dim)
+    nd = input.dim()
+    if not isinstance(dim, int) or not -max(nd, 1) <= dim < max(nd, 1) or input.numel() == 0:
+        return torch_fn(input, dim)   # PyTorch's errors and empty-tensor results
+    dim = dim % max(nd, 1)
+    if nd == 0:
+        dim = None
+    if _needs_grad(input):
+        return fn.apply(input, dim)
+    return torch.from_numpy(np.asarray(np_fn(_np(input), axis=dim)))
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """``torch.nn.functional.log_softmax`` computed by fastlog's kernel (one exp per element).
+
+    `dim` None picks PyTorch's legacy implicit dimension (with its warning);
+    `dtype` casts the input first.  Backward uses the saved output.
+    """
+    return _softmax_family("log_softmax", _LogSoftmax, _softmax.log_softmax, torch.log_softmax,
+                           input, dim, _stacklevel, dtype)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """``torch.nn.functional.softmax`` computed by fastlog's kernel (same parameters)."""
+    return _softmax_family("softmax", _Softmax, _softmax.softmax, torch.softmax,
+                           input, dim, _stacklevel, dtype)
+
+
+# ---------------------------------------------------------------- modules --
+class CrossEntropyLoss(nn.CrossEntropyLoss):
+    """``torch.nn.CrossEntropyLoss`` whose forward is :func:`fastlog.torch.cross_entropy`."""
+
+    def forward(self, input, target):
+        return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                             reduction=self.reduction, label_smoothing=self.label_smoothing)
+
+
+class NLLLoss(nn.NLLLoss):
+    """``torch.nn.NLLLoss`` whose forward is :func:`fastlog.torch.nll_loss`."""
+
+    def forward(self, input, target):
+        return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
+                        reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
+    """``torch.nn.BCEWithLogitsLoss`` whose forward is
+    :func:`fastlog.torch.binary_cross_entropy_with_logits`."""
+
+    def forward(self, input, target):
+        return binary_cross_entropy_with_logits(input, target, self.weight,
+                                                pos_weight=self.pos_weight,
+                                                reduction=self.reduction)
+
+
+class KLDivLoss(nn.KLDivLoss):
+    """``torch.nn.KLDivLoss`` whose forward is :func:`fastlog.torch.kl_div`."""
+
+    def forward(self, input, target):
+        return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+# Fused linear + cross-entropy (F.linear_cross_entropy's namesake) lives in its own module.
+try:
+    from ._torch_lce import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: F401
+except ImportError:
+    pass
+else:
+    __all__ += ["linear_cross_entropy", "LinearCrossEntropyLoss"]
