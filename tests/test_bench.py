@@ -202,13 +202,20 @@ def test_quick_plan_has_the_required_shapes_dtypes_and_threads():
     cs = cases.plan("quick", max_threads=2)
     ce = {(c.shape, c.dtype, c.threads) for c in cs if c.group == "cross_entropy_fwd_bwd"}
     ls = {(c.shape, c.dtype, c.threads) for c in cs if c.group == "log_softmax"}
-    for shape in [(64, 10), (4096, 10), (4096, 1000), (1024, 32000), (128, 128256)]:
-        for dt in ("float32", "float64"):
-            assert (shape, dt, 1) in ce and (shape, dt, 1) in ls
+    shapes = [(64, 10), (4096, 10), (4096, 1000), (1024, 32000), (128, 128256)]
+    for shape in shapes:
+        assert (shape, "float32", 1) in ce and (shape, "float32", 1) in ls
+    for shape in shapes[:3]:
+        assert (shape, "float64", 1) in ce and (shape, "float64", 1) in ls
     for shape in [(4096, 1000), (1024, 32000)]:
         assert (shape, "float32", 2) in ce and (shape, "float32", 2) in ls
     assert not any(c.threads > 1 for c in cases.plan("quick", max_threads=1))
     assert {c.group for c in cs} == set(cases.GROUPS)
+    full = {(c.group, c.shape, c.dtype, c.threads) for c in cases.plan("full", max_threads=2)}
+    for g in ("log_softmax", "cross_entropy_fwd_bwd", "nll", "bce_with_logits"):
+        for shape in shapes:
+            for dt in ("float32", "float64"):
+                assert {(g, shape, dt, 1), (g, shape, dt, 2)} <= full
 
 
 def test_plan_overrides_and_aliases():

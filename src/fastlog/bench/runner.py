@@ -8,7 +8,7 @@ from .timing import Budget, Stats, measure, pinned_threads
 __all__ = ["Result", "run_cases", "BUDGETS"]
 
 BUDGETS = {
-    "quick": Budget(target_s=0.12, min_samples=5, slow_call_s=0.05, slow_min_samples=3),
+    "quick": Budget(target_s=0.1, min_samples=5, slow_call_s=0.05, slow_min_samples=3),
     "full": Budget(target_s=1.0, min_samples=10, slow_call_s=0.1, slow_min_samples=5, warmup=2),
     "tiny": Budget(target_s=0.0, min_samples=2, max_samples=3, min_sample_s=1e-5,
                    slow_min_samples=2),
@@ -103,7 +103,7 @@ def run_one(case, library, data, reference, budget):
     if not ok:
         return Result(case, library, "wrong", "result disagrees with the float64 NumPy oracle", err)
     try:
-        stats = measure(fn, budget)
+        stats = measure(fn, budget, warmed=True)
     except Exception as e:
         return Result(case, library, "error", f"{type(e).__name__}: {e}", err)
     return Result(case, library, "ok", "", err, stats)

@@ -60,17 +60,22 @@ class Budget:
     slow_min_samples: int = 3
 
 
-def measure(fn, budget=Budget()):
-    """Time ``fn()`` with warm-up; return :class:`Stats` of the per-call time."""
-    for _ in range(max(1, budget.warmup)):
+def measure(fn, budget=Budget(), warmed=False):
+    """Time ``fn()`` with warm-up; return :class:`Stats` of the per-call time.
+
+    ``warmed=True`` says the caller has just called `fn` (e.g. to check its
+    result), which then counts as the first warm-up call.
+    """
+    for _ in range(max(0, budget.warmup - bool(warmed))):
         fn()
     t0 = time.perf_counter()
     fn()
     one = time.perf_counter() - t0
-    number = 1 if one >= budget.min_sample_s else int(math.ceil(budget.min_sample_s / max(one, 1e-9)))
     min_samples = budget.slow_min_samples if one >= budget.slow_call_s else budget.min_samples
-    per_call = []
-    spent = 0.0
+    if one >= budget.min_sample_s:
+        number, per_call, spent = 1, [one], one  # the calibration call is a valid sample
+    else:
+        number, per_call, spent = int(math.ceil(budget.min_sample_s / max(one, 1e-9))), [], 0.0
     enabled = gc.isenabled()
     gc.disable()
     try:
