@@ -407,8 +407,13 @@ MLP_LR = 0.05
 
 
 def _fl_mlp(d, dtype):
-    """A fastlog.MLP with the case's initial weights, or Unavailable."""
-    cls = _fastlog_api("MLP")
+    """A fastlog.MLP (or fastlog.nn.MLP) holding the case's initial weights, or Unavailable."""
+    cls = getattr(fastlog, "MLP", None)
+    if cls is None:
+        try:
+            from fastlog.nn import MLP as cls
+        except ImportError:
+            raise Unavailable("fastlog.MLP is not in this build of fastlog") from None
     try:
         model = cls(sizes=MLP_SIZES, dtype=dtype, seed=0)
     except TypeError:
@@ -463,16 +468,11 @@ def _fl_mlp_train(d):
 
 def _fl_mlp_predict(d):
     model = _fl_mlp(d, d["x"].dtype)
+    forward = getattr(model, "forward", None)
+    if forward is None:
+        raise Unavailable("fastlog.MLP has no forward() returning logits to check")
     x = d["x"]
-    return lambda: _mlp_logits(model.predict(x), x.shape[0])
-
-
-def _mlp_logits(out, n):
-    """predict() may return logits or probabilities; both compare as log-probabilities."""
-    out = _to_numpy(out)
-    if isinstance(out, tuple):
-        out = out[0]
-    return out
+    return lambda: forward(x)
 
 
 def _np_mlp_train(d):
