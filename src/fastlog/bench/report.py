@@ -167,7 +167,8 @@ def format_report(report, title="fastlog benchmark report"):
            "timing:    median ms per call after warm-up; (n%) = interquartile range / median; every "
            "result is first",
            "           checked against a float64 NumPy oracle, and a wrong one is not timed",
-           "speed-up:  'vs X' = X's median / fastlog's median (> 1: fastlog is faster)"]
+           "speed-up:  'vs X' = X's median / fastlog's median: how many times faster fastlog is than X "
+           "(< 1: slower)"]
     if report.get("elapsed_s"):
         out[1] += f"   [{report['elapsed_s']:.0f} s]"
     by_case = {}
@@ -317,6 +318,7 @@ def plot_report(report, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     by_case = {}
     for r in results_of(report):
@@ -349,12 +351,16 @@ def plot_report(report, path):
                 ax.plot(xs, ys, marker="o", label=f"vs {lib}")
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_yscale("log")
+        lo, hi = ax.get_ylim()
+        ticks = [t for t in (0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 500) if lo <= t <= hi]
+        ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([f"{t:g}x" for t in ticks])
         ax.set_xlabel("shape N x C, by class count C")
         ax.set_ylabel("fastlog speed-up (x)")
         ax.set_title(f"{gname} ({dt}, {th} thread{'s' if th > 1 else ''})", fontsize=10)
         ax.set_xticks(range(len(chosen)))
         ax.set_xticklabels([c.label for c, _ in chosen], rotation=30, fontsize=7)
-        ax.minorticks_off()
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
