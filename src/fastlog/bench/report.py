@@ -209,7 +209,7 @@ def format_report(report, title="fastlog benchmark report"):
         _table(header, rows, out)
         if has_floor:
             out.append(f"  floor = {g.streams} x N*C*itemsize bytes / copy bandwidth (C >= 1000); "
-                       "x floor = fastlog time / floor (1.00 = at the memory limit)")
+                       "x floor = fraction of the floor = fastlog time / floor time (1.00 = at the memory limit)")
     out += _scaling_lines(by_case)
     out += _problem_lines(results)
     return "\n".join(out)
