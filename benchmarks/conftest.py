@@ -73,7 +73,7 @@ def run_bench():
         case, lib = bench_case
         data, reference = _Inputs.get(case)
         try:
-            fn, getter = runner._prepare(cases.GROUPS[case.group], lib, data)
+            fn, getter = runner.prepare(cases.GROUPS[case.group], lib, data)
         except cases.Unavailable as e:
             pytest.skip(f"{lib}: {e}")
         benchmark.group = f"{case.group} {case.label} {case.dtype} {case.threads}t"

@@ -395,12 +395,6 @@ def _scipy(name, call):
     return build
 
 
-def _fl_ce_grad(d):
-    fn = _fastlog_api("cross_entropy_and_grad")
-    x, y = d["x"], d["y"]
-    return lambda: fn(x, y)
-
-
 # MLP ---------------------------------------------------------------------
 MLP_SIZES = (784, 128, 64, 10)
 MLP_LR = 0.05
@@ -588,7 +582,7 @@ GROUPS = {g.name: g for g in [
           }, streams=1),
     _rows("cross_entropy_fwd_bwd", "cross-entropy forward+backward (mean, integer targets)",
           lambda d: np_cross_entropy_and_grad(d["x"], d["y"]), {
-              "fastlog": _fl_ce_grad,
+              "fastlog": _fl("cross_entropy_and_grad", lambda f, d: f(d["x"], d["y"])),
               "numpy": _simple(lambda d: np_cross_entropy_and_grad(d["x"], d["y"])),
               "torch": _torch_loss_backward(lambda F, x, t: F.cross_entropy(x, t["y"])),
           }, streams=2),

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from . import cases as _cases
 from .timing import Budget, Stats, measure, pinned_threads
 
-__all__ = ["Result", "run_cases", "BUDGETS"]
+__all__ = ["Result", "run_cases", "run_one", "prepare", "BUDGETS"]
 
 BUDGETS = {
     "quick": Budget(target_s=0.1, min_samples=5, slow_call_s=0.05, slow_min_samples=3),
@@ -77,7 +77,7 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _prepare(group, library, data):
+def prepare(group, library, data):
     """(fn, result_getter) for this library, or raise Unavailable."""
     built = group.impls[library](data)
     if isinstance(built, tuple):
@@ -92,7 +92,7 @@ def run_one(case, library, data, reference, budget):
     """
     group = _cases.GROUPS[case.group]
     try:
-        fn, getter = _prepare(group, library, data)
+        fn, getter = prepare(group, library, data)
         first = fn()
         out = getter() if getter is not None else first
     except _cases.Unavailable as e:
