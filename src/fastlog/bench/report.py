@@ -59,6 +59,7 @@ def machine_info():
         "scipy": _version("scipy"),
         "torch": _version("torch") if "torch" in sys.modules else _torch_version_lazy(),
         "blas": _blas(),
+        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -154,7 +155,9 @@ def format_report(report, title="fastlog benchmark report"):
     results = results_of(report)
     out = [f"{title}  ({report['created']})",
            f"command:   {report['command']}",
-           f"cpu:       {m['cpu']}, {m['cores']} usable cores, {m['platform']}",
+           f"cpu:       {m['cpu']}, {m['cores']} usable cores, {m['platform']}"
+           + (f", 1-min load average {m['load_avg_1min']:.1f} at the end (this run adds about 1; "
+              f"more means other processes competed)" if m.get("load_avg_1min") is not None else ""),
            f"fastlog:   {m['fastlog']}, ISA build {m['isa']}"
            f"{' (forced by FASTLOG_ISA)' if m.get('isa_forced') else ''}"
            f" (CPU supports {', '.join(m['isa_supported'])}), OpenMP {'on' if m['openmp'] else 'OFF'}",
