@@ -20,6 +20,8 @@ cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.string cimport memset
+from libc.stdlib cimport malloc, free
+from libc.math cimport NAN
 
 cnp.import_array()
 
@@ -57,6 +59,10 @@ cdef extern from "fl_kernels.h" nogil:
                              const float *w, double eps, double gscale, double *loss, float *grad)
     void fl_ce_prob_rows_f64(const double *x, Py_ssize_t nrows, Py_ssize_t C, const double *t,
                              const double *w, double eps, double gscale, double *loss, double *grad)
+    double fl_bce_n_f32(const float *x, const float *y, const float *w, const float *pw, Py_ssize_t n,
+                        double gscale, float *loss, float *grad)
+    double fl_bce_n_f64(const double *x, const double *y, const double *w, const double *pw,
+                        Py_ssize_t n, double gscale, double *loss, double *grad)
     void fl_exp_n_f32(const float *x, Py_ssize_t n, float *out)
     void fl_exp_n_f64(const double *x, Py_ssize_t n, double *out)
     void fl_exp_nonpos_n_f32(const float *x, Py_ssize_t n, float *out)
@@ -438,37 +444,53 @@ def nll(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index
 
 
 # ---------------------------------------------------- BCE with logits -------
-cdef void _bce_run(const real *x, const real *y, const real *w, const real *pw, Py_ssize_t n,
-                   double gscale, double *loss, real *grad) noexcept nogil:
-    """Element-wise BCE with logits over n elements (w, pw: NULL or n values).
-    loss_i = w * ((1-y) x + lw * softplus(-x)),  lw = 1 + (pw-1) y
-    grad_i = gscale * w * ((1-y) - lw * sigmoid(-x))"""
-    cdef Py_ssize_t i
-    cdef double xi, yi, wi, lw, e, sp, sg
-    for i in range(n):
-        xi = x[i]
-        yi = y[i]
-        wi = w[i] if w != NULL else 1.0
-        lw = (1.0 + (pw[i] - 1.0) * yi) if pw != NULL else 1.0
-        e = exp(-fabs(xi))                       # in (0, 1]
-        sp = log1p(e) + (-xi if xi < 0 else 0.0)  # softplus(-x) = -log_sigmoid(x)
-        if loss != NULL:
-            loss[i] = wi * ((1.0 - yi) * xi + lw * sp)
-        if grad != NULL:
-            sg = (1.0 / (1.0 + e)) if xi <= 0 else (e / (1.0 + e))   # sigmoid(-x)
-            grad[i] = <real>(gscale * wi * ((1.0 - yi) - lw * sg))
+cdef double _bce_run(const real *x, const real *y, const real *w, const real *pw, Py_ssize_t n,
+                     double gscale, real *loss, real *grad) noexcept nogil:
+    """fl_bce_n over fixed chunks of CHUNK_ELEMS elements, threads over chunks;
+    chunk sums added in chunk order (thread-count independent)."""
+    cdef Py_ssize_t nch = (n + CHUNK_ELEMS - 1) // CHUNK_ELEMS, k, j0, m
+    cdef int nt = _n_threads if (n >= PAR_MIN_ELEMS and nch > 1) else 1
+    cdef double total = 0.0
+    cdef double *part
+    if nt > nch:
+        nt = <int>nch
+    if nt == 1:
+        if real is float:
+            return fl_bce_n_f32(x, y, w, pw, n, gscale, loss, grad)
+        else:
+            return fl_bce_n_f64(x, y, w, pw, n, gscale, loss, grad)
+    part = <double *>malloc(nch * sizeof(double))
+    if part == NULL:
+        return NAN
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        j0 = k * CHUNK_ELEMS
+        m = CHUNK_ELEMS if j0 + CHUNK_ELEMS <= n else n - j0
+        if real is float:
+            part[k] = fl_bce_n_f32(x + j0, y + j0, (w + j0) if w != NULL else NULL,
+                                   (pw + j0) if pw != NULL else NULL, m, gscale,
+                                   (loss + j0) if loss != NULL else NULL,
+                                   (grad + j0) if grad != NULL else NULL)
+        else:
+            part[k] = fl_bce_n_f64(x + j0, y + j0, (w + j0) if w != NULL else NULL,
+                                   (pw + j0) if pw != NULL else NULL, m, gscale,
+                                   (loss + j0) if loss != NULL else NULL,
+                                   (grad + j0) if grad != NULL else NULL)
+    total = _sum_rows(part, nch)
+    free(part)
+    return total
 
 
 def bce_with_logits(cnp.ndarray x, cnp.ndarray y, object w, object pw, double gscale,
                     object loss, object grad):
     """Element-wise over flat contiguous arrays of one dtype; w/pw None or
-    arrays of x's size; loss None or float64 OUT of x's size, grad None or OUT
-    like x."""
+    arrays of x's size; loss None or OUT like x (per-element losses), grad
+    None or OUT like x.  Returns the sum of the losses (float64)."""
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef void *wp = NULL
     cdef void *pp = NULL
     cdef void *lp = NULL
     cdef void *gp = NULL
+    cdef double total
     if w is not None:
         wp = cnp.PyArray_DATA(<cnp.ndarray>w)
     if pw is not None:
@@ -479,12 +501,14 @@ def bce_with_logits(cnp.ndarray x, cnp.ndarray y, object w, object pw, double gs
         gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
     if _is_f32(x):
         with nogil:
-            _bce_run[float](<const float *>cnp.PyArray_DATA(x), <const float *>cnp.PyArray_DATA(y),
-                            <const float *>wp, <const float *>pp, n, gscale, <double *>lp, <float *>gp)
+            total = _bce_run[float](<const float *>cnp.PyArray_DATA(x), <const float *>cnp.PyArray_DATA(y),
+                                    <const float *>wp, <const float *>pp, n, gscale, <float *>lp, <float *>gp)
     else:
         with nogil:
-            _bce_run[double](<const double *>cnp.PyArray_DATA(x), <const double *>cnp.PyArray_DATA(y),
-                             <const double *>wp, <const double *>pp, n, gscale, <double *>lp, <double *>gp)
+            total = _bce_run[double](<const double *>cnp.PyArray_DATA(x), <const double *>cnp.PyArray_DATA(y),
+                                     <const double *>wp, <const double *>pp, n, gscale, <double *>lp,
+                                     <double *>gp)
+    return total
 
 
 def sum_float64(cnp.ndarray v):

@@ -247,7 +247,7 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
     w = _broadcast_param(weight, a.shape, dtype, "weight")
     pw = _broadcast_param(pos_weight, a.shape, dtype, "pos_weight")
     n = x.size
-    losses = np.empty(n, np.float64)
+    losses = np.empty(n, dtype) if red == 0 else None
     g = None
     if want_grad:
         if out is not None:
@@ -256,9 +256,11 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
         else:
             g = np.empty(n, dtype)
     gscale = 1.0 / n if (red == 1 and n) else 1.0
-    core.bce_with_logits(x, y, w, pw, gscale, losses, g)
-    total = core.sum_float64(losses) if red else 0.0
-    loss = _finish_loss(losses, total, n, red, dtype, a.shape)
+    total = core.bce_with_logits(x, y, w, pw, gscale, losses, g)
+    if red == 0:
+        loss = losses.reshape(a.shape)
+    else:
+        loss = dtype.type(total if red == 2 else _ratio(total, n))
     if not want_grad:
         return loss
     if out is None:

@@ -464,6 +464,60 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
     }
 }
 
+/* Binary cross-entropy with logits, element-wise over n elements, fused with
+ * its gradient (torch's formula, stable for any finite x):
+ *   loss_j = w_j ((1 - y_j) x_j + lw_j softplus(-x_j)),  lw_j = 1 + (pw_j - 1) y_j
+ *   dloss_j/dx_j = w_j ((1 - y_j) - lw_j sigmoid(-x_j))
+ * with softplus(-x) = log1p(exp(-|x|)) + max(-x, 0): one exp and one log1p
+ * per element, both fastlog's vectorized ones.  w, pw: NULL (all ones) or n
+ * values.  If loss != NULL it receives the per-element losses; grad (may be
+ * NULL) receives gscale * dloss/dx.  Returns the sum of the losses (T inside
+ * blocks of FL_BLK, double across blocks). */
+#define FL_BCE_BODY(WJ, LWJ)                                                   \
+    {                                                                          \
+        const T xj = x[j], yj = y[j], wj = (WJ), lwj = (LWJ);                  \
+        const T ax = xj < 0 ? -xj : xj;                                        \
+        const T ev = FL_EXP_NP(-ax);                                           \
+        const T sp = FL_LOG1P(ev) + (xj < 0 ? -xj : (T)0);                     \
+        const T lj = wj * (((T)1 - yj) * xj + lwj * sp);                       \
+        ps += lj;                                                              \
+        if (loss) loss[j] = lj;                                                \
+        if (grad) {                                                            \
+            const T inv = (T)1 / ((T)1 + ev);                                  \
+            const T sg = xj <= 0 ? inv : ev * inv;                             \
+            grad[j] = gs * wj * (((T)1 - yj) - lwj * sg);                      \
+        }                                                                      \
+    }
+
+static double FL_(bce_n)(const T *x, const T *y, const T *w, const T *pw, ptrdiff_t n,
+                         double gscale, T *loss, T *grad)
+{
+    const T gs = (T)gscale;
+    double total = 0.0;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_BLK) {
+        const ptrdiff_t j1 = j0 + FL_BLK < n ? j0 + FL_BLK : n;
+        T ps = 0;
+        ptrdiff_t j;
+        if (w && pw) {
+#pragma omp simd reduction(+:ps)
+            for (j = j0; j < j1; j++) FL_BCE_BODY(w[j], (T)1 + (pw[j] - (T)1) * y[j])
+        } else if (w) {
+#pragma omp simd reduction(+:ps)
+            for (j = j0; j < j1; j++) FL_BCE_BODY(w[j], (T)1)
+        } else if (pw) {
+#pragma omp simd reduction(+:ps)
+            for (j = j0; j < j1; j++) FL_BCE_BODY((T)1, (T)1 + (pw[j] - (T)1) * y[j])
+        } else {
+#pragma omp simd reduction(+:ps)
+            for (j = j0; j < j1; j++) FL_BCE_BODY((T)1, (T)1)
+        }
+        total += (double)ps;
+    }
+    return total;
+}
+#undef FL_BCE_BODY
+
+
 /* Element-wise kernels over a flat range (exposed for tests of the math). */
 static void FL_(exp_n)(const T *x, ptrdiff_t n, T *out)
 {
