@@ -117,7 +117,8 @@ def _finish_loss(losses, total, denom, red, dtype, batch_shape):
 def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, want_grad, out):
     R = _Rows(input)
     red = reduction_code(reduction)
-    eps = smoothing_param(label_smoothing) if label_smoothing else 0.0
+    eps = (0.0 if type(label_smoothing) in (float, int) and label_smoothing == 0
+           else smoothing_param(label_smoothing))
     ignore_index = int_param(ignore_index, "ignore_index")
     dtype = R.a.dtype
     w = None if weight is None else class_weight(weight, R.C, dtype)
@@ -125,24 +126,35 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
     M = R.rows.shape[0]
     if M and R.C == 0:
         raise ValueError("input has 0 classes")
-    losses = np.empty(M, np.float64)
     if t.dtype.kind == "f" and t.shape == R.a.shape and t.shape != R.batch_shape:
         # Class probabilities.
         tr = R.same_layout(t, "target")
+        losses = np.empty(M, np.float64)
         g = R.grad_buffer(out) if want_grad else None
         if g is not None and np.may_share_memory(g, tr):
             raise ValueError("out must not share memory with target")
         gscale = 1.0 / M if (red == 1 and M) else 1.0
         total = core.ce_prob(R.rows, tr, w, eps, gscale, g, losses)
         loss = _finish_loss(losses, total, M, red, dtype, R.batch_shape)
-    else:
-        tt = index_target(t, R.batch_shape)
-        g = R.grad_buffer(out) if want_grad else None
-        bad, wsum, total = core.ce_index(R.rows, tt, w, ignore_index, eps, red, g, losses)
-        if bad >= 0:
-            raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
-                             f"(at flat position {bad}; ignore_index={ignore_index})")
-        loss = _finish_loss(losses, total, wsum, red, dtype, R.batch_shape)
+        if not want_grad:
+            return loss
+        return loss, R.finish_grad(g, out)
+    return _index_loss(core.ce_index, R, t, w, ignore_index, red, want_grad, out, eps)
+
+
+def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params):
+    """Run a class-index kernel (core.ce_index / core.nll) over R's rows.
+
+    The kernel range-checks the targets before it writes anything and reports
+    the first bad position, which becomes the IndexError."""
+    tt = index_target(target, R.batch_shape)
+    g = R.grad_buffer(out) if want_grad else None
+    losses = np.empty(R.rows.shape[0], np.float64)
+    bad, wsum, total = kernel(R.rows, tt, w, ignore_index, *params, red, g, losses)
+    if bad >= 0:
+        raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
+                         f"(at flat position {bad}; ignore_index={ignore_index})")
+    loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape)
     if not want_grad:
         return loss
     return loss, R.finish_grad(g, out)
@@ -195,18 +207,7 @@ def _nll(input, target, weight, ignore_index, reduction, want_grad, out):
     ignore_index = int_param(ignore_index, "ignore_index")
     dtype = R.a.dtype
     w = class_weight(weight, R.C, dtype)
-    tt = index_target(target, R.batch_shape)
-    M = R.rows.shape[0]
-    losses = np.empty(M, np.float64)
-    g = R.grad_buffer(out) if want_grad else None
-    bad, wsum, total = core.nll(R.rows, tt, w, ignore_index, red, g, losses)
-    if bad >= 0:
-        raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
-                         f"(at flat position {bad}; ignore_index={ignore_index})")
-    loss = _finish_loss(losses, total, wsum, red, dtype, R.batch_shape)
-    if not want_grad:
-        return loss
-    return loss, R.finish_grad(g, out)
+    return _index_loss(core.nll, R, target, w, ignore_index, red, want_grad, out)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):

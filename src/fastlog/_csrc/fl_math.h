@@ -27,14 +27,14 @@ static inline int64_t fl_d2i(double f) { int64_t i; memcpy(&i, &f, 8); return i;
 static inline double fl_i2d(int64_t i) { double f; memcpy(&f, &i, 8); return f; }
 
 /* ---------------------------------------------------------------- expf -- */
-static inline float fl_expf(float x)
+/* The shared part of the float exps: for xc already clamped to [-104, 89],
+ * returns exp(r) for r = xc - n*ln2 in [-ln2/2, ln2/2] and sets *ni = n. */
+static inline float fl_expf_reduced(float xc, int32_t *ni)
 {
     const float magic = 12582912.0f;            /* 1.5 * 2^23: round-to-nearest */
-    float xc = x < -104.0f ? -104.0f : x;       /* exp(-104) < 2^-150: rounds to 0 */
-    xc = xc > 89.0f ? 89.0f : xc;               /* exp(89) > FLT_MAX: gives inf   */
     float t = xc * 1.44269504088896341f + magic;
     float n = t - magic;
-    int32_t ni = fl_f2i(t) - fl_f2i(magic);     /* n as an integer, in [-150, 129] */
+    *ni = fl_f2i(t) - fl_f2i(magic);            /* n as an integer, in [-150, 129] */
     /* Cody-Waite: r = x - n*ln2 in two pieces (ln2_hi has 8 trailing zero bits). */
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -45,24 +45,40 @@ static inline float fl_expf(float x)
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
+    return p * (r * r) + r + 1.0f;
+}
+
+static inline float fl_expf(float x)
+{
+    float xc = x < -104.0f ? -104.0f : x;       /* exp(-104) < 2^-150: rounds to 0 */
+    xc = xc > 89.0f ? 89.0f : xc;               /* exp(89) > FLT_MAX: gives inf   */
+    int32_t ni;
+    float p = fl_expf_reduced(xc, &ni);
     /* Scale by 2^n in two steps so subnormal results and 2^128 work. */
     int32_t n1 = ni >> 1;
     int32_t n2 = ni - n1;
-    float s1 = fl_i2f((n1 + 127) << 23);
-    float s2 = fl_i2f((n2 + 127) << 23);
-    return (p * s1) * s2;
+    return (p * fl_i2f((n1 + 127) << 23)) * fl_i2f((n2 + 127) << 23);
+}
+
+/* exp for x <= 0 (or NaN), as in softmax where x = logit - max: no overflow
+ * clamp, and the 2^n scaling done as (p * 2^(n+64)) * 2^-64, exact for every
+ * n in [-150, 0] including subnormal results.  Undefined for x > 0. */
+static inline float fl_expf_nonpos(float x)
+{
+    float xc = x < -104.0f ? -104.0f : x;
+    int32_t ni;
+    float p = fl_expf_reduced(xc, &ni);
+    return (p * fl_i2f((ni + 191) << 23)) * 5.42101086242752217e-20f;   /* 2^-64 */
 }
 
 /* ----------------------------------------------------------------- exp -- */
-static inline double fl_exp(double x)
+/* The shared part of the double exps (xc clamped to [-746, 710]). */
+static inline double fl_exp_reduced(double xc, int64_t *ni)
 {
     const double magic = 6755399441055744.0;    /* 1.5 * 2^52 */
-    double xc = x < -746.0 ? -746.0 : x;
-    xc = xc > 710.0 ? 710.0 : xc;
     double t = xc * 1.4426950408889634074 + magic;
     double n = t - magic;
-    int64_t ni = fl_d2i(t) - fl_d2i(magic);
+    *ni = fl_d2i(t) - fl_d2i(magic);
     double r = xc - n * 6.93147180369123816490e-01;   /* ln2_hi (Cephes/fdlibm split) */
     r = r - n * 1.90821492927058770002e-10;           /* ln2_lo */
     /* Taylor series to degree 13 on [-ln2/2, ln2/2]: truncation < 5e-18. */
@@ -78,60 +94,25 @@ static inline double fl_exp(double x)
     p = p * r + 1.0 / 24.0;
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
-    p = p * (r * r) + r + 1.0;
-    int64_t n1 = ni >> 1;
-    int64_t n2 = ni - n1;
-    double s1 = fl_i2d((n1 + 1023) << 52);
-    double s2 = fl_i2d((n2 + 1023) << 52);
-    return (p * s1) * s2;
+    return p * (r * r) + r + 1.0;
 }
 
-
-/* exp for x <= 0 (or NaN), as in softmax where x = logit - max.  Same
- * polynomial as fl_expf; no overflow clamp, and the 2^n scaling done as
- * (p * 2^(n+64)) * 2^-64, exact for every n in [-150, 0] including
- * subnormal results.  Results for x > 0 are undefined (never called so). */
-static inline float fl_expf_nonpos(float x)
+static inline double fl_exp(double x)
 {
-    const float magic = 12582912.0f;
-    float xc = x < -104.0f ? -104.0f : x;
-    float t = xc * 1.44269504088896341f + magic;
-    float n = t - magic;
-    int32_t ni = fl_f2i(t) - fl_f2i(magic);
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * (r * r) + r + 1.0f;
-    return (p * fl_i2f((ni + 191) << 23)) * 5.42101086242752217e-20f;   /* 2^-64 */
+    double xc = x < -746.0 ? -746.0 : x;
+    xc = xc > 710.0 ? 710.0 : xc;
+    int64_t ni;
+    double p = fl_exp_reduced(xc, &ni);
+    int64_t n1 = ni >> 1;
+    int64_t n2 = ni - n1;
+    return (p * fl_i2d((n1 + 1023) << 52)) * fl_i2d((n2 + 1023) << 52);
 }
 
 static inline double fl_exp_nonpos(double x)
 {
-    const double magic = 6755399441055744.0;
     double xc = x < -746.0 ? -746.0 : x;
-    double t = xc * 1.4426950408889634074 + magic;
-    double n = t - magic;
-    int64_t ni = fl_d2i(t) - fl_d2i(magic);
-    double r = xc - n * 6.93147180369123816490e-01;
-    r = r - n * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * (r * r) + r + 1.0;
+    int64_t ni;
+    double p = fl_exp_reduced(xc, &ni);
     return (p * fl_i2d((ni + 1023 + 512) << 52)) * 7.4583407312002067e-155;   /* 2^-512 */
 }
 
