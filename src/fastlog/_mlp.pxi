@@ -24,9 +24,15 @@
 #             V <- mu V + (1-dampening) G^T A and one pass finishes
 #             V += (1-dampening) wd W;  W -= lr V  (PyTorch's SGD, whose first
 #             step sets V to the gradient).
-# Elementwise passes are single-threaded and in a fixed order; the GEMMs run
-# in SciPy's OpenBLAS with its own thread pool (fastlog.nn sets that pool's
-# size to fastlog's thread count during its calls).
+# Threads: every GEMM is cut into a fixed number of blocks that depends only
+# on its shape (rows of the output for the forward and dA products, columns
+# of the weight gradient), and the blocks run in a static prange over
+# fastlog's threads, each block one single-threaded BLAS call (fastlog.nn
+# sets SciPy's OpenBLAS pool to 1 thread during these calls).  A block's
+# result does not depend on which thread ran it, so results are bit-identical
+# for any thread count; OpenBLAS's own threading is not (its split of
+# A @ W.T changes the rounding).  The bias/ReLU epilogue runs inside the same
+# block, while it is in cache; the column reductions are serial, in row order.
 
 from libc.string cimport memcpy
 
@@ -97,11 +103,84 @@ cdef inline void _mask_colsum(const real *D, const real *H, real *out, Py_ssize_
             acc[j] += g
 
 
+# ------------------------------------------------------- blocked GEMMs --
+cdef enum:
+    _ROW_BLOCK = 256      # rows per block (at most _MAX_PARTS blocks)
+    _COL_BLOCK = 128      # weight-gradient columns per block
+    _MAX_PARTS = 8
+    _SPLIT_MIN = 1 << 22  # multiply-adds below which a GEMM stays one call
+
+
+cdef inline Py_ssize_t _parts(Py_ssize_t dim, Py_ssize_t block, Py_ssize_t work) noexcept nogil:
+    """Number of blocks for a dimension: a function of the shape only."""
+    cdef Py_ssize_t p
+    if work < _SPLIT_MIN:
+        return 1
+    p = dim // block
+    if p < 1:
+        return 1
+    return _MAX_PARTS if p > _MAX_PARTS else p
+
+
+cdef void _gemm_rows(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, const real *A,
+                     const real *B, real *C, const real *bias, int epi) noexcept nogil:
+    """C (m x n) = A (m x k) @ op(B), A/C contiguous, in row blocks over
+    fastlog's threads; epi 0 none, 1 bias add, 2 bias add + ReLU (bias may
+    be NULL) on each block right after its GEMM."""
+    cdef Py_ssize_t parts = _parts(m, _ROW_BLOCK, m * n * k), p, r0, r1
+    cdef int nt = _n_threads if _n_threads < parts else <int>parts
+    cdef int ldb = <int>(k if trans_b else n)
+    if parts == 1:
+        _gemm[real](False, trans_b, <int>m, <int>n, <int>k, 1, A, <int>k, B, ldb, 0, C, <int>n)
+        if epi:
+            _bias_act[real](C, bias, m, n, epi == 2)
+        return
+    if nt <= 1:
+        for p in range(parts):
+            r0 = p * m // parts
+            r1 = (p + 1) * m // parts
+            _gemm[real](False, trans_b, <int>(r1 - r0), <int>n, <int>k, 1, A + r0 * k, <int>k, B, ldb, 0,
+                        C + r0 * n, <int>n)
+            if epi:
+                _bias_act[real](C + r0 * n, bias, r1 - r0, n, epi == 2)
+        return
+    for p in prange(parts, num_threads=nt, schedule='static'):
+        r0 = p * m // parts
+        r1 = (p + 1) * m // parts
+        _gemm[real](False, trans_b, <int>(r1 - r0), <int>n, <int>k, 1, A + r0 * k, <int>k, B, ldb, 0,
+                    C + r0 * n, <int>n)
+        if epi:
+            _bias_act[real](C + r0 * n, bias, r1 - r0, n, epi == 2)
+
+
+cdef void _gemm_wgrad(Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t m, real alpha, const real *G,
+                      const real *A, real beta, real *C) noexcept nogil:
+    """C (n_out x n_in) = alpha * G.T @ A + beta * C with G (m x n_out), A
+    (m x n_in), in column blocks of C over fastlog's threads."""
+    cdef Py_ssize_t parts = _parts(n_in, _COL_BLOCK, m * n_out * n_in), p, c0, c1
+    cdef int nt = _n_threads if _n_threads < parts else <int>parts
+    if parts == 1:
+        _gemm[real](True, False, <int>n_out, <int>n_in, <int>m, alpha, G, <int>n_out, A, <int>n_in, beta,
+                    C, <int>n_in)
+        return
+    if nt <= 1:
+        for p in range(parts):
+            c0 = p * n_in // parts
+            c1 = (p + 1) * n_in // parts
+            _gemm[real](True, False, <int>n_out, <int>(c1 - c0), <int>m, alpha, G, <int>n_out, A + c0,
+                        <int>n_in, beta, C + c0, <int>n_in)
+        return
+    for p in prange(parts, num_threads=nt, schedule='static'):
+        c0 = p * n_in // parts
+        c1 = (p + 1) * n_in // parts
+        _gemm[real](True, False, <int>n_out, <int>(c1 - c0), <int>m, alpha, G, <int>n_out, A + c0,
+                    <int>n_in, beta, C + c0, <int>n_in)
+
+
 cdef inline void _linear_fwd(const real *X, Py_ssize_t m, Py_ssize_t k, const real *W, Py_ssize_t n,
                              const real *b, real *Y, bint relu) noexcept nogil:
     """Y (m x n) = act(X (m x k) @ W.T + b), W is (n x k) like nn.Linear."""
-    _gemm[real](False, True, <int>m, <int>n, <int>k, 1, X, <int>k, W, <int>k, 0, Y, <int>n)
-    _bias_act[real](Y, b, m, n, relu)
+    _gemm_rows[real](True, m, n, k, X, W, Y, b, 2 if relu else 1)
 
 
 cdef inline Py_ssize_t _argmax_correct(const real *Z, Py_ssize_t m, Py_ssize_t C,
@@ -188,15 +267,13 @@ cdef inline void _weight_grad(MLPNet *net, int l, const real *G, const real *Ain
     cdef double a
     if mode == 0:
         T = <real *>net.G + net.woff[l]
-        _gemm[real](True, False, n_out, n_in, <int>m, 1, G, n_out, Ain, n_in, 0, T, n_in)
+        _gemm_wgrad[real](n_out, n_in, m, 1, G, Ain, 0, T)
     elif mu == 0.0:
-        _gemm[real](True, False, n_out, n_in, <int>m, <real>(-lr), G, n_out, Ain, n_in,
-                    <real>(1.0 - lr * wd), W, n_in)
+        _gemm_wgrad[real](n_out, n_in, m, <real>(-lr), G, Ain, <real>(1.0 - lr * wd), W)
     else:
         T = <real *>net.V + net.woff[l]
         a = 1.0 if first else 1.0 - damp
-        _gemm[real](True, False, n_out, n_in, <int>m, <real>a, G, n_out, Ain, n_in,
-                    <real>(0.0 if first else mu), T, n_in)
+        _gemm_wgrad[real](n_out, n_in, m, <real>a, G, Ain, <real>(0.0 if first else mu), T)
         _momentum_finish[real](T, W, net.s[l + 1] * net.s[l], lr, a * wd)
 
 
@@ -250,8 +327,7 @@ cdef Py_ssize_t _mlp_step(MLPNet *net, const real *X, const int64_t *y, Py_ssize
         Vb = (<real *>net.V + net.boff[l]) if net.V != NULL else NULL
         _bias_update[real](P + net.boff[l], Gb, Vb, net.acc, net.s[l + 1], mode, lr, mu, damp, wd, first)
         if l > 0:   # dA = G W_l with the weights before the update
-            _gemm[real](False, False, <int>m, <int>net.s[l], <int>net.s[l + 1], 1, H, <int>net.s[l + 1],
-                        P + net.woff[l], <int>net.s[l], 0, D, <int>net.s[l])
+            _gemm_rows[real](False, m, net.s[l], net.s[l + 1], H, P + net.woff[l], D, NULL, 0)
         _weight_grad[real](net, l, H, Ain, m, mode, lr, mu, damp, wd, first)
         if l > 0:   # ReLU mask + bias gradient of the layer below, into its activation buffer
             _mask_colsum[real](D, <real *>Ain, <real *>Ain, m, net.s[l], net.acc)
@@ -270,8 +346,7 @@ cdef void _mlp_gemms(MLPNet *net, const real *X, Py_ssize_t m, bint train, doubl
     cdef real *H
     for l in range(L):
         H = acts + net.hoff[l]
-        _gemm[real](False, True, <int>m, <int>net.s[l + 1], <int>net.s[l], 1, Ain, <int>net.s[l],
-                    P + net.woff[l], <int>net.s[l], 0, H, <int>net.s[l + 1])
+        _gemm_rows[real](True, m, net.s[l + 1], net.s[l], Ain, P + net.woff[l], H, NULL, 0)
         Ain = H
     if not train:
         return
@@ -279,10 +354,8 @@ cdef void _mlp_gemms(MLPNet *net, const real *X, Py_ssize_t m, bint train, doubl
         H = acts + net.hoff[l]
         Ain = X if l == 0 else acts + net.hoff[l - 1]
         if l > 0:
-            _gemm[real](False, False, <int>m, <int>net.s[l], <int>net.s[l + 1], 1, H, <int>net.s[l + 1],
-                        P + net.woff[l], <int>net.s[l], 0, <real *>net.D, <int>net.s[l])
-        _gemm[real](True, False, <int>net.s[l + 1], <int>net.s[l], <int>m, <real>(-lr), H,
-                    <int>net.s[l + 1], Ain, <int>net.s[l], 1, <real *>net.G + net.woff[l], <int>net.s[l])
+            _gemm_rows[real](False, m, net.s[l], net.s[l + 1], H, P + net.woff[l], <real *>net.D, NULL, 0)
+        _gemm_wgrad[real](net.s[l + 1], net.s[l], m, <real>(-lr), H, Ain, 1, <real *>net.G + net.woff[l])
 
 
 cdef void _mlp_forward(MLPNet *net, const real *X, Py_ssize_t n, int kind, real *out,
@@ -464,9 +537,9 @@ cdef void _linear_bwd(const real *G, const real *X, const real *W, const real *Y
     if GB != NULL:
         for j in range(n):
             GB[j] = <real>acc[j]
-    _gemm[real](True, False, <int>n, <int>k, <int>m, 1, Gm, <int>n, X, <int>k, 0, GW, <int>k)
+    _gemm_wgrad[real](n, k, m, 1, Gm, X, 0, GW)
     if GX != NULL:
-        _gemm[real](False, False, <int>m, <int>k, <int>n, 1, Gm, <int>n, W, <int>k, 0, GX, <int>k)
+        _gemm_rows[real](False, m, k, n, Gm, W, GX, NULL, 0)
 
 
 def linear_bwd(cnp.ndarray g, cnp.ndarray x, cnp.ndarray w, object y, object gx, cnp.ndarray gw,

@@ -20,12 +20,16 @@ loop over layers and no allocation per step.  The matrix products are BLAS
 calls (SciPy's ``cython_blas``); without momentum the SGD update is folded into
 the weight-gradient GEMM itself (``alpha = -lr``, ``beta = 1 - lr*wd``).
 
-Threads: the GEMMs run in SciPy's OpenBLAS, which has its own thread pool.
-During fastlog's MLP calls that pool is set to fastlog's thread count
-(:func:`fastlog.set_num_threads`) and restored afterwards, through
-``threadpoolctl`` when it is installed (otherwise the pool keeps its own
-setting, e.g. ``OPENBLAS_NUM_THREADS``).  The elementwise passes are
-single-threaded and in a fixed order.
+Threads: :func:`fastlog.set_num_threads` governs everything.  Each GEMM is
+cut into a fixed number of blocks that depends only on its shape, and the
+blocks run on fastlog's OpenMP threads, each as a single-threaded BLAS call;
+so results are bit-identical for any thread count (OpenBLAS's own threading
+is not: its split of ``x @ W.T`` changes the rounding).  SciPy's OpenBLAS has
+its own thread pool; during fastlog's calls it is set to 1 thread (and
+restored afterwards) through ``threadpoolctl`` when that is installed.
+Without threadpoolctl, set ``OPENBLAS_NUM_THREADS=1`` to avoid
+oversubscription (results stay deterministic only with threadpoolctl or that
+setting).
 
 :class:`LogisticRegression` is the binary counterpart (one logit, BCE with
 logits through :func:`fastlog.binary_cross_entropy_with_logits_and_grad`).
@@ -37,7 +41,6 @@ import time
 
 import numpy as np
 
-from ._config import get_num_threads
 from ._dispatch import core
 from ._losses import binary_cross_entropy_with_logits_and_grad
 from ._validation import check_out, float_array
@@ -75,12 +78,13 @@ class _BlasPool:
         self._ctl = scipy_libs or None
 
     def enter(self):
-        """Set the pool to fastlog's thread count; return what to restore (or None)."""
+        """Set the pool to 1 thread (fastlog runs the BLAS calls on its own
+        threads); return what to restore (or None)."""
         if not self._ready:
             self._find()
         if self._ctl is None:
             return None
-        n = get_num_threads()
+        n = 1
         old = [c.get_num_threads() for c in self._ctl]
         if all(o == n for o in old):
             return None
@@ -301,7 +305,7 @@ class _Progress:
         self.bar = None
         self.enabled = enabled
         self.file = file if file is not None else sys.stdout
-        if enabled:
+        if enabled and enabled != "plain":
             try:
                 from tqdm.auto import tqdm
             except ImportError:
@@ -617,10 +621,11 @@ class MLP:
 
         Each epoch visits the rows in a fresh random order (``shuffle``; from
         ``numpy.random.default_rng(seed)``) in batches of `batch_size` (the
-        last one may be smaller).  ``progress`` shows a tqdm bar with the
+        last one may be smaller).  ``progress=True`` shows a tqdm bar with the
         epoch's training loss and accuracy (and validation accuracy when
-        ``validation_data=(X_val, y_val)``), or prints one line per epoch if
-        tqdm is not installed.
+        ``validation_data=(X_val, y_val)``), or prints one line per epoch to
+        `file` (default stdout) if tqdm is not installed or ``progress="plain"``;
+        ``progress=False`` is silent.
 
         Returns
         -------
