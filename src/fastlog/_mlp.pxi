@@ -48,6 +48,7 @@ cdef struct MLPNet:
     void *V                        # flat momentum buffers
     void *A                        # activations, cap * sum(s[1:]) values
     void *D                        # scratch for dA, cap * max hidden width
+    void *T                        # scratch for a transposed weight gradient, max in*out
     double *loss                   # per-row losses, cap
     double *acc                    # column sums, max width
 
@@ -105,9 +106,9 @@ cdef inline void _mask_colsum(const real *D, const real *H, real *out, Py_ssize_
 
 # ------------------------------------------------------- blocked GEMMs --
 cdef enum:
-    _ROW_BLOCK = 256      # rows per block (at most _MAX_PARTS blocks)
+    _ROW_BLOCK = 512      # rows per block (at most _MAX_PARTS blocks)
     _COL_BLOCK = 128      # weight-gradient columns per block
-    _MAX_PARTS = 8
+    _MAX_PARTS = 4
     _SPLIT_MIN = 1 << 22  # multiply-adds below which a GEMM stays one call
 
 
@@ -175,6 +176,54 @@ cdef void _gemm_wgrad(Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t m, real alph
         c1 = (p + 1) * n_in // parts
         _gemm[real](True, False, <int>n_out, <int>(c1 - c0), <int>m, alpha, G, <int>n_out, A + c0,
                     <int>n_in, beta, C + c0, <int>n_in)
+
+
+cdef inline bint _wgrad_transposed(Py_ssize_t m, Py_ssize_t n_out, Py_ssize_t n_in) noexcept nogil:
+    """Whether a weight gradient is computed as (A.T @ G), then transposed.
+
+    SciPy's OpenBLAS computes G.T @ A (out x in, the nn.Linear layout) for
+    the 784-wide first layer several times slower than the same product
+    asked for the other way round, A.T @ G (in x out), once the batch is
+    large; the transposing pass that follows costs ~0.1 ms.  A function of
+    the shape only (so of no thread count)."""
+    return m >= 512 and n_out * n_in >= 32768
+
+
+cdef void _gemm_wgrad_t(Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t m, const real *G, const real *A,
+                        real *T) noexcept nogil:
+    """T (n_in x n_out) = A.T @ G, in row blocks of T over fastlog's threads."""
+    cdef Py_ssize_t parts = _parts(n_in, _COL_BLOCK, m * n_out * n_in), p, c0, c1
+    cdef int nt = _n_threads if _n_threads < parts else <int>parts
+    if nt <= 1:
+        for p in range(parts):
+            c0 = p * n_in // parts
+            c1 = (p + 1) * n_in // parts
+            _gemm[real](True, False, <int>(c1 - c0), <int>n_out, <int>m, 1, A + c0, <int>n_in, G, <int>n_out,
+                        0, T + c0 * n_out, <int>n_out)
+        return
+    for p in prange(parts, num_threads=nt, schedule='static'):
+        c0 = p * n_in // parts
+        c1 = (p + 1) * n_in // parts
+        _gemm[real](True, False, <int>(c1 - c0), <int>n_out, <int>m, 1, A + c0, <int>n_in, G, <int>n_out,
+                    0, T + c0 * n_out, <int>n_out)
+
+
+cdef void _axpby_t(real *C, const real *T, Py_ssize_t n_out, Py_ssize_t n_in, real alpha,
+                   real beta) noexcept nogil:
+    """C[o, i] = alpha * T[i, o] + beta * C[o, i] (C not read when beta == 0), in 32 x 32 tiles."""
+    cdef Py_ssize_t o0, i0, o, i, o1, i1
+    for o0 in range(0, n_out, 32):
+        o1 = o0 + 32 if o0 + 32 < n_out else n_out
+        for i0 in range(0, n_in, 32):
+            i1 = i0 + 32 if i0 + 32 < n_in else n_in
+            if beta == 0:
+                for o in range(o0, o1):
+                    for i in range(i0, i1):
+                        C[o * n_in + i] = alpha * T[i * n_out + o]
+            else:
+                for o in range(o0, o1):
+                    for i in range(i0, i1):
+                        C[o * n_in + i] = alpha * T[i * n_out + o] + beta * C[o * n_in + i]
 
 
 cdef inline void _linear_fwd(const real *X, Py_ssize_t m, Py_ssize_t k, const real *W, Py_ssize_t n,
@@ -264,7 +313,20 @@ cdef inline void _weight_grad(MLPNet *net, int l, const real *G, const real *Ain
     cdef int n_out = <int>net.s[l + 1], n_in = <int>net.s[l]
     cdef real *W = <real *>net.P + net.woff[l]
     cdef real *T
+    cdef real *S = <real *>net.T
     cdef double a
+    if S != NULL and _wgrad_transposed(m, n_out, n_in):
+        _gemm_wgrad_t[real](n_out, n_in, m, G, Ain, S)
+        if mode == 0:
+            _axpby_t[real](<real *>net.G + net.woff[l], S, n_out, n_in, 1, 0)
+        elif mu == 0.0:
+            _axpby_t[real](W, S, n_out, n_in, <real>(-lr), <real>(1.0 - lr * wd))
+        else:
+            T = <real *>net.V + net.woff[l]
+            a = 1.0 if first else 1.0 - damp
+            _axpby_t[real](T, S, n_out, n_in, <real>a, <real>(0.0 if first else mu))
+            _momentum_finish[real](T, W, net.s[l + 1] * net.s[l], lr, a * wd)
+        return
     if mode == 0:
         T = <real *>net.G + net.woff[l]
         _gemm_wgrad[real](n_out, n_in, m, 1, G, Ain, 0, T)
@@ -355,7 +417,10 @@ cdef void _mlp_gemms(MLPNet *net, const real *X, Py_ssize_t m, bint train, doubl
         Ain = X if l == 0 else acts + net.hoff[l - 1]
         if l > 0:
             _gemm_rows[real](False, m, net.s[l], net.s[l + 1], H, P + net.woff[l], <real *>net.D, NULL, 0)
-        _gemm_wgrad[real](net.s[l + 1], net.s[l], m, <real>(-lr), H, Ain, 1, <real *>net.G + net.woff[l])
+        if net.T != NULL and _wgrad_transposed(m, net.s[l + 1], net.s[l]):
+            _gemm_wgrad_t[real](net.s[l + 1], net.s[l], m, H, Ain, <real *>net.T)
+        else:
+            _gemm_wgrad[real](net.s[l + 1], net.s[l], m, <real>(-lr), H, Ain, 1, <real *>net.G + net.woff[l])
 
 
 cdef void _mlp_forward(MLPNet *net, const real *X, Py_ssize_t n, int kind, real *out,
@@ -407,7 +472,8 @@ cdef class MLPWorkspace:
     velocity: flat vectors [W_0, b_0, W_1, b_1, ...] of one float dtype
     (grads/velocity may be None).  acts: cap * sum(sizes[1:]) values, dscratch:
     cap * max(sizes[1:-1], default 1) values, rowloss: float64 (cap,), acc:
-    float64 (max(sizes),).
+    float64 (max(sizes),).  wscratch: None or max(sizes[l] * sizes[l+1])
+    values (used for large batches, see _wgrad_transposed).
     """
     cdef MLPNet net
     cdef readonly bint is_f32
@@ -415,10 +481,11 @@ cdef class MLPWorkspace:
     cdef object _keep
 
     def __cinit__(self, sizes, cnp.ndarray params, object grads, object velocity, cnp.ndarray acts,
-                  cnp.ndarray dscratch, cnp.ndarray rowloss, cnp.ndarray acc, Py_ssize_t cap):
+                  cnp.ndarray dscratch, cnp.ndarray rowloss, cnp.ndarray acc, Py_ssize_t cap,
+                  object wscratch=None):
         cdef int L = len(sizes) - 1, l
         cdef Py_ssize_t off = 0, hoff = 0
-        self._keep = (params, grads, velocity, acts, dscratch, rowloss, acc)
+        self._keep = (params, grads, velocity, acts, dscratch, rowloss, acc, wscratch)
         self.is_f32 = _is_f32(params)
         self.cap = cap
         self.net.L = L
@@ -437,6 +504,7 @@ cdef class MLPWorkspace:
         self.net.V = _ptr(velocity)
         self.net.A = cnp.PyArray_DATA(acts)
         self.net.D = cnp.PyArray_DATA(dscratch)
+        self.net.T = _ptr(wscratch)
         self.net.loss = <double *>cnp.PyArray_DATA(rowloss)
         self.net.acc = <double *>cnp.PyArray_DATA(acc)
 

@@ -45,7 +45,8 @@ from ._dispatch import core
 from ._losses import binary_cross_entropy_with_logits_and_grad
 from ._validation import check_out, float_array
 
-__all__ = ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward"]
+__all__ = ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward",
+           "mlp_gemms_only"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Rows per block in inference (activations of a block stay in cache).
@@ -329,6 +330,22 @@ class _Progress:
             self.bar.close()
 
 
+def mlp_gemms_only(model, x, train=True, lr=0.01):
+    """Run only the GEMMs of ``model.train_step(x, ...)`` (train=True: seven
+    for three layers, same shapes, blocks, alpha/beta and buffers) or of
+    ``model.predict(x)`` (train=False), with the same thread settings, and
+    nothing else.  For benchmarks: the floor of a step built on these GEMMs.
+    The model's parameters are not changed."""
+    x = model._x(x)
+    n = x.shape[0]
+    ws = model._workspace(n if train else min(max(n, 1), INFER_BLOCK), bool(train))
+    old = _blas.enter()
+    try:
+        core.mlp_gemms_only(ws, x, bool(train), float(lr))
+    finally:
+        _blas.exit(old)
+
+
 # --------------------------------------------------------------------- MLP --
 class MLP:
     """Linear -> ReLU -> ... -> Linear, trained on mean cross-entropy with SGD.
@@ -451,7 +468,8 @@ class MLP:
         hidden = max(s[1:-1]) if len(s) > 2 else 1
         ws = core.MLPWorkspace(list(s), self._flat, self._gflat, self._vflat,
                                np.empty(cap * sum(s[1:]), self.dtype), np.empty(cap * hidden, self.dtype),
-                               np.empty(cap, np.float64), np.empty(max(s), np.float64), cap)
+                               np.empty(cap, np.float64), np.empty(max(s), np.float64), cap,
+                               np.empty(max(i * o for i, o in zip(s[:-1], s[1:])), self.dtype))
         if train:
             self._ws_train = ws
         else:
@@ -459,8 +477,8 @@ class MLP:
         return ws
 
     def workspace(self, rows, train=True):
-        """The compiled workspace for batches of up to `rows` rows (for
-        :func:`fastlog._dispatch.core.mlp_gemms_only` in benchmarks)."""
+        """The compiled workspace for batches of up to `rows` rows (what
+        :func:`mlp_gemms_only` runs on)."""
         return self._workspace(_positive_int(rows, "rows"), train)
 
     # -- validation --
