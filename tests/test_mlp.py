@@ -160,8 +160,8 @@ def test_thread_count_does_not_change_results():
     for nt in (1, 2):
         with fastlog.num_threads(nt):
             model = MLP(seed=4)
-            for s in range(3):
-                x, y = _batch(model.sizes, 1024, np.float32, seed=s)
+            for s, n in enumerate((1024, 2048, 700)):   # blocked GEMMs, transposed weight gradient
+                x, y = _batch(model.sizes, n, np.float32, seed=s)
                 model.train_step(x, y, 0.05, momentum=0.9)
             res.append([p.copy() for p in model.parameters()] + [model.predict_proba(x)])
     for a, b in zip(*res):

@@ -54,54 +54,118 @@ cdef struct MLPNet:
 
 
 # ------------------------------------------------------------ epilogues --
+# Written in C (verbatim below) so that `restrict` and `omp simd` let GCC
+# vectorize them; each is one pass over rows of a GEMM output.
+cdef extern from *:
+    """
+    #define FL_MLP_EPI(T, SFX)                                                         \
+    /* Y[i, :] += b (b may be NULL), then ReLU (NaN stays NaN) if relu. */           \
+    static void fl_mlp_bias_act_##SFX(T *restrict Y, const T *restrict b,            \
+                                      ptrdiff_t m, ptrdiff_t n, int relu)           \
+    {                                                                                \
+        for (ptrdiff_t i = 0; i < m; i++) {                                          \
+            T *restrict y = Y + i * n;                                               \
+            if (b && relu) {                                                         \
+                _Pragma("omp simd")                                                  \
+                for (ptrdiff_t j = 0; j < n; j++) {                                  \
+                    T v = y[j] + b[j]; y[j] = v < 0 ? (T)0 : v; }                    \
+            } else if (b) {                                                          \
+                _Pragma("omp simd")                                                  \
+                for (ptrdiff_t j = 0; j < n; j++) y[j] += b[j];                      \
+            } else if (relu) {                                                       \
+                _Pragma("omp simd")                                                  \
+                for (ptrdiff_t j = 0; j < n; j++) { T v = y[j]; y[j] = v < 0 ? (T)0 : v; } \
+            }                                                                        \
+        }                                                                            \
+    }                                                                                \
+    /* acc[j] = sum_i G[i, j] in row order, in double. */                            \
+    static void fl_mlp_colsum_##SFX(const T *restrict G, ptrdiff_t m, ptrdiff_t n,   \
+                                    double *restrict acc)                            \
+    {                                                                                \
+        for (ptrdiff_t j = 0; j < n; j++) acc[j] = 0.0;                              \
+        for (ptrdiff_t i = 0; i < m; i++) {                                          \
+            const T *restrict g = G + i * n;                                         \
+            _Pragma("omp simd")                                                      \
+            for (ptrdiff_t j = 0; j < n; j++) acc[j] += (double)g[j];                \
+        }                                                                            \
+    }                                                                                \
+    /* ReLU backward + bias-gradient sum in one pass, in place over H:            \
+       H[i, j] = H[i, j] > 0 ? D[i, j] : 0;  acc[j] = sum_i H[i, j]. */             \
+    static void fl_mlp_mask_colsum_##SFX(const T *restrict D, T *restrict H,         \
+                                         ptrdiff_t m, ptrdiff_t n,                   \
+                                         double *restrict acc)                       \
+    {                                                                                \
+        for (ptrdiff_t j = 0; j < n; j++) acc[j] = 0.0;                              \
+        for (ptrdiff_t i = 0; i < m; i++) {                                          \
+            const T *restrict d = D + i * n;                                         \
+            T *restrict h = H + i * n;                                               \
+            _Pragma("omp simd")                                                      \
+            for (ptrdiff_t j = 0; j < n; j++) {                                      \
+                T g = h[j] > 0 ? d[j] : (T)0; h[j] = g; acc[j] += (double)g; }       \
+        }                                                                            \
+    }                                                                                \
+    /* out[i, j] = Y[i, j] > 0 ? G[i, j] : 0 (out distinct from G, Y); acc sums. */  \
+    static void fl_mlp_mask_colsum_to_##SFX(const T *restrict G, const T *restrict Y, \
+                                            T *restrict out, ptrdiff_t m, ptrdiff_t n, \
+                                            double *restrict acc)                    \
+    {                                                                                \
+        for (ptrdiff_t j = 0; j < n; j++) acc[j] = 0.0;                              \
+        for (ptrdiff_t i = 0; i < m; i++) {                                          \
+            const T *restrict g = G + i * n, *restrict y = Y + i * n;                \
+            T *restrict o = out + i * n;                                             \
+            _Pragma("omp simd")                                                      \
+            for (ptrdiff_t j = 0; j < n; j++) {                                      \
+                T v = y[j] > 0 ? g[j] : (T)0; o[j] = v; acc[j] += (double)v; }       \
+        }                                                                            \
+    }
+    FL_MLP_EPI(float, f32)
+    FL_MLP_EPI(double, f64)
+    """
+    void fl_mlp_bias_act_f32(float *Y, const float *b, Py_ssize_t m, Py_ssize_t n, int relu) nogil
+    void fl_mlp_bias_act_f64(double *Y, const double *b, Py_ssize_t m, Py_ssize_t n, int relu) nogil
+    void fl_mlp_colsum_f32(const float *G, Py_ssize_t m, Py_ssize_t n, double *acc) nogil
+    void fl_mlp_colsum_f64(const double *G, Py_ssize_t m, Py_ssize_t n, double *acc) nogil
+    void fl_mlp_mask_colsum_f32(const float *D, float *H, Py_ssize_t m, Py_ssize_t n, double *acc) nogil
+    void fl_mlp_mask_colsum_f64(const double *D, double *H, Py_ssize_t m, Py_ssize_t n, double *acc) nogil
+    void fl_mlp_mask_colsum_to_f32(const float *G, const float *Y, float *out, Py_ssize_t m, Py_ssize_t n,
+                                   double *acc) nogil
+    void fl_mlp_mask_colsum_to_f64(const double *G, const double *Y, double *out, Py_ssize_t m,
+                                   Py_ssize_t n, double *acc) nogil
+
+
 cdef inline void _bias_act(real *Y, const real *b, Py_ssize_t m, Py_ssize_t n, bint relu) noexcept nogil:
     """Y[i, :] += b (b may be NULL), then ReLU in place if asked (NaN stays NaN)."""
-    cdef Py_ssize_t i, j
-    cdef real v
-    cdef real *row
-    if b != NULL and relu:
-        for i in range(m):
-            row = Y + i * n
-            for j in range(n):
-                v = row[j] + b[j]
-                row[j] = 0 if v < 0 else v
-    elif b != NULL:
-        for i in range(m):
-            row = Y + i * n
-            for j in range(n):
-                row[j] = row[j] + b[j]
-    elif relu:
-        for i in range(m * n):
-            v = Y[i]
-            Y[i] = 0 if v < 0 else v
+    if real is float:
+        fl_mlp_bias_act_f32(Y, b, m, n, relu)
+    else:
+        fl_mlp_bias_act_f64(Y, b, m, n, relu)
 
 
 cdef inline void _colsum(const real *G, Py_ssize_t m, Py_ssize_t n, double *acc) noexcept nogil:
     """acc[j] = sum_i G[i, j], in row order, in double."""
-    cdef Py_ssize_t i, j
-    cdef const real *row
-    for j in range(n):
-        acc[j] = 0.0
-    for i in range(m):
-        row = G + i * n
-        for j in range(n):
-            acc[j] += row[j]
+    if real is float:
+        fl_mlp_colsum_f32(G, m, n, acc)
+    else:
+        fl_mlp_colsum_f64(G, m, n, acc)
 
 
-cdef inline void _mask_colsum(const real *D, const real *H, real *out, Py_ssize_t m, Py_ssize_t n,
-                              double *acc) noexcept nogil:
-    """ReLU backward fused with the bias-gradient reduction:
-    out[i, j] = D[i, j] if H[i, j] > 0 else 0;  acc[j] = sum_i out[i, j].
-    out may alias D or H."""
-    cdef Py_ssize_t i, j
-    cdef real g
-    for j in range(n):
-        acc[j] = 0.0
-    for i in range(m):
-        for j in range(n):
-            g = D[i * n + j] if H[i * n + j] > 0 else 0
-            out[i * n + j] = g
-            acc[j] += g
+cdef inline void _mask_colsum_inplace(const real *D, real *H, Py_ssize_t m, Py_ssize_t n,
+                                      double *acc) noexcept nogil:
+    """ReLU backward fused with the bias-gradient reduction, written over H:
+    H[i, j] = D[i, j] if H[i, j] > 0 else 0;  acc[j] = sum_i H[i, j]."""
+    if real is float:
+        fl_mlp_mask_colsum_f32(D, H, m, n, acc)
+    else:
+        fl_mlp_mask_colsum_f64(D, H, m, n, acc)
+
+
+cdef inline void _mask_colsum_to(const real *G, const real *Y, real *out, Py_ssize_t m, Py_ssize_t n,
+                                 double *acc) noexcept nogil:
+    """out = G where Y > 0 else 0 (out distinct from G and Y); acc its column sums."""
+    if real is float:
+        fl_mlp_mask_colsum_to_f32(G, Y, out, m, n, acc)
+    else:
+        fl_mlp_mask_colsum_to_f64(G, Y, out, m, n, acc)
 
 
 # ------------------------------------------------------- blocked GEMMs --
@@ -186,7 +250,7 @@ cdef inline bint _wgrad_transposed(Py_ssize_t m, Py_ssize_t n_out, Py_ssize_t n_
     asked for the other way round, A.T @ G (in x out), once the batch is
     large; the transposing pass that follows costs ~0.1 ms.  A function of
     the shape only (so of no thread count)."""
-    return m >= 512 and n_out * n_in >= 32768
+    return m >= 2048 and n_out * n_in >= 32768
 
 
 cdef void _gemm_wgrad_t(Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t m, const real *G, const real *A,
@@ -392,7 +456,7 @@ cdef Py_ssize_t _mlp_step(MLPNet *net, const real *X, const int64_t *y, Py_ssize
             _gemm_rows[real](False, m, net.s[l], net.s[l + 1], H, P + net.woff[l], D, NULL, 0)
         _weight_grad[real](net, l, H, Ain, m, mode, lr, mu, damp, wd, first)
         if l > 0:   # ReLU mask + bias gradient of the layer below, into its activation buffer
-            _mask_colsum[real](D, <real *>Ain, <real *>Ain, m, net.s[l], net.acc)
+            _mask_colsum_inplace[real](D, <real *>Ain, m, net.s[l], net.acc)
     return -1
 
 
@@ -598,7 +662,7 @@ cdef void _linear_bwd(const real *G, const real *X, const real *W, const real *Y
     cdef const real *Gm = G
     cdef Py_ssize_t j
     if Y != NULL:
-        _mask_colsum[real](G, Y, S, m, n, acc)
+        _mask_colsum_to[real](G, Y, S, m, n, acc)
         Gm = S
     else:
         _colsum[real](G, m, n, acc)
