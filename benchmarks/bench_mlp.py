@@ -189,8 +189,14 @@ def _time(fn, args, reps):
     return (CLOCK() - t0) / reps
 
 
-def _measure(entries, args, rounds, target_s=0.05):
-    """entries: name -> fn.  Interleaved rounds; best (min) mean time per call, in ms."""
+def _measure(entries, args, rounds, target_s=0.05, pause=0.0):
+    """entries: name -> fn.  Interleaved rounds; best (min) mean time per call, in ms.
+
+    pause: seconds to sleep before each library's turn.  With several threads,
+    an OpenBLAS pool keeps its threads spinning for a while after a call (and
+    OpenMP pools briefly too); on a 2-core machine a spinning pool of one
+    library steals a core from the next one, so give them time to go idle.
+    """
     reps = {}
     for name, fn in entries.items():
         fn(*args)
@@ -199,6 +205,9 @@ def _measure(entries, args, rounds, target_s=0.05):
     best = {name: float("inf") for name in entries}
     for _ in range(rounds):
         for name, fn in entries.items():
+            if pause:
+                time.sleep(pause)
+                fn(*args)
             best[name] = min(best[name], _time(fn, args, reps[name]))
     return {k: 1e3 * v for k, v in best.items()}
 
@@ -235,7 +244,7 @@ def main(argv=None):
                 entries = {"fastlog": fl.step, "gemms": fl.gemms, "numpy": Numpy(b).step}
                 if torch is not None:
                     entries["torch"] = Torch(b).step
-                r = _measure(entries, (x, y), a.rounds)
+                r = _measure(entries, (x, y), a.rounds, pause=0.3 if nt > 1 else 0.0)
             tt = r.get("torch", float("nan"))
             print(f"{nt:>3} {b:>6} {r['fastlog']:>9.3f} {r['gemms']:>9.3f} {r['fastlog'] / r['gemms']:>10.3f} "
                   f"{tt:>9.3f} {tt / r['fastlog']:>7.2f}x {r['numpy']:>9.3f} {r['numpy'] / r['fastlog']:>7.2f}x",
@@ -253,7 +262,7 @@ def main(argv=None):
             entries = {"fastlog": fl.predict, "gemms": fl.predict_gemms, "numpy": Numpy(N_INFER).predict}
             if torch is not None:
                 entries["torch"] = Torch(N_INFER).predict
-            r = _measure(entries, (x,), a.rounds, target_s=0.1)
+            r = _measure(entries, (x,), a.rounds, target_s=0.1, pause=0.3 if nt > 1 else 0.0)
         tt = r.get("torch", float("nan"))
         print(f"{nt:>3} {r['fastlog']:>9.3f} {r['gemms']:>9.3f} {r['fastlog'] / r['gemms']:>10.3f} "
               f"{tt:>9.3f} {tt / r['fastlog']:>7.2f}x {r['numpy']:>9.3f} {r['numpy'] / r['fastlog']:>7.2f}x",

@@ -169,8 +169,8 @@ def test_linear_bad_input():
 
 
 def test_building_blocks_thread_count_invariant():
-    x, w, b = _case(2048, 96, 64, np.float32, seed=7)
-    g = np.random.default_rng(8).standard_normal((2048, 64)).astype(np.float32)
+    x, w, b = _case(2048, 300, 128, np.float32, seed=7)   # large enough to be cut into blocks
+    g = np.random.default_rng(8).standard_normal((2048, 128)).astype(np.float32)
     res = []
     for n in (1, 2):
         with fastlog.num_threads(n):

@@ -173,7 +173,7 @@ cdef enum:
     _ROW_BLOCK = 512      # rows per block (at most _MAX_PARTS blocks)
     _COL_BLOCK = 128      # weight-gradient columns per block
     _MAX_PARTS = 4
-    _SPLIT_MIN = 1 << 22  # multiply-adds below which a GEMM stays one call
+    _SPLIT_MIN = 1 << 25  # multiply-adds below which a GEMM stays one call
 
 
 cdef inline Py_ssize_t _parts(Py_ssize_t dim, Py_ssize_t block, Py_ssize_t work) noexcept nogil:

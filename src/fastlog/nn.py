@@ -25,11 +25,13 @@ cut into a fixed number of blocks that depends only on its shape, and the
 blocks run on fastlog's OpenMP threads, each as a single-threaded BLAS call;
 so results are bit-identical for any thread count (OpenBLAS's own threading
 is not: its split of ``x @ W.T`` changes the rounding).  SciPy's OpenBLAS has
-its own thread pool; during fastlog's calls it is set to 1 thread (and
-restored afterwards) through ``threadpoolctl`` when that is installed.
-Without threadpoolctl, set ``OPENBLAS_NUM_THREADS=1`` to avoid
-oversubscription (results stay deterministic only with threadpoolctl or that
-setting).
+its own thread pool; fastlog's MLP calls set it to 1 thread through
+``threadpoolctl`` when that is installed, and leave it there (restoring it
+after every call would wake its threads, which then spin and steal cores from
+the next step).  This affects only SciPy's BLAS (``scipy.linalg``), not
+NumPy's; use ``threadpoolctl.threadpool_limits`` to change it for your own
+SciPy calls.  Without threadpoolctl, set ``OPENBLAS_NUM_THREADS=1`` (results
+are deterministic only with threadpoolctl or that setting).
 
 :class:`LogisticRegression` is the binary counterpart (one logit, BCE with
 logits through :func:`fastlog.binary_cross_entropy_with_logits_and_grad`).
@@ -79,24 +81,22 @@ class _BlasPool:
         self._ctl = scipy_libs or None
 
     def enter(self):
-        """Set the pool to 1 thread (fastlog runs the BLAS calls on its own
-        threads); return what to restore (or None)."""
+        """Make sure the pool has 1 thread (fastlog runs the BLAS calls on its
+        own threads).  The setting is left in place afterwards: raising an
+        OpenBLAS pool's size again wakes its threads, which then spin for a
+        while and steal cores from the next step (measured: a 0.3 ms step
+        became several ms on 2 cores)."""
         if not self._ready:
             self._find()
         if self._ctl is None:
             return None
-        n = 1
-        old = [c.get_num_threads() for c in self._ctl]
-        if all(o == n for o in old):
-            return None
         for c in self._ctl:
-            c.set_num_threads(n)
-        return old
+            if c.get_num_threads() != 1:
+                c.set_num_threads(1)
+        return None
 
     def exit(self, old):
-        if old is not None:
-            for c, o in zip(self._ctl, old):
-                c.set_num_threads(o)
+        pass
 
 
 _blas = _BlasPool()
