@@ -428,3 +428,17 @@ def test_train_command_logreg(capsys):
     text = capsys.readouterr().out
     assert "3 (0) vs 7 (1)" in text
     assert float(re.search(r"test accuracy: ([0-9.]+)", text).group(1)) >= 0.95
+
+
+def test_internal_workspace_refuses_what_does_not_fit():
+    model = MLP((6, 5, 3), dtype=np.float64, seed=0)
+    ws = model.workspace(8)
+    x, y = _batch(model.sizes, 9)
+    with pytest.raises(ValueError):
+        ws.step(x, y, 1, 0.1)                     # more rows than the buffers hold
+    with pytest.raises(ValueError):
+        ws.step(x[:8].astype(np.float32), y[:8], 1, 0.1)
+    with pytest.raises(ValueError):
+        core.mlp_gemms_only(ws, x)
+    st, loss, hits = ws.step(x[:8], y[:8], 0)
+    assert st == -1 and abs(loss - model.loss_and_grad(x[:8], y[:8])[0]) < 1e-12

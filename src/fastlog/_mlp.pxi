@@ -572,6 +572,16 @@ cdef class MLPWorkspace:
         self.net.loss = <double *>cnp.PyArray_DATA(rowloss)
         self.net.acc = <double *>cnp.PyArray_DATA(acc)
 
+    cdef int _check(self, cnp.ndarray x, Py_ssize_t max_rows) except -1:
+        """Memory-safety guard against misuse of this internal object (the
+        public wrappers validate everything before calling)."""
+        if (cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_DIM(x, 1) != self.net.s[0]
+                or not cnp.PyArray_IS_C_CONTIGUOUS(x) or _is_f32(x) != self.is_f32
+                or (not self.is_f32 and cnp.PyArray_TYPE(x) != cnp.NPY_FLOAT64)
+                or cnp.PyArray_DIM(x, 0) > max_rows):
+            raise ValueError("MLPWorkspace: x does not fit this workspace")
+        return 0
+
     def step(self, cnp.ndarray x, cnp.ndarray y, int mode, double lr=0.0, double momentum=0.0,
              double dampening=0.0, double weight_decay=0.0, bint first=True):
         """One forward/backward over the rows of x (<= cap) with int64 labels y.
@@ -581,6 +591,10 @@ cdef class MLPWorkspace:
         error cases nothing was changed)."""
         cdef Py_ssize_t m = cnp.PyArray_DIM(x, 0), hits = 0, st
         cdef double loss = 0.0
+        self._check(x, self.cap)
+        if (cnp.PyArray_NDIM(y) != 1 or cnp.PyArray_DIM(y, 0) != m or cnp.PyArray_TYPE(y) != cnp.NPY_INT64
+                or not cnp.PyArray_IS_C_CONTIGUOUS(y) or m < 1 or mode < 0 or mode > 1):
+            raise ValueError("MLPWorkspace.step: bad y, mode or empty batch")
         cdef const int64_t *yp = <const int64_t *>cnp.PyArray_DATA(y)
         cdef void *xp = cnp.PyArray_DATA(x)
         if self.is_f32:
@@ -599,6 +613,9 @@ cdef class MLPWorkspace:
         cdef void *xp = cnp.PyArray_DATA(x)
         cdef void *op = _ptr(out)
         cdef int64_t *lp = <int64_t *>_ptr(labels)
+        self._check(x, n)
+        if (kind == 3 and lp == NULL) or (kind != 3 and op == NULL):
+            raise ValueError("MLPWorkspace.forward: missing output")
         if self.is_f32:
             with nogil:
                 _mlp_forward[float](&self.net, <const float *>xp, n, kind, <float *>op, lp)
@@ -616,6 +633,9 @@ def mlp_gemms_only(MLPWorkspace ws, cnp.ndarray x, bint train=True, double lr=0.
     cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), r0, m
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef Py_ssize_t s0 = ws.net.s[0]
+    ws._check(x, ws.cap if train else n)
+    if train and (ws.net.G == NULL or n < 1):
+        raise ValueError("mlp_gemms_only: the workspace has no gradient buffer, or x is empty")
     if ws.is_f32:
         with nogil:
             if train:
