@@ -23,7 +23,10 @@
 #             beta = 1 - lr*wd); with momentum the GEMM writes the buffer
 #             V <- mu V + (1-dampening) G^T A and one pass finishes
 #             V += (1-dampening) wd W;  W -= lr V  (PyTorch's SGD, whose first
-#             step sets V to the gradient).
+#             step sets V to the gradient).  For 2048+ rows the first layer's
+#             weight gradient is asked of BLAS as A^T G (faster in SciPy's
+#             OpenBLAS) into a scratch, and the update is applied by one
+#             transposing pass instead (see _wgrad_transposed).
 # Threads: every GEMM is cut into a fixed number of blocks that depends only
 # on its shape (rows of the output for the forward and dA products, columns
 # of the weight gradient), and the blocks run in a static prange over
