@@ -24,3 +24,11 @@ __all__ = [
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_and_grad", "kl_div",
     "show_config", "config", "set_num_threads", "get_num_threads", "num_threads",
 ]
+
+# --- MLP, building blocks, data (fastlog.nn / fastlog.data) ---
+from .nn import (MLP, LogisticRegression, linear_backward, linear_forward, mlp_gemms_only, relu,
+                 relu_backward)
+
+__all__ += ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward",
+            "mlp_gemms_only"]
+# --- end MLP block ---
