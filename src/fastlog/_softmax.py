@@ -56,7 +56,9 @@ def _restore(rows_result, moved_shape, perm, out):
 
 def _elementwise(op, x, axis, out, name="x"):
     a = float_array(x, name)
-    axes = normalize_axes(axis, a.ndim)
+    # NumPy (and so SciPy) accepts axis=0 / -1 for a 0-d array.
+    int_axis_0d = a.ndim == 0 and axis is not None and not isinstance(axis, (tuple, list))
+    axes = normalize_axes(axis, 1 if int_axis_0d else a.ndim)
     if a.ndim == 0:
         a1 = a.reshape(1)
         r = np.empty(1, a.dtype)
