@@ -160,7 +160,8 @@ def _logsumexp_b(a, axis, b, keepdims, return_sign):
     """logsumexp with scale factors b, in NumPy (SciPy's semantics)."""
     arr = float_array(a, "a")
     bb = float_array(b, "b")
-    dt = np.result_type(arr, bb)
+    # A Python scalar b is "weak" (NEP 50): float32 a stays float32, as in SciPy.
+    dt = np.result_type(arr, b if type(b) in (bool, int, float) else bb)
     try:
         arr, bb = np.broadcast_arrays(arr.astype(dt, copy=False), bb.astype(dt, copy=False))
     except ValueError:
