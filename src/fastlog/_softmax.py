@@ -150,8 +150,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     if not keepdims:
         out = out.reshape(tuple(n for i, n in enumerate(arr.shape) if i not in axes))
     if return_sign:
-        sgn = np.where(out == -np.inf, 0.0, 1.0).astype(out.dtype)
-        sgn[np.isnan(out)] = np.nan
+        if arr.size == 0:
+            sgn = np.sign(out)  # SciPy: an empty sum has sign(-inf) = -1
+        else:
+            sgn = np.where(out == -np.inf, 0.0, 1.0).astype(out.dtype)
+            sgn[np.isnan(out)] = np.nan
         return (out[()] if out.ndim == 0 else out), (sgn[()] if sgn.ndim == 0 else sgn)
     return out[()] if out.ndim == 0 else out
 
