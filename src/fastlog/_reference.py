@@ -43,8 +43,12 @@ def log_softmax(x, axis=None):
 
 
 def softmax(x, axis=None):
-    with np.errstate(invalid="ignore"):
-        return np.exp(log_softmax(x, axis=axis))
+    """exp(x - max) / sum; rows whose max is not finite are nan (as SciPy)."""
+    x = _f64(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = np.max(x, axis=axis, keepdims=True)
+        e = np.exp(x - m)
+        return e / np.sum(e, axis=axis, keepdims=True)
 
 
 # ------------------------------------------------------------------ rows --
