@@ -71,15 +71,20 @@ def _batch_shape(shape):
     return () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
 
 
-def _reduce(losses, grads, denom, reduction, batch_shape):
-    """Apply a reduction to per-row losses and the matching per-row gradients."""
+def _reduce(losses, grads, denom, reduction, batch_shape, keep=None):
+    """Apply a reduction to per-row losses and the matching per-row gradients.
+    Rows not in `keep` (ignored targets) keep a zero gradient, even when 'mean'
+    divides by a zero weight sum (torch's autograd gives 0 there too)."""
     if reduction == "none":
         return losses.reshape(batch_shape), grads
     total = losses.sum()
     if reduction == "sum":
         return total, grads
     with np.errstate(invalid="ignore", divide="ignore"):
-        return total / denom, grads / denom
+        grads = grads / denom
+    if keep is not None:
+        grads = np.where(keep[:, None], grads, 0.0)
+    return total / denom if denom else total * np.nan, grads
 
 
 # --------------------------------------------------------- cross-entropy --
@@ -90,7 +95,7 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
     M, C = x.shape
     w = np.ones(C) if weight is None else _f64(weight)
     eps = float(label_smoothing)
-    lse = np.array([logsumexp(r) for r in x]).reshape(M, 1) if M else np.zeros((0, 1))
+    lse = logsumexp(x, axis=1, keepdims=True) if M else np.zeros((0, 1))
     logp = x - lse
     p = np.exp(logp)
     t = np.asarray(target)
@@ -118,7 +123,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
         losses = np.where(keep, losses, 0.0)
         grads = np.where(keep[:, None], grads, 0.0)
         denom = np.sum(np.where(keep, wy, 0.0))
-    loss, grads = _reduce(losses, grads, denom, reduction, _batch_shape(shape))
+    loss, grads = _reduce(losses, grads, denom, reduction, _batch_shape(shape),
+                          None if t.dtype.kind == "f" else keep)
     return loss, _unrows(grads, shape)
 
 
@@ -136,7 +142,7 @@ def nll_loss_and_grad(input, target, weight=None, ignore_index=-100, reduction="
     losses = -wy * x[np.arange(M), ys]
     grads = np.zeros((M, C))
     grads[np.arange(M), ys] = -wy
-    loss, grads = _reduce(losses, grads, wy.sum(), reduction, _batch_shape(shape))
+    loss, grads = _reduce(losses, grads, wy.sum(), reduction, _batch_shape(shape), keep)
     return loss, _unrows(grads, shape)
 
 
