@@ -92,6 +92,8 @@ def int_param(v, name):
 
 def smoothing_param(v):
     try:
+        if isinstance(v, (str, bytes)):  # float("0.1") would accept a string
+            raise TypeError
         e = float(v)
     except (TypeError, ValueError):
         raise TypeError(f"label_smoothing must be a float, got {type(v).__name__}") from None
