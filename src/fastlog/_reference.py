@@ -95,8 +95,11 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
     M, C = x.shape
     w = np.ones(C) if weight is None else _f64(weight)
     eps = float(label_smoothing)
-    lse = logsumexp(x, axis=1, keepdims=True) if M else np.zeros((0, 1))
-    logp = x - lse
+    with np.errstate(invalid="ignore", divide="ignore"):
+        m = np.max(x, axis=1, keepdims=True) if C else np.zeros((M, 1))
+        m = np.where(np.isfinite(m), m, 0.0)
+        z = x - m                                 # shift first: exact for close logits
+        logp = z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
     p = np.exp(logp)
     t = np.asarray(target)
     if t.dtype.kind == "f":                      # class probabilities
