@@ -151,6 +151,15 @@ static void FL_(softmax_backward_rows)(const T *go, const T *out, ptrdiff_t nrow
     }
 }
 
+/* A row whose max is not finite (a +inf logit, or all -inf): its
+ * log-softmax is NaN everywhere in torch, so loss and gradient are NaN. */
+static inline void FL_(nan_row)(double *loss, T *g, ptrdiff_t C)
+{
+    *loss = NAN;
+    if (g)
+        for (ptrdiff_t j = 0; j < C; j++) g[j] = (T)NAN;
+}
+
 /* Cross-entropy with class-index targets, fused with its gradient.
  *
  * Row i with target y (already range-checked by the caller), class weights w
@@ -194,7 +203,10 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
             }
         }
         double a, L, S;
-        FL_(row_stats)(xr, C, g, &a, &L, &S);
+        if (!FL_(row_stats)(xr, C, g, &a, &L, &S)) {
+            FL_(nan_row)(loss + i, g, C);
+            continue;
+        }
         double li = keep * wy * ((a - xy) + L);
         if (eps != 0.0) li += epc * (W * ((a - r0) + L) - swx);
         loss[i] = li;
@@ -251,7 +263,10 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
             }
         }
         double a, L, S;
-        FL_(row_stats)(xr, C, g, &a, &L, &S);
+        if (!FL_(row_stats)(xr, C, g, &a, &L, &S)) {
+            FL_(nan_row)(loss + i, g, C);
+            continue;
+        }
         loss[i] = swt * ((a - r0) + L) - swtx;
         if (!g) continue;
         const T sc = (T)(gscale * swt / S), gs = (T)gscale;
