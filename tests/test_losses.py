@@ -241,7 +241,8 @@ def test_kl_div_matches_torch(shape, log_target, dtype):
     t = rng.random(shape)
     if t.size >= 2:
         t.flat[:2] = [0.0, 1.0]                     # xlogy(0, 0) = 0
-    t = (np.log(t) if log_target else t).astype(dtype) if t.size else t.astype(dtype)
+    with np.errstate(divide="ignore"):
+        t = (np.log(t) if log_target else t).astype(dtype)     # log(0) = -inf: exp(t) = 0
     for red in REDUCTIONS + ("batchmean",):
         kw = dict(reduction=red, log_target=log_target)
         want = F.kl_div(torch.tensor(x), torch.tensor(t), **kw).numpy()
@@ -411,3 +412,36 @@ def test_hypothesis_cross_entropy_matches_reference(n, c, k, seed, weighted, eps
     check_loss_grad(fl.cross_entropy_and_grad(x32, t, **kw32),
                     torch_loss_grad(F.cross_entropy, x32, t, **kw32), np.dtype(np.float32),
                     f"f32 {shape} {kw}", scale=scale * 4, k=32)
+
+
+# ------------------------------------------------------- non-finite rows --
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+@pytest.mark.parametrize("red", REDUCTIONS)
+def test_cross_entropy_non_finite_rows_match_torch(ls, red, dtype):
+    """Rows with +inf logits, all -inf, a nan, -inf masks (target masked or not):
+    torch's loss and gradient, nan where torch's log_softmax is nan."""
+    inf, nan = np.inf, np.nan
+    x = np.array([[inf, 1, 2], [1, inf, inf], [-inf, -inf, -inf], [nan, 1, 2],
+                  [1, 2, 3], [-inf, 1, 2], [-inf, 1, 2], [inf, inf, inf]], dtype)
+    for t in (np.array([1, 0, 0, 1, 0, 0, 1, 2]), np.array([0, 1, 2, 0, 2, 1, 0, 0])):
+        want = torch_loss_grad(F.cross_entropy, x, t, reduction=red, label_smoothing=ls)
+        check_loss_grad(fl.cross_entropy_and_grad(x, t, reduction=red, label_smoothing=ls), want, dtype,
+                        f"index {t}")
+        # rows one at a time too (a nan row must not leak into the others)
+        for i in range(len(t)):
+            want = torch_loss_grad(F.cross_entropy, x[i:i + 1], t[i:i + 1], reduction=red, label_smoothing=ls)
+            check_loss_grad(fl.cross_entropy_and_grad(x[i:i + 1], t[i:i + 1], reduction=red,
+                                                      label_smoothing=ls), want, dtype, f"row {i}")
+    p = np.full(x.shape, 1 / 3, dtype)
+    want = torch_loss_grad(F.cross_entropy, x, p, reduction=red, label_smoothing=ls)
+    check_loss_grad(fl.cross_entropy_and_grad(x, p, reduction=red, label_smoothing=ls), want, dtype, "prob")
+
+
+def test_bce_infinite_logits_match_torch(dtype):
+    inf = np.inf
+    x = np.array([inf, inf, inf, -inf, -inf, -inf, np.nan, 0.0], dtype)
+    y = np.array([0, 0.5, 1, 0, 0.5, 1, 0.5, 0.5], dtype)
+    for pw in (None, np.array(2.0, dtype)):
+        want = torch_loss_grad(F.binary_cross_entropy_with_logits, x, y, reduction="none", pos_weight=pw)
+        check_loss_grad(fl.binary_cross_entropy_with_logits_and_grad(x, y, reduction="none", pos_weight=pw),
+                        want, dtype, f"pos_weight={pw}")
