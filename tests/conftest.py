@@ -6,7 +6,6 @@ byte-swapped) feeds every equivalence test against an oracle, and a test fails
 when only one side raises.
 """
 import itertools
-import zlib
 
 import numpy as np
 import pytest
@@ -170,13 +169,6 @@ def assert_unchanged(snap):
 
 
 # ---------------------------------------------------------- fixtures --
-@pytest.fixture
-def rng(request):
-    """A generator seeded from the test's name (reproducible, different per test)."""
-    seed = zlib.crc32(request.node.nodeid.encode())
-    return np.random.default_rng(seed)
-
-
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request):
     return np.dtype(request.param)

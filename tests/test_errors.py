@@ -227,7 +227,8 @@ def test_non_numeric_arrays(name):
 
 
 def test_logsumexp_bad_b():
-    with pytest.raises(ValueError, match="b of shape \\(3,\\) does not broadcast against a of shape \\(3, 4\\)"):
+    with pytest.raises(ValueError, match="b of shape \\(3,\\) does not broadcast against a of shape "
+                                         "\\(3, 4\\)"):
         fl.logsumexp(X, b=np.ones(3))
     with pytest.raises(TypeError, match="b must be a real numeric array"):
         fl.logsumexp(X, b=np.full((3, 4), "x"))

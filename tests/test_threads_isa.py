@@ -163,7 +163,8 @@ def test_every_isa_level_matches_the_oracle(level):
             np.testing.assert_allclose(ours, want, rtol=rtol, atol=atol, err_msg=f"{level} {dt} {what}")
 
         with np.errstate(invalid="ignore"):
-            close(d["log_softmax"], sp.log_softmax(x.astype(np.float64), axis=1), 0, 8 * eps * big, "log_softmax")
+            close(d["log_softmax"], sp.log_softmax(x.astype(np.float64), axis=1), 0, 8 * eps * big,
+                  "log_softmax")
             close(d["softmax"], sp.softmax(x.astype(np.float64), axis=0), 8 * eps, 1e-300, "softmax")
             close(d["logsumexp"], sp.logsumexp(x.astype(np.float64), axis=1), 8 * eps, 0, "logsumexp")
         rl, rg = ref.cross_entropy_and_grad(x, t, reduction="none", label_smoothing=0.1)
