@@ -398,14 +398,16 @@ cdef void _nll_run(const real *x, Py_ssize_t n, Py_ssize_t C, const int64_t *t, 
     cdef double wy
     for i in range(n):
         y = t[i]
-        if grad != NULL:
-            memset(grad + i * C, 0, C * sizeof(real))
         if y == ignore_index:
             loss[i] = 0.0
+            if grad != NULL:
+                memset(grad + i * C, 0, C * sizeof(real))
             continue
         wy = w[y] if w != NULL else 1.0
+        # Read x before clearing the gradient row: grad may alias x (out=input).
         loss[i] = -wy * x[i * C + y]
         if grad != NULL:
+            memset(grad + i * C, 0, C * sizeof(real))
             grad[i * C + y] = <real>(-gscale * wy)
 
 

@@ -66,7 +66,9 @@ def _elementwise(op, x, axis, out, name="x"):
                 core.unary_rows(op, x, res, K)
                 return res
     a = float_array(x, name)
-    axes = normalize_axes(axis, a.ndim)
+    # NumPy (and so SciPy) accepts axis=0 / -1 for a 0-d array.
+    int_axis_0d = a.ndim == 0 and axis is not None and not isinstance(axis, (tuple, list))
+    axes = normalize_axes(axis, 1 if int_axis_0d else a.ndim)
     if a.ndim == 0:
         a1 = a.reshape(1)
         r = np.empty(1, a.dtype)
@@ -158,8 +160,11 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     if not keepdims:
         out = out.reshape(tuple(n for i, n in enumerate(arr.shape) if i not in axes))
     if return_sign:
-        sgn = np.where(out == -np.inf, 0.0, 1.0).astype(out.dtype)
-        sgn[np.isnan(out)] = np.nan
+        if arr.size == 0:
+            sgn = np.sign(out)  # SciPy: an empty sum has sign(-inf) = -1
+        else:
+            sgn = np.where(out == -np.inf, 0.0, 1.0).astype(out.dtype)
+            sgn[np.isnan(out)] = np.nan
         return (out[()] if out.ndim == 0 else out), (sgn[()] if sgn.ndim == 0 else sgn)
     return out[()] if out.ndim == 0 else out
 
@@ -168,7 +173,8 @@ def _logsumexp_b(a, axis, b, keepdims, return_sign):
     """logsumexp with scale factors b, in NumPy (SciPy's semantics)."""
     arr = float_array(a, "a")
     bb = float_array(b, "b")
-    dt = np.result_type(arr, bb)
+    # A Python scalar b is "weak" (NEP 50): float32 a stays float32, as in SciPy.
+    dt = np.result_type(arr, b if type(b) in (bool, int, float) else bb)
     try:
         arr, bb = np.broadcast_arrays(arr.astype(dt, copy=False), bb.astype(dt, copy=False))
     except ValueError:

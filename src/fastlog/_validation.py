@@ -23,9 +23,10 @@ def float_array(x, name, *, promote_int=True):
     a = x if type(x) is np.ndarray else np.asarray(x)
     dt = a.dtype
     if dt is _F32 or dt is _F64 or dt == _F32 or dt == _F64:
-        if not dt.isnative:
-            a = a.astype(dt.newbyteorder("="))
         return a
+    if dt.kind == "f" and dt.itemsize in (4, 8) and not dt.isnative:
+        # Byte-swapped float32/float64 (a non-native dtype never equals the native one).
+        return a.astype(dt.newbyteorder("="))
     kind = dt.kind
     if kind in "biu":
         if promote_int:
@@ -91,6 +92,8 @@ def int_param(v, name):
 
 def smoothing_param(v):
     try:
+        if isinstance(v, (str, bytes)):  # float("0.1") would accept a string
+            raise TypeError
         e = float(v)
     except (TypeError, ValueError):
         raise TypeError(f"label_smoothing must be a float, got {type(v).__name__}") from None

@@ -355,11 +355,21 @@ static void FL_(softmax_backward_rows)(const T *go, const T *out, ptrdiff_t nrow
     }
 }
 
+/* A row whose max is not finite (a +inf logit, or all -inf): its
+ * log-softmax is NaN everywhere in torch, so loss and gradient are NaN. */
+static inline void FL_(nan_row)(double *loss, T *g, ptrdiff_t C)
+{
+    *loss = NAN;
+    if (g)
+        for (ptrdiff_t j = 0; j < C; j++) g[j] = (T)NAN;
+}
+
 /* Cross-entropy with class-index targets, fused with its gradient.
  *
  * Row i with target y (already range-checked by the caller), class weights w
  * (NULL = all ones, W = sum of w), label smoothing eps:
- *   loss_i = (1-eps) w_y (lse - x_y) + eps/C * (W lse - sum_c w_c x_c)
+ *   loss_i = (1-eps) w_y (lse - x_y) + eps/C * (W (lse - r0) - sum_c w_c (x_c - r0))
+ * with r0 = x_y (0 if x_y is not finite), lse - r0 evaluated as (max - r0) + log(...)
  *   dloss_i/dx_c = ((1-eps) w_y + eps W / C) p_c - (1-eps) w_y [c == y] - eps/C w_c
  * Rows whose target is ignore_index get loss 0 and gradient 0.
  * loss[i] (double) receives loss_i; if grad != NULL it receives
@@ -386,21 +396,27 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
         }
         const double xy = (double)xr[y];
         const double wy = w ? (double)w[y] : 1.0;
-        double swx = 0.0;
+        /* Logits enter relative to x_y, and lse - x_y as (a - x_y) + L: with a
+         * large common offset (logits ~1e6) lse - x_y would cancel.  (A masked
+         * target, x_y = -inf, keeps the plain sums: its loss is inf.) */
+        const double r0 = (xy > -INFINITY && xy < INFINITY) ? xy : 0.0;
+        double swx = 0.0;   /* sum_c w_c (x_c - r0) */
         if (eps != 0.0) {
             if (w) {
 #pragma omp simd reduction(+:swx)
-                for (ptrdiff_t j = 0; j < C; j++) swx += (double)w[j] * (double)xr[j];
+                for (ptrdiff_t j = 0; j < C; j++) swx += (double)w[j] * ((double)xr[j] - r0);
             } else {
 #pragma omp simd reduction(+:swx)
-                for (ptrdiff_t j = 0; j < C; j++) swx += (double)xr[j];
+                for (ptrdiff_t j = 0; j < C; j++) swx += (double)xr[j] - r0;
             }
         }
         double a, L, S;
-        FL_(row_stats)(xr, C, g, &a, &L, &S);
-        const double lse = a + L;
-        double li = keep * wy * (lse - xy);
-        if (eps != 0.0) li += epc * (W * lse - swx);
+        if (!FL_(row_stats)(xr, C, g, &a, &L, &S)) {
+            FL_(nan_row)(loss + i, g, C);
+            continue;
+        }
+        double li = keep * wy * ((a - xy) + L);
+        if (eps != 0.0) li += epc * (W * ((a - r0) + L) - swx);
         loss[i] = li;
         if (!g) continue;
         const double coef = keep * wy + epc * W;
@@ -420,7 +436,8 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
 
 /* Cross-entropy with class-probability targets t (same shape as x), fused
  * with its gradient.  t' = (1-eps) t + eps/C;
- *   loss_i = sum_c w_c t'_c (lse - x_c)
+ *   loss_i = sum_c w_c t'_c (lse - x_c) = swt ((max - r0) + L) - sum_c w_c t'_c (x_c - r0)
+ * (swt = sum_c w_c t'_c; r0 = the row's first finite logit, against cancellation)
  *   dloss_i/dx_c = p_c sum_k w_k t'_k - w_c t'_c
  * grad may alias x, but not t. */
 static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T *t,
@@ -431,25 +448,34 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const T *xr = x + i * C, *tr = t + i * C;
         T *g = grad ? grad + i * C : NULL;
-        double swt = 0.0, swtx = 0.0;
+        /* Logits enter relative to r0, the row's first finite logit, and
+         * lse - r0 as (a - r0) + L: with a large common offset (logits ~1e6)
+         * swt * lse - sum wt x would cancel. */
+        double r0 = 0.0;
+        for (ptrdiff_t j = 0; j < C; j++)
+            if (xr[j] > -INFINITY && xr[j] < INFINITY) { r0 = (double)xr[j]; break; }
+        double swt = 0.0, swtx = 0.0;   /* sum wt, sum wt (x - r0) */
         if (w) {
 #pragma omp simd reduction(+:swt, swtx)
             for (ptrdiff_t j = 0; j < C; j++) {
                 double wt = (double)w[j] * (double)(tr[j] * keep + epc);
                 swt += wt;
-                swtx += wt * (double)xr[j];
+                swtx += wt * ((double)xr[j] - r0);
             }
         } else {
 #pragma omp simd reduction(+:swt, swtx)
             for (ptrdiff_t j = 0; j < C; j++) {
                 double wt = (double)(tr[j] * keep + epc);
                 swt += wt;
-                swtx += wt * (double)xr[j];
+                swtx += wt * ((double)xr[j] - r0);
             }
         }
         double a, L, S;
-        FL_(row_stats)(xr, C, g, &a, &L, &S);
-        loss[i] = swt * (a + L) - swtx;
+        if (!FL_(row_stats)(xr, C, g, &a, &L, &S)) {
+            FL_(nan_row)(loss + i, g, C);
+            continue;
+        }
+        loss[i] = swt * ((a - r0) + L) - swtx;
         if (!g) continue;
         const T sc = (T)(gscale * swt / S), gs = (T)gscale;
         if (w) {

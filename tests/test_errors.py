@@ -1,0 +1,316 @@
+"""Every error path of the core API: the exception type and a message naming the argument.
+
+Where torch (losses) or SciPy (softmax family) rejects the same call, the test
+also checks that it does, so the error is part of the drop-in semantics.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.special as sp
+import torch
+import torch.nn.functional as F
+
+import fastlog as fl
+
+from conftest import assert_unchanged, snapshot
+
+X = np.zeros((3, 4))
+T = np.array([0, 1, 2])
+
+
+def both_reject(torch_call):
+    """torch rejects the same call (any exception)."""
+    with pytest.raises((RuntimeError, ValueError, IndexError, TypeError)):
+        torch_call()
+
+
+# ------------------------------------------------------------- targets --
+@pytest.mark.parametrize("fn", [fl.cross_entropy, fl.nll_loss, fl.cross_entropy_and_grad,
+                                fl.nll_loss_and_grad])
+@pytest.mark.parametrize("bad", [4, -1, 100, -100 + 1])
+def test_out_of_range_target_is_index_error(fn, bad):
+    t = np.array([0, bad, 2])
+    snap = snapshot(X, t)
+    with pytest.raises(IndexError, match=f"target {bad} is out of bounds for 4 classes.*position 1"):
+        fn(X, t)
+    assert_unchanged(snap)
+    tfn = F.cross_entropy if fn in (fl.cross_entropy, fl.cross_entropy_and_grad) else F.nll_loss
+    both_reject(lambda: tfn(torch.tensor(X), torch.tensor(t)))
+
+
+def test_out_of_range_target_k_dim_and_1d():
+    with pytest.raises(IndexError, match="target 5 is out of bounds for 3 classes"):
+        fl.cross_entropy(np.zeros((2, 3, 2)), np.array([[0, 1], [5, 0]]))
+    with pytest.raises(IndexError, match="target 3 is out of bounds for 3 classes"):
+        fl.cross_entropy(np.zeros(3), np.array(3))
+    # a target equal to ignore_index is fine even outside [0, C); another one is not
+    assert np.isfinite(fl.cross_entropy(X, np.array([0, 9, 1]), ignore_index=9))
+    with pytest.raises(IndexError, match="target 9 is out of bounds.*ignore_index=8"):
+        fl.cross_entropy(X, np.array([0, 9, 1]), ignore_index=8)
+
+
+def test_huge_unsigned_target_is_index_error():
+    with pytest.raises(IndexError, match="target contains a class index out of range"):
+        fl.cross_entropy(X, np.array([0, 2 ** 64 - 1, 1], dtype=np.uint64))
+
+
+@pytest.mark.parametrize("fn", [fl.cross_entropy, fl.nll_loss])
+def test_float_target_where_indices_are_expected_is_type_error(fn):
+    with pytest.raises(TypeError, match="target has floating dtype float64 and shape \\(3,\\).*integers"):
+        fn(X, T.astype(float))
+    both_reject(lambda: F.nll_loss(torch.tensor(X), torch.tensor(T.astype(float))))
+
+
+def test_non_integer_target_is_type_error():
+    with pytest.raises(TypeError, match="target must hold integer class indices, got dtype <U1"):
+        fl.cross_entropy(X, np.array(["a", "b", "c"]))
+    with pytest.raises(TypeError, match="target must hold integer class indices"):
+        fl.nll_loss(X, np.array([True, False, True]))
+
+
+@pytest.mark.parametrize("target,msg", [
+    (np.array([0, 1]), "target has shape \\(2,\\), expected \\(3,\\) for class indices"),
+    (np.zeros((3, 1), np.int64), "target has shape \\(3, 1\\), expected \\(3,\\)"),
+    (np.array(1), "target has shape \\(\\), expected \\(3,\\)"),
+])
+def test_wrong_target_shape(target, msg):
+    for fn in (fl.cross_entropy, fl.nll_loss, fl.cross_entropy_and_grad):
+        with pytest.raises(ValueError, match=msg):
+            fn(X, target)
+    both_reject(lambda: F.cross_entropy(torch.tensor(X), torch.tensor(target)))
+
+
+def test_wrong_probability_target_shape():
+    # a float target of another shape is neither indices nor probabilities
+    with pytest.raises(TypeError, match="floating dtype float64 and shape \\(3, 5\\)"):
+        fl.cross_entropy(X, np.zeros((3, 5)))
+
+
+# -------------------------------------------------------------- inputs --
+@pytest.mark.parametrize("fn", [fl.cross_entropy, fl.nll_loss, fl.cross_entropy_and_grad])
+def test_bad_loss_inputs(fn):
+    with pytest.raises(TypeError, match="input must be a real numeric array, got dtype <U1"):
+        fn(np.array([["a", "b"]]), np.array([0]))
+    with pytest.raises(TypeError, match="input must be a real numeric array, got dtype object"):
+        fn(np.array([[None, 1]], dtype=object), np.array([0]))
+    with pytest.raises(TypeError, match="input must be a floating array.*got dtype int64"):
+        fn(np.zeros((3, 4), np.int64), T)
+    with pytest.raises(TypeError, match="input: dtype float16 is not supported"):
+        fn(X.astype(np.float16), T)
+    with pytest.raises(TypeError, match="input: complex input is not supported"):
+        fn(X.astype(complex), T)
+    with pytest.raises(ValueError, match="input must have shape \\(C,\\), \\(N, C\\).*0-d"):
+        fn(np.float64(1.0), np.array(0))
+    with pytest.raises(ValueError, match="input has 0 classes"):
+        fl.cross_entropy(np.zeros((3, 0)), T)
+
+
+def test_bce_and_kl_bad_inputs():
+    y = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="target size \\(3, 5\\) must be the same as input size \\(3, 4\\)"):
+        fl.binary_cross_entropy_with_logits(X, np.zeros((3, 5)))
+    both_reject(lambda: F.binary_cross_entropy_with_logits(torch.tensor(X), torch.zeros(3, 5)))
+    with pytest.raises(ValueError, match="pos_weight of shape \\(3,\\) does not broadcast"):
+        fl.binary_cross_entropy_with_logits(X, y, pos_weight=np.ones(3))
+    with pytest.raises(ValueError, match="weight of shape \\(5,\\) does not broadcast"):
+        fl.binary_cross_entropy_with_logits_and_grad(X, y, weight=np.ones(5))
+    with pytest.raises(TypeError, match="input must be a floating array"):
+        fl.binary_cross_entropy_with_logits(X.astype(int), y)
+    with pytest.raises(TypeError, match="target must be a real numeric array"):
+        fl.binary_cross_entropy_with_logits(X, np.full((3, 4), "a"))
+    with pytest.raises(ValueError, match="target of shape \\(3, 5\\) does not broadcast against input"):
+        fl.kl_div(X, np.zeros((3, 5)))
+    with pytest.raises(TypeError, match="input must be a floating array"):
+        fl.kl_div(X.astype(int), y)
+
+
+# -------------------------------------------------------------- params --
+@pytest.mark.parametrize("eps", [-0.1, 1.5, float("nan"), float("inf")])
+def test_label_smoothing_outside_0_1(eps):
+    with pytest.raises(ValueError, match="label_smoothing must be in \\[0, 1\\]"):
+        fl.cross_entropy(X, T, label_smoothing=eps)
+    with pytest.raises(ValueError, match="label_smoothing must be in \\[0, 1\\]"):
+        fl.cross_entropy_and_grad(X, np.full((3, 4), 0.25), label_smoothing=eps)
+    if eps > 1:  # torch 2.13 accepts negative values (and nan) without a word
+        both_reject(lambda: F.cross_entropy(torch.tensor(X), torch.tensor(T), label_smoothing=eps))
+
+
+def test_label_smoothing_not_a_number():
+    with pytest.raises(TypeError, match="label_smoothing must be a float, got str"):
+        fl.cross_entropy(X, T, label_smoothing="0.1")
+
+
+@pytest.mark.parametrize("red", ["avg", "batchmean", None, "MEAN", 1])
+def test_unknown_reduction(red):
+    msg = "reduction must be one of 'none', 'mean', 'sum', got"
+    for call in (lambda: fl.cross_entropy(X, T, reduction=red),
+                 lambda: fl.cross_entropy_and_grad(X, T, reduction=red),
+                 lambda: fl.nll_loss(X, T, reduction=red),
+                 lambda: fl.binary_cross_entropy_with_logits(X, X, reduction=red)):
+        with pytest.raises(ValueError, match=msg):
+            call()
+    if red != "batchmean":
+        with pytest.raises(ValueError, match="reduction must be one of 'none', 'mean', 'sum', 'batchmean'"):
+            fl.kl_div(X, X, reduction=red)
+
+
+@pytest.mark.parametrize("w", [np.ones(3), np.ones(5), np.ones((4, 1)), np.ones((1, 4))])
+def test_weight_of_wrong_length(w):
+    for fn in (fl.cross_entropy, fl.nll_loss, fl.nll_loss_and_grad):
+        with pytest.raises(ValueError, match=f"weight must be a 1-D array of length 4.*got shape "
+                                             f"\\({w.shape[0]},"):
+            fn(X, T, weight=w)
+    with pytest.raises(ValueError, match="weight must be a 1-D array of length 4"):
+        fl.cross_entropy(X, np.full((3, 4), 0.25), weight=w)
+
+
+def test_bad_ignore_index():
+    with pytest.raises(TypeError, match="ignore_index must be an integer, got float"):
+        fl.cross_entropy(X, T, ignore_index=1.5)
+    with pytest.raises(TypeError, match="ignore_index must be an integer, got str"):
+        fl.nll_loss(X, T, ignore_index="1")
+
+
+# ---------------------------------------------------------------- axis --
+@pytest.mark.parametrize("name", ["log_softmax", "softmax", "logsumexp"])
+def test_bad_axis(name):
+    f = getattr(fl, name)
+    for axis in (2, -3):
+        with pytest.raises(np.exceptions.AxisError, match=f"axis {axis} is out of bounds for array of "
+                                                          f"dimension 2"):
+            f(X, axis=axis)
+        with pytest.raises(np.exceptions.AxisError):
+            getattr(sp, name)(X, axis=axis)
+    with pytest.raises(TypeError, match="axis must be an int, a tuple of ints or None, got 1.0"):
+        f(X, axis=1.0)
+    with pytest.raises(TypeError, match="axis must be an int, a tuple of ints or None, got 'a'"):
+        f(X, axis=(0, "a"))
+    with pytest.raises(ValueError, match="repeated axis in \\(0, -2\\)"):
+        f(X, axis=(0, -2))
+    with pytest.raises(np.exceptions.AxisError):
+        f(np.float64(1.0), axis=1)
+
+
+@pytest.mark.parametrize("name", ["log_softmax_backward", "softmax_backward"])
+def test_backward_bad_arguments(name):
+    f = getattr(fl, name)
+    with pytest.raises(ValueError, match="grad_output has shape \\(3, 4\\) but output has shape \\(3, 5\\)"):
+        f(X, np.zeros((3, 5)))
+    with pytest.raises(TypeError, match="grad_output has dtype float32 but output has dtype float64"):
+        f(X.astype(np.float32), X)
+    with pytest.raises(np.exceptions.AxisError, match="axis 2 is out of bounds"):
+        f(X, X, axis=2)
+    with pytest.raises(ValueError, match="out has shape \\(4, 3\\), expected \\(3, 4\\)"):
+        f(X, X, out=np.zeros((4, 3)))
+    with pytest.raises(TypeError, match="output must be a real numeric array"):
+        f(X, np.full((3, 4), "a"))
+
+
+# ------------------------------------------------------------ non-numeric --
+@pytest.mark.parametrize("name", ["log_softmax", "softmax", "logsumexp"])
+def test_non_numeric_arrays(name):
+    f = getattr(fl, name)
+    arg = "a" if name == "logsumexp" else "x"
+    with pytest.raises(TypeError, match=f"{arg} must be a real numeric array, got dtype <U1"):
+        f(np.array(["a", "b"]))
+    with pytest.raises(TypeError, match=f"{arg} must be a real numeric array, got dtype object"):
+        f(np.array([1, None], dtype=object))
+    with pytest.raises(TypeError, match=f"{arg}: complex input is not supported"):
+        f(np.ones(3, complex))
+    with pytest.raises(TypeError, match=f"{arg}: dtype float16 is not supported"):
+        f(np.ones(3, np.float16))
+    with pytest.raises(TypeError, match=f"{arg}: dtype float128 is not supported"):
+        f(np.ones(3, np.longdouble))
+
+
+def test_logsumexp_bad_b():
+    with pytest.raises(ValueError, match="b of shape \\(3,\\) does not broadcast against a of shape "
+                                         "\\(3, 4\\)"):
+        fl.logsumexp(X, b=np.ones(3))
+    with pytest.raises(TypeError, match="b must be a real numeric array"):
+        fl.logsumexp(X, b=np.full((3, 4), "x"))
+
+
+@pytest.mark.parametrize("t", [0, -1.0, float("inf"), float("nan")])
+def test_bad_temperature(t):
+    with pytest.raises(ValueError, match="temperature must be a positive finite number"):
+        fl.softmax(X, temperature=t)
+
+
+# ------------------------------------------------------------------ out --
+@pytest.mark.parametrize("call", [
+    lambda out: fl.log_softmax(X, axis=1, out=out),
+    lambda out: fl.softmax(X, out=out),
+    lambda out: fl.log_softmax_backward(X, X, out=out),
+    lambda out: fl.cross_entropy_and_grad(X, T, out=out),
+    lambda out: fl.nll_loss_and_grad(X, T, out=out),
+    lambda out: fl.binary_cross_entropy_with_logits_and_grad(X, X, out=out),
+], ids=["log_softmax", "softmax", "backward", "ce", "nll", "bce"])
+def test_bad_out(call):
+    with pytest.raises(ValueError, match="out has shape \\(4, 3\\), expected \\(3, 4\\)"):
+        call(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="out has shape \\(12,\\), expected \\(3, 4\\)"):
+        call(np.zeros(12))
+    with pytest.raises(TypeError, match="out has dtype float32, expected float64"):
+        call(np.zeros((3, 4), np.float32))
+    with pytest.raises(TypeError, match="out must be a numpy.ndarray, got list"):
+        call([[0.0] * 4] * 3)
+    ro = np.zeros((3, 4))
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        call(ro)
+
+
+def test_out_sharing_memory_with_probability_target():
+    x = np.zeros((3, 4))
+    p = np.full((3, 4), 0.25)
+    with pytest.raises(ValueError, match="out must not share memory with target"):
+        fl.cross_entropy_and_grad(x, p, out=p)
+
+
+# ------------------------------------------------------------- threads --
+@pytest.mark.parametrize("n,exc,msg", [
+    (0, ValueError, "n must be >= 1, got 0"),
+    (-2, ValueError, "n must be >= 1, got -2"),
+    (1.5, TypeError, "n must be an integer, got float"),
+    ("2", TypeError, "n must be an integer, got str"),
+    (None, TypeError, "n must be an integer, got NoneType"),
+])
+def test_bad_set_num_threads(n, exc, msg, threads):
+    before = fl.get_num_threads()
+    with pytest.raises(exc, match=msg):
+        fl.set_num_threads(n)
+    assert fl.get_num_threads() == before
+    with pytest.raises(exc, match=msg):
+        with fl.num_threads(n):
+            pass  # pragma: no cover
+    assert fl.get_num_threads() == before
+
+
+# ----------------------------------------------------------- env vars --
+def _import_with_env(**env):
+    e = dict(os.environ)
+    e.update(env)
+    src = os.path.join(os.path.dirname(fl.__file__), os.pardir)
+    e["PYTHONPATH"] = os.path.abspath(src) + os.pathsep + e.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-c", "import fastlog; print(fastlog.config()['isa'])"],
+                          env=e, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("value", ["sse9", "AVX3", "native", "1"])
+def test_invalid_fastlog_isa_is_import_error(value):
+    r = _import_with_env(FASTLOG_ISA=value)
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr
+    assert f"FASTLOG_ISA={value.lower()!r}: expected one of baseline, avx2, avx512" in r.stderr
+
+
+@pytest.mark.parametrize("value,msg", [("zero", "is not an integer"), ("0", "must be >= 1"),
+                                       ("-3", "must be >= 1")])
+def test_invalid_fastlog_num_threads_is_import_error(value, msg):
+    r = _import_with_env(FASTLOG_NUM_THREADS=value)
+    assert r.returncode != 0
+    assert "ImportError" in r.stderr and f"FASTLOG_NUM_THREADS={value!r} {msg}" in r.stderr
