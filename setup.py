@@ -70,6 +70,10 @@ class build_ext(_build_ext):
 
 
 def extensions():
+    # setuptools does not see #include'd headers or Cython include files:
+    # list them so a change to any of them rebuilds every ISA module.
+    import glob
+    depends = sorted(glob.glob(os.path.join(CSRC, "*.h")) + glob.glob(os.path.join(PKG, "*.pxi")))
     exts = []
     for isa, flags in ISA_FLAGS.items():
         exts.append(Extension(
@@ -78,6 +82,7 @@ def extensions():
             include_dirs=[CSRC, np.get_include()],
             define_macros=[("FL_ISA_NAME", f'"{isa}"'), ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
             extra_compile_args=COMMON + flags,
+            depends=depends,
         ))
     checks = _truthy("FASTLOG_BOUNDSCHECK")
     return cythonize(

@@ -259,7 +259,8 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
         for (ptrdiff_t k = 0; k < g; k++) {
             double li = keep * wy[k] * (((double)a[k] - xy[k]) + (double)L[k]);
             if (eps != 0.0) li += epc * (W * (((double)a[k] - r0[k]) + (double)L[k]) - swx[k]);
-            loss[i0 + k] = target[i0 + k] == ignore_index ? 0.0 : li;
+            /* max not finite (+inf logit or all -inf): NaN, as torch */
+            loss[i0 + k] = target[i0 + k] == ignore_index ? 0.0 : (fin[k] != 0 ? li : NAN);
         }
         if (!grad) continue;
         for (ptrdiff_t k = 0; k < FL_G; k++)
@@ -274,6 +275,8 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
             const int64_t y = target[i0 + k];
             if (y == ignore_index)
                 memset(gb + k * C, 0, (size_t)C * sizeof(T));
+            else if (fin[k] == 0)
+                for (ptrdiff_t c = 0; c < C; c++) gb[k * C + c] = (T)NAN;
             else
                 gb[k * C + y] -= (T)(gscale * keep * wy[k]);
         }
