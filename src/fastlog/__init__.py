@@ -24,3 +24,8 @@ __all__ = [
     "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_and_grad", "kl_div",
     "show_config", "config", "set_num_threads", "get_num_threads", "num_threads",
 ]
+
+# Fused linear + cross-entropy (never builds the N x V logits).
+from .linear import linear_cross_entropy, linear_cross_entropy_and_grad  # noqa: E402
+
+__all__ += ["linear_cross_entropy", "linear_cross_entropy_and_grad"]

@@ -502,3 +502,4 @@ def log_array(cnp.ndarray x, cnp.ndarray out):
 # ------------------------------------------------------------ other parts --
 # Each part below is its own file; it can use everything defined above.
 include "_blas.pxi"
+include "_linear_ce.pxi"
