@@ -66,7 +66,7 @@ def _prepare(input, weight, target, bias, class_weight, ignore_index, reduction,
                          f"(shape {x.shape})")
     dtype = x.dtype
     batch_shape = () if x.ndim == 1 else (x.shape[0],)
-    X = np.ascontiguousarray(x.reshape(-1, H))
+    X = np.ascontiguousarray(x.reshape(batch_shape[0] if batch_shape else 1, H))
     N = X.shape[0]
     if max(N, H, V) > _INT_MAX:
         raise ValueError("input and weight dimensions must each be below 2**31")
