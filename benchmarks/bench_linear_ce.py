@@ -15,8 +15,10 @@ Two ways to run it:
   floor for any implementation that does the linear layer's arithmetic.
 
 Peak RSS growth = peak resident memory during the timed calls minus the
-resident memory once the inputs exist; "over grads" subtracts the gradients
-the call returns (grad_input + grad_weight), leaving the workspace/overhead.
+resident memory once the inputs exist and one warm-up call on 256 rows has
+run (so the BLAS's own buffers are already resident); "over grads" subtracts
+the gradients the call returns (grad_input + grad_weight), leaving the
+workspace/overhead.
 """
 import argparse
 import json
@@ -144,6 +146,10 @@ def worker(lib, case, threads, repeat, paired=True):
     extra = {}
     if lib == "sgemm":
         extra["sgemm_peak_gflops"] = _sgemm_peak()
+    # Warm up on a few rows first, so that one-time buffers of the BLAS (and
+    # torch's allocator) are resident before the baseline is taken.
+    nw = min(N, 256)
+    _callable(lib, x[:nw], W, t[:nw], threads)()
     base = _status_kb("VmRSS")
     peak_ok = _reset_peak()
     times, loss = [], None
