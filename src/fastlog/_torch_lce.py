@@ -41,7 +41,8 @@ def _chunk_size(options, num_batches, in_features, num_classes, dtype):
     """Rows per block from LinearCrossEntropyOptions (None: fastlog's default)."""
     if options is None:
         return None
-    if not isinstance(options, torch.nn.LinearCrossEntropyOptions):
+    opt_cls = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+    if opt_cls is None or not isinstance(options, opt_cls):
         raise TypeError(f"options must be a torch.nn.LinearCrossEntropyOptions or None, "
                         f"got {type(options).__name__}")
     if options.batch_chunk_size is None and options.chunking_method in (None, "auto"):
@@ -150,9 +151,16 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     naming the argument) rather than torch's RuntimeError.
     """
     if not _fastlog_can_run(input, linear_weight, target, linear_bias, weight):
-        return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
-                                      weight=weight, reduction=reduction, ignore_index=ignore_index,
-                                      label_smoothing=label_smoothing, options=options)
+        if hasattr(F, "linear_cross_entropy"):
+            return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
+                                          weight=weight, reduction=reduction,
+                                          ignore_index=ignore_index,
+                                          label_smoothing=label_smoothing, options=options)
+        # torch < 2.13: the unfused reference (2-D linear_weight only)
+        return F.cross_entropy(F.linear(input, linear_weight, linear_bias), target, weight=weight,
+                               reduction=reduction,
+                               ignore_index=-100 if ignore_index is None else ignore_index,
+                               label_smoothing=label_smoothing)
     ign = -100 if ignore_index is None else ignore_index
     n = input.shape[0] if input.dim() == 2 else 1
     cs = _chunk_size(options, n, input.shape[-1], linear_weight.shape[0], input.dtype)
@@ -170,7 +178,13 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     return torch.from_numpy(np.asarray(loss, dtype=dtype).copy())
 
 
-class LinearCrossEntropyLoss(torch.nn.LinearCrossEntropyLoss):
+_TorchLCELoss = getattr(torch.nn, "LinearCrossEntropyLoss", None)
+if _TorchLCELoss is None:  # pragma: no cover  (torch < 2.13 has no such module)
+    __all__.remove("LinearCrossEntropyLoss")
+    _TorchLCELoss = object
+
+
+class LinearCrossEntropyLoss(_TorchLCELoss):
     """``torch.nn.LinearCrossEntropyLoss`` whose forward runs fastlog's fused kernel.
 
     Same constructor, parameters (``self.linear``) and state dict as the torch
@@ -186,3 +200,7 @@ class LinearCrossEntropyLoss(torch.nn.LinearCrossEntropyLoss):
                                     weight=self.weight, reduction=self.reduction,
                                     ignore_index=self.ignore_index,
                                     label_smoothing=self.label_smoothing, options=self.options)
+
+
+if _TorchLCELoss is object:  # pragma: no cover
+    del LinearCrossEntropyLoss
