@@ -347,3 +347,16 @@ def test_torch_fallbacks_and_module():
         FLT.linear_cross_entropy(x, W, torch.full((24,), 17))
     with pytest.raises(TypeError, match="options must be"):
         FLT.linear_cross_entropy(x, W, t, options="chunked")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_torch_unbatched_input(reduction):
+    x, W, b, t, w = _torch_data(torch.float64, N=1)
+    t = torch.tensor(4)
+    res = []
+    for fn in (FLT.linear_cross_entropy, F.linear_cross_entropy):
+        loss = fn(x[0], W, t, linear_bias=b, reduction=reduction)
+        res.append((loss.detach(),) + torch.autograd.grad(loss, (x, W, b)))
+    for a, c in zip(*res):
+        assert a.shape == c.shape
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
