@@ -6,7 +6,7 @@ in blocks: for each block the logits are computed by a GEMM into one reused
 workspace, turned into the cross-entropy gradient in place by fastlog's fused
 kernel, and consumed by two more GEMMs that produce ``grad_input`` and
 accumulate ``grad_weight``.  Extra memory is the ``block x V`` workspace
-(32 MiB by default, at least 256 rows), independent of the number of rows N;
+(48 MiB by default, at least 256 rows), independent of the number of rows N;
 the full N x V logits are never held.
 
 Results are identical for any ``fastlog.set_num_threads`` value: rows are
@@ -24,7 +24,7 @@ from ._validation import float_array, index_target, int_param, reduction_code, s
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad"]
 
 #: Default workspace for one block of logits, in bytes.
-WORKSPACE_BYTES = 32 << 20
+WORKSPACE_BYTES = 48 << 20
 #: Fewest rows per block when the workspace budget would allow fewer.
 MIN_BLOCK_ROWS = 256
 _INT_MAX = 2**31 - 1
@@ -149,8 +149,11 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     label_smoothing : float in [0, 1]
         Mixes the target with the uniform distribution (torch semantics).
     chunk_size : int, optional
-        Rows per block.  Default: as many as fit a 32 MiB logits workspace,
-        but at least 256 (so the workspace is ``max(32 MiB, 256 * V * itemsize)``).
+        Rows per block.  Default: as many as fit a 48 MiB logits workspace,
+        but at least 256 (so the workspace is ``max(48 MiB, 256 * V * itemsize)``).
+        Larger blocks make the GEMMs faster (measured at N=4096, H=512,
+        V=32000, 1 thread: 256 rows 3.35 s, 384 rows 3.10 s, 1024 rows
+        2.95 s of CPU time) at the cost of memory.
     z_loss : float >= 0, default 0
         Adds ``z_loss * logsumexp(logits_i) ** 2`` to the loss of every
         non-ignored row (PaLM's auxiliary z-loss); 'mean' divides it by the
