@@ -7,7 +7,8 @@ Two ways to run it:
 * script mode, one fresh process per library (the sizes of the issue):
       PYTHONPATH=src python benchmarks/bench_linear_ce.py --case 4096
   cases: small (N=1024, H=256, V=8000), 4096 (N=4096, H=512, V=32000),
-  16384 (N=16384, H=1024, V=128256: minutes; run it once).  Each library runs
+  16384 (N=16384, H=1024, V=128256: minutes; run it once), 16384/8 (the same
+  with N=2048).  Each library runs
   in its own subprocess with every thread pool pinned (--threads, default 1)
   and prints wall and CPU time (min of --repeat runs; with one thread the
   CPU time is the robust number on a shared machine), GFLOP/s (6 N H V flop:
@@ -35,6 +36,7 @@ CASES = {
     "small": (1024, 256, 8000),
     "4096": (4096, 512, 32000),
     "16384": (16384, 1024, 128256),
+    "16384/8": (2048, 1024, 128256),  # the 16384 case with 1/8 of the rows (seconds, not minutes)
 }
 LIBS = ("sgemm", "fastlog", "torch_chunked", "torch_ref")
 
