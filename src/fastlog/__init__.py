@@ -25,10 +25,11 @@ __all__ = [
     "show_config", "config", "set_num_threads", "get_num_threads", "num_threads",
 ]
 
-# --- MLP, building blocks, data (fastlog.nn / fastlog.data) ---
-from .nn import (MLP, LogisticRegression, linear_backward, linear_forward, mlp_gemms_only, relu,
-                 relu_backward)
+# MLP, building blocks, data (fastlog.nn / fastlog.data).
+from .nn import (MLP, LogisticRegression, linear_backward, linear_forward, mlp_gemms_only,  # noqa: E402
+                 relu, relu_backward)
+# Fused linear + cross-entropy (never builds the N x V logits).
+from .linear import linear_cross_entropy, linear_cross_entropy_and_grad  # noqa: E402
 
 __all__ += ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward",
-            "mlp_gemms_only"]
-# --- end MLP block ---
+            "mlp_gemms_only", "linear_cross_entropy", "linear_cross_entropy_and_grad"]

@@ -555,3 +555,4 @@ def log_array(cnp.ndarray x, cnp.ndarray out):
 # Each part below is its own file; it can use everything defined above.
 include "_blas.pxi"
 include "_mlp.pxi"
+include "_linear_ce.pxi"

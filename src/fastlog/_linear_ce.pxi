@@ -1,0 +1,214 @@
+# Fused linear + cross-entropy: loss and gradients of
+#     cross_entropy(X @ Wm.T + b, target)
+# without ever holding the N x V logits.  Included at the end of _core.pxi.
+#
+# Rows are processed in blocks of `nb` rows; for each block
+#   1. work[nb, V]  = X_blk @ Wm.T (+ b)                    GEMM (BLAS)
+#   2. work         = gscale * dloss/dlogits, in place      fl_ce_index_rows (+ z-loss)
+#   3. gX_blk       = work @ Wm                             GEMM
+#      gW          += work.T @ X_blk  (beta = 0 on block 0)  GEMM
+#      gb_acc      += column sums of work (float64)
+# so the extra memory is the nb x V workspace whatever N is.
+#
+# Determinism: step 2 is per row (threads over rows with a static schedule,
+# each row's result independent of the split); gW and gb are accumulated
+# block after block in row order, never across threads of ours.  The GEMMs
+# run in SciPy's BLAS with its own thread pool (fastlog's OpenMP threads are
+# idle while BLAS runs, and vice versa: no oversubscription).
+
+from libc.string cimport memcpy
+from cython.parallel cimport threadid
+
+cdef extern from "fl_kernels.h" nogil:
+    float fl_expf(float)
+    double fl_exp(double)
+
+
+cdef inline void _lce_row(real *row, Py_ssize_t V, const int64_t *t, const real *w, double W,
+                          int64_t ignore_index, double eps, double gs, double zscale,
+                          bint want_grad, bint want_lse, double *loss, real *lse,
+                          real *scratch) noexcept nogil:
+    """One row of logits -> its loss (and lse); with want_grad the row is
+    overwritten by gs * dloss/dlogits.  scratch: V values (only used when
+    zscale != 0 and want_grad)."""
+    cdef real l = 0
+    cdef real zg, lr
+    cdef Py_ssize_t j
+    cdef bint ext = want_lse or zscale != 0.0
+    cdef bint ignored = t[0] == ignore_index
+    if ext:
+        if real is float:
+            fl_lse_rows_f32(row, 1, V, &l)
+        else:
+            fl_lse_rows_f64(row, 1, V, &l)
+        if want_lse:
+            lse[0] = l
+        if zscale != 0.0 and want_grad and not ignored:
+            memcpy(scratch, row, V * sizeof(real))
+    if real is float:
+        fl_ce_index_rows_f32(row, 1, V, t, w, W, ignore_index, eps, gs, loss,
+                             row if want_grad else NULL)
+    else:
+        fl_ce_index_rows_f64(row, 1, V, t, w, W, ignore_index, eps, gs, loss,
+                             row if want_grad else NULL)
+    if zscale != 0.0 and not ignored:
+        # z-loss: zscale * lse^2, gradient 2 * zscale * lse * softmax.
+        loss[0] += zscale * <double>l * <double>l
+        if want_grad:
+            zg = <real>(gs * 2.0 * zscale * <double>l)
+            lr = l
+            if real is float:
+                for j in range(V):
+                    row[j] += zg * fl_expf(scratch[j] - lr)
+            else:
+                for j in range(V):
+                    row[j] += zg * fl_exp(scratch[j] - lr)
+
+
+cdef void _lce_block(real *work, Py_ssize_t m, Py_ssize_t V, const int64_t *t, const real *w, double W,
+                     int64_t ignore_index, double eps, double gscale, const double *row_scale,
+                     double zscale, bint want_grad, bint want_lse, double *loss, real *lse,
+                     real *scratch) noexcept nogil:
+    """_lce_row over the m rows of one block, threads over rows (static)."""
+    cdef Py_ssize_t i
+    cdef int nt = _threads_for(m, V)
+    cdef int tid
+    cdef double gs
+    if nt == 1:
+        for i in range(m):
+            gs = gscale * row_scale[i] if row_scale != NULL else gscale
+            _lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
+                     want_lse, loss + i, (lse + i) if lse != NULL else NULL, scratch)
+        return
+    for i in prange(m, num_threads=nt, schedule='static'):
+        tid = threadid()
+        gs = gscale * row_scale[i] if row_scale != NULL else gscale
+        _lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
+                 want_lse, loss + i, (lse + i) if lse != NULL else NULL,
+                 (scratch + tid * V) if scratch != NULL else NULL)
+
+
+cdef void _lce_run(const real *X, const real *Wm, const real *b, Py_ssize_t N, Py_ssize_t H,
+                   Py_ssize_t V, const int64_t *t, const real *w, double W, int64_t ignore_index,
+                   double eps, double gscale, const double *row_scale, double zscale, Py_ssize_t nb,
+                   real *work, real *scratch, double *loss, real *lse, real *gX, real *gW,
+                   double *gb) noexcept nogil:
+    cdef Py_ssize_t r0 = 0, m, i, j
+    cdef bint want_grad = gX != NULL or gW != NULL or gb != NULL
+    cdef real beta
+    cdef real *wr
+    if gW != NULL and N == 0:
+        memset(gW, 0, V * H * sizeof(real))
+    if gb != NULL:
+        memset(gb, 0, V * sizeof(double))
+    while r0 < N:
+        m = nb if r0 + nb <= N else N - r0
+        # 1. logits of the block
+        beta = 0
+        if b != NULL:
+            for i in range(m):
+                memcpy(work + i * V, b, V * sizeof(real))
+            beta = 1
+        if H > 0:
+            _gemm(False, True, <int>m, <int>V, <int>H, <real>1, X + r0 * H, <int>H, Wm, <int>H,
+                  beta, work, <int>V)
+        elif b == NULL:
+            memset(work, 0, m * V * sizeof(real))
+        # 2. loss and gscale * dloss/dlogits, in place
+        _lce_block(work, m, V, t + r0, w, W, ignore_index, eps, gscale,
+                   (row_scale + r0) if row_scale != NULL else NULL, zscale, want_grad,
+                   lse != NULL, loss + r0, (lse + r0) if lse != NULL else NULL, scratch)
+        # 3. gradients
+        if gX != NULL:
+            _gemm(False, False, <int>m, <int>H, <int>V, <real>1, work, <int>V, Wm, <int>(H if H > 0 else 1),
+                  <real>0, gX + r0 * H, <int>(H if H > 0 else 1))
+        if gW != NULL:
+            _gemm(True, False, <int>V, <int>H, <int>m, <real>1, work, <int>V, X + r0 * H,
+                  <int>(H if H > 0 else 1), <real>(0 if r0 == 0 else 1), gW, <int>(H if H > 0 else 1))
+        if gb != NULL:
+            for i in range(m):
+                wr = work + i * V
+                for j in range(V):
+                    gb[j] += wr[j]
+        r0 += m
+
+
+def linear_ce(cnp.ndarray X, cnp.ndarray Wm, object bias, cnp.ndarray target, object weight,
+              long long ignore_index, double eps, int reduction, object row_scale, double zscale,
+              cnp.ndarray work, object scratch, cnp.ndarray loss, object lse, object gX, object gW,
+              object gb):
+    """Fused linear + cross-entropy over the rows of X (N, H) with Wm (V, H).
+
+    bias: None or (V,); weight: None or (V,) class weights; target: int64 (N,).
+    reduction 0 none / 1 mean / 2 sum sets gscale (1/sum of weights for mean);
+    row_scale: None or float64 (N,) multiplying each row's gradient (then
+    reduction only matters through it: pass 0 or 2).  work: nb*V buffer of
+    X's dtype (nb = rows per block = work.size // V).  scratch: None or
+    threads*V buffer (needed when zscale != 0 and gradients are wanted).
+    loss: float64 (N,) OUT; lse: None or (N,) OUT of X's dtype.
+    gX (N, H), gW (V, H): None or OUT of X's dtype; gb: None or float64 (V,) OUT.
+    Returns (bad_row, weight_sum, loss_sum); bad_row >= 0: target out of
+    range there, nothing computed.  All arrays C-contiguous, validated.
+    """
+    cdef Py_ssize_t N = cnp.PyArray_DIM(X, 0), H = cnp.PyArray_DIM(X, 1), V = cnp.PyArray_DIM(Wm, 0)
+    cdef Py_ssize_t nb = (cnp.PyArray_SIZE(work) // V) if V > 0 else 1, bad, j
+    cdef double wsum = 0.0, Wtot = <double>V, gscale, total = 0.0
+    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
+    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef const double *rs = NULL
+    cdef void *bp = NULL
+    cdef void *wp = NULL
+    cdef void *sp = NULL
+    cdef void *lsp = NULL
+    cdef void *gxp = NULL
+    cdef void *gwp = NULL
+    cdef double *gbp = NULL
+    if bias is not None:
+        bp = cnp.PyArray_DATA(<cnp.ndarray>bias)
+    if weight is not None:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
+    if row_scale is not None:
+        rs = <const double *>cnp.PyArray_DATA(<cnp.ndarray>row_scale)
+    if scratch is not None:
+        sp = cnp.PyArray_DATA(<cnp.ndarray>scratch)
+    if lse is not None:
+        lsp = cnp.PyArray_DATA(<cnp.ndarray>lse)
+    if gX is not None:
+        gxp = cnp.PyArray_DATA(<cnp.ndarray>gX)
+    if gW is not None:
+        gwp = cnp.PyArray_DATA(<cnp.ndarray>gW)
+    if gb is not None:
+        gbp = <double *>cnp.PyArray_DATA(<cnp.ndarray>gb)
+    if nb < 1:
+        nb = 1
+    if _is_f32(X):
+        with nogil:
+            bad = _check_targets[float](t, N, V, ignore_index, <const float *>wp, &wsum)
+            if bad < 0:
+                if wp != NULL:
+                    Wtot = 0.0
+                    for j in range(V):
+                        Wtot += (<const float *>wp)[j]
+                gscale = (1.0 / wsum) if (reduction == 1 and rs == NULL) else 1.0
+                _lce_run[float](<const float *>cnp.PyArray_DATA(X), <const float *>cnp.PyArray_DATA(Wm),
+                                <const float *>bp, N, H, V, t, <const float *>wp, Wtot, ignore_index, eps,
+                                gscale, rs, zscale, nb, <float *>cnp.PyArray_DATA(work), <float *>sp,
+                                lp, <float *>lsp, <float *>gxp, <float *>gwp, gbp)
+                total = _sum_rows(lp, N)
+    else:
+        with nogil:
+            bad = _check_targets[double](t, N, V, ignore_index, <const double *>wp, &wsum)
+            if bad < 0:
+                if wp != NULL:
+                    Wtot = 0.0
+                    for j in range(V):
+                        Wtot += (<const double *>wp)[j]
+                gscale = (1.0 / wsum) if (reduction == 1 and rs == NULL) else 1.0
+                _lce_run[double](<const double *>cnp.PyArray_DATA(X), <const double *>cnp.PyArray_DATA(Wm),
+                                 <const double *>bp, N, H, V, t, <const double *>wp, Wtot, ignore_index,
+                                 eps, gscale, rs, zscale, nb, <double *>cnp.PyArray_DATA(work),
+                                 <double *>sp, lp, <double *>lsp, <double *>gxp, <double *>gwp, gbp)
+                total = _sum_rows(lp, N)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    return -1, wsum, total
