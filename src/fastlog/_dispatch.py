@@ -9,6 +9,7 @@ crashing on an illegal instruction.  Threads: ``FASTLOG_NUM_THREADS`` or
 :func:`fastlog.set_num_threads` (default: OpenMP's default, i.e. all cores).
 """
 import importlib
+import importlib.util
 import os
 
 from . import _core_baseline
@@ -21,13 +22,7 @@ def supported_levels():
     out = ["baseline"]
     for name, ok in (("avx2", _core_baseline.cpu_has_avx2_fma()),
                      ("avx512", _core_baseline.cpu_has_avx512())):
-        if not ok:
-            break
-        try:
-            importlib.util.find_spec(f"fastlog._core_{name}")
-        except ImportError:  # pragma: no cover
-            break
-        if importlib.util.find_spec(f"fastlog._core_{name}") is None:
+        if not ok or importlib.util.find_spec(f"fastlog._core_{name}") is None:
             break
         out.append(name)
     return out

@@ -1,6 +1,6 @@
-from types import ModuleType
-from typing import List
+from typing import List, Tuple
 
-LEVELS: tuple
-core: ModuleType
+from . import _core_baseline as core  # the build chosen at import has the same API
+
+LEVELS: Tuple[str, ...]
 def supported_levels() -> List[str]: ...
