@@ -90,7 +90,7 @@ class _Rows:
         if a.ndim <= 2:
             res = g.reshape(a.shape)
         else:
-            res = np.moveaxis(g.reshape(self.batch_shape[:1] + self.batch_shape[1:] + (self.C,)), -1, 1)
+            res = np.moveaxis(g.reshape(self.batch_shape + (self.C,)), -1, 1)
         if out is None:
             return np.ascontiguousarray(res) if a.ndim > 2 else res
         out[...] = res
