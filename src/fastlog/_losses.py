@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ._dispatch import core
-from ._validation import (_F32, _F64, check_out, class_weight, float_array, index_target, int_param,
+from ._validation import (_F32, _F64, _I64, check_out, class_weight, float_array, index_target, int_param,
                           reduction_code, smoothing_param)
 
 __all__ = ["cross_entropy", "cross_entropy_and_grad", "nll_loss", "nll_loss_and_grad",
@@ -197,6 +197,28 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
     Returns ``(loss, grad_input)``.  ``out`` (an array of the input's shape and
     dtype, possibly `input` itself) receives the gradient.
     """
+    # The training-loop call -- C-contiguous 2-D logits, int64 targets, no
+    # weights or smoothing, mean/sum -- skips the general path's layout work:
+    # at 64 x 10 the wrapper, not the kernel, is most of the time.  Every
+    # check the kernel relies on is still made here or by the kernel itself
+    # (targets are range-checked before anything is written).
+    if (weight is None and type(input) is np.ndarray and type(target) is np.ndarray
+            and type(label_smoothing) is float and label_smoothing == 0.0
+            and (reduction == "mean" or reduction == "sum") and type(ignore_index) is int):
+        dt = input.dtype
+        if ((dt is _F32 or dt is _F64) and input.ndim == 2 and target.dtype is _I64
+                and target.ndim == 1 and target.shape[0] == input.shape[0]
+                and input.shape[1] > 0 and input.flags.c_contiguous and target.flags.c_contiguous
+                and (out is None or (type(out) is np.ndarray and out.dtype is dt
+                                     and out.shape == input.shape and out.flags.c_contiguous
+                                     and out.flags.writeable))):
+            g = np.empty_like(input) if out is None else out
+            losses = np.empty(input.shape[0], np.float64)
+            red = 1 if reduction == "mean" else 2
+            bad, wsum, total = core.ce_index(input, target, None, ignore_index, 0.0, red, g, losses)
+            if bad < 0:
+                return dt.type(total if red == 2 else _ratio(total, wsum)), g
+            # fall through: the general path raises the IndexError
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, True, out)
 
 
