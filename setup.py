@@ -4,7 +4,7 @@ The kernels in src/fastlog/_core.pxi (+ the C headers in _csrc/) are compiled
 once per x86-64 ISA level into fastlog._core_baseline, _core_avx2 and
 _core_avx512; fastlog._dispatch picks one at import time from the CPU's
 features (FASTLOG_ISA forces a level).  The default flags are portable: no
--march=native, no -ffast-math.
+native-architecture or fast-math flags.
 
 Environment switches:
   FASTLOG_REQUIRE_OPENMP=1  fail the build if the compiler has no OpenMP
@@ -27,7 +27,7 @@ CSRC = os.path.join(PKG, "_csrc")
 
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 # -fno-math-errno / -fno-trapping-math let GCC vectorize selects and rint;
-# they keep IEEE inf/nan semantics (unlike -ffast-math).
+# they keep IEEE inf/nan semantics (unlike fast-math).
 COMMON = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-Wno-unused-function"]
 ISA_FLAGS = {"baseline": []}
 if IS_X86_64:

@@ -1,10 +1,10 @@
 """Run-time configuration: threads, the chosen ISA build, OpenMP status."""
-import operator
 import platform
 import sys
 
 from . import _dispatch
 from ._dispatch import core
+from ._validation import positive_int
 
 
 def set_num_threads(n):
@@ -13,13 +13,7 @@ def set_num_threads(n):
     The default is OpenMP's default (all cores) or ``FASTLOG_NUM_THREADS``.
     Small inputs run on one thread whatever this says.
     """
-    try:
-        n = operator.index(n)
-    except TypeError:
-        raise TypeError(f"n must be an integer, got {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    core.set_threads(n)
+    core.set_threads(positive_int(n, "n"))
 
 
 def get_num_threads():

@@ -83,6 +83,17 @@ def check_out(out, shape, dtype, name="out"):
     return out
 
 
+def positive_int(v, name):
+    """An integer >= 1 (TypeError if not an integer, ValueError if < 1)."""
+    try:
+        i = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
+    if i < 1:
+        raise ValueError(f"{name} must be >= 1, got {i}")
+    return i
+
+
 def int_param(v, name):
     try:
         return operator.index(v)

@@ -45,7 +45,7 @@ import numpy as np
 
 from ._dispatch import core
 from ._losses import binary_cross_entropy_with_logits_and_grad
-from ._validation import check_out, float_array
+from ._validation import check_out, float_array, positive_int
 
 __all__ = ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward",
            "mlp_gemms_only"]
@@ -289,16 +289,6 @@ def _nonneg(v, name):
     return f
 
 
-def _positive_int(v, name):
-    try:
-        i = operator.index(v)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
-    if i < 1:
-        raise ValueError(f"{name} must be >= 1, got {i}")
-    return i
-
-
 class _Progress:
     """tqdm over epochs when it is installed, else one plain line per epoch."""
 
@@ -479,7 +469,7 @@ class MLP:
     def workspace(self, rows, train=True):
         """The compiled workspace for batches of up to `rows` rows (what
         :func:`mlp_gemms_only` runs on)."""
-        return self._workspace(_positive_int(rows, "rows"), train)
+        return self._workspace(positive_int(rows, "rows"), train)
 
     # -- validation --
     def _x(self, x, name="x"):
@@ -661,8 +651,8 @@ class MLP:
             bad = int(np.flatnonzero((y < 0) | (y >= self.n_classes))[0])
             raise IndexError(f"y[{bad}] = {y[bad]} is out of range for {self.n_classes} classes")
         self._raise_nonfinite(X, "X")
-        epochs = _positive_int(epochs, "epochs")
-        bs = min(_positive_int(batch_size, "batch_size"), n)
+        epochs = positive_int(epochs, "epochs")
+        bs = min(positive_int(batch_size, "batch_size"), n)
         lr = _nonneg(lr, "lr")
         momentum = _nonneg(momentum, "momentum")
         weight_decay = _nonneg(weight_decay, "weight_decay")
@@ -830,7 +820,7 @@ class LogisticRegression:
     """
 
     def __init__(self, n_features, *, dtype=np.float32, seed=0):
-        n_features = _positive_int(n_features, "n_features")
+        n_features = positive_int(n_features, "n_features")
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
@@ -887,8 +877,8 @@ class LogisticRegression:
     def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.1, seed=0, progress=True, file=None):
         X = self._x(X)
         y = self._y(y, X.shape[0])
-        epochs = _positive_int(epochs, "epochs")
-        bs = _positive_int(batch_size, "batch_size")
+        epochs = positive_int(epochs, "epochs")
+        bs = positive_int(batch_size, "batch_size")
         rng = np.random.default_rng(seed)
         n = X.shape[0]
         hist = {"loss": [], "accuracy": [], "time": []}

@@ -485,39 +485,34 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
 
 
 # ---------------------------------------------------- softmax/log_softmax --
-class _LogSoftmax(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, dim):
-        y = torch.from_numpy(np.asarray(_softmax.log_softmax(_np(input), axis=dim)))
-        ctx.save_for_backward(y)
-        ctx.dim = dim
-        return y
+def _softmax_function(name, np_forward, np_backward, torch_backward):
+    """An autograd Function whose forward is fastlog's kernel (the output is
+    saved for backward) and whose backward is fastlog's, or PyTorch's own
+    differentiable formula when grad mode is on inside backward."""
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled() or not _plain_cpu(grad_output):
-            # PyTorch's own (differentiable) backward formula.
-            return torch._log_softmax_backward_data(grad_output, y, ctx.dim, y.dtype), None
-        g = _softmax.log_softmax_backward(_np(grad_output), _np(y), axis=ctx.dim)
-        return _tensor(g), None
+    class _Fn(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, input, dim):
+            y = torch.from_numpy(np.asarray(np_forward(_np(input), axis=dim)))
+            ctx.save_for_backward(y)
+            ctx.dim = dim
+            return y
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (y,) = ctx.saved_tensors
+            if torch.is_grad_enabled() or not _plain_cpu(grad_output):
+                return torch_backward(grad_output, y, ctx.dim, y.dtype), None
+            return _tensor(np_backward(_np(grad_output), _np(y), axis=ctx.dim)), None
+
+    _Fn.__name__ = _Fn.__qualname__ = name
+    return _Fn
 
 
-class _Softmax(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, dim):
-        y = torch.from_numpy(np.asarray(_softmax.softmax(_np(input), axis=dim)))
-        ctx.save_for_backward(y)
-        ctx.dim = dim
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled() or not _plain_cpu(grad_output):
-            return torch._softmax_backward_data(grad_output, y, ctx.dim, y.dtype), None
-        g = _softmax.softmax_backward(_np(grad_output), _np(y), axis=ctx.dim)
-        return _tensor(g), None
+_LogSoftmax = _softmax_function("_LogSoftmax", _softmax.log_softmax, _softmax.log_softmax_backward,
+                                torch._log_softmax_backward_data)
+_Softmax = _softmax_function("_Softmax", _softmax.softmax, _softmax.softmax_backward,
+                             torch._softmax_backward_data)
 
 
 def _softmax_family(name, fn, np_fn, torch_fn, input, dim, _stacklevel, dtype):
