@@ -1,5 +1,6 @@
 """Run cases: build each library's version, check it against the oracle, then time it."""
 import sys
+import time
 from dataclasses import dataclass
 
 from . import cases as _cases
@@ -77,6 +78,10 @@ class _Progress:
             sys.stderr.flush()
 
 
+# Pause before timing a library at more than one thread (see run_cases).
+SETTLE_S = 0.25
+
+
 def prepare(group, library, data):
     """(fn, result_getter) for this library, or raise Unavailable."""
     built = group.impls[library](data)
@@ -133,6 +138,10 @@ def run_cases(case_list, libraries=_cases.LIBRARIES, budget=BUDGETS["quick"], pr
                     for lib in libraries:
                         if lib not in _cases.GROUPS[group].impls:
                             continue
+                        if c.threads > 1:
+                            # Let the previous library's OpenMP/BLAS threads stop
+                            # spinning, so they do not steal a core from this one.
+                            time.sleep(SETTLE_S)
                         results.append(run_one(c, lib, data, reference, budget))
                         bar.update(f"{group} {c.label} {dtype} {c.threads}t {lib}")
             del data, reference
