@@ -70,14 +70,6 @@ cdef extern from "fl_kernels.h" nogil:
     void fl_log_n_f32(const float *x, Py_ssize_t n, float *out)
     void fl_log_n_f64(const double *x, Py_ssize_t n, double *out)
 
-cdef extern from "math.h" nogil:
-    double log1p(double)
-    double exp(double)
-    double fabs(double)
-    float log1pf(float)
-    float expf(float)
-    float fabsf(float)
-
 ctypedef fused real:
     float
     double
@@ -511,14 +503,6 @@ def bce_with_logits(cnp.ndarray x, cnp.ndarray y, object w, object pw, double gs
                                      <const double *>wp, <const double *>pp, n, gscale, <double *>lp,
                                      <double *>gp)
     return total
-
-
-def sum_float64(cnp.ndarray v):
-    """Row-order sum of a contiguous float64 vector (thread-count independent)."""
-    cdef double s
-    with nogil:
-        s = _sum_rows(<const double *>cnp.PyArray_DATA(v), cnp.PyArray_SIZE(v))
-    return s
 
 
 # --------------------------------------------------- the math, for tests --

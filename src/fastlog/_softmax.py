@@ -59,7 +59,7 @@ def _elementwise(op, x, axis, out, name="x"):
     # float array (per-call overhead matters for small inputs).
     if out is None and type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
         nd = x.ndim
-        if nd and (axis == -1 or axis == nd - 1) and x.flags.c_contiguous and type(axis) is int:
+        if nd and type(axis) is int and (axis == -1 or axis == nd - 1) and x.flags.c_contiguous:
             K = x.shape[-1]
             if K and x.size:
                 res = np.empty_like(x)
