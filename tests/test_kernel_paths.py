@@ -73,6 +73,8 @@ def test_special_rows_in_both_paths(C):
     r = base.copy(); r[C // 2] = np.inf; rows.append(r)            # +inf
     r = base.copy(); r[-1] = np.nan; rows.append(r)                # NaN
     rows.append(np.full(C, -np.inf))                              # all -inf
+    r = base.copy(); r[0] = np.inf; r[-1] = np.nan; rows.append(r)  # +inf and NaN
+    r = np.full(C, -np.inf); r[-1] = np.nan; rows.append(r)        # -inf and NaN
     rows.append(base * 1e30)                                       # huge finite
     rows.append(base + 1e6)                                        # large common offset
     x = np.array(rows)

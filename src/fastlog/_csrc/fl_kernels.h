@@ -9,6 +9,7 @@
 #include <string.h>
 #include <math.h>
 #include "fl_math.h"
+#include "fl_transpose.h"
 
 #ifndef FL_ISA_NAME
 #define FL_ISA_NAME "baseline"
@@ -47,6 +48,7 @@ static inline int fl_cpu_has_avx512(void)
 }
 
 #define T float
+#define FL_IS_F32 1
 #define FL_SFX f32
 #define FL_EXP fl_expf
 #define FL_EXP_NP fl_expf_nonpos
@@ -54,6 +56,7 @@ static inline int fl_cpu_has_avx512(void)
 #define FL_LOG1P fl_log1pf
 #include "fl_rows_impl.h"
 #undef T
+#undef FL_IS_F32
 #undef FL_SFX
 #undef FL_EXP
 #undef FL_EXP_NP
@@ -61,6 +64,7 @@ static inline int fl_cpu_has_avx512(void)
 #undef FL_LOG1P
 
 #define T double
+#define FL_IS_F32 0
 #define FL_SFX f64
 #define FL_EXP fl_exp
 #define FL_EXP_NP fl_exp_nonpos
@@ -68,6 +72,7 @@ static inline int fl_cpu_has_avx512(void)
 #define FL_LOG1P fl_log1p
 #include "fl_rows_impl.h"
 #undef T
+#undef FL_IS_F32
 #undef FL_SFX
 #undef FL_EXP
 #undef FL_EXP_NP

@@ -136,6 +136,10 @@ static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
  * (Full groups take the loop with constant bounds: the common case.) */
 static inline void FL_(to_cols)(const T *restrict x, ptrdiff_t g, ptrdiff_t C, T *restrict xt)
 {
+#if defined(FL_HAVE_TR16) && FL_IS_F32
+    fl_to_cols_tr16_f32(x, g, C, FL_G, xt);   /* fl_transpose.h: same values */
+    return;
+#endif
     if (g == FL_G) {
         for (ptrdiff_t c = 0; c < C; c++)
             for (ptrdiff_t k = 0; k < FL_G; k++) xt[c * FL_G + k] = x[k * C + c];
@@ -150,6 +154,10 @@ static inline void FL_(to_cols)(const T *restrict x, ptrdiff_t g, ptrdiff_t C, T
 
 static inline void FL_(from_cols)(const T *restrict xt, ptrdiff_t g, ptrdiff_t C, T *restrict x)
 {
+#if defined(FL_HAVE_TR16) && FL_IS_F32
+    fl_from_cols_tr16_f32(xt, g, C, FL_G, x);
+    return;
+#endif
     if (g == FL_G) {
         for (ptrdiff_t k = 0; k < FL_G; k++)
             for (ptrdiff_t c = 0; c < C; c++) x[k * C + c] = xt[c * FL_G + k];
@@ -161,26 +169,35 @@ static inline void FL_(from_cols)(const T *restrict xt, ptrdiff_t g, ptrdiff_t C
 
 /* Per-lane statistics of a transposed block (see FL_(row_stats)): a, L with
  * lse = a + L, S = sum exp(x - a), fin = 1 where the max is finite.  If
- * want_e, xt is overwritten with exp(x - a). */
+ * want_e, xt is overwritten with exp(x - a) (where the max is finite). */
 static inline void FL_(col_stats)(T *xt, ptrdiff_t C, int want_e, T *a, T *L, T *S, T *fin)
 {
-    T m[FL_G], s[FL_G], cnt[FL_G];
+    T m[FL_G], s[FL_G], cnt[FL_G], nan[FL_G];
     ptrdiff_t c, k;
-    for (k = 0; k < FL_G; k++) m[k] = -INFINITY;
+    for (k = 0; k < FL_G; k++) { m[k] = -INFINITY; nan[k] = 0; }
     for (c = 0; c < C; c++)
-        for (k = 0; k < FL_G; k++) m[k] = xt[c * FL_G + k] > m[k] ? xt[c * FL_G + k] : m[k];
+        for (k = 0; k < FL_G; k++) {
+            const T v = xt[c * FL_G + k];
+            m[k] = v > m[k] ? v : m[k];
+            nan[k] = v != v ? (T)1 : nan[k];
+        }
     for (k = 0; k < FL_G; k++) {
         fin[k] = (m[k] > -INFINITY && m[k] < INFINITY) ? (T)1 : (T)0;
         a[k] = fin[k] != 0 ? m[k] : (T)0;
         s[k] = 0;
         cnt[k] = 0;
     }
+    /* Shifting by m itself (not by a) keeps every d <= 0 or NaN, so the
+     * cheaper exp for non-positive arguments serves every lane: a lane whose
+     * max is not finite gets only -inf/NaN differences (and L = m below,
+     * which is what log(sum exp(x)) gives there: +inf, or -inf when all are
+     * -inf); its e values are not used (its softmax / gradient is NaN). */
     for (c = 0; c < C; c++) {
         T *col = xt + c * FL_G;
         for (k = 0; k < FL_G; k++) {
-            const T d = col[k] - a[k];
-            const T ev = FL_EXP(d);
-            const int im = (fin[k] != 0) & (d == 0);
+            const T d = col[k] - m[k];
+            const T ev = FL_EXP_NP(d);
+            const int im = d == 0;
             s[k] += im ? (T)0 : ev;
             cnt[k] += im ? (T)1 : (T)0;
             if (want_e) col[k] = ev;
@@ -188,13 +205,14 @@ static inline void FL_(col_stats)(T *xt, ptrdiff_t C, int want_e, T *a, T *L, T 
     }
     /* L = log(cnt + s), except that for a single max term (cnt == 1) the
      * rounding of 1 + s is corrected as in log1p (Goldberg's trick), which
-     * keeps a tiny L accurate; cnt >= 2 means L >= log 2 (no such issue);
-     * cnt == 0 (max not finite) gives log(s). */
+     * keeps a tiny L accurate; cnt >= 2 means L >= log 2 (no such issue).
+     * A lane whose max is not finite has L = m (a = 0), or NaN if it holds
+     * a NaN (the max skips NaNs). */
     for (k = 0; k < FL_G; k++) {
         const T u = cnt[k] + s[k];
         const T lu = FL_LOG(u);
         const T corr = (cnt[k] == 1 && u != 1) ? s[k] / (u - 1) : (T)1;
-        L[k] = (cnt[k] == 1 && u == 1) ? s[k] : lu * corr;
+        L[k] = fin[k] == 0 ? (nan[k] != 0 ? (T)NAN : m[k]) : ((cnt[k] == 1 && u == 1) ? s[k] : lu * corr);
         S[k] = u;
     }
 }
@@ -231,7 +249,7 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
 {
     const double keep = 1.0 - eps, epc = eps / (double)C;
     const T sw = (T)(gscale * epc);
-    T xt[FL_SMALL_C * FL_G], a[FL_G], L[FL_G], S[FL_G], fin[FL_G], sc[FL_G];
+    T xt[FL_SMALL_C * FL_G], a[FL_G], L[FL_G], S[FL_G], fin[FL_G], sc[FL_G], oh[FL_G], yc[FL_G], on[FL_G];
     double xy[FL_G], wy[FL_G], swx[FL_G], r0[FL_G];
     for (ptrdiff_t i0 = 0; i0 < nrows; i0 += FL_G) {
         const ptrdiff_t g = nrows - i0 < FL_G ? nrows - i0 : FL_G;
@@ -263,23 +281,26 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
             loss[i0 + k] = target[i0 + k] == ignore_index ? 0.0 : (fin[k] != 0 ? li : NAN);
         }
         if (!grad) continue;
-        for (ptrdiff_t k = 0; k < FL_G; k++)
-            sc[k] = k < g ? (T)(gscale * (keep * wy[k] + epc * W) / (double)S[k]) : (T)0;
+        /* Per lane: sc scales exp(x - a) (NaN for a row whose max is not
+         * finite, as torch); the target class (yc, -1 for none) also loses
+         * oh = gscale (1-eps) w_y; ignored rows (and padding lanes) get 0.
+         * All of it in the vector loop, so no per-row fix-up follows. */
+        for (ptrdiff_t k = 0; k < FL_G; k++) {
+            const int live = k < g && target[i0 + (k < g ? k : 0)] != ignore_index;
+            sc[k] = live ? (fin[k] != 0 ? (T)(gscale * (keep * wy[k] + epc * W) / (double)S[k]) : (T)NAN)
+                         : (T)0;
+            oh[k] = live ? (T)(gscale * keep * wy[k]) : (T)0;
+            yc[k] = live ? (T)target[i0 + k] : (T)-1;
+            on[k] = live ? (T)1 : (T)0;
+        }
         for (ptrdiff_t c = 0; c < C; c++) {
-            const T swc = w ? sw * w[c] : sw;
-            for (ptrdiff_t k = 0; k < FL_G; k++) xt[c * FL_G + k] = xt[c * FL_G + k] * sc[k] - swc;
+            const T swc = w ? sw * w[c] : sw, tc = (T)c;
+            for (ptrdiff_t k = 0; k < FL_G; k++) {
+                const T v = (xt[c * FL_G + k] * sc[k] - swc) - (yc[k] == tc ? oh[k] : (T)0);
+                xt[c * FL_G + k] = on[k] != 0 ? v : (T)0;
+            }
         }
-        T *gb = grad + i0 * C;
-        FL_(from_cols)(xt, g, C, gb);
-        for (ptrdiff_t k = 0; k < g; k++) {
-            const int64_t y = target[i0 + k];
-            if (y == ignore_index)
-                memset(gb + k * C, 0, (size_t)C * sizeof(T));
-            else if (fin[k] == 0)
-                for (ptrdiff_t c = 0; c < C; c++) gb[k * C + c] = (T)NAN;
-            else
-                gb[k * C + y] -= (T)(gscale * keep * wy[k]);
-        }
+        FL_(from_cols)(xt, g, C, grad + i0 * C);
     }
 }
 

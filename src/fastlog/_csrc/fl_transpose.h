@@ -1,0 +1,84 @@
+/* fastlog: the row <-> column transposes of the short-row path
+ * (fl_rows_impl.h, C <= FL_SMALL_C), in AVX-512 registers for float32.
+ *
+ * The short-row kernels work on blocks of 64 rows stored column-major (one
+ * vector lane per row).  Written as plain loops the two transposes run one
+ * element at a time and cost about as much as all the math of the kernel.
+ * Here a 16 x 16 tile is loaded as 16 (masked) row vectors, transposed with
+ * 64 shuffles, and stored as column vectors; masked loads and stores handle
+ * a last column tile narrower than 16 and a last row group shorter than 64.
+ * Only data movement: the values are the same as the plain loops give.
+ * Built only where the compiler targets AVX-512 (the avx512 ISA build);
+ * other builds use the loops in fl_rows_impl.h.
+ */
+#ifndef FL_TRANSPOSE_H
+#define FL_TRANSPOSE_H
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define FL_HAVE_TR16 1
+
+/* In-register transpose of the 16 x 16 tile r[0..15] (row i in r[i]). */
+static inline void fl_tr16x16_f32(__m512 r[16])
+{
+    __m512 t[16];
+    int i;
+    for (i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    for (i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* xt[c * G + k] = x[k * C + c] for k < g (g <= G, G a multiple of 16);
+ * lanes k >= g are zero. */
+static inline void fl_to_cols_tr16_f32(const float *x, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G,
+                                       float *xt)
+{
+    __m512 r[16];
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += 16) {
+        const int w = C - c0 < 16 ? (int)(C - c0) : 16;
+        const __mmask16 m = (__mmask16)((1u << w) - 1u);
+        for (ptrdiff_t k0 = 0; k0 < G; k0 += 16) {
+            for (int k = 0; k < 16; k++)
+                r[k] = k0 + k < g ? _mm512_maskz_loadu_ps(m, x + (k0 + k) * C + c0) : _mm512_setzero_ps();
+            fl_tr16x16_f32(r);
+            for (int c = 0; c < w; c++) _mm512_storeu_ps(xt + (c0 + c) * G + k0, r[c]);
+        }
+    }
+}
+
+/* x[k * C + c] = xt[c * G + k] for k < g. */
+static inline void fl_from_cols_tr16_f32(const float *xt, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G,
+                                         float *x)
+{
+    __m512 r[16];
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += 16) {
+        const int w = C - c0 < 16 ? (int)(C - c0) : 16;
+        const __mmask16 m = (__mmask16)((1u << w) - 1u);
+        for (ptrdiff_t k0 = 0; k0 < g; k0 += 16) {
+            for (int c = 0; c < 16; c++)
+                r[c] = c < w ? _mm512_loadu_ps(xt + (c0 + c) * G + k0) : _mm512_setzero_ps();
+            fl_tr16x16_f32(r);
+            for (int k = 0; k < 16 && k0 + k < g; k++)
+                _mm512_mask_storeu_ps(x + (k0 + k) * C + c0, m, r[k]);
+        }
+    }
+}
+#endif
+#endif
