@@ -1,5 +1,5 @@
 /* fastlog: the row <-> column transposes of the short-row path
- * (fl_rows_impl.h, C <= FL_SMALL_C), in AVX-512 registers for float32.
+ * (fl_rows_impl.h, C <= FL_SMALL_C), in vector registers for float32.
  *
  * The short-row kernels work on blocks of 64 rows stored column-major (one
  * vector lane per row).  Written as plain loops the two transposes run one
@@ -8,8 +8,8 @@
  * 64 shuffles, and stored as column vectors; masked loads and stores handle
  * a last column tile narrower than 16 and a last row group shorter than 64.
  * Only data movement: the values are the same as the plain loops give.
- * Built only where the compiler targets AVX-512 (the avx512 ISA build);
- * other builds use the loops in fl_rows_impl.h.
+ * The avx512 ISA build uses 16 x 16 tiles, the avx2 build 8 x 8 tiles of
+ * 256-bit vectors; the baseline build keeps the loops in fl_rows_impl.h.
  */
 #ifndef FL_TRANSPOSE_H
 #define FL_TRANSPOSE_H
@@ -77,6 +77,69 @@ static inline void fl_from_cols_tr16_f32(const float *xt, ptrdiff_t g, ptrdiff_t
             fl_tr16x16_f32(r);
             for (int k = 0; k < 16 && k0 + k < g; k++)
                 _mm512_mask_storeu_ps(x + (k0 + k) * C + c0, m, r[k]);
+        }
+    }
+}
+
+#elif defined(__AVX2__)
+#include <immintrin.h>
+#define FL_HAVE_TR8 1
+
+/* In-register transpose of the 8 x 8 tile r[0..7]. */
+static inline void fl_tr8x8_f32(__m256 r[8])
+{
+    __m256 t[8], u[8];
+    int i;
+    for (i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* Lane mask with the first w (0..8) lanes on, for maskload/maskstore. */
+static inline __m256i fl_mask8(int w)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* As fl_to_cols_tr16_f32, with 8 x 8 tiles (G a multiple of 8). */
+static inline void fl_to_cols_tr8_f32(const float *x, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, float *xt)
+{
+    __m256 r[8];
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
+        const int w = C - c0 < 8 ? (int)(C - c0) : 8;
+        const __m256i m = fl_mask8(w);
+        for (ptrdiff_t k0 = 0; k0 < G; k0 += 8) {
+            for (int k = 0; k < 8; k++)
+                r[k] = k0 + k < g ? _mm256_maskload_ps(x + (k0 + k) * C + c0, m) : _mm256_setzero_ps();
+            fl_tr8x8_f32(r);
+            for (int c = 0; c < w; c++) _mm256_storeu_ps(xt + (c0 + c) * G + k0, r[c]);
+        }
+    }
+}
+
+static inline void fl_from_cols_tr8_f32(const float *xt, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, float *x)
+{
+    __m256 r[8];
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
+        const int w = C - c0 < 8 ? (int)(C - c0) : 8;
+        const __m256i m = fl_mask8(w);
+        for (ptrdiff_t k0 = 0; k0 < g; k0 += 8) {
+            for (int c = 0; c < 8; c++)
+                r[c] = c < w ? _mm256_loadu_ps(xt + (c0 + c) * G + k0) : _mm256_setzero_ps();
+            fl_tr8x8_f32(r);
+            for (int k = 0; k < 8 && k0 + k < g; k++)
+                _mm256_maskstore_ps(x + (k0 + k) * C + c0, m, r[k]);
         }
     }
 }
