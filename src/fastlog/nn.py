@@ -52,7 +52,7 @@ __all__ = ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "re
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Rows per block in inference (activations of a block stay in cache).
-INFER_BLOCK = 2048
+INFER_BLOCK = 4096
 
 
 # ------------------------------------------------------------ BLAS threads --
