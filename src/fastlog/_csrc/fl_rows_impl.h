@@ -140,6 +140,10 @@ static inline void FL_(to_cols)(const T *restrict x, ptrdiff_t g, ptrdiff_t C, T
     fl_to_cols_tr8_f32(x, g, C, FL_G, xt);
     return;
 #endif
+#if defined(FL_HAVE_TR16) && !FL_IS_F32
+    fl_to_cols_tr8_f64(x, g, C, FL_G, xt);
+    return;
+#endif
 #if defined(FL_HAVE_TR16) && FL_IS_F32
     fl_to_cols_tr16_f32(x, g, C, FL_G, xt);   /* fl_transpose.h: same values */
     return;
@@ -160,6 +164,10 @@ static inline void FL_(from_cols)(const T *restrict xt, ptrdiff_t g, ptrdiff_t C
 {
 #if defined(FL_HAVE_TR8) && FL_IS_F32
     fl_from_cols_tr8_f32(xt, g, C, FL_G, x);
+    return;
+#endif
+#if defined(FL_HAVE_TR16) && !FL_IS_F32
+    fl_from_cols_tr8_f64(xt, g, C, FL_G, x);
     return;
 #endif
 #if defined(FL_HAVE_TR16) && FL_IS_F32

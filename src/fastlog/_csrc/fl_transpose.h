@@ -1,5 +1,5 @@
 /* fastlog: the row <-> column transposes of the short-row path
- * (fl_rows_impl.h, C <= FL_SMALL_C), in vector registers for float32.
+ * (fl_rows_impl.h, C <= FL_SMALL_C), in vector registers.
  *
  * The short-row kernels work on blocks of 64 rows stored column-major (one
  * vector lane per row).  Written as plain loops the two transposes run one
@@ -8,8 +8,9 @@
  * 64 shuffles, and stored as column vectors; masked loads and stores handle
  * a last column tile narrower than 16 and a last row group shorter than 64.
  * Only data movement: the values are the same as the plain loops give.
- * The avx512 ISA build uses 16 x 16 tiles, the avx2 build 8 x 8 tiles of
- * 256-bit vectors; the baseline build keeps the loops in fl_rows_impl.h.
+ * The avx512 ISA build uses 16 x 16 float tiles and 8 x 8 double tiles, the
+ * avx2 build 8 x 8 float tiles of 256-bit vectors; other cases (the baseline
+ * build, double without AVX-512) keep the loops in fl_rows_impl.h.
  */
 #ifndef FL_TRANSPOSE_H
 #define FL_TRANSPOSE_H
@@ -77,6 +78,61 @@ static inline void fl_from_cols_tr16_f32(const float *xt, ptrdiff_t g, ptrdiff_t
             fl_tr16x16_f32(r);
             for (int k = 0; k < 16 && k0 + k < g; k++)
                 _mm512_mask_storeu_ps(x + (k0 + k) * C + c0, m, r[k]);
+        }
+    }
+}
+
+/* In-register transpose of the 8 x 8 double tile r[0..7]. */
+static inline void fl_tr8x8_f64(__m512d r[8])
+{
+    __m512d t[8], u[8];
+    int i;
+    for (i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);       /* 128-bit lane j: r[i][2j],   r[i+1][2j]   */
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);   /* 128-bit lane j: r[i][2j+1], r[i+1][2j+1] */
+    }
+    for (i = 0; i < 2; i++) {   /* i = 0: even columns, 1: odd columns */
+        u[4 * i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xee);
+        u[4 * i + 2] = _mm512_shuffle_f64x2(t[i + 4], t[i + 6], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_f64x2(t[i + 4], t[i + 6], 0xee);
+    }
+    for (i = 0; i < 2; i++) {
+        r[i] = _mm512_shuffle_f64x2(u[4 * i], u[4 * i + 2], 0x88);
+        r[i + 2] = _mm512_shuffle_f64x2(u[4 * i], u[4 * i + 2], 0xdd);
+        r[i + 4] = _mm512_shuffle_f64x2(u[4 * i + 1], u[4 * i + 3], 0x88);
+        r[i + 6] = _mm512_shuffle_f64x2(u[4 * i + 1], u[4 * i + 3], 0xdd);
+    }
+}
+
+/* As fl_to_cols_tr16_f32, for double with 8 x 8 tiles (G a multiple of 8). */
+static inline void fl_to_cols_tr8_f64(const double *x, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, double *xt)
+{
+    __m512d r[8];
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
+        const int w = C - c0 < 8 ? (int)(C - c0) : 8;
+        const __mmask8 m = (__mmask8)((1u << w) - 1u);
+        for (ptrdiff_t k0 = 0; k0 < G; k0 += 8) {
+            for (int k = 0; k < 8; k++)
+                r[k] = k0 + k < g ? _mm512_maskz_loadu_pd(m, x + (k0 + k) * C + c0) : _mm512_setzero_pd();
+            fl_tr8x8_f64(r);
+            for (int c = 0; c < w; c++) _mm512_storeu_pd(xt + (c0 + c) * G + k0, r[c]);
+        }
+    }
+}
+
+static inline void fl_from_cols_tr8_f64(const double *xt, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, double *x)
+{
+    __m512d r[8];
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
+        const int w = C - c0 < 8 ? (int)(C - c0) : 8;
+        const __mmask8 m = (__mmask8)((1u << w) - 1u);
+        for (ptrdiff_t k0 = 0; k0 < g; k0 += 8) {
+            for (int c = 0; c < 8; c++)
+                r[c] = c < w ? _mm512_loadu_pd(xt + (c0 + c) * G + k0) : _mm512_setzero_pd();
+            fl_tr8x8_f64(r);
+            for (int k = 0; k < 8 && k0 + k < g; k++)
+                _mm512_mask_storeu_pd(x + (k0 + k) * C + c0, m, r[k]);
         }
     }
 }
