@@ -32,6 +32,8 @@ import time
 import numpy as np
 import pytest
 
+from _procmem import reset_peak, status_kib
+
 CASES = {
     "small": (1024, 256, 8000),
     "4096": (4096, 512, 32000),
@@ -49,24 +51,6 @@ def make_inputs(N, H, V, seed=0):
     W *= np.float32(1.0 / np.sqrt(H))
     t = rng.integers(0, V, N)
     return x, W, t
-
-
-def _status_kb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-def _reset_peak():
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False if not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # -------------------------------------------------------------- workers ----
@@ -155,15 +139,15 @@ def worker(lib, case, threads, repeat, paired=True):
     # torch's allocator) are resident before the baseline is taken.
     nw = min(N, 256)
     _callable(lib, x[:nw], W, t[:nw], threads)()
-    base = _status_kb("VmRSS")
-    peak_ok = _reset_peak()
+    base = status_kib("VmRSS")
+    peak_ok = reset_peak()
     times, cpu, loss = [], [], None
     for _ in range(repeat):
         t0, c0 = time.perf_counter(), time.process_time()
         loss = fn()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    peak = _status_kb("VmHWM") if peak_ok else None
+    peak = status_kib("VmHWM") if peak_ok else None
     if lib == "fastlog" and paired:
         # Same-process check of the target "fastlog within 1.15x of its GEMMs
         # alone": alternate the two so load from other processes hits both.

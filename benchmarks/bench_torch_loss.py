@@ -30,6 +30,8 @@ import time
 import numpy as np
 import pytest
 
+from _procmem import reset_peak, status_kib
+
 SHAPES = [(4096, 1000), (1024, 32000)]
 IMPLS = ["torch", "fastlog"]
 
@@ -94,22 +96,6 @@ def test_cross_entropy_forward_backward(benchmark, one_thread, impl, shape):
 
 
 # ------------------------------------------------------------ script mode --
-def _rss_kib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise OSError("no VmRSS")
-
-
-def _hwm_kib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise OSError("no VmHWM")
-
-
 def _mem_child(impl, N, C):
     """In a fresh process: peak RSS growth (KiB) over one loss forward+backward."""
     _pin_threads()
@@ -118,16 +104,11 @@ def _mem_child(impl, N, C):
     _step(fn, xs, ys)
     x, y = _data(N, C)
     gc.collect()
-    before = _rss_kib()
-    try:                              # reset the kernel's peak-RSS mark (Linux >= 4.0)
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        method = "VmHWM after clear_refs"
-    except OSError:
-        method = "ru_maxrss"
+    before = status_kib("VmRSS")
+    method = "VmHWM after clear_refs" if reset_peak() else "ru_maxrss"
     maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     _step(fn, x, y)
-    peak = _hwm_kib() if method != "ru_maxrss" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = status_kib("VmHWM") if method != "ru_maxrss" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     growth = peak - (before if method != "ru_maxrss" else max(before, maxrss0))
     print(json.dumps({"impl": impl, "N": N, "C": C, "growth_kib": growth, "method": method,
                       "maxrss_growth_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - maxrss0}))

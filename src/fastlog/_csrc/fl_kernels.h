@@ -48,7 +48,9 @@ static inline int fl_cpu_has_avx512(void)
 }
 
 #define T float
-#define FL_IS_F32 1
+#ifdef FL_TR_F32
+#define FL_TR FL_TR_F32   /* register transposes of fl_transpose.h */
+#endif
 #define FL_SFX f32
 #define FL_EXP fl_expf
 #define FL_EXP_NP fl_expf_nonpos
@@ -56,7 +58,7 @@ static inline int fl_cpu_has_avx512(void)
 #define FL_LOG1P fl_log1pf
 #include "fl_rows_impl.h"
 #undef T
-#undef FL_IS_F32
+#undef FL_TR
 #undef FL_SFX
 #undef FL_EXP
 #undef FL_EXP_NP
@@ -64,7 +66,9 @@ static inline int fl_cpu_has_avx512(void)
 #undef FL_LOG1P
 
 #define T double
-#define FL_IS_F32 0
+#ifdef FL_TR_F64
+#define FL_TR FL_TR_F64
+#endif
 #define FL_SFX f64
 #define FL_EXP fl_exp
 #define FL_EXP_NP fl_exp_nonpos
@@ -72,7 +76,7 @@ static inline int fl_cpu_has_avx512(void)
 #define FL_LOG1P fl_log1p
 #include "fl_rows_impl.h"
 #undef T
-#undef FL_IS_F32
+#undef FL_TR
 #undef FL_SFX
 #undef FL_EXP
 #undef FL_EXP_NP

@@ -136,18 +136,9 @@ static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
  * (Full groups take the loop with constant bounds: the common case.) */
 static inline void FL_(to_cols)(const T *restrict x, ptrdiff_t g, ptrdiff_t C, T *restrict xt)
 {
-#if defined(FL_HAVE_TR8) && FL_IS_F32
-    fl_to_cols_tr8_f32(x, g, C, FL_G, xt);
-    return;
-#endif
-#if defined(FL_HAVE_TR16) && !FL_IS_F32
-    fl_to_cols_tr8_f64(x, g, C, FL_G, xt);
-    return;
-#endif
-#if defined(FL_HAVE_TR16) && FL_IS_F32
-    fl_to_cols_tr16_f32(x, g, C, FL_G, xt);   /* fl_transpose.h: same values */
-    return;
-#endif
+#ifdef FL_TR   /* in vector registers (fl_transpose.h): the same values */
+    FL_CAT(fl_to_cols, FL_TR)(x, g, C, FL_G, xt);
+#else
     if (g == FL_G) {
         for (ptrdiff_t c = 0; c < C; c++)
             for (ptrdiff_t k = 0; k < FL_G; k++) xt[c * FL_G + k] = x[k * C + c];
@@ -158,22 +149,14 @@ static inline void FL_(to_cols)(const T *restrict x, ptrdiff_t g, ptrdiff_t C, T
         for (ptrdiff_t k = 0; k < g; k++) col[k] = x[k * C + c];
         for (ptrdiff_t k = g; k < FL_G; k++) col[k] = 0;
     }
+#endif
 }
 
 static inline void FL_(from_cols)(const T *restrict xt, ptrdiff_t g, ptrdiff_t C, T *restrict x)
 {
-#if defined(FL_HAVE_TR8) && FL_IS_F32
-    fl_from_cols_tr8_f32(xt, g, C, FL_G, x);
-    return;
-#endif
-#if defined(FL_HAVE_TR16) && !FL_IS_F32
-    fl_from_cols_tr8_f64(xt, g, C, FL_G, x);
-    return;
-#endif
-#if defined(FL_HAVE_TR16) && FL_IS_F32
-    fl_from_cols_tr16_f32(xt, g, C, FL_G, x);
-    return;
-#endif
+#ifdef FL_TR
+    FL_CAT(fl_from_cols, FL_TR)(xt, g, C, FL_G, x);
+#else
     if (g == FL_G) {
         for (ptrdiff_t k = 0; k < FL_G; k++)
             for (ptrdiff_t c = 0; c < C; c++) x[k * C + c] = xt[c * FL_G + k];
@@ -181,6 +164,7 @@ static inline void FL_(from_cols)(const T *restrict xt, ptrdiff_t g, ptrdiff_t C
     }
     for (ptrdiff_t k = 0; k < g; k++)
         for (ptrdiff_t c = 0; c < C; c++) x[k * C + c] = xt[c * FL_G + k];
+#endif
 }
 
 /* Per-lane statistics of a transposed block (see FL_(row_stats)): a, L with

@@ -11,13 +11,53 @@
  * The avx512 ISA build uses 16 x 16 float tiles and 8 x 8 double tiles, the
  * avx2 build 8 x 8 float tiles of 256-bit vectors; other cases (the baseline
  * build, double without AVX-512) keep the loops in fl_rows_impl.h.
+ * Each build defines FL_TR_F32 / FL_TR_F64 as the suffix of the tile
+ * functions it has for that type (fl_rows_impl.h picks them up).
  */
 #ifndef FL_TRANSPOSE_H
 #define FL_TRANSPOSE_H
 
+#include <stddef.h>
+
+/* The tile loops, written once for a vector type V of W lanes of T (W x W
+ * tiles, G a multiple of W); NAME gives fl_to_cols_NAME / fl_from_cols_NAME:
+ *   to_cols:   xt[c * G + k] = x[k * C + c] for k < g, lanes k >= g zero;
+ *   from_cols: x[k * C + c] = xt[c * G + k] for k < g (nothing past row g).
+ * MASK(w) has the first w lanes on; LOADM(m, p) zeroes the lanes that are
+ * off, STOREM(p, m, v) leaves them unwritten (neither touches their memory). */
+#define FL_TR_TILES(NAME, T, V, W, MT, MASK, LOADM, STOREM, LOADU, STOREU, ZERO, TR)            \
+static inline void fl_to_cols_##NAME(const T *x, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, T *xt)   \
+{                                                                                              \
+    V r[W];                                                                                    \
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += W) {                                                  \
+        const int w = C - c0 < W ? (int)(C - c0) : W;                                          \
+        const MT m = (MT)MASK(w);                                                               \
+        for (ptrdiff_t k0 = 0; k0 < G; k0 += W) {                                              \
+            for (int k = 0; k < W; k++)                                                        \
+                r[k] = k0 + k < g ? LOADM(m, x + (k0 + k) * C + c0) : ZERO();                  \
+            TR(r);                                                                             \
+            for (int c = 0; c < w; c++) STOREU(xt + (c0 + c) * G + k0, r[c]);                  \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+static inline void fl_from_cols_##NAME(const T *xt, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, T *x) \
+{                                                                                              \
+    V r[W];                                                                                    \
+    for (ptrdiff_t c0 = 0; c0 < C; c0 += W) {                                                  \
+        const int w = C - c0 < W ? (int)(C - c0) : W;                                          \
+        const MT m = (MT)MASK(w);                                                               \
+        for (ptrdiff_t k0 = 0; k0 < g; k0 += W) {                                              \
+            for (int c = 0; c < W; c++)                                                        \
+                r[c] = c < w ? LOADU(xt + (c0 + c) * G + k0) : ZERO();                         \
+            TR(r);                                                                             \
+            for (int k = 0; k < W && k0 + k < g; k++)                                          \
+                STOREM(x + (k0 + k) * C + c0, m, r[k]);                                        \
+        }                                                                                      \
+    }                                                                                          \
+}
+
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#define FL_HAVE_TR16 1
 
 /* In-register transpose of the 16 x 16 tile r[0..15] (row i in r[i]). */
 static inline void fl_tr16x16_f32(__m512 r[16])
@@ -46,41 +86,11 @@ static inline void fl_tr16x16_f32(__m512 r[16])
     }
 }
 
-/* xt[c * G + k] = x[k * C + c] for k < g (g <= G, G a multiple of 16);
- * lanes k >= g are zero. */
-static inline void fl_to_cols_tr16_f32(const float *x, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G,
-                                       float *xt)
-{
-    __m512 r[16];
-    for (ptrdiff_t c0 = 0; c0 < C; c0 += 16) {
-        const int w = C - c0 < 16 ? (int)(C - c0) : 16;
-        const __mmask16 m = (__mmask16)((1u << w) - 1u);
-        for (ptrdiff_t k0 = 0; k0 < G; k0 += 16) {
-            for (int k = 0; k < 16; k++)
-                r[k] = k0 + k < g ? _mm512_maskz_loadu_ps(m, x + (k0 + k) * C + c0) : _mm512_setzero_ps();
-            fl_tr16x16_f32(r);
-            for (int c = 0; c < w; c++) _mm512_storeu_ps(xt + (c0 + c) * G + k0, r[c]);
-        }
-    }
-}
-
-/* x[k * C + c] = xt[c * G + k] for k < g. */
-static inline void fl_from_cols_tr16_f32(const float *xt, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G,
-                                         float *x)
-{
-    __m512 r[16];
-    for (ptrdiff_t c0 = 0; c0 < C; c0 += 16) {
-        const int w = C - c0 < 16 ? (int)(C - c0) : 16;
-        const __mmask16 m = (__mmask16)((1u << w) - 1u);
-        for (ptrdiff_t k0 = 0; k0 < g; k0 += 16) {
-            for (int c = 0; c < 16; c++)
-                r[c] = c < w ? _mm512_loadu_ps(xt + (c0 + c) * G + k0) : _mm512_setzero_ps();
-            fl_tr16x16_f32(r);
-            for (int k = 0; k < 16 && k0 + k < g; k++)
-                _mm512_mask_storeu_ps(x + (k0 + k) * C + c0, m, r[k]);
-        }
-    }
-}
+#define FL_KMASK(w) ((1u << (w)) - 1u)   /* AVX-512: a bit mask, first w bits on */
+FL_TR_TILES(tr16_f32, float, __m512, 16, __mmask16, FL_KMASK,
+            _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps, _mm512_loadu_ps, _mm512_storeu_ps,
+            _mm512_setzero_ps, fl_tr16x16_f32)
+#define FL_TR_F32 tr16_f32
 
 /* In-register transpose of the 8 x 8 double tile r[0..7]. */
 static inline void fl_tr8x8_f64(__m512d r[8])
@@ -105,41 +115,13 @@ static inline void fl_tr8x8_f64(__m512d r[8])
     }
 }
 
-/* As fl_to_cols_tr16_f32, for double with 8 x 8 tiles (G a multiple of 8). */
-static inline void fl_to_cols_tr8_f64(const double *x, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, double *xt)
-{
-    __m512d r[8];
-    for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
-        const int w = C - c0 < 8 ? (int)(C - c0) : 8;
-        const __mmask8 m = (__mmask8)((1u << w) - 1u);
-        for (ptrdiff_t k0 = 0; k0 < G; k0 += 8) {
-            for (int k = 0; k < 8; k++)
-                r[k] = k0 + k < g ? _mm512_maskz_loadu_pd(m, x + (k0 + k) * C + c0) : _mm512_setzero_pd();
-            fl_tr8x8_f64(r);
-            for (int c = 0; c < w; c++) _mm512_storeu_pd(xt + (c0 + c) * G + k0, r[c]);
-        }
-    }
-}
-
-static inline void fl_from_cols_tr8_f64(const double *xt, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, double *x)
-{
-    __m512d r[8];
-    for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
-        const int w = C - c0 < 8 ? (int)(C - c0) : 8;
-        const __mmask8 m = (__mmask8)((1u << w) - 1u);
-        for (ptrdiff_t k0 = 0; k0 < g; k0 += 8) {
-            for (int c = 0; c < 8; c++)
-                r[c] = c < w ? _mm512_loadu_pd(xt + (c0 + c) * G + k0) : _mm512_setzero_pd();
-            fl_tr8x8_f64(r);
-            for (int k = 0; k < 8 && k0 + k < g; k++)
-                _mm512_mask_storeu_pd(x + (k0 + k) * C + c0, m, r[k]);
-        }
-    }
-}
+FL_TR_TILES(tr8_f64, double, __m512d, 8, __mmask8, FL_KMASK,
+            _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd, _mm512_loadu_pd, _mm512_storeu_pd,
+            _mm512_setzero_pd, fl_tr8x8_f64)
+#define FL_TR_F64 tr8_f64
 
 #elif defined(__AVX2__)
 #include <immintrin.h>
-#define FL_HAVE_TR8 1
 
 /* In-register transpose of the 8 x 8 tile r[0..7]. */
 static inline void fl_tr8x8_f32(__m256 r[8])
@@ -162,42 +144,13 @@ static inline void fl_tr8x8_f32(__m256 r[8])
     }
 }
 
-/* Lane mask with the first w (0..8) lanes on, for maskload/maskstore. */
-static inline __m256i fl_mask8(int w)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-
-/* As fl_to_cols_tr16_f32, with 8 x 8 tiles (G a multiple of 8). */
-static inline void fl_to_cols_tr8_f32(const float *x, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, float *xt)
-{
-    __m256 r[8];
-    for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
-        const int w = C - c0 < 8 ? (int)(C - c0) : 8;
-        const __m256i m = fl_mask8(w);
-        for (ptrdiff_t k0 = 0; k0 < G; k0 += 8) {
-            for (int k = 0; k < 8; k++)
-                r[k] = k0 + k < g ? _mm256_maskload_ps(x + (k0 + k) * C + c0, m) : _mm256_setzero_ps();
-            fl_tr8x8_f32(r);
-            for (int c = 0; c < w; c++) _mm256_storeu_ps(xt + (c0 + c) * G + k0, r[c]);
-        }
-    }
-}
-
-static inline void fl_from_cols_tr8_f32(const float *xt, ptrdiff_t g, ptrdiff_t C, ptrdiff_t G, float *x)
-{
-    __m256 r[8];
-    for (ptrdiff_t c0 = 0; c0 < C; c0 += 8) {
-        const int w = C - c0 < 8 ? (int)(C - c0) : 8;
-        const __m256i m = fl_mask8(w);
-        for (ptrdiff_t k0 = 0; k0 < g; k0 += 8) {
-            for (int c = 0; c < 8; c++)
-                r[c] = c < w ? _mm256_loadu_ps(xt + (c0 + c) * G + k0) : _mm256_setzero_ps();
-            fl_tr8x8_f32(r);
-            for (int k = 0; k < 8 && k0 + k < g; k++)
-                _mm256_maskstore_ps(x + (k0 + k) * C + c0, m, r[k]);
-        }
-    }
-}
+/* AVX2 masked loads/stores take an integer vector with the first w lanes on
+ * (and the pointer first); adapted to the argument order FL_TR_TILES uses. */
+#define FL_MASK8(w) _mm256_cmpgt_epi32(_mm256_set1_epi32(w), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+#define FL_MASKLOAD8(m, p) _mm256_maskload_ps(p, m)
+FL_TR_TILES(tr8_f32, float, __m256, 8, __m256i, FL_MASK8,
+            FL_MASKLOAD8, _mm256_maskstore_ps, _mm256_loadu_ps, _mm256_storeu_ps,
+            _mm256_setzero_ps, fl_tr8x8_f32)
+#define FL_TR_F32 tr8_f32
 #endif
 #endif
