@@ -43,9 +43,9 @@ import time
 
 import numpy as np
 
-from ._dispatch import core
-from ._losses import binary_cross_entropy_with_logits_and_grad
-from ._validation import check_out, float_array, positive_int
+from .._dispatch import core
+from .._losses import binary_cross_entropy_with_logits_and_grad
+from .._validation import check_out, float_array, positive_int
 
 __all__ = ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward",
            "mlp_gemms_only"]

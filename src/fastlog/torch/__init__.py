@@ -87,7 +87,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _losses, _softmax
+from .. import _losses, _softmax
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div",
            "log_softmax", "softmax", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
@@ -588,7 +588,7 @@ class KLDivLoss(nn.KLDivLoss):
 
 # Fused linear + cross-entropy (F.linear_cross_entropy's namesake) lives in its own module.
 try:
-    from ._torch_lce import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: F401
+    from .linear_ce import LinearCrossEntropyLoss, linear_cross_entropy  # noqa: F401
 except ImportError:
     pass
 else:

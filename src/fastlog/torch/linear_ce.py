@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from . import linear as _lin
-from ._losses import _finish_loss
+from .. import linear as _lin
+from .._losses import _finish_loss
 
 __all__ = ["linear_cross_entropy", "LinearCrossEntropyLoss"]
 
