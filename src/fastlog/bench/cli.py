@@ -15,7 +15,7 @@ from .compare import format_compare
 from .data import DTYPES, np_dtype
 from .floors import FloorMeter
 from .groups import ALIASES, GROUPS
-from .impls import LIBRARIES
+from .impls import LIBRARIES, Unavailable, torch_modules
 from .presets import parse_shape, plan
 from .runner import BUDGETS, POLICIES, run_cases
 
@@ -241,8 +241,8 @@ def main(argv=None, prog="fastlog-bench"):
 
     if "torch" in args.libraries:
         try:
-            import torch  # noqa: F401  (imported now so that thread pinning reaches it)
-        except ImportError:
+            torch_modules()  # imported now so that thread pinning reaches it
+        except Unavailable:
             pass
     policy = POLICIES[preset]
     if args.max_spread is not None:
