@@ -82,8 +82,8 @@ def fl(name, call):
             try:
                 call(fn, d)
             except TypeError as e:
-                raise Unavailable(f"fastlog has no {_dtype_of(d).name} kernel yet "
-                                  f"(fastlog.{name} raises TypeError)") from e
+                raise Unavailable(f"no {_dtype_of(d).name} kernels in this fastlog yet "
+                                  "(its functions raise TypeError for that dtype)") from e
         return lambda: call(fn, d)
     return build
 

@@ -4,6 +4,10 @@ matplotlib is imported only here, only when a plot is asked for.  One colour
 per library in every panel; dtype = marker, thread count = line style, a
 hollow marker = a noisy timing; error bars span the ratio of the quartiles.
 """
+import textwrap
+
+import numpy as np
+
 from .compare import compare_rows
 from .groups import GROUPS
 from .impls import LIBRARIES
@@ -48,8 +52,9 @@ def _log_axis(ax, label):
     ax.grid(axis="y", lw=0.3, alpha=0.5)
 
 
-def _series_plot(ax, labels, series):
-    """series: {(library, dtype, threads): [(x label, y, lo, hi, noisy)]} on a categorical x axis."""
+def _series_plot(ax, labels, series, connect=True):
+    """series: {(library, dtype, threads): [(x label, y, lo, hi, noisy)]} on a categorical x axis;
+    `connect` joins a series' points (only where the x axis is one operation's shapes)."""
     xs = {lab: i for i, lab in enumerate(labels)}
     n = max(1, len(series))
     for k, ((lib, dt, th), pts) in enumerate(sorted(series.items(), key=lambda s: (
@@ -58,7 +63,8 @@ def _series_plot(ax, labels, series):
         x = [xs[p[0]] + off for p in pts]
         y = [p[1] for p in pts]
         colour = COLOURS.get(lib, "black")
-        ax.plot(x, y, color=colour, ls=LINES.get(th, "-."), lw=1.2, alpha=0.8)
+        if connect:
+            ax.plot(x, y, color=colour, ls=LINES.get(th, "-."), lw=1.2, alpha=0.8)
         ax.errorbar(x, y, yerr=[[max(0.0, v - p[2]) for v, p in zip(y, pts)],
                                 [max(0.0, p[3] - v) for v, p in zip(y, pts)]],
                     fmt="none", ecolor=colour, elinewidth=0.8, capsize=2, alpha=0.7)
@@ -77,16 +83,25 @@ def _legend(fig, libraries, dtypes, threads):
     h += [Line2D([], [], color="dimgrey", ls=LINES.get(t, "-."), label=f"{t} thread{'s' * (t > 1)}")
           for t in threads]
     h.append(Line2D([], [], color="dimgrey", marker="o", mfc="white", ls="none", label="noisy timing"))
-    fig.legend(handles=h, loc="upper center", ncol=min(len(h), 10), fontsize=8.5, frameon=False,
+    fig.legend(handles=h, loc="upper center", ncol=len(h), fontsize=8.5, frameon=False,
                bbox_to_anchor=(0.5, 0.985))
 
 
-def _grid(plt, n, cols=3):
+def _grid(plt, n, wide=False, cols=3):
+    """A figure with n panels in rows of `cols`, plus one full-width panel below when `wide`."""
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.3 * cols, 3.7 * rows + 0.6), squeeze=False)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat)[:n], rows
+    height = 3.7 * (rows + wide) + 0.6
+    fig = plt.figure(figsize=(5.3 * cols, height))
+    grid = fig.add_gridspec(rows + wide, cols)
+    axes = [fig.add_subplot(grid[k // cols, k % cols]) for k in range(n)]
+    if wide:
+        axes.append(fig.add_subplot(grid[rows, :]))
+    return fig, axes, height
+
+
+def _finish(fig, path, height):
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
+    fig.savefig(path, dpi=100)
 
 
 def _ratio(num, den):
@@ -106,19 +121,37 @@ def _speedup_panels(cases):
     return panels
 
 
+SCALING_MAX = 12   # categories in the thread-scaling panel
+
+
 def _scaling_series(cases):
+    """{(library, dtype, threads): points} of 1-thread / n-thread time, and the subset's description.
+
+    One dtype (float32 when present) and, when there are more than SCALING_MAX
+    (operation, shape) pairs, the largest shapes: threads matter for big arrays.
+    """
+    pairs = [(c, c2) for c in cases for c2 in cases
+             if c.threads == 1 and c2.data_key == c.data_key and c2.threads > 1]
+    if not pairs:
+        return {}, ""
+    dtypes = [c.dtype for c, _ in pairs]
+    dt = "float32" if "float32" in dtypes else dtypes[0]
+    pairs = [(c, c2) for c, c2 in pairs if c.dtype == dt]
+    size = {c: float(np.prod(c.shape)) for c, _ in pairs}
+    keys = list(dict.fromkeys((c.group, c.shape) for c, _ in pairs))
+    if len(keys) > SCALING_MAX:
+        keep = set(sorted(keys, key=lambda k: -float(np.prod(k[1])))[:SCALING_MAX])
+        pairs = [(c, c2) for c, c2 in pairs if (c.group, c.shape) in keep]
     series = {}
-    for c, lr in cases.items():
-        for c2, lr2 in cases.items():
-            if c.threads != 1 or c2.data_key != c.data_key or c2.threads == 1:
-                continue
-            label = f"{GROUPS[c.group].short}\n{c.label} {c.dtype}"
-            for lib in LIBRARIES:
-                a, b = lr.get(lib), lr2.get(lib)
-                if a is not None and b is not None and a.status == b.status == "ok":
-                    series.setdefault((lib, c.dtype, c2.threads), []).append(
-                        (label,) + _ratio(a, b) + (a.noisy or b.noisy,))
-    return series
+    for c, c2 in sorted(pairs, key=lambda p: (list(GROUPS).index(p[0].group), size[p[0]])):
+        label = "\n".join(textwrap.wrap(GROUPS[c.group].short, 18) + [c.label])
+        for lib in LIBRARIES:
+            a, b = cases[c].get(lib), cases[c2].get(lib)
+            if a is not None and b is not None and a.status == b.status == "ok":
+                series.setdefault((lib, c.dtype, c2.threads), []).append(
+                    (label,) + _ratio(a, b) + (a.noisy or b.noisy,))
+    kept = "" if len(keys) <= SCALING_MAX else f", the {SCALING_MAX} largest shapes"
+    return series, f"{dt}{kept}"
 
 
 def plot_report(report, path):
@@ -128,11 +161,11 @@ def plot_report(report, path):
     """
     cases = by_case(results_of(report))
     panels = _speedup_panels(cases)
-    scaling = _scaling_series(cases)
+    scaling, scaling_what = _scaling_series(cases)
     if not panels and not scaling:
         raise ValueError("the report has no rows timed for both fastlog and another library")
     plt = _pyplot()
-    fig, axes, rows = _grid(plt, len(panels) + bool(scaling))
+    fig, axes, height = _grid(plt, len(panels), wide=bool(scaling))
     order = [g for g in GROUPS if g in panels]
     for ax, g in zip(axes, order):
         labels = list(dict.fromkeys(c.label for c in cases if c.group == g))
@@ -143,13 +176,16 @@ def plot_report(report, path):
     if scaling:
         ax = axes[-1]
         labels = list(dict.fromkeys(p[0] for pts in scaling.values() for p in pts))
-        _series_plot(ax, labels, scaling)
+        _series_plot(ax, labels, scaling, connect=False)
         for n in sorted({k[2] for k in scaling}):
             ax.axhline(n, color="black", lw=0.6, ls=LINES.get(n, "-."))
             ax.text(-0.5, n * 1.05, f"ideal: {n}x", fontsize=7)
         _log_axis(ax, "n threads over 1 thread (x)")
-        ax.set_title("thread scaling (every library)", fontsize=10)
-        ax.tick_params(axis="x", labelsize=6.5)
+        ax.set_title(f"thread scaling: time with 1 thread / time with n threads ({scaling_what})",
+                     fontsize=10)
+        ax.tick_params(axis="x", labelsize=7.5, labelrotation=0)
+        for t in ax.get_xticklabels():
+            t.set_horizontalalignment("center")
     m = report["machine"]
     flagged = sum(r.noisy for r in results_of(report) if r.status == "ok")
     fig.suptitle(f"fastlog {m['fastlog']} ({m['isa']}) vs NumPy, SciPy, PyTorch: how many times faster "
@@ -158,8 +194,7 @@ def plot_report(report, path):
     libs = [lib for lib in LIBRARIES if any(lib in lr for lr in cases.values())]
     _legend(fig, libs, [d for d in MARKERS if any(c.dtype == d for c in cases)],
             sorted({c.threads for c in cases}))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (3.7 * rows + 0.6)))
-    fig.savefig(path, dpi=100)
+    _finish(fig, path, height)
     plt.close(fig)
     return [GROUPS[g].short for g in order] + (["thread scaling"] if scaling else [])
 
@@ -175,7 +210,7 @@ def plot_compare(old, new, path, libraries=None):
             (c.label,) + _ratio(ra, rb) + (ra.noisy or rb.noisy,))
         labels.setdefault(c.group, {})[c.label] = None
     plt = _pyplot()
-    fig, axes, rows_ = _grid(plt, len(panels))
+    fig, axes, height = _grid(plt, len(panels))
     order = [g for g in GROUPS if g in panels] + [g for g in panels if g not in GROUPS]
     for ax, g in zip(axes, order):
         _series_plot(ax, list(labels[g]), panels[g])
@@ -186,7 +221,6 @@ def plot_compare(old, new, path, libraries=None):
     found = {(lib, c.dtype, c.threads) for c, lib, *_ in rows}
     _legend(fig, [lib for lib in LIBRARIES if any(k[0] == lib for k in found)],
             [d for d in MARKERS if any(k[1] == d for k in found)], sorted({k[2] for k in found}))
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (3.7 * rows_ + 0.6)))
-    fig.savefig(path, dpi=100)
+    _finish(fig, path, height)
     plt.close(fig)
     return [GROUPS[g].short if g in GROUPS else g for g in order]

@@ -83,7 +83,7 @@ def run_one(case, library, data, reference, budget, policy=NoisePolicy(), cores=
         return Result(case, library, "error", f"{type(e).__name__}: {e}")
     ok, err = agreement(out, reference, case.dtype)
     if not ok:
-        return Result(case, library, "wrong", "result disagrees with the float64 NumPy oracle", err)
+        return Result(case, library, "wrong", "result disagrees with the float64 reference (fastlog._reference)", err)
     try:
         stats, noise = measure_reliably(lambda: measure(fn, budget, warmed=True),
                                         cores or usable_cores(), case.threads, policy)
