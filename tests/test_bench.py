@@ -481,6 +481,7 @@ def test_compare_reports_faster_slower_and_unchanged(saved, tmp_path, capsys):
     assert rc == 0
     lines = out.splitlines()
     assert lines[0] == "fastlog benchmark comparison" and lines[1].startswith("  old: ")
+    assert all(len(ln) <= 100 for ln in lines)
     assert re.search(r"shape +dtype +thr +library +old ms +new ms +change", out)
     assert "FASTER\n" in out and "SLOWER\n" not in out      # the verdict column
     assert f"summary: {n_fl} faster, 0 slower, 0 unchanged" in out

@@ -1,4 +1,6 @@
 """Two saved reports side by side: what got faster or slower."""
+import textwrap
+
 from .groups import GROUPS
 from .presets import shape_label
 from .records import results_of
@@ -38,9 +40,12 @@ def format_compare(old, new, threshold=0.05, libraries=None, width=WIDTH):
     fraction) and the interquartile ranges do not overlap; otherwise '~'.
     """
     rows, a, b = compare_rows(old, new, threshold, libraries)
-    out = ["fastlog benchmark comparison", f"  old: {_side(old)}", f"  new: {_side(new)}",
-           f"  change = new median / old median; FASTER / SLOWER when it moves by more than "
-           f"{threshold:.0%} and the IQRs do not overlap, '~' otherwise; {NOISY} = noisy in either run"]
+    out = ["fastlog benchmark comparison"]
+    for label, text in (("old:", _side(old)), ("new:", _side(new)),
+                        ("", f"change = new median / old median; FASTER / SLOWER when it moves by more than "
+                             f"{threshold:.0%} and the IQRs do not overlap, '~' otherwise; {NOISY} = noisy in "
+                             f"either run")):
+        out += textwrap.wrap(text, width, initial_indent=f"  {label:4s} ", subsequent_indent=" " * 7)
     if old["machine"]["cpu"] != new["machine"]["cpu"]:
         out.append("  WARNING: the two reports come from different CPUs")
     counts = {"faster": 0, "slower": 0, "same": 0}
@@ -53,7 +58,7 @@ def format_compare(old, new, threshold=0.05, libraries=None, width=WIDTH):
              {"same": "~"}.get(verdict, verdict.upper())])
     for g, table_rows in per_group.items():
         t = Table(GROUPS[g].title if g in GROUPS else g,
-                  ["shape", "dtype", "thr", "library", "old ms", "new ms", "change", ""], table_rows,
+                  ["shape", "dtype", "thr", "library", "old ms", "new ms", "change", "verdict"], table_rows,
                   key_columns=4)
         out += ["", t.title] + render_table_text(t, width)
     only_old, only_new = sum(k not in b for k in a), sum(k not in a for k in b)

@@ -100,7 +100,7 @@ def _grid(plt, n, wide=False, cols=3):
 
 
 def _finish(fig, path, height):
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / height))
     fig.savefig(path, dpi=100)
 
 
@@ -165,7 +165,9 @@ def plot_report(report, path):
     if not panels and not scaling:
         raise ValueError("the report has no rows timed for both fastlog and another library")
     plt = _pyplot()
-    fig, axes, height = _grid(plt, len(panels), wide=bool(scaling))
+    n_cat = len({p[0] for pts in scaling.values() for p in pts})
+    wide = n_cat > 4                      # a few scaling cases fit in an ordinary panel
+    fig, axes, height = _grid(plt, len(panels) + (bool(scaling) and not wide), wide=wide)
     order = [g for g in GROUPS if g in panels]
     for ax, g in zip(axes, order):
         labels = list(dict.fromkeys(c.label for c in cases if c.group == g))
