@@ -17,7 +17,8 @@ import pytest
 
 import fastlog
 from fastlog import _reference as ref
-from fastlog.bench import data, floors, impls, main, noise, oracle, presets, progress, records, report, runner, timing
+from fastlog.bench import (data, floors, impls, main, noise, oracle, presets, progress, records, report,
+                           runner, timing)
 from fastlog.bench.compare import format_compare
 from fastlog.bench.groups import GROUPS
 from fastlog.bench.presets import Case
@@ -138,10 +139,11 @@ def test_floor_meter_uses_bandwidth_at_the_op_size_and_thread_count(monkeypatch)
 
     def fake_copy_rate(nbytes, threads, repeats):
         calls.append((nbytes, threads))
-        return (1e10 * threads, 0.9e10, 1.1e10)
+        return (0.9e10 * threads, 0.5e10, 1e10 * threads)     # (median, min, best)
 
     monkeypatch.setattr(floors, "copy_rate", fake_copy_rate)
     monkeypatch.setattr(floors, "gemm_rate", lambda dtype, threads, n: 1e11 * threads)
+    # the floor is a least time: it divides by the best pass, not the median
     meter = floors.FloorMeter()
     c1 = Case("cross_entropy_fwd_bwd", (N, 2000), "float32", 1)
     f = meter.floor(c1)
@@ -181,6 +183,10 @@ def _stats(median, spread):
     return Stats(median, median * (1 - spread / 2), median * (1 + spread / 2), median * 0.5, median * 2, 5, 1)
 
 
+QUICK2 = noise.NoisePolicy(retries=2, pause_s=0)
+ONCE = noise.NoisePolicy(retries=0, pause_s=0)
+
+
 class _FakeMonitor:
     """Replays (others, load1) readings, one per measurement."""
     readings = []
@@ -209,18 +215,18 @@ def test_noise_reason_spread_competing_load_and_load_average():
 def test_a_noisy_timing_is_remeasured_and_kept_clean(monkeypatch):
     timings = [_stats(2.0, 0.9), _stats(1.0, 0.05)]
     _FakeMonitor.readings = [(0.0, 0.0), (0.0, 0.0)]
-    st, info = noise.measure_reliably(lambda: timings.pop(0), 2, 1, noise.NoisePolicy(retries=2), _FakeMonitor)
+    st, info = noise.measure_reliably(lambda: timings.pop(0), 2, 1, QUICK2, _FakeMonitor)
     assert st.median == 1.0 and info["attempts"] == 2 and info["flag"] is None
 
 
 def test_a_timing_noisy_every_time_is_flagged_with_the_least_noisy_attempt():
     timings = [_stats(2.0, 0.9), _stats(1.5, 0.5), _stats(3.0, 0.7)]
     _FakeMonitor.readings = [(0.0, 0.0)] * 3
-    st, info = noise.measure_reliably(lambda: timings.pop(0), 2, 1, noise.NoisePolicy(retries=2), _FakeMonitor)
+    st, info = noise.measure_reliably(lambda: timings.pop(0), 2, 1, QUICK2, _FakeMonitor)
     assert st.median == 1.5 and info["attempts"] == 3 and "IQR 50%" in info["flag"]
     # competing load alone also flags; retries=0 measures once
     _FakeMonitor.readings = [(1.9, 4.0)]
-    st, info = noise.measure_reliably(lambda: _stats(1.0, 0.0), 2, 1, noise.NoisePolicy(retries=0), _FakeMonitor)
+    st, info = noise.measure_reliably(lambda: _stats(1.0, 0.0), 2, 1, ONCE, _FakeMonitor)
     assert info["attempts"] == 1 and "other processes" in info["flag"]
 
 
@@ -342,7 +348,8 @@ def test_half_precision_inputs_and_conversions():
     assert d["x"].dtype.name == "bfloat16" and d["y"].dtype == np.int64
     assert data.is_float(d["x"]) and not data.is_float(d["y"])
     o = oracle.reference_for(g, d)
-    np.testing.assert_array_equal(o.values[1], ref.cross_entropy_and_grad(d["x"].astype(np.float64), d["y"])[1])
+    expected = ref.cross_entropy_and_grad(d["x"].astype(np.float64), d["y"])[1]
+    np.testing.assert_array_equal(o.values[1], expected)
     assert impls.to_numpy(d["x"]).dtype == np.float32
     data.clear_data()
     with pytest.raises(ValueError, match="unknown dtype"):

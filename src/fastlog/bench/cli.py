@@ -65,7 +65,8 @@ def _parser(prog):
     size.add_argument("--full", action="store_true", help="every operation x shape x dtype x 1,2 threads")
     size.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tests: seconds-long run
     p.add_argument("--groups", type=_csv, help="comma-separated operations or aliases (default: all)")
-    p.add_argument("--shapes", type=_shapes, help="N x C shapes for the N x C operations, e.g. 64x10,4096x1000")
+    p.add_argument("--shapes", type=_shapes,
+                   help="N x C shapes for the N x C operations, e.g. 64x10,4096x1000")
     p.add_argument("--dtypes", type=_csv, help="comma-separated: " + ", ".join(DTYPES) +
                    " (half precision only for the N x C operations)")
     p.add_argument("--threads", type=_threads, help="thread counts, e.g. 1,2 (default: per preset)")

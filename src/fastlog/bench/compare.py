@@ -42,9 +42,9 @@ def format_compare(old, new, threshold=0.05, libraries=None, width=WIDTH):
     rows, a, b = compare_rows(old, new, threshold, libraries)
     out = ["fastlog benchmark comparison"]
     for label, text in (("old:", _side(old)), ("new:", _side(new)),
-                        ("", f"change = new median / old median; FASTER / SLOWER when it moves by more than "
-                             f"{threshold:.0%} and the IQRs do not overlap, '~' otherwise; {NOISY} = noisy in "
-                             f"either run")):
+                        ("", f"change = new median / old median; FASTER / SLOWER when it moves by "
+                             f"more than {threshold:.0%} and the IQRs do not overlap, '~' otherwise; "
+                             f"{NOISY} = noisy in either run")):
         out += textwrap.wrap(text, width, initial_indent=f"  {label:4s} ", subsequent_indent=" " * 7)
     if old["machine"]["cpu"] != new["machine"]["cpu"]:
         out.append("  WARNING: the two reports come from different CPUs")

@@ -7,7 +7,7 @@ competing load comes from ``/proc/stat`` (all busy CPU time) minus this
 process's own CPU time over the same interval; where ``/proc/stat`` is missing
 (or the interval is under 50 ms, too short for its 10 ms ticks) the 1-minute
 load average minus the row's own threads stands in.  A noisy measurement is
-repeated up to `retries` times; the least noisy attempt is kept, and flagged
+repeated, after a short pause, up to `retries` times; the least noisy attempt is kept, and flagged
 if every attempt was noisy.
 """
 import os
@@ -22,6 +22,7 @@ class NoisePolicy:
     max_spread: float = 0.25
     retries: int = 1
     slack_cores: float = 0.5
+    pause_s: float = 0.2      # before a re-measurement: let a burst of other work pass
 
 
 def _busy_seconds():
@@ -83,7 +84,9 @@ def measure_reliably(run, cores, threads, policy=NoisePolicy(), monitor=CpuMonit
     reason text of the kept attempt, None when it was clean).
     """
     tries = []
-    for _ in range(1 + max(0, policy.retries)):
+    for k in range(1 + max(0, policy.retries)):
+        if k and policy.pause_s > 0:
+            time.sleep(policy.pause_s)
         with monitor() as mon:
             stats = run()
         reason = noise_reason(stats, mon.others, mon.load1, cores, threads, policy)

@@ -116,8 +116,8 @@ def _scaling_table(cases):
             for lib in libs:
                 a, b = lr.get(lib), lr2.get(lib)
                 ok = a is not None and b is not None and a.status == b.status == "ok"
-                cells.append(fmt_ratio(a.stats.median / b.stats.median) + (NOISY if a.noisy or b.noisy else "")
-                             if ok else "-")
+                cells.append(fmt_ratio(a.stats.median / b.stats.median)
+                             + (NOISY if a.noisy or b.noisy else "") if ok else "-")
             rows.append([GROUPS[c.group].short, c.label, c.dtype, f"1 -> {c2.threads}"] + cells)
     if not rows:
         return None
@@ -137,13 +137,13 @@ def tables_of(report):
 
 def _rates(report):
     fl = report.get("floors") or {}
-    bw = ", ".join(f"{b['array_bytes'] / 2**20:.0f} MiB x {b['threads']}t {b['bytes_per_s'] / 1e9:.1f}"
+    bw = ", ".join(f"{b['array_bytes'] / 2**20:.0f} MiB x {b['threads']}t {b['max'] / 1e9:.1f}"
                    for b in sorted(fl.get("bandwidth", []), key=lambda b: (b["threads"], b["array_bytes"])))
     gm = ", ".join(f"{g['dtype']} {g['threads']}t {g['flops_per_s'] / 1e9:.0f}" for g in fl.get("gemm", []))
     old = report.get("bandwidth")  # format 1: one large copy
     if not bw and old:
         bw = f"{old['nbytes'] / 2**20:.0f} MiB x 1t {old['bytes_per_s'] / 1e9:.1f}"
-    return bw, gm
+    return bw, gm, fl.get("repeats", 5)
 
 
 def header_items(report):
@@ -160,22 +160,26 @@ def header_items(report):
     if load is not None and max(load, start or 0) > m["cores"]:
         load_text += " (above the core count: the machine was shared with other work)"
     torch = m.get("torch") or f"not installed ({m.get('torch_install', 'pip install torch==2.13.0')})"
-    bw, gm = _rates(report)
+    bw, gm, repeats = _rates(report)
     items = [
-        ("command", report["command"] + (f"   [{report['elapsed_s']:.0f} s]" if report.get("elapsed_s") else "")),
+        ("command", report["command"]
+         + (f"   [{report['elapsed_s']:.0f} s]" if report.get("elapsed_s") else "")),
         ("cpu", f"{m['cpu']}, {m['cores']} usable cores, {m['platform']}{load_text}"),
         ("fastlog", f"{m['fastlog']}, ISA build {m['isa']}"
                     f"{' (forced by FASTLOG_ISA)' if m.get('isa_forced') else ''}"
-                    f" (CPU supports {', '.join(m['isa_supported'])}), OpenMP {'on' if m['openmp'] else 'OFF'}"),
+                    f" (CPU supports {', '.join(m['isa_supported'])}),"
+                    f" OpenMP {'on' if m['openmp'] else 'OFF'}"),
         ("versions", f"python {m['python']}, numpy {m['numpy']}, scipy {m['scipy']}, torch {torch}; "
                      f"BLAS {', '.join(m['blas']) or '?'}"),
         ("threads", "every library pinned to the row's thread count: "
                     + m.get("pinning", "fastlog.set_num_threads, threadpoolctl, torch.set_num_threads")),
     ]
     if bw:
-        items.append(("memory", f"read+write bandwidth per array size and thread count, GB/s: {bw}"))
+        items.append(("memory", f"read+write bandwidth (np.copyto, best of {repeats}) per array size and thread "
+                                f"count, GB/s: {bw}"))
     if gm:
-        items.append(("GEMM", f"1024^3 GEMM rate (SciPy's BLAS), GFLOP/s: {gm}"))
+        n = (report.get("floors") or {}).get("gemm", [{}])[0].get("n", 1024)
+        items.append(("GEMM", f"{n}^3 GEMM rate (SciPy's BLAS, best of 5), GFLOP/s: {gm}"))
     items += [
         ("timing", "median ms per call after warm-up; (n%) = interquartile range / median; every result "
                    "is first checked against fastlog._reference (float64), and a wrong one is not timed"),
@@ -215,7 +219,8 @@ def _footer(report):
     noisy = [r for r in timed if r.noisy]
     fl_bad = sum(r.library == "fastlog" for r in bad)
     line = (f"{len(timed)} timings, {fl_bad} fastlog failures, "
-            + (f"{len(bad) - fl_bad} wrong answers or errors from other libraries, " if len(bad) > fl_bad else "")
+            + (f"{len(bad) - fl_bad} wrong answers or errors from other libraries, "
+               if len(bad) > fl_bad else "")
             + f"{len(noisy)} flagged as noisy ({NOISY})")
     if noisy:
         reasons = {}
@@ -261,7 +266,8 @@ def render_table_text(t, width=WIDTH):
     for cols in chunks:
         idx = list(range(t.key_columns)) + cols
         for k, r in enumerate([t.header] + t.rows):
-            cells = [str(r[i]).ljust(widths[i]) if i < t.key_columns else str(r[i]).rjust(widths[i]) for i in idx]
+            cells = [str(r[i]).ljust(widths[i]) if i < t.key_columns else str(r[i]).rjust(widths[i])
+                     for i in idx]
             out.append("  " + "  ".join(cells).rstrip())
             if k == 0:
                 out.append("  " + "  ".join("-" * widths[i] for i in idx))

@@ -20,7 +20,7 @@ BUDGETS = {
                    slow_min_samples=2),
 }
 POLICIES = {"quick": NoisePolicy(retries=1), "full": NoisePolicy(retries=2),
-            "tiny": NoisePolicy(retries=0)}
+            "tiny": NoisePolicy(retries=0, pause_s=0.0)}
 
 
 @dataclass
@@ -83,7 +83,8 @@ def run_one(case, library, data, reference, budget, policy=NoisePolicy(), cores=
         return Result(case, library, "error", f"{type(e).__name__}: {e}")
     ok, err = agreement(out, reference, case.dtype)
     if not ok:
-        return Result(case, library, "wrong", "result disagrees with the float64 reference (fastlog._reference)", err)
+        return Result(case, library, "wrong",
+                      "result disagrees with the float64 reference (fastlog._reference)", err)
     try:
         stats, noise = measure_reliably(lambda: measure(fn, budget, warmed=True),
                                         cores or usable_cores(), case.threads, policy)
@@ -101,7 +102,7 @@ def run_cases(case_list, libraries=("fastlog", "numpy", "scipy", "torch"), budge
     :class:`.floors.FloorMeter`, each case's floor is measured just before it.
     """
     todo = [(c, lib) for c in case_list for lib in libraries if lib in GROUPS[c.group].impls]
-    bar = _progress_bar(len(todo), progress)
+    bar = Progress(len(todo), bool(progress))
     results, order, cores = [], list(dict.fromkeys(c.data_key for c in case_list)), usable_cores()
     try:
         for key in order:
@@ -127,6 +128,3 @@ def run_cases(case_list, libraries=("fastlog", "numpy", "scipy", "torch"), budge
         bar.close()
     return results
 
-
-def _progress_bar(total, progress):
-    return progress if isinstance(progress, Progress) else Progress(total, bool(progress))
