@@ -215,17 +215,7 @@ def _check_options(args, parser):
             parser.error(str(e))
 
 
-def main(argv=None, prog="fastlog-bench"):
-    """Entry point of ``fastlog-bench``; returns the exit status (1 if fastlog gave a wrong answer)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser(prog)
-    args = parser.parse_args(argv)
-    if args.compare:
-        return _compare(args, parser)
-    if args.isa:
-        return _run_isa(args, argv, prog)
-
-    preset = "tiny" if args.tiny else "full" if args.full else "quick"
+def _cases(args, parser, preset):
     _check_options(args, parser)
     try:
         case_list = plan(preset, args.groups, args.shapes, args.dtypes, args.threads)
@@ -234,22 +224,26 @@ def main(argv=None, prog="fastlog-bench"):
     if not case_list:
         parser.error("nothing to run: the filters leave no case (thread counts above the number of "
                      "cores and half precision for the MLP / linear+CE are dropped)")
-    if args.list:
-        for c in case_list:
-            print(f"{c.group:24s} {c.label:22s} {c.dtype:8s} {c.threads} thread(s)")
-        print(f"{len(case_list)} cases x libraries {', '.join(args.libraries)}")
-        return 0
+    return case_list
 
-    if "torch" in args.libraries:
-        try:
-            torch_modules()  # imported now so that thread pinning reaches it
-        except Unavailable:
-            pass
+
+def _policy(args, preset):
     policy = POLICIES[preset]
     if args.max_spread is not None:
         policy = replace(policy, max_spread=args.max_spread)
     if args.retries is not None:
         policy = replace(policy, retries=max(0, args.retries))
+    return policy
+
+
+def _measure(args, argv, prog, preset, case_list):
+    """Run the cases; the report (a dict)."""
+    if "torch" in args.libraries:
+        try:
+            torch_modules()  # imported now so that thread pinning reaches it
+        except Unavailable:
+            pass
+    policy = _policy(args, preset)
     t0, load0 = time.perf_counter(), _records.load_average()
     meter = FloorMeter(repeats=3 if preset == "tiny" else 5, gemm_n=256 if preset == "tiny" else 1024)
     results = run_cases(case_list, args.libraries, BUDGETS[preset], progress=not args.no_progress,
@@ -257,8 +251,12 @@ def main(argv=None, prog="fastlog-bench"):
     sys.stderr.flush()
     isa_env = os.environ.get("FASTLOG_ISA")
     command = (f"FASTLOG_ISA={isa_env} " if isa_env else "") + " ".join([prog] + argv)
-    rep = _records.make_report(results, _records.machine_info(load0), meter.to_dict(), preset, command,
-                               time.perf_counter() - t0, asdict(policy))
+    return _records.make_report(results, _records.machine_info(load0), meter.to_dict(), preset, command,
+                                time.perf_counter() - t0, asdict(policy))
+
+
+def _write(args, rep):
+    """Print the report and save what was asked for."""
     print(_report.format_report(rep))
     if args.json:
         _records.save_json(rep, args.json)
@@ -269,5 +267,25 @@ def main(argv=None, prog="fastlog-bench"):
         print(f"saved {args.markdown}")
     if args.plot:
         _save_plot(lambda: _plot.plot_report(rep, args.plot), args.plot)
-    failed = [r for r in results if r.library == "fastlog" and r.status in ("wrong", "error")]
+
+
+def main(argv=None, prog="fastlog-bench"):
+    """Entry point of ``fastlog-bench``; returns the exit status (1 if fastlog gave a wrong answer)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if args.compare:
+        return _compare(args, parser)
+    if args.isa:
+        return _run_isa(args, argv, prog)
+    preset = "tiny" if args.tiny else "full" if args.full else "quick"
+    case_list = _cases(args, parser, preset)
+    if args.list:
+        for c in case_list:
+            print(f"{c.group:24s} {c.label:22s} {c.dtype:8s} {c.threads} thread(s)")
+        print(f"{len(case_list)} cases x libraries {', '.join(args.libraries)}")
+        return 0
+    rep = _measure(args, argv, prog, preset, case_list)
+    _write(args, rep)
+    failed = [d for d in rep["results"] if d["library"] == "fastlog" and d["status"] in ("wrong", "error")]
     return 1 if failed else 0
