@@ -598,6 +598,15 @@ def test_list_prints_cases_without_running(capsys):
     assert "nll" in out and "cases x libraries" in out and "benchmark report" not in out
 
 
+def test_the_old_cases_module_keeps_its_names():
+    from fastlog.bench import cases
+    d = cases.data_for("log_softmax", (3, 4), "float64")
+    ok, err = cases.agreement(ref.log_softmax(d["x"], axis=-1), cases.reference_for("log_softmax", d), "float64")
+    assert ok and err == 0
+    assert cases.plan("quick", ["nll"]) == presets.plan("quick", ["nll"])
+    cases.clear_data()
+
+
 # ------------------------------------------------------------------ timing --
 def test_measure_stats_are_consistent():
     calls = []

@@ -5,9 +5,11 @@ The definitions now live by role: :mod:`.groups` (operations, floors),
 ``fastlog._reference``), :mod:`.data` (inputs), :mod:`.presets` (cases, plan).
 """
 from .data import clear_data
+from .data import data_for as _data_for
 from .groups import ALIASES, GROUPS, Group, expand_groups
 from .impls import LIBRARIES, Unavailable
-from .oracle import Oracle, agreement, reference_for
+from .oracle import Oracle, agreement
+from .oracle import reference_for as _reference_for
 from .presets import PRESETS, ROW_SHAPES, Case, parse_shape, plan, shape_label
 
 __all__ = ["Case", "Group", "Unavailable", "GROUPS", "ALIASES", "LIBRARIES", "ROW_SHAPES", "PRESETS",
@@ -17,5 +19,9 @@ __all__ = ["Case", "Group", "Unavailable", "GROUPS", "ALIASES", "LIBRARIES", "RO
 
 def data_for(group, shape, dtype):
     """The cached inputs of (group name, shape, dtype name)."""
-    from .data import data_for as _data_for
     return _data_for(GROUPS[group], shape, dtype)
+
+
+def reference_for(group, d):
+    """The float64 oracle of (group name or Group) on the inputs `d`."""
+    return _reference_for(GROUPS[group] if isinstance(group, str) else group, d)
