@@ -5,7 +5,9 @@ Memory-bound operations: the bytes the operation must read and write (see
 over arrays of the operation's own N x C size, with as many threads as the
 row (each thread copies a slice; NumPy releases the GIL while copying).  The
 floor is a least time, so it uses the best of the passes: other processes can
-only slow a pass down.
+only slow a pass down.  With one thread the passes (and the GEMMs below) are
+timed in process CPU time, which time slices given to other processes do not
+inflate; with more threads, in wall time.
 Page faults of a freshly allocated output are not counted: the floor is the
 memory limit with the pages already mapped.  Arrays under 4 MiB live in cache,
 where call overhead rather than memory sets the time: they get no floor.
@@ -29,9 +31,14 @@ __all__ = ["copy_rate", "gemm_rate", "FloorMeter", "MIN_ARRAY_BYTES"]
 MIN_ARRAY_BYTES = 4 * 2**20
 
 
+def _clock(threads):
+    return time.process_time if threads == 1 else time.perf_counter
+
+
 def copy_rate(nbytes, threads=1, repeats=5):
     """(median, min, max) bytes/s of ``2 * nbytes / time`` for a copy of `nbytes` bytes
     split across `threads` threads, after one warm-up copy that maps the pages."""
+    clock = _clock(threads)
     n = max(threads, nbytes // 8)
     src, dst = np.ones(n), np.empty(n)
     bounds = np.linspace(0, n, threads + 1).astype(int)
@@ -45,15 +52,16 @@ def copy_rate(nbytes, threads=1, repeats=5):
                 list(pool.map(lambda p: np.copyto(*p), parts))
         copy()
         for _ in range(max(1, repeats)):
-            t0 = time.perf_counter()
+            t0 = clock()
             copy()
-            rates.append(2.0 * src.nbytes / (time.perf_counter() - t0))
+            rates.append(2.0 * src.nbytes / max(clock() - t0, 1e-9))
     return float(np.median(rates)), float(min(rates)), float(max(rates))
 
 
-def gemm_rate(dtype, threads=1, n=1024, repeats=5, clock=time.perf_counter):
+def gemm_rate(dtype, threads=1, n=1024, repeats=5, clock=None):
     """Best flops/s of an n x n x n GEMM (SciPy's BLAS sgemm/dgemm) with `threads` threads
-    (`clock`: time.process_time gives a robust one-thread figure on a busy machine)."""
+    (`clock`: default CPU time for one thread, wall time for more)."""
+    clock = clock or _clock(threads)
     from scipy.linalg import blas
 
     gemm = blas.sgemm if dtype == "float32" else blas.dgemm
@@ -64,7 +72,7 @@ def gemm_rate(dtype, threads=1, n=1024, repeats=5, clock=time.perf_counter):
         for _ in range(max(1, repeats)):
             t0 = clock()
             gemm(1.0, a, a)
-            best = min(best, clock() - t0)
+            best = min(best, max(clock() - t0, 1e-9))
     return 2.0 * n ** 3 / best
 
 

@@ -175,11 +175,11 @@ def header_items(report):
                     + m.get("pinning", "fastlog.set_num_threads, threadpoolctl, torch.set_num_threads")),
     ]
     if bw:
-        items.append(("memory", f"read+write bandwidth (np.copyto, best of {repeats}) per array size and thread "
-                                f"count, GB/s: {bw}"))
+        items.append(("memory", f"read+write bandwidth (np.copyto, best of {repeats}; CPU time with 1 thread) per "
+                                f"array size and thread count, GB/s: {bw}"))
     if gm:
         n = (report.get("floors") or {}).get("gemm", [{}])[0].get("n", 1024)
-        items.append(("GEMM", f"{n}^3 GEMM rate (SciPy's BLAS, best of 5), GFLOP/s: {gm}"))
+        items.append(("GEMM", f"{n}^3 GEMM rate (SciPy's BLAS, best of 5; CPU time with 1 thread), GFLOP/s: {gm}"))
     items += [
         ("timing", "median ms per call after warm-up; (n%) = interquartile range / median; every result "
                    "is first checked against fastlog._reference (float64), and a wrong one is not timed"),
