@@ -534,6 +534,13 @@ def test_plot_has_a_panel_per_operation_and_thread_scaling(saved, tmp_path):
     assert w > 1000 and h > 300
 
 
+def test_plot_ticks_are_readable_for_wide_and_narrow_ranges():
+    from fastlog.bench import plot
+    assert plot._ticks(0.65, 1.7) == [0.7, 0.8, 1, 1.2, 1.5]
+    assert plot._ticks(0.01, 10000) == [0.01, 0.1, 1, 10, 100, 1000, 10000]
+    assert all(len(plot._ticks(lo, lo * f)) >= 2 for lo in (0.3, 1, 7) for f in (1.5, 10, 1e4))
+
+
 def test_plot_colours_are_one_per_library():
     from fastlog.bench import plot
     assert set(plot.COLOURS) == set(impls.LIBRARIES) and len(set(plot.COLOURS.values())) == 4

@@ -22,9 +22,12 @@ LINES = {1: "-", 2: "--", 4: ":", 8: "-."}
 
 
 def _ticks(lo, hi, most=8):
-    """The densest 1-2-3-5 / 1-2-5 / 1-3 / 1 decade ticks in [lo, hi] with at most `most` ticks."""
-    for mantissas in ((1, 2, 3, 5), (1, 2, 5), (1, 3), (1,)):
-        ticks = [m * 10.0 ** e for e in range(-6, 7) for m in mantissas if lo <= m * 10.0 ** e <= hi]
+    """The densest decade ticks (1-1.2-1.5-...-8 down to 1 per decade) in [lo, hi] with at most
+    `most` ticks, so that a narrow range still gets several."""
+    for mantissas in ((1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8), (1, 1.5, 2, 3, 5, 7), (1, 2, 3, 5),
+                      (1, 2, 5), (1, 3), (1,)):
+        ticks = [round(m * 10.0 ** e, 12) for e in range(-6, 7) for m in mantissas
+                 if lo <= m * 10.0 ** e <= hi]
         if len(ticks) <= most:
             return ticks
     return [10.0 ** e for e in range(-6, 7, 2) if lo <= 10.0 ** e <= hi]
