@@ -23,6 +23,7 @@ the gradients the call returns (grad_input + grad_weight), leaving the
 workspace/overhead.
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -55,10 +56,11 @@ def make_inputs(N, H, V, seed=0):
 
 # -------------------------------------------------------------- workers ----
 def _pin(threads):
-    from threadpoolctl import threadpool_limits
-    import fastlog
-    fastlog.set_num_threads(threads)
-    return threadpool_limits(threads)
+    """Pin every thread pool to `threads` for the rest of this (worker) process."""
+    from fastlog.bench.timing import pinned_threads
+    stack = contextlib.ExitStack()
+    stack.enter_context(pinned_threads(threads))
+    return stack
 
 
 def _callable(lib, x, W, t, threads):
@@ -109,20 +111,11 @@ def _callable(lib, x, W, t, threads):
 
 
 def _sgemm_peak(threads):
-    """The machine's sgemm rate (same BLAS as fastlog, same threads), GFLOP/s, best of 3
+    """The machine's sgemm rate (SciPy's BLAS, the one fastlog calls), GFLOP/s, best of 3
     (CPU time with one thread, wall time with more)."""
-    from fastlog._dispatch import core
+    from fastlog.bench.floors import gemm_rate
     clock = time.process_time if threads == 1 else time.perf_counter
-    n = 2048
-    a = np.ones((n, n), np.float32)
-    b = np.ones((n, n), np.float32)
-    c = np.empty((n, n), np.float32)
-    best = np.inf
-    for _ in range(3):
-        t0 = clock()
-        core.gemm(a, b, c)
-        best = min(best, clock() - t0)
-    return 2 * n ** 3 / best / 1e9
+    return gemm_rate("float32", threads, n=2048, clock=clock) / 1e9
 
 
 def worker(lib, case, threads, repeat, paired=True):
@@ -265,13 +258,9 @@ SMALL = [(512, 256, 8000), (2048, 128, 4000)]
 
 @pytest.fixture(scope="module")
 def _pinned():
-    from threadpoolctl import threadpool_limits
-    import fastlog
-    old = fastlog.get_num_threads()
-    fastlog.set_num_threads(1)
-    with threadpool_limits(1):
+    from fastlog.bench.timing import pinned_threads
+    with pinned_threads(1):
         yield
-    fastlog.set_num_threads(old)
 
 
 @pytest.mark.parametrize("shape", SMALL, ids=lambda s: "N%d-H%d-V%d" % s)

@@ -18,47 +18,25 @@ The script prints, for each thread count and batch, the best (minimum) over
 interleaved rounds of each library's mean time per call, and the ratios.
 """
 import argparse
-import contextlib
 import time
 
 import numpy as np
 import pytest
 
 import fastlog
+from fastlog.bench.timing import pinned_threads as pinned
 from fastlog.nn import MLP, mlp_gemms_only
 
 try:
     import torch
 except ImportError:  # pragma: no cover
     torch = None
-try:
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover
-    threadpool_limits = None
 
 SIZES = (784, 128, 64, 10)
 BATCHES = (64, 256, 1024, 4096)
 THREADS = (1, 2)
 N_INFER = 10_000
 LR = 0.01
-
-
-@contextlib.contextmanager
-def pinned(n):
-    """n threads for every library in the block."""
-    old_fl = fastlog.get_num_threads()
-    old_t = torch.get_num_threads() if torch is not None else None
-    fastlog.set_num_threads(n)
-    if torch is not None:
-        torch.set_num_threads(n)
-    ctx = threadpool_limits(limits=n) if threadpool_limits is not None else contextlib.nullcontext()
-    try:
-        with ctx:
-            yield
-    finally:
-        fastlog.set_num_threads(old_fl)
-        if torch is not None:
-            torch.set_num_threads(old_t)
 
 
 def data(n, seed=0):

@@ -19,6 +19,7 @@ Targets (issue "fastlog.torch"): forward+backward >= 5x faster than PyTorch at
 1024 x 32000 and >= 2x at 4096 x 1000, with a lower peak memory.
 """
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -45,21 +46,13 @@ def _loss_fn(impl):
 
 
 def _pin_threads():
-    import torch
+    """Pin every thread pool (torch, fastlog, BLAS) to 1 thread; close the returned stack to undo."""
+    import torch  # noqa: F401  (imported first so that the pin reaches it)
 
-    import fastlog
-    old = (torch.get_num_threads(), fastlog.get_num_threads())
-    torch.set_num_threads(1)
-    fastlog.set_num_threads(1)
-    return old
-
-
-def _restore_threads(old):
-    import torch
-
-    import fastlog
-    torch.set_num_threads(old[0])
-    fastlog.set_num_threads(old[1])
+    from fastlog.bench.timing import pinned_threads
+    stack = contextlib.ExitStack()
+    stack.enter_context(pinned_threads(1))
+    return stack
 
 
 def _data(N, C, seed=0):
@@ -79,9 +72,8 @@ def _step(fn, x, y):
 @pytest.fixture
 def one_thread():
     pytest.importorskip("torch")
-    old = _pin_threads()
-    yield
-    _restore_threads(old)
+    with _pin_threads():
+        yield
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -98,7 +90,7 @@ def test_cross_entropy_forward_backward(benchmark, one_thread, impl, shape):
 # ------------------------------------------------------------ script mode --
 def _mem_child(impl, N, C):
     """In a fresh process: peak RSS growth (KiB) over one loss forward+backward."""
-    _pin_threads()
+    pin = _pin_threads()  # noqa: F841  (held: the pin lasts while it lives)
     fn = _loss_fn(impl)
     xs, ys = _data(8, 16)            # load code paths and thread pools first
     _step(fn, xs, ys)
@@ -136,7 +128,7 @@ def main(argv=None):
     import torch
 
     import fastlog
-    _pin_threads()
+    pin = _pin_threads()  # noqa: F841  (held: the pin lasts while it lives)
     print(f"torch {torch.__version__}, fastlog {fastlog.__version__} ({fastlog.config()['isa']}), "
           f"1 thread each, float32, mean reduction, integer targets")
     print("\nloss forward + backward, ms (median / min of", args.repeat, "runs)")

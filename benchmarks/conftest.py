@@ -1,10 +1,10 @@
-"""pytest-benchmark glue: the cases of fastlog.bench.cases, one test per (case, library).
+"""pytest-benchmark glue: the cases of fastlog.bench (presets.plan), one test per (case, library).
 
 Each bench_*.py module names its operations in ``GROUPS`` and has a test that
 takes the ``bench_case`` parameter and the ``run_bench`` fixture.  Inputs are
 made once per (operation, shape, dtype) and shared by every library and
 thread count; each library's result is checked against the float64 NumPy
-oracle before it is timed, with threads pinned alike for every library.
+oracle (fastlog._reference) before it is timed, with threads pinned alike for every library.
 
 Options: --bench-preset quick|full (default quick, or $FASTLOG_BENCH_PRESET),
 --bench-threads 1,2 and --bench-libraries fastlog,torch override the preset.
@@ -13,7 +13,9 @@ import os
 
 import pytest
 
-from fastlog.bench import cases, runner, timing
+from fastlog.bench import data, oracle, presets, runner, timing
+from fastlog.bench.groups import GROUPS
+from fastlog.bench.impls import LIBRARIES, Unavailable
 
 try:  # imported up front so that thread pinning reaches it
     import torch  # noqa: F401
@@ -24,9 +26,9 @@ except ImportError:
 def pytest_addoption(parser):
     g = parser.getgroup("fastlog-bench")
     g.addoption("--bench-preset", default=os.environ.get("FASTLOG_BENCH_PRESET", "quick"),
-                choices=sorted(cases.PRESETS), help="which cases to run (default quick)")
+                choices=sorted(presets.PRESETS), help="which cases to run (default quick)")
     g.addoption("--bench-threads", default=None, help="thread counts for every case, e.g. 1,2")
-    g.addoption("--bench-libraries", default=",".join(cases.LIBRARIES),
+    g.addoption("--bench-libraries", default=",".join(LIBRARIES),
                 help="libraries to time (default: all)")
 
 
@@ -41,9 +43,9 @@ def pytest_generate_tests(metafunc):
     threads = [int(t) for t in _csv(opt("--bench-threads"))] if opt("--bench-threads") else None
     libs = _csv(opt("--bench-libraries"))
     params, ids = [], []
-    for c in cases.plan(opt("--bench-preset"), metafunc.module.GROUPS, threads=threads):
+    for c in presets.plan(opt("--bench-preset"), metafunc.module.GROUPS, threads=threads):
         for lib in libs:
-            if lib in cases.GROUPS[c.group].impls:
+            if lib in GROUPS[c.group].impls:
                 params.append((c, lib))
                 ids.append(f"{c.group}-{c.label.replace(' ', '')}-{c.dtype}-{c.threads}t-{lib}")
     metafunc.parametrize("bench_case", params, ids=ids)
@@ -59,9 +61,9 @@ class _Inputs:
     def get(cls, case):
         if case.data_key != cls.key:
             cls.key = cls.data = cls.reference = None
-            cases.clear_data()
-            cls.data = cases.data_for(case.group, case.shape, case.dtype)
-            cls.reference = cases.reference_for(case.group, cls.data)
+            data.clear_data()
+            cls.data = data.data_for(GROUPS[case.group], case.shape, case.dtype)
+            cls.reference = oracle.reference_for(GROUPS[case.group], cls.data)
             cls.key = case.data_key
         return cls.data, cls.reference
 
@@ -71,17 +73,17 @@ def run_bench():
     """run_bench(benchmark, bench_case): check one library's result, then time it."""
     def run(benchmark, bench_case):
         case, lib = bench_case
-        data, reference = _Inputs.get(case)
+        inputs, reference = _Inputs.get(case)
         try:
-            fn, getter = runner.prepare(cases.GROUPS[case.group], lib, data)
-        except cases.Unavailable as e:
+            fn, getter = runner.prepare(GROUPS[case.group], lib, inputs)
+        except Unavailable as e:
             pytest.skip(f"{lib}: {e}")
         benchmark.group = f"{case.group} {case.label} {case.dtype} {case.threads}t"
         benchmark.extra_info.update(library=lib, group=case.group, shape=list(case.shape),
                                     dtype=case.dtype, threads=case.threads)
         with timing.pinned_threads(case.threads):
             first = fn()
-            ok, err = cases.agreement(getter() if getter else first, reference, case.dtype)
+            ok, err = oracle.agreement(getter() if getter else first, reference, case.dtype)
             assert ok, (f"{lib} {case.group} {case.label} {case.dtype}: disagrees with the float64 "
                         f"NumPy oracle (max |error| / max|oracle| = {err:.3g}); not timed")
             benchmark(fn)

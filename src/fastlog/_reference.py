@@ -14,7 +14,8 @@ Semantics are those of ``scipy.special`` (softmax family) and
 import numpy as np
 
 __all__ = ["logsumexp", "log_softmax", "softmax", "cross_entropy_and_grad", "nll_loss_and_grad",
-           "binary_cross_entropy_with_logits_and_grad", "kl_div"]
+           "binary_cross_entropy_with_logits_and_grad", "kl_div", "mlp_forward", "mlp_sgd_step",
+           "linear_cross_entropy_and_grad"]
 
 
 def _f64(a):
@@ -191,3 +192,40 @@ def kl_div(input, target, reduction="mean", log_target=False):
         if reduction == "mean":
             return pw.sum() / pw.size
         return pw.sum() / (pw.shape[0] if pw.ndim else 1)
+
+
+# ------------------------------------------------------- ReLU MLP, linear+CE --
+def mlp_forward(params, x):
+    """Logits of a ReLU MLP: params = [W0 (out, in), b0, W1, b1, ...], ReLU between layers."""
+    h = _f64(x)
+    n_layers = len(params) // 2
+    for i in range(n_layers):
+        h = h @ _f64(params[2 * i]).T + _f64(params[2 * i + 1])
+        if i < n_layers - 1:
+            h = np.maximum(h, 0.0)
+    return h
+
+
+def mlp_sgd_step(params, x, y, lr):
+    """The parameters after one plain SGD step on the mean cross-entropy (a new list)."""
+    p = [_f64(a) for a in params]
+    acts = [_f64(x)]
+    for i in range(len(p) // 2):
+        z = acts[-1] @ p[2 * i].T + p[2 * i + 1]
+        acts.append(np.maximum(z, 0.0) if i < len(p) // 2 - 1 else z)
+    _, g = cross_entropy_and_grad(acts[-1], y)
+    new = list(p)
+    for i in reversed(range(len(p) // 2)):
+        gw, gb = g.T @ acts[i], g.sum(axis=0)
+        if i > 0:
+            g = (g @ p[2 * i]) * (acts[i] > 0)
+        new[2 * i] = p[2 * i] - lr * gw
+        new[2 * i + 1] = p[2 * i + 1] - lr * gb
+    return new
+
+
+def linear_cross_entropy_and_grad(x, w, y):
+    """Mean cross-entropy of x @ w.T against integer targets y: (loss, d/dx, d/dw)."""
+    x, w = _f64(x), _f64(w)
+    loss, g = cross_entropy_and_grad(x @ w.T, y)
+    return loss, g @ w, g.T @ x

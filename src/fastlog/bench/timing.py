@@ -1,4 +1,4 @@
-"""Timing primitives: thread pinning, repeated timing with warm-up, memory bandwidth.
+"""Timing primitives: thread pinning and repeated timing with warm-up.
 
 Every library is timed by the same :func:`measure` under the same
 :func:`pinned_threads` context, so the comparison is like for like.
@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Stats", "Budget", "measure", "pinned_threads", "copy_bandwidth"]
+__all__ = ["Stats", "Budget", "measure", "pinned_threads", "pinning_text"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ class Stats:
     max: float
     samples: int
     number: int
+
+    @property
+    def spread(self):
+        """Interquartile range / median."""
+        return (self.q3 - self.q1) / self.median if self.median > 0 else 0.0
 
     @property
     def iqr_pct(self):
@@ -98,6 +103,14 @@ def _torch_or_none():
     return sys.modules.get("torch")
 
 
+def pinning_text():
+    """How threads are pinned in this process, naming only what is present."""
+    how = ["fastlog.set_num_threads", "threadpoolctl (BLAS, OpenMP)"]
+    if _torch_or_none() is not None:
+        how.append("torch.set_num_threads")
+    return ", ".join(how)
+
+
 @contextlib.contextmanager
 def pinned_threads(n):
     """Limit every library to `n` threads: fastlog, BLAS/OpenMP (threadpoolctl), PyTorch.
@@ -125,21 +138,3 @@ def pinned_threads(n):
             fastlog.set_num_threads(old_fl)
             if torch is not None:
                 torch.set_num_threads(old_torch)
-
-
-def copy_bandwidth(nbytes=256 * 2**20, repeats=5):
-    """Measured copy bandwidth in bytes/s: a large ``np.copyto`` reads and writes `nbytes`.
-
-    Returns ``(median, min, max)`` of ``2 * nbytes / time`` over `repeats`
-    copies after one warm-up copy (which also faults the pages in).
-    """
-    n = max(1, nbytes // 8)
-    src = np.ones(n, dtype=np.float64)
-    dst = np.empty_like(src)
-    np.copyto(dst, src)
-    rates = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        np.copyto(dst, src)
-        rates.append(2.0 * src.nbytes / (time.perf_counter() - t0))
-    return float(np.median(rates)), float(min(rates)), float(max(rates))
