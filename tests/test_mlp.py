@@ -171,7 +171,7 @@ def test_thread_count_does_not_change_results():
 # ---------------------------------------------------------------- inference --
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_inference_matches_numpy(dtype, monkeypatch):
-    monkeypatch.setattr(fnn, "INFER_BLOCK", 64)   # several blocks plus a remainder
+    monkeypatch.setattr(fnn.mlp, "INFER_BLOCK", 64)   # several blocks plus a remainder
     model = MLP((30, 20, 10, 6), dtype=dtype, seed=7)
     model.biases[0][:] = 0.1
     x, _ = _batch(model.sizes, 200, dtype, seed=8)
