@@ -266,7 +266,7 @@ def _logreg(args, source, Xtr, Xte, ytr, yte, out):
         raise _UsageError("the data hold no 3s and 7s to train or test the 3-vs-7 classifier on")
     print(f"logistic regression, 3 (0) vs 7 (1): {source}, {len(ytr)} train / {_plural(len(yte), 'test digit')}, "
           f"{args.dtype}, lr {lr:g}, {_threads_text()}", file=out)
-    model = LogisticRegression(Xtr.shape[1], dtype=args.dtype, seed=args.seed)
+    model = LogisticRegression(Xtr.shape[1], dtype=args.dtype, seed=args.seed, init="zeros")
     hist = model.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed,
                      progress="plain" if args.no_progress else True, file=out if args.no_progress else None,
                      validation_data=(Xte, yte))
@@ -342,7 +342,7 @@ def _lr_find(args, source, Xtr, ytr, out):
 
     if args.logreg:
         Xtr, ytr = _binary(Xtr, ytr)
-        model = LogisticRegression(Xtr.shape[1], dtype=args.dtype, seed=args.seed)
+        model = LogisticRegression(Xtr.shape[1], dtype=args.dtype, seed=args.seed, init="zeros")
         what = "3-vs-7 logistic regression"
     else:
         sizes = [Xtr.shape[1]] + list(args.hidden) + [int(ytr.max()) + 1]

@@ -154,7 +154,13 @@ def save_mlp(model, path, format=None):
     _check_finite_params(arrays)
     arrays["__sizes__"] = np.asarray(model.sizes, np.int64)
     arrays["__format__"] = np.asarray([1], np.int64)
-    np.savez(path if hasattr(path, "write") else os.fspath(path), **arrays)
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)
+        return
+    tmp = os.fspath(path) + ".tmp"
+    with open(tmp, "wb") as f:      # a file object: np.savez would append ".npz" to other names
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------- JSON reading --
@@ -263,7 +269,8 @@ def _sizes_from_shapes(shapes, keys, name):
 
 
 def _finite_as(a, dtype, key, name):
-    out = a.astype(dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = a.astype(dtype)
     bad = ~np.isfinite(out)
     if bad.any():
         where = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -301,7 +308,7 @@ def _npz_headers(path, name):
     """{key: (shape, dtype)} read from the .npy headers only (no array data)."""
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
+    except zipfile.BadZipFile as e:
         raise ValueError(f"{name} is not a fastlog MLP file (not an npz archive: {e})") from None
     with zf:
         heads = {}
@@ -600,12 +607,16 @@ class WeightEvolution:
             self.relative = self.changes / prev
 
     def __str__(self):
-        head = "epoch  " + "  ".join(f"{n:>22}" for n in self.names)
-        lines = [f"change norms per epoch (relative to the previous norm); {len(self.epochs)} checkpoints",
-                 head]
-        for e, ch, rel in zip(self.epochs, self.changes, self.relative):
-            cells = ["{:>22}".format("-" if np.isnan(c) else f"{c:.4g} ({r:.2%})") for c, r in zip(ch, rel)]
-            lines.append(f"{e:>5}  " + "  ".join(cells))
+        wid = [max(len(n), 17) for n in self.names]
+        head = "epoch  " + "  ".join(f"{n:>{w}}" for n, w in zip(self.names, wid))
+        lines = [f"weight evolution over {len(self.epochs)} checkpoints: ||p(e) - p(e-1)|| "
+                 "(in % of ||p(e-1)||); first row: ||p||", head]
+        for k, (e, ch, rel) in enumerate(zip(self.epochs, self.changes, self.relative)):
+            if k == 0:
+                cells = [f"{v:.4g}" for v in self.norms[0]]
+            else:
+                cells = [f"{c:.4g} ({100 * r:.2f}%)" for c, r in zip(ch, rel)]
+            lines.append(f"{e:>5}  " + "  ".join(f"{c:>{w}}" for c, w in zip(cells, wid)))
         return "\n".join(lines)
 
 
@@ -650,7 +661,8 @@ def weight_evolution(checkpoints, format=None):
             raise ValueError("no checkpoint files given")
     norms, changes, prev, names = [], [], None, None
     for epoch, path in items:
-        params = [p.astype(np.float64) for p in load_mlp(path, dtype=np.float64).parameters()]
+        # JSON files hold no dtype: read as float32 (what fit writes), npz as stored; then float64 math
+        params = [p.astype(np.float64) for p in load_mlp(path).parameters()]
         if prev is not None and [p.shape for p in params] != [p.shape for p in prev]:
             raise ValueError(f"{os.fspath(path)!r} has other layer sizes than the previous checkpoint")
         if names is None:

@@ -25,6 +25,10 @@ class LogisticRegression:
     dtype : float32 or float64
     seed : int
         Seed of the Xavier-normal initial weights (the bias starts at 0).
+    init : {'xavier', 'zeros'}
+        'zeros' starts from all-zero weights (the loss is convex, so this
+        loses nothing, and inputs that are always 0, like the border pixels
+        of MNIST, keep weight 0).
 
     Attributes
     ----------
@@ -51,8 +55,10 @@ class LogisticRegression:
     True
     """
 
-    def __init__(self, n_features, *, dtype=np.float32, seed=0):
+    def __init__(self, n_features, *, dtype=np.float32, seed=0, init="xavier"):
         n_features = positive_int(n_features, "n_features")
+        if init not in ("xavier", "zeros"):
+            raise ValueError(f"init must be 'xavier' or 'zeros', got {init!r}")
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
@@ -60,6 +66,8 @@ class LogisticRegression:
         rng = np.random.default_rng(seed)
         std = np.sqrt(2.0 / (n_features + 1))
         self.weight = (rng.standard_normal((1, n_features)) * std).astype(dt)
+        if init == "zeros":
+            self.weight[...] = 0
         self.bias = np.zeros(1, dt)
 
     def __repr__(self):

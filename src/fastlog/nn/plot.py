@@ -192,12 +192,12 @@ def plot_lr_find(result, path):
     ax.plot([result.suggestion], [result.suggestion_loss], "o", color="C3", ms=8,
             label=f"suggestion: lr = {result.suggestion:.2g}")
     top = float(np.max(result.losses[: max(1, len(result.losses) // 10)]))
-    lo = float(np.min(result.losses))
+    lo = min(float(np.min(result.losses)), float(np.min(result.raw_losses)))
     ax.set_ylim(lo - 0.05 * (top - lo + 1e-12), top + 0.6 * (top - lo + 1e-12))
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title("learning-rate finder (one mini-batch per rate)")
-    ax.grid(alpha=0.3, which="both")
+    ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)
 
@@ -222,23 +222,25 @@ def plot_weight_evolution(evolution, path):
     >>> os.path.getsize(plot_weight_evolution(evo, os.path.join(tempfile.mkdtemp(), "e.png"))) > 0
     True
     """
-    fig = _figure((9, 3.6))
+    fig = _figure((9.5, 4.2))
     ax_c, ax_n = fig.subplots(1, 2)
     e = np.asarray(evolution.epochs)
     for j, name in enumerate(evolution.names):
         style = "-" if name.endswith("weight") else ":"
         color = f"C{j // 2}"
-        ax_c.plot(e[1:], evolution.relative[1:, j], style, marker="o", ms=3, color=color, label=name)
-        ax_n.plot(e, evolution.norms[:, j], style, marker="o", ms=3, color=color, label=name)
-    ax_c.set_yscale("log")
-    ax_c.set_title("change per epoch  ||p(e) - p(e-1)|| / ||p(e-1)||")
-    ax_n.set_title("parameter norm  ||p(e)||")
-    for ax in (ax_c, ax_n):
+        ax_c.plot(e[1:], 100.0 * evolution.relative[1:, j], style, marker="o", ms=4, color=color, label=name)
+        ax_n.plot(e, evolution.norms[:, j], style, marker="o", ms=4, color=color)
+    ax_c.set_title("change since the previous checkpoint", fontsize=10)
+    ax_c.set_ylabel("||p(e) - p(e-1)|| / ||p(e-1)||  (%)")
+    ax_c.set_ylim(bottom=0)
+    ax_n.set_title("parameter norm", fontsize=10)
+    ax_n.set_ylabel("||p(e)||  (log scale)")
+    ax_n.set_yscale("log")
+    for ax, ticks in ((ax_c, e[1:]), (ax_n, e)):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3, which="both")
-        if len(e) <= 20:
-            ax.set_xticks(e)
-    ax_c.set_ylabel("relative change")
-    ax_n.set_ylabel("Frobenius norm")
-    ax_n.legend(fontsize=7, ncol=2)
+        if 0 < len(ticks) <= 20:
+            ax.set_xticks(ticks)
+    fig.suptitle(f"weight evolution over {len(e)} checkpoints (solid: weights, dotted: biases)", fontsize=11)
+    fig.legend(loc="outside lower center", ncol=min(6, len(evolution.names)), fontsize=8)
     return _save(fig, path)
