@@ -28,7 +28,7 @@ Errors (bad option values, missing files or optional packages) are one line
 on stderr and exit status 2.
 """
 import argparse
-import importlib.util
+import importlib
 import math
 import os
 import sys
@@ -131,7 +131,12 @@ def _prog():
 
 # ------------------------------------------------------------------ checks --
 def _have(module):
-    return importlib.util.find_spec(module) is not None
+    """Whether an optional package imports (it is imported anyway when it is needed)."""
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def _check_args(args):

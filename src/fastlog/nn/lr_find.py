@@ -170,7 +170,8 @@ def lr_find(model, X, y, *, start=1e-6, end=10.0, steps=100, batch_size=64, beta
         raise ValueError(f"beta must be in [0, 1), got {beta!r}")
     if stop_div is not None:
         stop_div = _positive(stop_div, "stop_div")
-    is_mlp = hasattr(model, "_flat")
+    snap = _snapshot(model)
+    is_mlp = snap[0] == "mlp"
     X = model._x(X, "X") if is_mlp else model._x(X)
     n = X.shape[0]
     if n == 0:
@@ -183,7 +184,6 @@ def lr_find(model, X, y, *, start=1e-6, end=10.0, steps=100, batch_size=64, beta
         y = model._y(y, n)
     bs = min(int(batch_size), n)
     rng = np.random.default_rng(seed)
-    snap = _snapshot(model)
     lrs, smooth, raw = [], [], []
     avg, best, stopped = 0.0, math.inf, "end"
     order, pos = rng.permutation(n), 0
