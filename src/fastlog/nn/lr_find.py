@@ -56,7 +56,17 @@ class LRFinderResult:
                 f"suggested lr (steepest descent of the smoothed loss): {self.suggestion:.3g}")
 
     def plot(self, path):
-        """Save the loss-against-learning-rate curve to `path`; see :func:`fastlog.nn.plot.plot_lr_find`."""
+        """Save the loss-against-learning-rate curve to `path`; see :func:`fastlog.nn.plot.plot_lr_find`.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from fastlog.nn import LRFinderResult
+        >>> lrs = np.logspace(-4, 0, 30)
+        >>> res = LRFinderResult(lrs, 2 - lrs, 2 - lrs, 0.01, 1.99, "end")
+        >>> path = res.plot(os.path.join(tempfile.mkdtemp(), "lr.png"))  # doctest: +SKIP
+        """
         from .plot import plot_lr_find
         return plot_lr_find(self, path)
 
@@ -153,7 +163,7 @@ def lr_find(model, X, y, *, start=1e-6, end=10.0, steps=100, batch_size=64, beta
     >>> model = MLP((8, 16, 2), seed=0)
     >>> w = model.weights[0].copy()
     >>> res = lr_find(model, X, y, steps=60)
-    >>> 1e-6 <= res.suggestion <= 10, res.lrs[0], len(res.lrs) == len(res.losses)
+    >>> 1e-6 <= res.suggestion <= 10, float(res.lrs[0]), len(res.lrs) == len(res.losses)
     (True, 1e-06, True)
     >>> bool(np.array_equal(w, model.weights[0]))       # the weights are back
     True
