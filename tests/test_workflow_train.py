@@ -125,7 +125,8 @@ def test_plots_without_matplotlib_name_the_extra(tmp_path, monkeypatch):
 
 
 def test_import_fastlog_imports_no_matplotlib():
-    code = "import sys, fastlog, fastlog.nn, fastlog.train; print(sorted(m for m in ('matplotlib', 'mlxtend', 'torch') if m in sys.modules))"
+    code = ("import sys, fastlog, fastlog.nn, fastlog.train; "
+            "print(sorted(m for m in ('matplotlib', 'mlxtend', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
