@@ -373,3 +373,28 @@ def test_checkpoint_arguments_are_checked(tmp_path):
         MLP((4, 5, 2)).save(tmp_path / "b.json")
         weight_evolution([tmp_path / "a.json", tmp_path / "b.json"])
     assert load_mlp(tmp_path / "a.json").sizes == (4, 3, 2)
+
+
+# ------------------------------------------------------------------ fuzz --
+def test_random_json_never_crashes_the_loader(tmp_path):
+    """Any JSON value: a model, a ValueError or a TypeError, never anything else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-10 ** 30, 10 ** 30),
+                        st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=3))
+    values = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c,
+                                                                                          max_size=3), max_leaves=20)
+    keys = st.sampled_from(["param_0", "param_1", "param_2", "param_3", "param_4", "x"])
+    files = st.one_of(values, st.dictionaries(keys, values, max_size=5))
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(files)
+    def check(obj):
+        try:
+            model = load_mlp(io.BytesIO(json.dumps(obj).encode()), format="json")
+        except (ValueError, TypeError):
+            return
+        assert np.isfinite(np.concatenate([p.ravel() for p in model.parameters()])).all()
+
+    check()
