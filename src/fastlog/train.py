@@ -298,7 +298,8 @@ def _logreg(args, source, Xtr, Xte, ytr, yte, out):
               file=out)
     if args.plot:
         from .nn.plot import plot_history, plot_logreg_weights
-        plot_history(hist, args.plot, title="3-vs-7 logistic regression")
+        plot_history(hist, args.plot, title="3-vs-7 logistic regression",
+                     train_label="training (loss: mean over the epoch)")
         wpath = _companion(args.plot, "weights")
         plot_logreg_weights(model, wpath) if Xtr.shape[1] == 784 else None
         print(f"plots: {args.plot}" + (f", {wpath}" if Xtr.shape[1] == 784 else ""), file=out)
@@ -343,7 +344,8 @@ def _mlp(args, source, Xtr, Xte, ytr, yte, out):
         print(evo, file=out)
     if args.plot:
         from .nn.plot import plot_first_layer, plot_history, plot_weight_evolution
-        written = [plot_history(hist, args.plot, title=f"MLP {'-'.join(map(str, sizes))}")]
+        written = [plot_history(hist, args.plot, title=f"MLP {'-'.join(map(str, sizes))}",
+                                train_label="training (mean over the epoch)")]
         if sizes[0] == 784:
             written.append(plot_first_layer(model, _companion(args.plot, "weights")))
         if evo is not None and len(evo.epochs) > 1:

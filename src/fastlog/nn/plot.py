@@ -28,8 +28,12 @@ def _save(fig, path):
     return path
 
 
-def plot_history(history, path, title=None):
+def plot_history(history, path, title=None, train_label="training"):
     """Training (and validation) loss and accuracy per epoch, side by side.
+
+    Validation is measured after each epoch; ``MLP.fit``'s training figures
+    are running means over the epoch's mini-batches (while the weights move),
+    say so with `train_label`.
 
     Parameters
     ----------
@@ -38,6 +42,8 @@ def plot_history(history, path, title=None):
         'val_accuracy'.
     path : str or os.PathLike
     title : str, optional
+    train_label : str
+        Legend of the training curves.
 
     Examples
     --------
@@ -54,9 +60,10 @@ def plot_history(history, path, title=None):
     epochs = np.arange(1, len(history["loss"]) + 1)
     for ax, key, label in ((ax_l, "loss", "cross-entropy loss"), (ax_a, "accuracy", "accuracy (%)")):
         scale = 100.0 if key == "accuracy" else 1.0
-        ax.plot(epochs, scale * np.asarray(history[key]), "o-", label="training", color="C0")
+        ax.plot(epochs, scale * np.asarray(history[key]), "o-", label=train_label, color="C0")
         if f"val_{key}" in history:
-            ax.plot(epochs, scale * np.asarray(history[f"val_{key}"]), "s--", label="validation", color="C1")
+            ax.plot(epochs, scale * np.asarray(history[f"val_{key}"]), "s--", label="validation (end of epoch)",
+                    color="C1")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
