@@ -160,41 +160,49 @@ def fit_mlp(model, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, wei
     momentum = _nonneg(momentum, "momentum")
     weight_decay = _nonneg(weight_decay, "weight_decay")
     dampening = _nonneg(dampening, "dampening")
+    val = None
     if validation_data is not None:
         Xv, yv = validation_data
         Xv = model._x(Xv, "X_val")
-        yv = model._y(yv, Xv.shape[0], "y_val")
+        val = (Xv, model._y(yv, Xv.shape[0], "y_val"))
     ckpt = _checkpoint_dir(checkpoint_dir, checkpoint_format)
     rng = np.random.default_rng(seed)
     hist = {"loss": [], "accuracy": [], "time": []}
     if validation_data is not None:
         hist["val_loss"], hist["val_accuracy"] = [], []
     with model._training("fit"):
-        ws = model._workspace(bs, True)
-        Xs, ys = (np.empty_like(X), np.empty_like(y)) if shuffle else (X, y)
-        bar = _Progress(epochs, progress, file)
-        try:
-            for ep in range(1, epochs + 1):
-                if shuffle:
-                    perm = rng.permutation(n)
-                    np.take(X, perm, axis=0, out=Xs)
-                    np.take(y, perm, out=ys)
-                total, hits, dt = _run_epoch(model, ws, Xs, ys, bs, lr, momentum, dampening, weight_decay)
-                hist["loss"].append(total / n)
-                hist["accuracy"].append(hits / n)
-                hist["time"].append(dt)
-                stats = {"loss": total / n, "acc": hits / n}
-                if validation_data is not None:
-                    vl, va = model.evaluate(Xv, yv)
-                    hist["val_loss"].append(vl)
-                    hist["val_accuracy"].append(va)
-                    stats["val_acc"] = va
-                stats["s"] = dt
-                if ckpt is not None:
-                    model.save(checkpoint_path(ckpt, ep, checkpoint_format), format=checkpoint_format)
-                bar.update(ep, epochs, stats)
-        finally:
-            bar.close()
-        if ckpt is not None:
-            model.save(checkpoint_path(ckpt, "final", checkpoint_format), format=checkpoint_format)
+        _epochs(model, X, y, hist, epochs, bs, (lr, momentum, dampening, weight_decay), shuffle, rng, val,
+                (progress, file), ckpt, checkpoint_format)
     return hist
+
+
+def _epochs(model, X, y, hist, epochs, bs, sgd, shuffle, rng, val, progress, ckpt, fmt):
+    """The epoch loop of :func:`fit_mlp` (the caller holds the training lock)."""
+    n = X.shape[0]
+    ws = model._workspace(bs, True)
+    Xs, ys = (np.empty_like(X), np.empty_like(y)) if shuffle else (X, y)
+    bar = _Progress(epochs, *progress)
+    try:
+        for ep in range(1, epochs + 1):
+            if shuffle:
+                perm = rng.permutation(n)
+                np.take(X, perm, axis=0, out=Xs)
+                np.take(y, perm, out=ys)
+            total, hits, dt = _run_epoch(model, ws, Xs, ys, bs, *sgd)
+            hist["loss"].append(total / n)
+            hist["accuracy"].append(hits / n)
+            hist["time"].append(dt)
+            stats = {"loss": total / n, "acc": hits / n}
+            if val:
+                vl, va = model.evaluate(*val)
+                hist["val_loss"].append(vl)
+                hist["val_accuracy"].append(va)
+                stats["val_acc"] = va
+            stats["s"] = dt
+            if ckpt is not None:
+                model.save(checkpoint_path(ckpt, ep, fmt), format=fmt)
+            bar.update(ep, epochs, stats)
+    finally:
+        bar.close()
+    if ckpt is not None:
+        model.save(checkpoint_path(ckpt, "final", fmt), format=fmt)

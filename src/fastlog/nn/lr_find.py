@@ -168,62 +168,21 @@ def lr_find(model, X, y, *, start=1e-6, end=10.0, steps=100, batch_size=64, beta
     >>> bool(np.array_equal(w, model.weights[0]))       # the weights are back
     True
     """
-    start, end = _positive(start, "start"), _positive(end, "end")
-    if not start < end:
-        raise ValueError(f"start must be < end, got start={start!r}, end={end!r}")
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
-        raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    beta = float(beta)
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
-    if stop_div is not None:
-        stop_div = _positive(stop_div, "stop_div")
+    start, end, stop_div = _check(start, end, steps, batch_size, beta, stop_div)
     snap = _snapshot(model)
     is_mlp = snap[0] == "mlp"
     X = model._x(X, "X") if is_mlp else model._x(X)
-    n = X.shape[0]
-    if n == 0:
+    if X.shape[0] == 0:
         raise ValueError("X has no rows")
+    y = model._y(y, X.shape[0])
     if is_mlp:
-        y = model._y(y, n)
         model._check_labels(y)
         model._raise_nonfinite(X, "X")
-    else:
-        y = model._y(y, n)
-    bs = min(int(batch_size), n)
-    rng = np.random.default_rng(seed)
-    lrs, smooth, raw = [], [], []
-    avg, best, stopped = 0.0, math.inf, "end"
-    order, pos = rng.permutation(n), 0
+    step = ((lambda xb, yb, lr: model.train_step(xb, yb, lr, momentum=momentum, weight_decay=weight_decay))
+            if is_mlp else model.train_step)
     try:
-        for i in range(int(steps)):
-            lr = start * (end / start) ** (i / (steps - 1))
-            if pos + bs > n:
-                order, pos = rng.permutation(n), 0
-            idx = order[pos:pos + bs]
-            pos += bs
-            try:
-                if is_mlp:
-                    loss = model.train_step(X[idx], y[idx], lr, momentum=momentum, weight_decay=weight_decay)
-                else:
-                    loss = model.train_step(X[idx], y[idx], lr)
-            except FloatingPointError:
-                stopped = "non-finite"
-                break
-            if not math.isfinite(loss):
-                stopped = "non-finite"
-                break
-            avg = beta * avg + (1.0 - beta) * loss
-            s = avg / (1.0 - beta ** (i + 1))
-            lrs.append(lr)
-            raw.append(loss)
-            smooth.append(s)
-            best = min(best, s)
-            if stop_div is not None and s > stop_div * best:
-                stopped = "diverged"
-                break
+        lrs, smooth, raw, stopped = _sweep(step, X, y, start, end, int(steps), min(int(batch_size), X.shape[0]),
+                                           float(beta), stop_div, np.random.default_rng(seed))
     finally:
         _restore(model, snap)
     if not lrs:
@@ -231,3 +190,45 @@ def lr_find(model, X, y, *, start=1e-6, end=10.0, steps=100, batch_size=64, beta
     lrs, smooth = np.asarray(lrs), np.asarray(smooth)
     sug, sug_loss = _steep(lrs, smooth, int(steps))
     return LRFinderResult(lrs, smooth, raw, sug, sug_loss, stopped)
+
+
+def _check(start, end, steps, batch_size, beta, stop_div):
+    start, end = _positive(start, "start"), _positive(end, "end")
+    if not start < end:
+        raise ValueError(f"start must be < end, got start={start!r}, end={end!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 2:
+        raise ValueError(f"steps must be an integer >= 2, got {steps!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not 0.0 <= float(beta) < 1.0:
+        raise ValueError(f"beta must be in [0, 1), got {beta!r}")
+    return start, end, (None if stop_div is None else _positive(stop_div, "stop_div"))
+
+
+def _sweep(step, X, y, start, end, steps, bs, beta, stop_div, rng):
+    """One mini-batch per rate; returns (lrs, smoothed losses, raw losses, why it stopped)."""
+    n = X.shape[0]
+    lrs, smooth, raw = [], [], []
+    avg, best = 0.0, math.inf
+    order, pos = rng.permutation(n), 0
+    for i in range(steps):
+        lr = start * (end / start) ** (i / (steps - 1))
+        if pos + bs > n:
+            order, pos = rng.permutation(n), 0
+        idx = order[pos:pos + bs]
+        pos += bs
+        try:
+            loss = step(X[idx], y[idx], lr)
+        except FloatingPointError:
+            return lrs, smooth, raw, "non-finite"
+        if not math.isfinite(loss):
+            return lrs, smooth, raw, "non-finite"
+        avg = beta * avg + (1.0 - beta) * loss
+        s = avg / (1.0 - beta ** (i + 1))
+        lrs.append(lr)
+        raw.append(loss)
+        smooth.append(s)
+        best = min(best, s)
+        if stop_div is not None and s > stop_div * best:
+            return lrs, smooth, raw, "diverged"
+    return lrs, smooth, raw, "end"
