@@ -53,7 +53,9 @@ def loglik_and_grad(W, b, x, y):
 
 
 def train(objective, n, steps, Xtr, ytr, Xte, yte, lr, every):
-    """Gradient ascent on the objective over batches of n digits; held-out accuracy every `every` steps."""
+    """Gradient ascent on the objective over batches of n digits from zero weights.
+
+    Returns the held-out (step, accuracy, loss) every `every` steps, and the final W, b."""
     rng = np.random.default_rng(0)
     W, b = np.zeros((10, 784), np.float32), np.zeros(10, np.float32)
     curve = []
@@ -68,55 +70,30 @@ def train(objective, n, steps, Xtr, ytr, Xte, yte, lr, every):
             _, gW, gb = product_and_grad(W, b, Xtr[idx], ytr[idx], np.float32)
         W += lr * gW
         b += lr * gb
-    return np.array(curve)
+    return np.array(curve), W, b
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=20 if FAST else 300)
-    p.add_argument("--out", default=".", help="directory for the two PNG files")
-    args = p.parse_args()
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise SystemExit('log_domain.py: error: the plots need matplotlib: pip install "fastlog-nn[plot]"')
-    Xtr, Xte, ytr, yte = mnist_train_test()
-    every = max(1, args.steps // 30)
-
-    # Training: the sum of logs (batch 256) against the product (batches of 1, 16 and 256).
-    runs = {("log", 256): None, ("prod", 1): None, ("prod", 16): None, ("prod", 256): None}
-    for objective, n in runs:
-        runs[objective, n] = train(objective, n, args.steps, Xtr, ytr, Xte, yte, lr=0.5, every=every)
-        print(f"{'sum of log-likelihoods' if objective == 'log' else 'product of likelihoods':>24}, "
-              f"batch {n:>3}: held-out loss {runs[objective, n][-1, 2]:.3f}, accuracy "
-              f"{runs[objective, n][-1, 1]:.3f} after {args.steps} steps")
-
-    # Value and gradient against the batch size, for the untrained model (every p = 0.1) and a trained one.
-    W1 = np.zeros((10, 784), np.float32)
-    b1 = np.zeros(10, np.float32)
-    for _ in range(args.steps):
-        idx = np.random.default_rng(_).integers(0, len(ytr), 256)
-        _, gW, gb = loglik_and_grad(W1, b1, Xtr[idx], ytr[idx])
-        W1 += 0.5 * gW
-        b1 += 0.5 * gb
-    sizes = 2 ** np.arange(0, 12)
+def underflow_table(models, X, y, sizes):
+    """{(model name, n): (exact log10 L, L in float32, L in float64, ||dL/dW|| float32, float64,
+    ||d mean log-lik / dW||)} on the first n digits."""
     table = {}
-    for name, (W, b) in (("untrained", (np.zeros_like(W1), np.zeros_like(b1))), ("trained", (W1, b1))):
+    for name, (W, b) in models.items():
         for n in sizes:
-            x, y = Xtr[:n], ytr[:n]
-            exact = float(np.sum(np.log(fastlog.softmax(linear_forward(x.astype(np.float64), W, b), axis=1)
-                                        [np.arange(n), y]))) / np.log(10)
-            L32, gW32, _ = product_and_grad(W, b, x, y, np.float32)
-            L64, gW64, _ = product_and_grad(W, b, x, y, np.float64)
-            _, gl, _ = loglik_and_grad(W, b, x, y)
-            table[name, n] = (exact, float(L32), float(L64), np.linalg.norm(gW32), np.linalg.norm(gW64),
-                              np.linalg.norm(gl))
-    for name in ("untrained", "trained"):
-        first = [n for n in sizes if table[name, n][1] == 0.0]
-        print(f"{name} model: the float32 product of likelihoods is exactly 0 from batch size "
-              f"{first[0] if first else '> ' + str(sizes[-1])}")
+            x, t = X[:n], y[:n]
+            logp = np.log(fastlog.softmax(linear_forward(x.astype(np.float64), W, b), axis=1)[np.arange(n), t])
+            L32, gW32, _ = product_and_grad(W, b, x, t, np.float32)
+            L64, gW64, _ = product_and_grad(W, b, x, t, np.float64)
+            _, gl, _ = loglik_and_grad(W, b, x, t)
+            table[name, n] = (float(np.sum(logp)) / np.log(10), float(L32), float(L64), np.linalg.norm(gW32),
+                              np.linalg.norm(gW64), np.linalg.norm(gl))
+    return table
 
-    os.makedirs(args.out, exist_ok=True)
+
+def _log10_or_floor(v, floor):
+    return np.where(v > 0, np.log10(np.maximum(v, 1e-320)), floor)
+
+
+def plot_underflow(Figure, table, sizes, path):
     fig = Figure(figsize=(11, 5.2), layout="constrained")
     ax_v, ax_g = fig.subplots(1, 2)
     floor = -350
@@ -124,10 +101,8 @@ def main():
         rows = np.array([table[name, n] for n in sizes])
         ax_v.plot(sizes, rows[:, 0], "-", color=color, lw=6, alpha=0.2)
         for col, style in ((1, "o-"), (2, "s--")):
-            v = np.where(rows[:, col] > 0, np.log10(np.maximum(rows[:, col], 1e-320)), floor)
-            ax_v.plot(sizes, v, style, color=color, ms=4)
-            g = np.where(rows[:, col + 2] > 0, np.log10(np.maximum(rows[:, col + 2], 1e-320)), floor)
-            ax_g.plot(sizes, g, style, color=color, ms=4)
+            ax_v.plot(sizes, _log10_or_floor(rows[:, col], floor), style, color=color, ms=4)
+            ax_g.plot(sizes, _log10_or_floor(rows[:, col + 2], floor), style, color=color, ms=4)
         ax_g.plot(sizes, np.log10(rows[:, 5]), ":", color=color, lw=2.5)
     for ax in (ax_v, ax_g):
         ax.set_xscale("log", base=2)
@@ -153,9 +128,10 @@ def main():
                Line2D([], [], color="0.5", lw=6, alpha=0.3, label="exact value (summed as logs)"),
                Line2D([], [], color="k", ls=":", lw=2.5, label="gradient of the mean log-likelihood")]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
-    path1 = os.path.join(args.out, "log_domain_underflow.png")
-    fig.savefig(path1, dpi=110)
+    fig.savefig(path, dpi=110)
 
+
+def plot_training(Figure, runs, steps, path):
     fig = Figure(figsize=(11, 4.4), layout="constrained")
     ax_l, ax_a = fig.subplots(1, 2)
     styles = {("log", 256): ("-", 2.5), ("prod", 1): ("--", 1.5), ("prod", 16): ("-", 4), ("prod", 256): (":", 2.5)}
@@ -167,10 +143,9 @@ def main():
     ax_l.set_ylabel("held-out cross-entropy (nats)")
     ax_l.set_title("held-out loss: the product at batch 16 and 256 does not move", fontsize=10)
     ax_l.axhline(np.log(10), color="0.5", lw=0.8, ls=":")
-    ax_l.text(args.steps, np.log(10) - 0.05, "log 10: every p = 0.1", fontsize=8, color="0.4", ha="right",
-              va="top")
+    ax_l.text(steps, np.log(10) - 0.05, "log 10: every p = 0.1", fontsize=8, color="0.4", ha="right", va="top")
     ax_a.axhline(10, color="0.5", lw=0.8, ls=":")
-    ax_a.text(args.steps, 8, "chance (10 classes)", fontsize=8, color="0.4", ha="right", va="top")
+    ax_a.text(steps, 8, "chance (10 classes)", fontsize=8, color="0.4", ha="right", va="top")
     ax_a.set_ylabel("held-out accuracy (%)")
     ax_a.set_ylim(0, 100)
     ax_a.set_title("accuracy (argmax needs only the direction of W)", fontsize=10)
@@ -178,9 +153,44 @@ def main():
         ax.set_xlabel("SGD step (learning rate 0.5, from zero weights)")
         ax.grid(alpha=0.3)
     ax_l.legend(fontsize=8, loc="center right", bbox_to_anchor=(1.0, 0.21))
-    path2 = os.path.join(args.out, "log_domain_training.png")
-    fig.savefig(path2, dpi=110)
-    print(f"plots: {path1}, {path2}")
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=20 if FAST else 300)
+    p.add_argument("--out", default=".", help="directory for the two PNG files")
+    args = p.parse_args()
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SystemExit('log_domain.py: error: the plots need matplotlib: pip install "fastlog-nn[plot]"')
+    Xtr, Xte, ytr, yte = mnist_train_test()
+
+    # Training: the sum of logs (batch 256) against the product (batches of 1, 16 and 256).
+    runs, trained = {}, None
+    for objective, n in (("log", 256), ("prod", 1), ("prod", 16), ("prod", 256)):
+        runs[objective, n], W, b = train(objective, n, args.steps, Xtr, ytr, Xte, yte, lr=0.5,
+                                         every=max(1, args.steps // 30))
+        trained = trained or (W, b)
+        print(f"{'sum of log-likelihoods' if objective == 'log' else 'product of likelihoods':>24}, "
+              f"batch {n:>3}: held-out loss {runs[objective, n][-1, 2]:.3f}, accuracy "
+              f"{runs[objective, n][-1, 1]:.3f} after {args.steps} steps")
+
+    # Value and gradient against the batch size, for the untrained model (every p = 0.1) and the trained one.
+    sizes = 2 ** np.arange(0, 12)
+    untrained = (np.zeros((10, 784), np.float32), np.zeros(10, np.float32))
+    table = underflow_table({"untrained": untrained, "trained": trained}, Xtr, ytr, sizes)
+    for name in ("untrained", "trained"):
+        first = [n for n in sizes if table[name, n][1] == 0.0]
+        print(f"{name} model: the float32 product of likelihoods is exactly 0 from batch size "
+              f"{first[0] if first else '> ' + str(sizes[-1])}")
+
+    os.makedirs(args.out, exist_ok=True)
+    paths = [os.path.join(args.out, "log_domain_underflow.png"), os.path.join(args.out, "log_domain_training.png")]
+    plot_underflow(Figure, table, sizes, paths[0])
+    plot_training(Figure, runs, args.steps, paths[1])
+    print(f"plots: {', '.join(paths)}")
 
 
 if __name__ == "__main__":
