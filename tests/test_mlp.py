@@ -171,7 +171,7 @@ def test_thread_count_does_not_change_results():
 # ---------------------------------------------------------------- inference --
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_inference_matches_numpy(dtype, monkeypatch):
-    monkeypatch.setattr(fnn, "INFER_BLOCK", 64)   # several blocks plus a remainder
+    monkeypatch.setattr(fnn.mlp, "INFER_BLOCK", 64)   # several blocks plus a remainder
     model = MLP((30, 20, 10, 6), dtype=dtype, seed=7)
     model.biases[0][:] = 0.1
     x, _ = _batch(model.sizes, 200, dtype, seed=8)
@@ -442,3 +442,78 @@ def test_internal_workspace_refuses_what_does_not_fit():
         core.mlp_gemms_only(ws, x)
     st, loss, hits = ws.step(x[:8], y[:8], 0)
     assert st == -1 and abs(loss - model.loss_and_grad(x[:8], y[:8])[0]) < 1e-12
+
+
+# ------------------------------------------------------------ thread safety --
+def test_inference_from_many_threads_matches_single_threaded():
+    """One model, 6 Python threads calling predict_proba / predict / forward at once
+    (issue 12: a shared inference workspace gave wrong probabilities in 199 of 200 calls)."""
+    import threading
+    model = MLP((784, 128, 64, 10), seed=0)
+    batches = [_batch(model.sizes, n, np.float32, seed=s)[0] for s, n in enumerate((1, 7, 64, 300, 33, 129))]
+    want = [(model.predict_proba(x), model.predict(x), model.forward(x)) for x in batches]
+    errors, start = [], threading.Barrier(6)
+
+    def worker(t):
+        start.wait()
+        for r in range(25):
+            i = (t + r) % len(batches)
+            p, c, z = model.predict_proba(batches[i]), model.predict(batches[i]), model.forward(batches[i])
+            if not (np.array_equal(p, want[i][0]) and np.array_equal(c, want[i][1])
+                    and np.array_equal(z, want[i][2])):
+                errors.append((t, r, i))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert not any(th.is_alive() for th in threads)
+    assert errors == []
+
+
+def test_training_one_model_from_two_threads_raises():
+    import threading
+    model = MLP((20, 16, 4), seed=0)
+    x, y = _batch(model.sizes, 64, np.float32)
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def slow_progress():   # a file object that blocks inside fit's progress output
+        class F:
+            def write(self, s):
+                inside.set()
+                release.wait(10)
+
+            def flush(self):
+                pass
+        return F()
+
+    t = threading.Thread(target=lambda: model.fit(x, y, epochs=1, progress="plain", file=slow_progress()))
+    t.start()
+    assert inside.wait(10)
+    for call in (lambda: model.train_step(x, y, 0.1), lambda: model.loss_and_grad(x, y),
+                 lambda: model.fit(x, y, epochs=1, progress=False)):
+        with pytest.raises(RuntimeError, match="another"):
+            call()
+        seen.append(1)
+    np.testing.assert_array_equal(model.predict(x), model.predict(x))   # inference still works meanwhile
+    release.set()
+    t.join(10)
+    assert len(seen) == 3
+    model.train_step(x, y, 0.1)   # the lock is released afterwards
+
+
+def test_deepcopy_and_pickle_give_an_independent_model():
+    import copy
+    import pickle
+    model = MLP((6, 5, 3), seed=1)
+    x, y = _batch(model.sizes, 10, np.float32)
+    model.train_step(x, y, 0.1, momentum=0.9)
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        for p, q in zip(model.parameters(), other.parameters()):
+            np.testing.assert_array_equal(p, q)
+        a, b = copy.deepcopy(model), other   # the same next step (momentum buffers copied too)
+        a.train_step(x, y, 0.1, momentum=0.9)
+        b.train_step(x, y, 0.1, momentum=0.9)
+        np.testing.assert_array_equal(a.weights[0], b.weights[0])
+        assert not np.array_equal(b.weights[0], model.weights[0])

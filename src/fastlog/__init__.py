@@ -33,3 +33,5 @@ from .linear import linear_cross_entropy, linear_cross_entropy_and_grad  # noqa:
 
 __all__ += ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward",
             "mlp_gemms_only", "linear_cross_entropy", "linear_cross_entropy_and_grad"]
+from .nn.lr_find import lr_find  # noqa: E402,F401  (learning-rate finder)
+__all__ += ["lr_find"]

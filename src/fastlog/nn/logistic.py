@@ -1,0 +1,273 @@
+"""Binary logistic regression: :class:`LogisticRegression` (one logit, BCE with logits)."""
+import time
+
+import numpy as np
+
+from .._losses import binary_cross_entropy_with_logits_and_grad
+from .._validation import positive_int
+from .fit import _Progress
+from .functional import _float2d, linear_backward, linear_forward
+
+__all__ = ["LogisticRegression"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class LogisticRegression:
+    """Binary logistic regression trained with mini-batch SGD on mean BCE with logits.
+
+    The loss and its gradient come from
+    :func:`fastlog.binary_cross_entropy_with_logits_and_grad`.
+
+    Parameters
+    ----------
+    n_features : int
+    dtype : float32 or float64
+    seed : int
+        Seed of the Xavier-normal initial weights (the bias starts at 0).
+    init : {'xavier', 'zeros'}
+        'zeros' starts from all-zero weights (the loss is convex, so this
+        loses nothing, and inputs that are always 0, like the border pixels
+        of MNIST, keep weight 0).
+
+    Attributes
+    ----------
+    weight : ndarray, shape (1, n_features)
+        Like ``nn.Linear(n_features, 1).weight``.
+    bias : ndarray, shape (1,)
+
+    Notes
+    -----
+    Inference (``decision_function``, ``predict``, ``predict_proba``,
+    ``evaluate``) is thread-safe; training one model from two threads at once
+    is not (give each thread its own model).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.nn import LogisticRegression
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((300, 2))
+    >>> y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
+    >>> model = LogisticRegression(2, dtype=np.float64)
+    >>> hist = model.fit(X, y, epochs=5, lr=0.5, progress=False)
+    >>> model.evaluate(X, y)[1] > 0.95
+    True
+    """
+
+    def __init__(self, n_features, *, dtype=np.float32, seed=0, init="xavier"):
+        n_features = positive_int(n_features, "n_features")
+        if init not in ("xavier", "zeros"):
+            raise ValueError(f"init must be 'xavier' or 'zeros', got {init!r}")
+        dt = np.dtype(dtype)
+        if dt not in _FLOATS:
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        self.dtype = dt
+        rng = np.random.default_rng(seed)
+        std = np.sqrt(2.0 / (n_features + 1))
+        self.weight = (rng.standard_normal((1, n_features)) * std).astype(dt)
+        if init == "zeros":
+            self.weight[...] = 0
+        self.bias = np.zeros(1, dt)
+
+    def __repr__(self):
+        return f"LogisticRegression(n_features={self.weight.shape[1]}, dtype={self.dtype.name})"
+
+    def _x(self, x):
+        a = _float2d(x, "x")
+        if a.shape[1] != self.weight.shape[1]:
+            raise ValueError(f"x has {a.shape[1]} features per row, the model expects {self.weight.shape[1]}")
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def _y(self, y, n):
+        t = np.asarray(y)
+        if t.shape != (n,):
+            raise ValueError(f"y has shape {t.shape}, expected ({n},)")
+        if t.dtype.kind not in "biuf":
+            raise TypeError(f"y must hold 0/1 labels, got dtype {t.dtype}")
+        t = t.astype(self.dtype)
+        if not np.all((t == 0) | (t == 1)):
+            raise ValueError("y must hold only 0 and 1")
+        return t
+
+    def decision_function(self, x):
+        """The logits ``x @ weight.T + bias``, shape (n,).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import LogisticRegression
+        >>> m = LogisticRegression(2)
+        >>> m.weight[...] = [[1.0, -2.0]]
+        >>> m.decision_function(np.array([[1.0, 1.0]]))
+        array([-1.], dtype=float32)
+        """
+        return linear_forward(self._x(x), self.weight, self.bias)[:, 0]
+
+    def predict_proba(self, x):
+        """P(y = 1), shape (n,).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import LogisticRegression
+        >>> LogisticRegression(2).predict_proba(np.zeros((1, 2)))
+        array([0.5], dtype=float32)
+        """
+        z = self.decision_function(x).astype(np.float64)
+        return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(self.dtype)
+
+    def predict(self, x):
+        """1 where the logit is > 0, else 0 (int64, shape (n,)).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import LogisticRegression
+        >>> m = LogisticRegression(1)
+        >>> m.weight[...] = 1.0
+        >>> m.predict(np.array([[-1.0], [0.0], [2.0]]))
+        array([0, 0, 1])
+        """
+        return (self.decision_function(x) > 0).astype(np.int64)
+
+    def loss_and_grad(self, x, y):
+        """(mean BCE, dW, db) on the batch.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import LogisticRegression
+        >>> loss, gw, gb = LogisticRegression(2).loss_and_grad(np.zeros((2, 2)), [0, 1])
+        >>> round(loss, 4), gw.shape, gb
+        (0.6931, (1, 2), array([0.], dtype=float32))
+        """
+        x = self._x(x)
+        y = self._y(y, x.shape[0])
+        z = linear_forward(x, self.weight, self.bias)
+        loss, g = binary_cross_entropy_with_logits_and_grad(z[:, 0], y)
+        _, gw, gb = linear_backward(g[:, None], x, self.weight, input_grad=False)
+        return float(loss), gw, gb
+
+    def train_step(self, x, y, lr=0.1):
+        """One SGD step; returns the batch's mean loss before it.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import LogisticRegression
+        >>> m = LogisticRegression(2)
+        >>> first = m.train_step(np.ones((2, 2)), [1, 1], 0.5)
+        >>> m.train_step(np.ones((2, 2)), [1, 1], 0.5) < first
+        True
+        """
+        loss, gw, gb = self.loss_and_grad(x, y)
+        self.weight -= self.dtype.type(lr) * gw
+        self.bias -= self.dtype.type(lr) * gb
+        return loss
+
+    def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.1, seed=0, progress=True, file=None,
+            validation_data=None):
+        """Mini-batch SGD for `epochs` epochs (rows shuffled each epoch).
+
+        Returns
+        -------
+        dict
+            Lists per epoch: 'loss', 'accuracy' (on the whole training set
+            after the epoch), 'val_loss', 'val_accuracy' (with
+            ``validation_data=(X_val, y_val)``), 'time'.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import LogisticRegression
+        >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+        >>> hist = LogisticRegression(1).fit(X, [0, 0, 1, 1], epochs=3, progress=False)
+        >>> sorted(hist), len(hist["loss"])
+        (['accuracy', 'loss', 'time'], 3)
+        """
+        X = self._x(X)
+        y = self._y(y, X.shape[0])
+        epochs = positive_int(epochs, "epochs")
+        bs = positive_int(batch_size, "batch_size")
+        if validation_data is not None:
+            Xv = self._x(validation_data[0])
+            yv = self._y(validation_data[1], Xv.shape[0])
+        rng = np.random.default_rng(seed)
+        n = X.shape[0]
+        hist = {"loss": [], "accuracy": [], "time": []}
+        if validation_data is not None:
+            hist["val_loss"], hist["val_accuracy"] = [], []
+        bar = _Progress(epochs, progress, file)
+        try:
+            for ep in range(1, epochs + 1):
+                perm = rng.permutation(n)
+                t0 = time.perf_counter()
+                total = 0.0
+                for i in range(0, n, bs):
+                    idx = perm[i:i + bs]
+                    total += self.train_step(X[idx], y[idx], lr) * len(idx)
+                dt = time.perf_counter() - t0
+                acc = float(np.mean(self.predict(X) == y))
+                hist["loss"].append(total / n)
+                hist["accuracy"].append(acc)
+                hist["time"].append(dt)
+                stats = {"loss": total / n, "acc": acc}
+                if validation_data is not None:
+                    vl, va = self.evaluate(Xv, yv)
+                    hist["val_loss"].append(vl)
+                    hist["val_accuracy"].append(va)
+                    stats["val_acc"] = va
+                stats["s"] = dt
+                bar.update(ep, epochs, stats)
+        finally:
+            bar.close()
+        return hist
+
+    def evaluate(self, x, y):
+        """(mean BCE, accuracy).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import LogisticRegression
+        >>> loss, acc = LogisticRegression(2).evaluate(np.zeros((2, 2)), [0, 1])
+        >>> round(loss, 4), acc
+        (0.6931, 0.5)
+        """
+        x = self._x(x)
+        y = self._y(y, x.shape[0])
+        z = linear_forward(x, self.weight, self.bias)[:, 0]
+        loss, _ = binary_cross_entropy_with_logits_and_grad(z, y)
+        return float(loss), float(np.mean((z > 0) == (y == 1)))
+
+    def save(self, path, *, final_accuracy, training_samples, learning_rate, data_type="real_mnist",
+             image_shape=(28, 28)):
+        """Write the perceptron JSON format; see :func:`fastlog.nn.io.save_logreg`.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from fastlog.nn import LogisticRegression
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.json")
+        >>> LogisticRegression(4).save(path, final_accuracy=1.0, training_samples=4, learning_rate=0.1,
+        ...                            image_shape=(2, 2))
+        >>> LogisticRegression.load(path)
+        LogisticRegression(n_features=4, dtype=float32)
+        """
+        from .io import save_logreg
+        save_logreg(self, path, final_accuracy=final_accuracy, training_samples=training_samples,
+                    learning_rate=learning_rate, data_type=data_type, image_shape=image_shape)
+
+    @classmethod
+    def load(cls, path, dtype=np.float32):
+        """Read a perceptron JSON file (validated); the file's other fields land in ``model.info``.
+
+        Examples
+        --------
+        See :meth:`save`.
+        """
+        from .io import load_logreg
+        model, info = load_logreg(path, dtype=dtype)
+        model.info = info
+        return model

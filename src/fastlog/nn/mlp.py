@@ -1,0 +1,757 @@
+"""The model: :class:`MLP`, Linear -> ReLU -> ... -> Linear on mean cross-entropy.
+
+One call of :meth:`MLP.train_step` runs the forward pass, the fused
+cross-entropy + gradient kernel, the backward pass and the SGD update
+(optionally with momentum and weight decay, PyTorch's ``torch.optim.SGD``
+rule) inside one nogil Cython function on preallocated buffers: no Python
+loop over layers and no allocation per step.  The matrix products are BLAS
+calls (SciPy's ``cython_blas``); without momentum the SGD update is folded
+into the weight-gradient GEMM itself (``alpha = -lr``, ``beta = 1 - lr*wd``).
+
+Threads: :func:`fastlog.set_num_threads` governs everything; results are
+bit-identical for any thread count (see :mod:`fastlog.nn._blas`).
+
+Thread safety (Python threads sharing one model):
+
+* inference (:meth:`MLP.forward`, :meth:`~MLP.predict`,
+  :meth:`~MLP.predict_proba`, :meth:`~MLP.predict_log_proba`,
+  :meth:`~MLP.evaluate`) is safe from any number of threads at once: each
+  thread has its own activation buffers;
+* training (:meth:`~MLP.fit`, :meth:`~MLP.train_step`,
+  :meth:`~MLP.loss_and_grad`) runs in one thread at a time per model; a second
+  thread that tries raises RuntimeError instead of corrupting the shared
+  gradient and momentum buffers.  Inference during training in another thread
+  sees parameters in the middle of an update.  Use one model per thread
+  (``copy.deepcopy(model)``) to train in parallel.
+"""
+import operator
+import threading
+
+import numpy as np
+
+from .._dispatch import core
+from .._validation import float_array, positive_int
+from ._blas import _blas
+
+__all__ = ["MLP", "mlp_gemms_only", "INFER_BLOCK"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+# Rows per block in inference (activations of a block stay in cache).
+INFER_BLOCK = 4096
+
+
+def _to_numpy(v, name):
+    """A state_dict value (ndarray, torch tensor, array_like) as an ndarray."""
+    if hasattr(v, "detach") and hasattr(v, "cpu"):
+        v = v.detach().cpu().numpy()
+    return float_array(v, name, promote_int=True)
+
+
+def _nonneg(v, name):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number, got {type(v).__name__}") from None
+    if not f >= 0.0 or f == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    return f
+
+
+def mlp_gemms_only(model, x, train=True, lr=0.01):
+    """Run only the GEMMs of a training step or of inference, for benchmarks.
+
+    Parameters
+    ----------
+    model : MLP
+    x : array_like, shape (n, model.n_features)
+    train : bool
+        True: the GEMMs of ``model.train_step(x, ...)`` (seven for three
+        layers, same shapes, blocks, alpha/beta and buffers); False: those of
+        ``model.predict(x)``.
+    lr : float
+        The alpha of the fused update GEMMs.
+
+    Notes
+    -----
+    The floor of a step built on these GEMMs.  The model's parameters are not
+    changed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.nn import MLP, mlp_gemms_only
+    >>> model = MLP((8, 4, 3))
+    >>> w = model.weights[0].copy()
+    >>> mlp_gemms_only(model, np.ones((5, 8), np.float32))
+    >>> bool(np.array_equal(w, model.weights[0]))
+    True
+    """
+    x = model._x(x)
+    n = x.shape[0]
+    with model._training("mlp_gemms_only") if train else _nothing():
+        ws = model._workspace(n if train else min(max(n, 1), INFER_BLOCK), bool(train))
+        with _blas:
+            core.mlp_gemms_only(ws, x, bool(train), float(lr))
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _TrainingGuard:
+    """Holds the model's training lock for one call; a second thread gets a clear error."""
+
+    def __init__(self, lock, what):
+        self.lock, self.what = lock, what
+
+    def __enter__(self):
+        if not self.lock.acquire(blocking=False):
+            raise RuntimeError(f"MLP.{self.what}: this model is being trained by another call (another "
+                               "thread, or a callback inside fit); one model trains in one thread at a time "
+                               "(train a copy.deepcopy(model) per thread)")
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()
+        return False
+
+
+class MLP:
+    """Linear -> ReLU -> ... -> Linear, trained on mean cross-entropy with SGD.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``(in_features, hidden..., n_classes)``; default
+        ``(784, 128, 64, 10)``.  At least two entries, at most 65.
+    dtype : float32 or float64
+    seed : int or None
+        Seed of the Gaussian initialisation.
+    init : {'he', 'xavier'}
+        'he': layers followed by a ReLU get He (Kaiming) normal weights,
+        std = sqrt(2 / fan_in), the output layer Xavier (Glorot) normal,
+        std = sqrt(2 / (fan_in + fan_out)); 'xavier': Xavier for all.
+        Biases start at zero.
+
+    Attributes
+    ----------
+    weights, biases : tuple of ndarray
+        Views of the parameters, shaped like ``torch.nn.Linear`` (out, in) and
+        (out,); they may be modified in place.  All parameters live in one
+        flat vector in the order of ``nn.Sequential(...).parameters()``.
+
+    Notes
+    -----
+    ``forward`` returns logits; ``state_dict`` / ``from_state_dict`` use the
+    keys of ``nn.Sequential(Linear, ReLU, Linear, ReLU, Linear)``: ``"0.weight"``,
+    ``"0.bias"``, ``"2.weight"``, ...  Inputs containing NaN or infinity,
+    wrong feature counts, labels out of range and mismatched lengths raise
+    (ValueError / IndexError / TypeError) before anything is changed.
+
+    Inference is thread-safe (each thread has its own buffers); training one
+    model from two threads at once raises RuntimeError (see
+    :mod:`fastlog.nn.mlp`).  ``copy.deepcopy`` and ``pickle`` give an
+    independent model.
+
+    Files: :meth:`save` / :meth:`load` (npz, or the JSON format with keys
+    ``param_0`` ... of :mod:`fastlog.nn.io`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.nn import MLP
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.random((200, 4)).astype(np.float32)
+    >>> y = (X[:, 0] > X[:, 1]).astype(np.int64)
+    >>> model = MLP((4, 16, 2), seed=0)
+    >>> hist = model.fit(X, y, epochs=20, batch_size=20, lr=0.1, progress=False)
+    >>> hist["accuracy"][-1] > 0.9
+    True
+    >>> model.predict(X[:5]).tolist() == y[:5].tolist()
+    True
+    """
+
+    def __init__(self, sizes=(784, 128, 64, 10), *, dtype=np.float32, seed=0, init="he"):
+        try:
+            sizes = tuple(operator.index(s) for s in sizes)
+        except TypeError:
+            raise TypeError("sizes must be a sequence of integers") from None
+        if len(sizes) < 2 or len(sizes) > 65:
+            raise ValueError(f"sizes needs between 2 and 65 entries (input, ..., classes), got {len(sizes)}")
+        if min(sizes) < 1:
+            raise ValueError(f"every layer width must be >= 1, got {sizes}")
+        dt = np.dtype(dtype)
+        if dt not in _FLOATS:
+            raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        if init not in ("he", "xavier"):
+            raise ValueError(f"init must be 'he' or 'xavier', got {init!r}")
+        self._setup(sizes, dt)
+        self.reset_parameters(seed=seed, init=init)
+
+    def _setup(self, sizes, dt):
+        self.sizes = sizes
+        self.dtype = dt
+        n = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
+        self._flat = np.zeros(n, dt)
+        self._gflat = np.zeros(n, dt)
+        self._vflat = np.zeros(n, dt)
+        self.weights, self.biases = self._views(self._flat)
+        self._momentum_started = False
+        self._ws_train = None
+        self._local = threading.local()     # per-thread inference workspace
+        self._train_lock = threading.Lock()
+
+    # -- copies --
+    def __getstate__(self):
+        return {"sizes": self.sizes, "dtype": self.dtype.str, "params": self._flat,
+                "velocity": self._vflat, "momentum_started": self._momentum_started}
+
+    def __setstate__(self, state):
+        self._setup(tuple(state["sizes"]), np.dtype(state["dtype"]))
+        self._flat[...] = state["params"]
+        self._vflat[...] = state["velocity"]
+        self._momentum_started = bool(state["momentum_started"])
+
+    # -- layout --
+    def _views(self, flat):
+        ws, bs, off = [], [], 0
+        for i, o in zip(self.sizes[:-1], self.sizes[1:]):
+            ws.append(flat[off:off + o * i].reshape(o, i))
+            off += o * i
+            bs.append(flat[off:off + o])
+            off += o
+        return tuple(ws), tuple(bs)
+
+    @property
+    def n_layers(self):
+        """Number of Linear layers."""
+        return len(self.sizes) - 1
+
+    @property
+    def n_features(self):
+        """Input width, ``sizes[0]``."""
+        return self.sizes[0]
+
+    @property
+    def n_classes(self):
+        """Output width, ``sizes[-1]``."""
+        return self.sizes[-1]
+
+    def parameters(self):
+        """[W0, b0, W1, b1, ...] (views), the order of ``nn.Sequential.parameters()``.
+
+        Examples
+        --------
+        >>> from fastlog.nn import MLP
+        >>> [p.shape for p in MLP((4, 3, 2)).parameters()]
+        [(3, 4), (3,), (2, 3), (2,)]
+        """
+        out = []
+        for w, b in zip(self.weights, self.biases):
+            out += [w, b]
+        return out
+
+    def reset_parameters(self, seed=0, init="he"):
+        """Gaussian He/Xavier initialisation (see the class docstring); clears momentum.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> a, b = MLP((4, 3, 2), seed=1), MLP((4, 3, 2), seed=2)
+        >>> b.reset_parameters(seed=1)
+        >>> bool(np.array_equal(a.weights[0], b.weights[0]))
+        True
+        """
+        rng = np.random.default_rng(seed)
+        L = self.n_layers
+        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
+            fan_out, fan_in = w.shape
+            if init == "he" and l < L - 1:
+                std = np.sqrt(2.0 / fan_in)
+            else:
+                std = np.sqrt(2.0 / (fan_in + fan_out))
+            w[...] = rng.standard_normal(w.shape) * std
+            b[...] = 0
+        self.reset_optimizer()
+
+    def reset_optimizer(self):
+        """Forget the momentum buffers (the next momentum step starts afresh, like a new torch SGD).
+
+        Examples
+        --------
+        >>> from fastlog.nn import MLP
+        >>> MLP((4, 3, 2)).reset_optimizer()
+        """
+        self._vflat[...] = 0
+        self._momentum_started = False
+
+    def __repr__(self):
+        return f"MLP(sizes={self.sizes}, dtype={self.dtype.name})"
+
+    # -- workspaces --
+    def _new_workspace(self, cap, train):
+        s = self.sizes
+        hidden = max(s[1:-1]) if len(s) > 2 else 1
+        return core.MLPWorkspace(list(s), self._flat, self._gflat if train else None,
+                                 self._vflat if train else None,
+                                 np.empty(cap * sum(s[1:]), self.dtype),
+                                 np.empty(cap * hidden, self.dtype) if train else np.empty(1, self.dtype),
+                                 np.empty(cap, np.float64), np.empty(max(s), np.float64), cap,
+                                 np.empty(max(i * o for i, o in zip(s[:-1], s[1:])), self.dtype)
+                                 if train else None)
+
+    def _workspace(self, rows, train):
+        """The training workspace (one per model; callers hold the training
+        lock) or this thread's inference workspace, grown to `rows` rows."""
+        ws = self._ws_train if train else getattr(self._local, "ws", None)
+        if ws is not None and ws.cap >= rows:
+            return ws
+        ws = self._new_workspace(max(rows, 1), train)
+        if train:
+            self._ws_train = ws
+        else:
+            self._local.ws = ws
+        return ws
+
+    def workspace(self, rows, train=True):
+        """The compiled workspace for batches of up to `rows` rows.
+
+        What :func:`mlp_gemms_only` runs on: the model's training workspace,
+        or (``train=False``) the calling thread's inference workspace.
+
+        Examples
+        --------
+        >>> from fastlog.nn import MLP
+        >>> MLP((4, 3, 2)).workspace(16).cap
+        16
+        """
+        return self._workspace(positive_int(rows, "rows"), train)
+
+    def _training(self, what):
+        return _TrainingGuard(self._train_lock, what)
+
+    # -- validation --
+    def _x(self, x, name="x"):
+        if (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim == 2
+                and x.shape[1] == self.sizes[0] and x.flags.c_contiguous):
+            return x
+        if hasattr(x, "detach") and hasattr(x, "cpu"):
+            x = x.detach().cpu().numpy()
+        a = float_array(x, name, promote_int=True)
+        if a.ndim != 2:
+            raise ValueError(f"{name} must be 2-D (n_samples, {self.sizes[0]}), got shape {a.shape}")
+        if a.shape[1] != self.sizes[0]:
+            raise ValueError(f"{name} has {a.shape[1]} features per row, the model expects {self.sizes[0]}")
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def _y(self, y, n, name="y"):
+        if type(y) is np.ndarray and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous:
+            t = y
+        else:
+            if hasattr(y, "detach") and hasattr(y, "cpu"):
+                y = y.detach().cpu().numpy()
+            t = np.asarray(y)
+            if t.dtype.kind not in "iu":
+                raise TypeError(f"{name} must hold integer class labels, got dtype {t.dtype}")
+            if t.ndim != 1:
+                raise ValueError(f"{name} must be 1-D, got shape {t.shape}")
+            if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > np.iinfo(np.int64).max:
+                raise IndexError(f"{name} holds a label out of range [0, {self.n_classes})")
+            t = np.ascontiguousarray(t, dtype=np.int64)
+        if t.shape[0] != n:
+            raise ValueError(f"{name} has {t.shape[0]} labels but x has {n} rows")
+        return t
+
+    def _check_labels(self, y, name="y"):
+        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            bad = int(np.flatnonzero((y < 0) | (y >= self.n_classes))[0])
+            raise IndexError(f"{name}[{bad}] = {y[bad]} is out of range for {self.n_classes} classes")
+
+    def _raise_step(self, status, x, y):
+        if status >= 0:
+            raise IndexError(f"y[{status}] = {y[status]} is out of range for {self.n_classes} classes")
+        self._raise_nonfinite(x)
+        raise FloatingPointError("the loss is not finite (the parameters hold NaN/inf or the training "
+                                 "diverged; try a lower learning rate); nothing was updated")
+
+    @staticmethod
+    def _raise_nonfinite(x, name="x"):
+        bad = ~np.isfinite(x)
+        if bad.any():
+            r = int(np.argwhere(bad)[0][0])
+            raise ValueError(f"{name} contains NaN or infinity (first in row {r})")
+
+    # -- inference --
+    def _infer(self, x, kind):
+        x = self._x(x)
+        n = x.shape[0]
+        ws = self._workspace(min(max(n, 1), INFER_BLOCK), False)
+        if kind == 3:
+            out, labels = None, np.empty(n, np.int64)
+        else:
+            out, labels = np.empty((n, self.n_classes), self.dtype), None
+        with _blas:
+            ws.forward(x, kind, out, labels)
+        if kind == 3:
+            if n and labels.min() < 0:
+                self._raise_nonfinite(x)
+                self._raise_nonfinite_params()
+            return labels
+        if np.isnan(out).any():
+            self._raise_nonfinite(x)
+            self._raise_nonfinite_params()
+        return out
+
+    def _raise_nonfinite_params(self):
+        if not np.isfinite(self._flat).all():
+            raise FloatingPointError("the model's parameters hold NaN or infinity")
+
+    def forward(self, x):
+        """Logits, shape (n, n_classes).  Also ``model(x)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> MLP((4, 3, 2)).forward(np.zeros((1, 4)))
+        array([[0., 0.]], dtype=float32)
+        """
+        return self._infer(x, 0)
+
+    __call__ = forward
+
+    def predict_log_proba(self, x):
+        """log_softmax of the logits (fastlog's stable row kernel), shape (n, n_classes).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> MLP((4, 3, 2)).predict_log_proba(np.zeros((1, 4))).round(4)
+        array([[-0.6931, -0.6931]], dtype=float32)
+        """
+        return self._infer(x, 1)
+
+    def predict_proba(self, x):
+        """softmax of the logits, shape (n, n_classes).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> MLP((4, 3, 2)).predict_proba(np.zeros((1, 4)))
+        array([[0.5, 0.5]], dtype=float32)
+        """
+        return self._infer(x, 2)
+
+    def predict(self, x):
+        """Predicted class (first maximum of the logits), int64 of shape (n,).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> model = MLP((2, 2))
+        >>> model.weights[0][...] = [[1, 0], [0, 1]]
+        >>> model.predict(np.array([[1.0, 0.0], [0.0, 1.0]]))
+        array([0, 1])
+        """
+        return self._infer(x, 3)
+
+    def evaluate(self, x, y):
+        """(mean cross-entropy, accuracy) on (x, y).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> loss, acc = MLP((4, 3, 2)).evaluate(np.zeros((2, 4)), [0, 1])
+        >>> round(loss, 4), acc
+        (0.6931, 0.5)
+        """
+        x = self._x(x)
+        y = self._y(y, x.shape[0])
+        if x.shape[0] == 0:
+            raise ValueError("x has no rows")
+        self._check_labels(y)
+        logp = self._infer(x, 1)
+        loss = -float(np.mean(logp[np.arange(x.shape[0]), y], dtype=np.float64))
+        acc = float(np.mean(np.argmax(logp, axis=1) == y))
+        return loss, acc
+
+    # -- training --
+    def _step_unlocked(self, x, y, mode, lr, momentum, dampening, weight_decay):
+        """One compiled step; the caller holds the training lock."""
+        x = self._x(x)
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("x has no rows")
+        y = self._y(y, n)
+        ws = self._workspace(n, True)
+        first = not self._momentum_started
+        with _blas:
+            st, loss, hits = ws.step(x, y, mode, lr, momentum, dampening, weight_decay, first)
+        if st != -1:
+            self._raise_step(st, x, y)
+        if mode == 1 and momentum != 0.0:
+            self._momentum_started = True
+        return loss, hits
+
+    def loss_and_grad(self, x, y):
+        """Mean cross-entropy over the batch and its gradients.
+
+        Returns
+        -------
+        loss : float
+        grads : list of ndarray
+            d(loss)/d(parameter) in the order of :meth:`parameters`
+            ([dW0, db0, dW1, db1, ...]); fresh copies.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> loss, grads = MLP((4, 3, 2)).loss_and_grad(np.zeros((2, 4)), [0, 1])
+        >>> round(loss, 4), [g.shape for g in grads]
+        (0.6931, [(3, 4), (3,), (2, 3), (2,)])
+        """
+        x = self._x(x)
+        with self._training("loss_and_grad"):   # the gradient buffer is shared: copy it under the lock
+            loss, _ = self._step_unlocked(x, y, 0, 0.0, 0.0, 0.0, 0.0)
+            gw, gb = self._views(self._gflat)
+            out = []
+            for w, b in zip(gw, gb):
+                out += [w.copy(), b.copy()]
+        return loss, out
+
+    def train_step(self, x, y, lr=0.01, *, momentum=0.0, weight_decay=0.0, dampening=0.0):
+        """One SGD step on the batch (x, y); returns the batch's mean loss before the step.
+
+        The update is ``torch.optim.SGD(lr, momentum, dampening, weight_decay)``'s:
+        ``g = grad + weight_decay * p``; with momentum ``v = momentum * v +
+        (1 - dampening) * g`` (``v = g`` on the first step) and ``p -= lr * v``,
+        else ``p -= lr * g``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> model = MLP((4, 3, 2))
+        >>> x, y = np.ones((2, 4)), np.array([0, 0])
+        >>> first = model.train_step(x, y, 0.5)
+        >>> model.train_step(x, y, 0.5) < first
+        True
+        """
+        lr = _nonneg(lr, "lr")
+        momentum = _nonneg(momentum, "momentum")
+        weight_decay = _nonneg(weight_decay, "weight_decay")
+        dampening = _nonneg(dampening, "dampening")
+        with self._training("train_step"):
+            loss, _ = self._step_unlocked(x, y, 1, lr, momentum, dampening, weight_decay)
+        return loss
+
+    def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0,
+            dampening=0.0, shuffle=True, seed=0, validation_data=None, progress=True, file=None,
+            checkpoint_dir=None, checkpoint_format="json"):
+        """Mini-batch SGD over (X, y) for `epochs` epochs; see :func:`fastlog.nn.fit.fit_mlp`.
+
+        Returns
+        -------
+        dict
+            Lists per epoch: 'loss', 'accuracy', 'val_loss', 'val_accuracy'
+            (with validation data), 'time'.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> X = np.eye(4, dtype=np.float32)
+        >>> hist = MLP((4, 8, 4)).fit(X, np.arange(4), epochs=30, batch_size=4, lr=0.2, progress=False)
+        >>> sorted(hist), hist["accuracy"][-1]
+        (['accuracy', 'loss', 'time'], 1.0)
+        """
+        from .fit import fit_mlp
+        return fit_mlp(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
+                       weight_decay=weight_decay, dampening=dampening, shuffle=shuffle, seed=seed,
+                       validation_data=validation_data, progress=progress, file=file,
+                       checkpoint_dir=checkpoint_dir, checkpoint_format=checkpoint_format)
+
+    # -- state --
+    def _keys(self):
+        return [(f"{2 * l}.weight", f"{2 * l}.bias") for l in range(self.n_layers)]
+
+    def state_dict(self, tensors=False):
+        """Copies of the parameters keyed like ``nn.Sequential``'s state_dict.
+
+        Keys "0.weight", "0.bias", "2.weight", ...; torch tensors if ``tensors``.
+
+        Examples
+        --------
+        >>> from fastlog.nn import MLP
+        >>> list(MLP((4, 3, 2)).state_dict())
+        ['0.weight', '0.bias', '2.weight', '2.bias']
+        """
+        sd = {}
+        for (kw, kb), w, b in zip(self._keys(), self.weights, self.biases):
+            sd[kw], sd[kb] = w.copy(), b.copy()
+        if tensors:
+            import torch
+            sd = {k: torch.from_numpy(v) for k, v in sd.items()}
+        return sd
+
+    def load_state_dict(self, state_dict):
+        """Copy parameters from a state_dict (arrays or tensors) of the same sizes; clears momentum.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> a, b = MLP((4, 3, 2), seed=1), MLP((4, 3, 2), seed=2)
+        >>> bool(np.array_equal(b.load_state_dict(a.state_dict()).weights[1], a.weights[1]))
+        True
+        """
+        keys = self._keys()
+        want = {k for pair in keys for k in pair}
+        got = set(state_dict)
+        if got != want:
+            raise KeyError(f"state_dict keys {sorted(got)} do not match the model's {sorted(want)}")
+        new = {}
+        for (kw, kb), w, b in zip(keys, self.weights, self.biases):
+            a, c = _to_numpy(state_dict[kw], kw), _to_numpy(state_dict[kb], kb)
+            if a.shape != w.shape or c.shape != b.shape:
+                raise ValueError(f"{kw}/{kb} have shapes {a.shape}/{c.shape}, expected {w.shape}/{b.shape}")
+            new[kw], new[kb] = a, c
+        for (kw, kb), w, b in zip(keys, self.weights, self.biases):
+            w[...] = new[kw]
+            b[...] = new[kb]
+        self.reset_optimizer()
+        return self
+
+    @classmethod
+    def from_state_dict(cls, state_dict, dtype=None):
+        """A model built from a state_dict of ``nn.Sequential(Linear, ReLU, ..., Linear)``.
+
+        Arrays or tensors; keys "0.weight", "0.bias", "2.weight", ...  The
+        dtype defaults to the first weight's (float32 unless it is float64).
+
+        Examples
+        --------
+        >>> from fastlog.nn import MLP
+        >>> MLP.from_state_dict(MLP((5, 3, 2)).state_dict())
+        MLP(sizes=(5, 3, 2), dtype=float32)
+        """
+        idx = {}
+        for k in state_dict:
+            head, _, kind = str(k).rpartition(".")
+            if kind not in ("weight", "bias") or not head.isdigit():
+                raise KeyError(f"unexpected state_dict key {k!r} (expected '<index>.weight' / '<index>.bias')")
+            idx.setdefault(int(head), set()).add(kind)
+        order = sorted(idx)
+        if not order or order != [2 * i for i in range(len(order))] or any(v != {"weight", "bias"}
+                                                                            for v in idx.values()):
+            raise KeyError("state_dict must hold '<i>.weight' and '<i>.bias' for i = 0, 2, 4, ... "
+                           "(nn.Sequential of Linear and ReLU)")
+        ws = [_to_numpy(state_dict[f"{i}.weight"], f"{i}.weight") for i in order]
+        for i, w in zip(order, ws):
+            if w.ndim != 2:
+                raise ValueError(f"{i}.weight must be 2-D, got shape {w.shape}")
+        sizes = [ws[0].shape[1]] + [w.shape[0] for w in ws]
+        for l in range(1, len(ws)):
+            if ws[l].shape[1] != sizes[l]:
+                raise ValueError(f"{order[l]}.weight has {ws[l].shape[1]} inputs but the previous layer "
+                                 f"has {sizes[l]} outputs")
+        if dtype is None:
+            dtype = np.float64 if ws[0].dtype == np.float64 else np.float32
+        model = cls(sizes, dtype=dtype, seed=0)
+        return model.load_state_dict(state_dict)
+
+    def to_torch(self):
+        """An equivalent ``torch.nn.Sequential`` (float32/float64 like the model).
+
+        Examples
+        --------
+        >>> from fastlog.nn import MLP
+        >>> MLP((4, 3, 2)).to_torch()  # doctest: +SKIP
+        Sequential(
+          (0): Linear(in_features=4, out_features=3, bias=True)
+          (1): ReLU()
+          (2): Linear(in_features=3, out_features=2, bias=True)
+        )
+        """
+        import torch
+        layers = []
+        for l, (i, o) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
+            layers.append(torch.nn.Linear(i, o, dtype=torch.float64 if self.dtype == np.float64
+                                          else torch.float32))
+            if l < self.n_layers - 1:
+                layers.append(torch.nn.ReLU())
+        net = torch.nn.Sequential(*layers)
+        net.load_state_dict(self.state_dict(tensors=True))
+        return net
+
+    def save(self, path, format=None):
+        """Write the parameters to `path`: JSON (``.json``) or npz (anything else).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file object
+        format : {None, 'json', 'npz'}
+            None: from the suffix (``.json`` -> JSON, otherwise npz; a file
+            object gets npz).
+
+        Notes
+        -----
+        See :func:`fastlog.nn.io.save_mlp`.  Both formats round-trip the
+        parameters bit for bit.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> from fastlog.nn import MLP
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.json")
+        >>> MLP((4, 3, 2)).save(path)
+        >>> MLP.load(path)
+        MLP(sizes=(4, 3, 2), dtype=float32)
+        """
+        from .io import save_mlp
+        save_mlp(self, path, format=format)
+
+    @classmethod
+    def load(cls, path, format=None, dtype=None):
+        """Read a model written by :meth:`save` (or any file in the same formats).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file object
+        format : {None, 'json', 'npz'}
+            None: from the suffix (``.json`` -> JSON, otherwise npz).
+        dtype : float32 or float64, optional
+            JSON files hold no dtype: float32 unless given; npz files keep
+            theirs unless given.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For anything but a well-formed model file, naming the key at
+            fault; nothing is allocated beyond the file's own size before the
+            whole file is checked.  See :func:`fastlog.nn.io.load_mlp`.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from fastlog.nn import MLP
+        >>> model = MLP((4, 3, 2), dtype=np.float64)
+        >>> path = os.path.join(tempfile.mkdtemp(), "model.npz")
+        >>> model.save(path)
+        >>> back = MLP.load(path)
+        >>> back.dtype, bool(np.array_equal(back.weights[0], model.weights[0]))
+        (dtype('float64'), True)
+        """
+        from .io import load_mlp
+        return load_mlp(path, format=format, dtype=dtype, cls=cls)
