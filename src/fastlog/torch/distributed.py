@@ -68,7 +68,7 @@ from .._softmax import softmax as _softmax
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
-_ERR_TYPES = {1: TypeError, 2: ValueError, 3: IndexError}
+_ERR_TYPES = {1: TypeError, 2: ValueError, 3: IndexError, 4: RuntimeError}
 _ERR_CODES = {TypeError: 1, ValueError: 2, IndexError: 3}
 _I64_MIN, _I64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
 # Metadata fields (one int64 each) gathered from every rank.
@@ -203,7 +203,9 @@ def _exchange(grp, plan, local_exc, meta):
         msgs = grp.all_gather_object(None if local_exc is None else str(local_exc))
         first = int(np.flatnonzero(errs)[0])
         if local_exc is not None:
-            raise type(local_exc)(f"{local_exc} (rank {grp.rank} of {grp.size})") from local_exc
+            if type(local_exc) in _ERR_CODES:
+                raise type(local_exc)(f"{local_exc} (rank {grp.rank} of {grp.size})") from local_exc
+            raise local_exc
         raise _ERR_TYPES[int(errs[first])](f"rank {first} of {grp.size} rejected its arguments: "
                                            f"{msgs[first]}")
     col = {k: table[:, i] for i, k in enumerate(_F)}
@@ -340,9 +342,9 @@ def _prepare_ce(grp, logits, target, weight, ignore_index, reduction, label_smoo
     try:
         _local_checks(plan, logits, target, weight, ignore_index, reduction, label_smoothing, vocab_size)
         meta = _meta(plan, 0, int(logits.shape[1]), int(logits.shape[0]), grads=int(want_grad))
-    except (TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - every local failure is reported to the other ranks
         exc = e
-        meta = _meta(plan, _ERR_CODES[type(e)] if type(e) in _ERR_CODES else 2, 0, 0)
+        meta = _meta(plan, _ERR_CODES.get(type(e), 4), 0, 0)
     _exchange(grp, plan, exc, meta)
     return plan
 
@@ -485,9 +487,9 @@ def _prepare_lce(grp, input, weight_shard, target, bias_shard, weight, ignore_in
         meta = _meta(plan, 0, int(weight_shard.shape[0]), int(input.shape[0]), H=int(input.shape[1]),
                      bias=int(bias_shard is not None), grads=wants,
                      chunk=-1 if chunk_size is None else int(chunk_size))
-    except (TypeError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - every local failure is reported to the other ranks
         exc = e
-        meta = _meta(plan, _ERR_CODES.get(type(e), 2), 0, 0)
+        meta = _meta(plan, _ERR_CODES.get(type(e), 4), 0, 0)
     _exchange(grp, plan, exc, meta)
     return plan
 
