@@ -62,6 +62,7 @@ import torch
 import torch.distributed as dist
 
 from .. import _losses
+from . import _grad_buffer
 from .._softmax import logsumexp as _logsumexp
 from .._softmax import softmax as _softmax
 
@@ -351,7 +352,12 @@ def _prepare_ce(grp, logits, target, weight, ignore_index, reduction, label_smoo
 
 def _ce_forward(grp, plan, x, want_grad):
     D = _denominator(plan)
-    g = np.empty(x.shape, x.dtype) if want_grad else None
+    g = None
+    if want_grad:
+        # fastlog.torch's gradient-buffer cache (a fresh shard-sized array costs page faults).
+        g = _grad_buffer(x.shape, x.dtype)
+        if g is None:
+            g = np.empty(x.shape, x.dtype)
     losses = _ce_rows(grp, plan, x, slice(None), _scale_of(plan, D), g=g)
     return _finish(losses, plan, D), g
 
