@@ -151,6 +151,7 @@ def _worker(rank, world, port, out_path):
             sX = X.clone().requires_grad_(True)
             sW = Wl[lo:hi].clone().requires_grad_(True)
             sb = None if b is None else b[lo:hi].clone().requires_grad_(True)
+            kept = [a.detach().clone() for a in (sX, sW, t)]
             loss = vocab_parallel_linear_cross_entropy(sX, sW, t, bias_shard=sb, weight=w,
                                                        ignore_index=ign, reduction=case["red"],
                                                        label_smoothing=case["eps"], chunk_size=5)
@@ -164,7 +165,8 @@ def _worker(rank, world, port, out_path):
                 pairs.append((sb.grad, rb.grad[lo:hi]))
             errs = [_absd(a, r) / max(1.0, float(r.abs().max()) if r.numel() else 1.0) for a, r in pairs]
             ok_dtype = loss.dtype == X.dtype
-            ok = ok_dtype and _check_loss(loss.detach(), ref.detach(), case["dtype"]) and max(errs) <= tol
+            ok = (ok_dtype and _check_loss(loss.detach(), ref.detach(), case["dtype"]) and max(errs) <= tol
+                  and all(torch.equal(a.detach(), k) for a, k in zip((sX, sW, t), kept)))
             record(name, ok, f"loss {loss.detach().double().sum().item()!r} vs "
                              f"{ref.detach().double().sum().item()!r}, grad errs {errs}")
         except Exception as e:  # noqa: BLE001
@@ -216,6 +218,28 @@ def _worker(rank, world, port, out_path):
                lambda: vocab_parallel_linear_cross_entropy(
                    torch.randn(N, 3 if rank == last else 4), torch.randn(widths[rank], 3 if rank == last else 4),
                    t))
+    # group=: two independent subgroups of 2 ranks, each sharding its own vocabulary.
+    if world == 4:
+        subs = [dist.new_group([0, 1]), dist.new_group([2, 3])]
+        sub = subs[rank // 2]
+        sw = WIDTHS[2]
+        slo = sum(sw[:rank % 2])
+        case = dict(dtype="float64", weighted=True, ign="default")
+        xs, ts, ws, igns, _, _, _, _ = _data(case, sum(sw), N, 900 + rank // 2)
+        try:
+            ref_x = xs.clone().requires_grad_(True)
+            ref = F.cross_entropy(ref_x, ts, weight=ws, ignore_index=igns, label_smoothing=0.05)
+            ref.backward()
+            part = xs[:, slo:slo + sw[rank % 2]].clone().requires_grad_(True)
+            loss = vocab_parallel_cross_entropy(part, ts, sub, weight=ws, ignore_index=igns,
+                                                label_smoothing=0.05)
+            loss.backward()
+            gerr = _absd(part.grad, ref_x.grad[:, slo:slo + sw[rank % 2]])
+            record("subgroup", _check_loss(loss.detach(), ref.detach(), "float64") and gerr <= 1e-12,
+                   f"{loss.item()!r} vs {ref.item()!r}, grad err {gerr}")
+        except Exception as e:  # noqa: BLE001
+            record("subgroup", False, repr(e))
+
     # The group is still usable after the errors.
     try:
         ref = F.cross_entropy(x, t)
@@ -311,6 +335,14 @@ def test_bad_input_raises_on_every_rank(group_results):
     if world > 1:
         assert f"rank {world - 1}" in msgs["err:local_type_on_one_rank"]
         assert "number of rows N" in msgs["err:mismatched_N"]
+
+
+def test_subgroups(group_results):
+    world, results = group_results
+    if world != 4:
+        pytest.skip("subgroups are tested in the 4-process group")
+    seen, bad = _failures(results, "subgroup")
+    assert seen == 4 and not bad, bad
 
 
 def test_group_usable_after_errors(group_results):
