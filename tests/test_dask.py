@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 da = pytest.importorskip("dask.array")
-import dask  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from scipy import special  # noqa: E402
