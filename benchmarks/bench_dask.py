@@ -9,7 +9,8 @@ What it measures (script only; no pytest test here):
    float32 logits (N x C, C = --classes) with 1 and 2 fastlog threads (median of --repeat).
 2. On a ``LocalCluster(n_workers=--workers, threads_per_worker=1, memory_limit=--memory-limit)``:
    logits of ``--gib`` GiB (more than all workers' memory together) generated block by block from
-   a seed (uniform in [-4, 4), ``--block-mib`` per block) and never held whole anywhere:
+   a seed (uniform in [-4, 4), ``--block-mib`` per block; ``--data tiled`` repeats 512 drawn rows
+   down each block so that making the data costs one write pass) and never held whole anywhere:
    a. generation only (``X[:, :1].sum()``: every block is made, one column is read),
    b. ``fastlog.dask.cross_entropy(X, T).compute()`` (generation + cross-entropy).
    Throughput = logits bytes / wall time.  (b) - (a) estimates the cross-entropy's own share.
@@ -27,13 +28,28 @@ import time
 import numpy as np
 
 
-def _gen_logits(block_id=None, *, seed, rows, C, N):
+_BASE_ROWS = 512
+
+
+def _gen_logits(block_id=None, *, seed, rows, C, N, data="tiled"):
+    """Block i of the logits, from the seed: uniform in [-4, 4).
+
+    data='random': every value drawn (the generator then costs more than the cross-entropy);
+    data='tiled': 512 drawn rows repeated down the block (one write pass: the cheap way to make
+    data that no worker holds for long)."""
     i = block_id[0]
     n = min(rows, N - i * rows)
     rng = np.random.default_rng([seed, i])
-    x = rng.random((n, C), dtype=np.float32)
-    x *= np.float32(8.0)
-    x -= np.float32(4.0)
+    m = n if data == "random" else min(n, _BASE_ROWS)
+    base = rng.random((m, C), dtype=np.float32)
+    base *= np.float32(8.0)
+    base -= np.float32(4.0)
+    if m == n:
+        return base
+    x = np.empty((n, C), np.float32)
+    for a in range(0, n, m):
+        b = min(n, a + m)
+        x[a:b] = base[: b - a]
     return x
 
 
@@ -78,6 +94,8 @@ def main(argv=None):
     p.add_argument("--inmem-gib", type=float, default=1.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--check", action="store_true")
+    p.add_argument("--data", choices=("tiled", "random"), default="tiled",
+                   help="how blocks are generated (see _gen_logits)")
     p.add_argument("--json")
     args = p.parse_args(argv)
     # Idle OpenMP threads sleep instead of spinning (a spinning pool makes 2 threads slower than 1
@@ -102,9 +120,10 @@ def main(argv=None):
     inm_bytes, inm = _inmem(args.inmem_gib, C, args.repeat)
 
     kw = dict(seed=7, rows=rows, C=C, N=N)
+    lkw = dict(kw, data=args.data)
     nblocks = -(-N // rows)
     chunks_r = tuple(min(rows, N - i * rows) for i in range(nblocks))
-    X = da.map_blocks(_gen_logits, dtype=np.float32, chunks=(chunks_r, (C,)), **kw)
+    X = da.map_blocks(_gen_logits, dtype=np.float32, chunks=(chunks_r, (C,)), **lkw)
     T = da.map_blocks(_gen_target, dtype=np.int64, chunks=(chunks_r,), **kw)
     res = {}
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
@@ -125,13 +144,13 @@ def main(argv=None):
     if args.check:
         total = cnt = 0.0
         for i in range(nblocks):
-            xb, tb = _gen_logits((i,), **kw), _gen_target((i,), **kw)
+            xb, tb = _gen_logits((i,), **lkw), _gen_target((i,), **kw)
             total += float(fastlog.cross_entropy(xb.astype(np.float64), tb, reduction="sum"))
             cnt += tb.size
         res["check"] = dict(in_process=total / cnt, cluster=res["generate+CE"]["value"])
 
     ce_only = res["generate+CE"]["seconds"] - res["generate"]["seconds"]
-    print(f"\nCross-entropy (mean) over N x C = {N} x {C} float32 logits = {nbytes / 2**30:.2f} GiB "
+    print(f"\n[{args.data} data] Cross-entropy (mean) over N x C = {N} x {C} float32 logits = {nbytes / 2**30:.2f} GiB "
           f"on {args.workers} workers x {args.memory_limit} ({mem / 2**30:.2f} GiB in all), "
           f"{nblocks} blocks of {rows} rows")
     print(f"{'what':44s} {'seconds':>8s} {'spread':>7s} {'GB/s':>7s}")

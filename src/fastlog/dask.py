@@ -155,14 +155,17 @@ def _ce_pair(xb, tb, weight, ignore_index, eps, prob, threads, fn):
         d = float(tb.size // max(xb.shape[1], 1)) if xb.ndim >= 2 else 1.0
     else:
         d = _index_block_weight(tb, weight, ignore_index)
-    return np.array([[float(s), d]], np.float64)
+    # Block shape (1, 2, 1, ...): the output keeps every input index (see _class_loss).
+    return np.array([float(s), d], np.float64).reshape((1, 2) + (1,) * (xb.ndim - 2))
 
 
 def _ce_none(xb, tb, weight, ignore_index, eps, threads, fn):
     with _task_threads(threads):
         if fn == "ce":
-            return fastlog.cross_entropy(xb, tb, weight, ignore_index, "none", eps)
-        return fastlog.nll_loss(xb, tb, weight, ignore_index, "none")
+            r = fastlog.cross_entropy(xb, tb, weight, ignore_index, "none", eps)
+        else:
+            r = fastlog.nll_loss(xb, tb, weight, ignore_index, "none")
+    return np.expand_dims(r, 1)   # (rows, 1, d...): the class index kept, size 1
 
 
 def _class_loss(fn, input, target, weight, ignore_index, reduction, eps, threads, split_every):
@@ -211,14 +214,19 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, eps, threads
         # Align the target's row chunks with the input's (never pair rows with other rows' targets).
         t = t.rechunk((x.chunks[0],) + tuple((n,) for n in x.shape[2:]))
         ti = "i" + extra
+    # The outputs keep every index of the input (the class index j with its size adjusted) so
+    # that no index is contracted: a contracted index makes Dask concatenate -- copy -- the
+    # input block before the call, even when it is the only block along that index.
     if red == 0:
-        out = da.blockwise(_ce_none, "i" + extra, x, xi, t, ti,
-                           weight=w, ignore_index=ignore_index, eps=eps, threads=threads, fn=fn,
-                           dtype=dtype, concatenate=True)
+        out = da.blockwise(_ce_none, xi, x, xi, t, ti, weight=w, ignore_index=ignore_index, eps=eps,
+                           threads=threads, fn=fn, adjust_chunks={"j": 1}, dtype=dtype)
+        out = out[:, 0]
         return out[0] if squeeze else out
-    partials = da.blockwise(_ce_pair, "ik", x, xi, t, ti, weight=w, ignore_index=ignore_index, eps=eps,
-                            prob=prob, threads=threads, fn=fn, new_axes={"k": 2},
-                            adjust_chunks={"i": 1}, dtype=np.float64, concatenate=True)
+    partials = da.blockwise(_ce_pair, xi, x, xi, t, ti, weight=w, ignore_index=ignore_index, eps=eps,
+                            prob=prob, threads=threads, fn=fn,
+                            adjust_chunks=dict({"i": 1, "j": 2}, **{c: 1 for c in extra}),
+                            dtype=np.float64)
+    partials = partials[(slice(None), slice(None)) + (0,) * len(extra)]
     return _finish(partials, red, dtype, split_every)
 
 
