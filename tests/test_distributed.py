@@ -217,6 +217,26 @@ def _worker(rank, world, port, out_path):
                lambda: vocab_parallel_linear_cross_entropy(
                    torch.randn(N, 3 if rank == last else 4), torch.randn(widths[rank], 3 if rank == last else 4),
                    t))
+    # Masked vocabulary: row 0 is -inf on all of rank 0's shard (and beyond), row 1 partly.
+    for dtype in ("float32", "float64"):
+        case = dict(dtype=dtype, weighted=True, ign="default")
+        x, t, w, ign, _, _, _, _ = _data(case, V, N, 77)
+        x[0, :V - 1] = -float("inf")
+        x[1, 1:4] = -float("inf")
+        t[0], t[1] = V - 1, 0
+        try:
+            ref_x = x.double().clone().requires_grad_(True)
+            ref = F.cross_entropy(ref_x, t, weight=w.double(), ignore_index=ign, reduction="sum")
+            ref.backward()
+            shard = x[:, lo:hi].clone().requires_grad_(True)
+            loss = vocab_parallel_cross_entropy(shard, t, weight=w, ignore_index=ign, reduction="sum")
+            loss.backward()
+            gerr = _absd(shard.grad, ref_x.grad[:, lo:hi])
+            record(f"ce:masked_{dtype}", _check_loss(loss.detach(), ref.detach(), dtype)
+                   and gerr <= TOL[dtype][1], f"{loss.item()!r} vs {ref.item()!r}, grad err {gerr}")
+        except Exception as e:  # noqa: BLE001
+            record(f"ce:masked_{dtype}", False, repr(e))
+
     # group=: two independent subgroups of 2 ranks, each sharding its own vocabulary.
     if world == 4:
         subs = [dist.new_group([0, 1]), dist.new_group([2, 3])]
@@ -311,7 +331,7 @@ def _failures(results, prefix):
 def test_vocab_parallel_ce_matches_torch(group_results):
     world, results = group_results
     seen, bad = _failures(results, "ce:")
-    assert seen == world * len(list(_cases_ce()))
+    assert seen == world * (len(list(_cases_ce())) + 2)
     assert not bad, "\n".join(bad[:20])
 
 

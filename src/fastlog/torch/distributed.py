@@ -281,6 +281,12 @@ def _ce_rows(grp, plan, x, rows, scale, row_scale=None, g=None):
         _softmax(x, axis=1, out=g)
         with np.errstate(divide="ignore", invalid="ignore"):
             lse_r = xj - np.log(g[ar, j].astype(np.float64))
+        # A row whose shard is all -inf (masked vocabulary) has no mass here: its local
+        # softmax is NaN, its share of the global softmax is 0.
+        dead = np.flatnonzero(xj == -np.inf)
+        if dead.size:
+            lse_r[dead] = -np.inf
+            g[dead] = 0
     # Collectives: per-row scalars only.
     M = grp.all_reduce(torch.from_numpy(lse_r.copy()), dist.ReduceOp.MAX).numpy()
     finite_M = np.where(np.isfinite(M), M, 0.0)
