@@ -63,8 +63,8 @@ import torch.distributed as dist
 
 from .. import _losses
 from . import _grad_buffer
-from .._softmax import logsumexp as _logsumexp
-from .._softmax import softmax as _softmax
+from .. import logsumexp as _logsumexp
+from .. import softmax as _softmax
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
 
