@@ -126,10 +126,11 @@ def _worker(rank, world, port, out_path):
             ok = (_check_loss(loss.detach(), ref.detach(), case["dtype"]) and gerr <= TOL[case["dtype"]][1]
                   and loss.dtype == x.dtype and loss.shape == ref.shape
                   and torch.equal(shard.detach(), before) and torch.equal(t, t_before))
-            with torch.no_grad():   # the loss-only path agrees too
-                l2 = vocab_parallel_cross_entropy(shard, t, weight=w, ignore_index=ign,
-                                                  reduction=case["red"], label_smoothing=case["eps"])
-            ok = ok and _check_loss(l2, ref.detach(), case["dtype"]) and not l2.requires_grad
+            if case["weighted"]:        # the loss-only path agrees too (half the cases: time)
+                with torch.no_grad():
+                    l2 = vocab_parallel_cross_entropy(shard, t, weight=w, ignore_index=ign,
+                                                      reduction=case["red"], label_smoothing=case["eps"])
+                ok = ok and _check_loss(l2, ref.detach(), case["dtype"]) and not l2.requires_grad
             record(name, ok, f"loss {loss.detach().double().sum().item()!r} vs "
                              f"{ref.detach().double().sum().item()!r}, grad err {gerr:.3g}")
         except Exception as e:  # noqa: BLE001 - reported to the test
@@ -153,7 +154,7 @@ def _worker(rank, world, port, out_path):
             kept = [a.detach().clone() for a in (sX, sW, t)]
             loss = vocab_parallel_linear_cross_entropy(sX, sW, t, bias_shard=sb, weight=w,
                                                        ignore_index=ign, reduction=case["red"],
-                                                       label_smoothing=case["eps"], chunk_size=5)
+                                                       label_smoothing=case["eps"], chunk_size=7)
             (loss * 1.5 if case["red"] != "none" else loss * go).sum().backward()
             # grad_weight / grad_bias are sums over the N rows: the absolute tolerance is
             # scaled by the size of the reference gradient where it exceeds 1 (float32
