@@ -300,7 +300,7 @@ class MLP:
         return core.MLPWorkspace(list(s), self._flat, self._gflat if train else None,
                                  self._vflat if train else None,
                                  np.empty(cap * sum(s[1:]), self.dtype),
-                                 np.empty(cap * hidden, self.dtype) if train else np.empty(1, self.dtype),
+                                 np.empty(cap * hidden, self.dtype),  # the compiled workspace checks its size
                                  np.empty(cap, np.float64), np.empty(max(s), np.float64), cap,
                                  np.empty(max(i * o for i, o in zip(s[:-1], s[1:])), self.dtype)
                                  if train else None)
