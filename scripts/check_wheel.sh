@@ -95,7 +95,12 @@ assert any("fastlog_nn.libs" in g for g in gomp), gomp
 PY
 
 step "tests against the installed wheel"
-tests=${FASTLOG_WHEEL_TESTS:-"$here/tests"}
-# shellcheck disable=SC2086
-"$vpy" -m pytest -q -p no:cacheprovider --rootdir "$here" $tests
+# Relative test paths are taken from the repository root (pytest runs in $work).
+tests=()
+for a in ${FASTLOG_WHEEL_TESTS:-tests}; do
+    if [[ "$a" != /* && -e "$here/${a%%::*}" ]]; then a="$here/$a"; fi
+    tests+=("$a")
+done
+echo "pytest ${tests[*]}"
+"$vpy" -m pytest -q -p no:cacheprovider --rootdir "$here" "${tests[@]}"
 step "done: $(basename "$whl") ($(stat -c %s "$whl") bytes) in $(( $(date +%s) - t0 )) s"
