@@ -34,7 +34,7 @@ py=${PYTHON:-python3}
 max_glibc=${FASTLOG_WHEEL_MAX_GLIBC:-2.28}
 tools="$here/scripts/wheel_tools.py"
 cd "$here"
-rm -rf "$work/dist" "$work/wheelhouse" "$work/venv" "$work/unpacked"
+rm -rf "$work/dist" "$work/wheelhouse" "$work/venv"
 mkdir -p "$work"
 step() { echo; echo "== [$(( $(date +%s) - t0 )) s] $*"; }
 
