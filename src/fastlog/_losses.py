@@ -19,8 +19,8 @@ import math
 import numpy as np
 
 from ._dispatch import core
-from ._validation import (_F32, _F64, _I64, check_out, class_weight, float_array, index_target, int_param,
-                          reduction_code, smoothing_param)
+from ._validation import (_F32, _F64, _I64, check_out, check_overlap, class_weight, float_array,
+                          index_param, index_target, reduction_code, smoothing_param)
 
 __all__ = ["cross_entropy", "cross_entropy_and_grad", "nll_loss", "nll_loss_and_grad",
            "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_and_grad",
@@ -119,8 +119,10 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
     red = reduction_code(reduction)
     eps = (0.0 if type(label_smoothing) in (float, int) and label_smoothing == 0
            else smoothing_param(label_smoothing))
-    ignore_index = int_param(ignore_index, "ignore_index")
+    ignore_index = index_param(ignore_index)
     dtype = R.a.dtype
+    if out is not None:
+        _check_grad_out(out, R.a, input, target, weight)
     w = None if weight is None else class_weight(weight, R.C, dtype)
     t = target if type(target) is np.ndarray else np.asarray(target)
     M = R.rows.shape[0]
@@ -128,18 +130,137 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
         raise ValueError("input has 0 classes")
     if t.dtype.kind == "f" and t.shape == R.a.shape and t.shape != R.batch_shape:
         # Class probabilities.
+        if ignore_index >= 0:
+            # torch: "ignore_index is not supported for floating point target"
+            # (a negative one, like the default -100, is accepted and unused).
+            raise ValueError(f"ignore_index={ignore_index} is not supported with class-probability "
+                             f"targets (only a negative ignore_index, such as the default -100)")
         tr = R.same_layout(t, "target")
         losses = np.empty(M, np.float64)
         g = R.grad_buffer(out) if want_grad else None
-        if g is not None and np.may_share_memory(g, tr):
-            raise ValueError("out must not share memory with target")
         gscale = 1.0 / M if (red == 1 and M) else 1.0
+        keep = _pre_kernel_rows(R.rows, g, 1.0)
         total = core.ce_prob(R.rows, tr, w, eps, gscale, g, losses)
+        if not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all()):
+            if _prob_overflow_rows(R.rows if keep is None else keep, tr, w, eps, losses):
+                total = float(np.sum(losses))
         loss = _finish_loss(losses, total, M, red, dtype, R.batch_shape)
         if not want_grad:
             return loss
         return loss, R.finish_grad(g, out)
     return _index_loss(core.ce_index, R, t, w, ignore_index, red, want_grad, out, eps)
+
+
+def _check_grad_out(out, a, input, target, weight):
+    """The out= overlap rule for the gradient of a loss: `out` may be the input
+    itself (the kernels read each row before they write its gradient), and must
+    not overlap the input otherwise, nor the targets or the class weights."""
+    if out is not a:
+        check_out(out, a.shape, a.dtype)
+    if out is not a or not isinstance(target, np.ndarray) or isinstance(weight, np.ndarray):
+        check_overlap(out, ((input, "input"), (target, "target"), (weight, "weight")),
+                      inplace=("input",))
+    else:   # out is the input: only the target can still overlap
+        check_overlap(out, ((target, "target"),))
+
+
+def _pre_kernel_rows(rows, g, eps):
+    """The logits the post-kernel fixes may need, when the gradient is written over
+    them (out=input): None if they are not overwritten or cannot need a fix
+    (float32, or float64 far from overflow); else a copy."""
+    if g is None or not eps or rows.dtype != _F64 or not np.may_share_memory(g, rows):
+        return None
+    if rows.size and -1e307 < rows.min() and rows.max() < 1e307:
+        return None
+    return rows.copy()
+
+
+def _prob_overflow_rows(x_rows, tr, w, eps, losses):
+    """As _smoothing_overflow_rows, for class-probability targets:
+    loss_i = -sum_c w_c t'_c log p_c with t' = (1 - eps) t + eps / C."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if not bad.size or (w is not None and not np.isfinite(w).all()):
+        return False
+    x = x_rows[bad].astype(np.float64)
+    t = tr[bad].astype(np.float64)
+    fin = np.isfinite(x).all(axis=1) & np.isfinite(t).all(axis=1)
+    bad, x, t = bad[fin], x[fin], t[fin]
+    if not bad.size:
+        return False
+    C = x.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = x.max(axis=1, keepdims=True)
+        logp = x - (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))
+        tp = t * (1.0 - eps) + eps / C if eps else t
+        if w is not None:
+            tp = tp * w
+        losses[bad] = -(tp * logp).sum(axis=1)
+    return True
+
+
+def _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, x_rows=None):
+    """Loss of the rows where the kernel's label-smoothing sum cancelled inf - inf.
+
+    The kernel forms the smoothing term as ``W (lse - r0) - sum_c w_c (x_c - r0)``;
+    with logits near the float64 limits both parts overflow and the row comes out
+    NaN (or -inf) although its exact loss is +inf.  Rows with a non-finite loss
+    and finite logits
+    are recomputed here (float64, term by term as torch does: -sum_c w_c log p_c),
+    so such a loss is +inf, never NaN.  Returns True if a row changed.
+    """
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if not bad.size:
+        return False
+    x = (R.rows if x_rows is None else x_rows)[bad].astype(np.float64)
+    fin = np.isfinite(x).all(axis=1)
+    if w is not None and not np.isfinite(w).all():
+        return False
+    bad, x = bad[fin], x[fin]
+    if not bad.size:
+        return False
+    y = tt[bad]
+    keep = y != ignore_index
+    bad, x, y = bad[keep], x[keep], y[keep]
+    if not bad.size:
+        return False
+    C = x.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = x.max(axis=1, keepdims=True)
+        lse = m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+        logp = x - lse                                   # may overflow to -inf: exact is < -max
+        wc = np.ones(C) if w is None else w.astype(np.float64)
+        smooth = -(logp * wc).sum(axis=1)
+        rows = np.arange(bad.size)
+        wy = wc[y]
+        nll = -logp[rows, y] * wy
+        li = (eps / C) * smooth
+        if eps != 1.0:
+            li = li + (1.0 - eps) * nll
+    losses[bad] = li
+    return True
+
+
+def _nan_grad_ignored_rows(rows, tt, w, ignore_index, wsum, g):
+    """torch's cross-entropy gradient of an ignored row is 0 only when the row's
+    log-softmax is defined: log_softmax's backward, 0 - exp(NaN) * 0, makes it NaN
+    for a row holding NaN or +inf, or all -inf.  (The kernel writes 0; ignored
+    rows are found without a pass over the targets when there are no weights:
+    wsum then counts the rows that are not ignored.)"""
+    if w is None and wsum == tt.shape[0]:
+        return
+    bad = _ignored_undefined_rows(rows, tt, ignore_index)
+    if bad.size:
+        g[bad] = np.nan
+
+
+def _ignored_undefined_rows(rows, tt, ignore_index):
+    """Ignored rows whose log-softmax is NaN (NaN or +inf max, or all -inf)."""
+    ign = np.flatnonzero(tt == ignore_index)
+    if not ign.size or not rows.shape[1]:
+        return ign[:0]
+    with np.errstate(invalid="ignore"):
+        m = rows[ign].max(axis=1)
+    return ign[~(m > -np.inf) | (m == np.inf)]
 
 
 def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params):
@@ -150,10 +271,22 @@ def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params
     tt = index_target(target, R.batch_shape)
     g = R.grad_buffer(out) if want_grad else None
     losses = np.empty(R.rows.shape[0], np.float64)
+    eps = params[0] if params else 0.0
+    keep = _pre_kernel_rows(R.rows, g, eps)
+    pre_bad = None
+    if g is not None and kernel is core.ce_index and np.may_share_memory(g, R.rows):
+        pre_bad = _ignored_undefined_rows(R.rows, tt, ignore_index)   # before they are overwritten
     bad, wsum, total = kernel(R.rows, tt, w, ignore_index, *params, red, g, losses)
     if bad >= 0:
         raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
                          f"(at flat position {bad}; ignore_index={ignore_index})")
+    if pre_bad is not None:
+        g[pre_bad] = np.nan
+    elif g is not None and kernel is core.ce_index:
+        _nan_grad_ignored_rows(R.rows, tt, w, ignore_index, wsum, g)
+    if eps and (not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all())):
+        if _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, keep):
+            total = float(np.sum(losses))
     loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape)
     if not want_grad:
         return loss
@@ -212,11 +345,19 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
                 and (out is None or (type(out) is np.ndarray and out.dtype is dt
                                      and out.shape == input.shape and out.flags.c_contiguous
                                      and out.flags.writeable))):
+            if out is not None:
+                check_overlap(out, ((input, "input"), (target, "target")), inplace=("input",))
             g = np.empty_like(input) if out is None else out
             losses = np.empty(input.shape[0], np.float64)
             red = 1 if reduction == "mean" else 2
+            pre_bad = (_ignored_undefined_rows(input, target, ignore_index)
+                       if out is not None and np.may_share_memory(g, input) else None)
             bad, wsum, total = core.ce_index(input, target, None, ignore_index, 0.0, red, g, losses)
             if bad < 0:
+                if pre_bad is not None:
+                    g[pre_bad] = np.nan
+                elif wsum != input.shape[0]:   # some rows ignored (no weights: wsum counts rows)
+                    _nan_grad_ignored_rows(input, target, None, ignore_index, wsum, g)
                 return dt.type(total if red == 2 else _ratio(total, wsum)), g
             # fall through: the general path raises the IndexError
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, True, out)
@@ -226,8 +367,10 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
 def _nll(input, target, weight, ignore_index, reduction, want_grad, out):
     R = _Rows(input)
     red = reduction_code(reduction)
-    ignore_index = int_param(ignore_index, "ignore_index")
+    ignore_index = index_param(ignore_index)
     dtype = R.a.dtype
+    if out is not None:
+        _check_grad_out(out, R.a, input, target, weight)
     w = class_weight(weight, R.C, dtype)
     return _index_loss(core.nll, R, target, w, ignore_index, red, want_grad, out)
 
@@ -275,6 +418,9 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
     if want_grad:
         if out is not None:
             check_out(out, a.shape, dtype)
+            # Elementwise kernel: out may be the input itself, nothing else.
+            check_overlap(out, ((input, "input"), (target, "target"), (weight, "weight"),
+                                (pos_weight, "pos_weight")), inplace=("input",))
             g = out.reshape(-1) if out.flags.c_contiguous else np.empty(n, dtype)
         else:
             g = np.empty(n, dtype)

@@ -14,7 +14,7 @@ once per element.
 import numpy as np
 
 from ._dispatch import core
-from ._validation import _F32, _F64, check_out, float_array, normalize_axes
+from ._validation import _F32, _F64, check_out, check_overlap, float_array, normalize_axes
 
 _LOG_SOFTMAX, _SOFTMAX, _LSE = 0, 1, 2
 
@@ -54,7 +54,7 @@ def _restore(rows_result, moved_shape, perm, out):
     return out
 
 
-def _elementwise(op, x, axis, out, name="x"):
+def _elementwise(op, x, axis, out, name="x", orig=None):
     # Fast path: the usual call, log_softmax(x, axis=-1) on a C-contiguous
     # float array (per-call overhead matters for small inputs).
     if out is None and type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
@@ -69,19 +69,27 @@ def _elementwise(op, x, axis, out, name="x"):
     # NumPy (and so SciPy) accepts axis=0 / -1 for a 0-d array.
     int_axis_0d = a.ndim == 0 and axis is not None and not isinstance(axis, (tuple, list))
     axes = normalize_axes(axis, 1 if int_axis_0d else a.ndim)
+    if out is not None:
+        check_out(out, a.shape, a.dtype)
+        # out may be x itself (in place); any other overlap is an error.
+        check_overlap(out, ((x if orig is None else orig, name),), inplace=(name,))
     if a.ndim == 0:
         a1 = a.reshape(1)
         r = np.empty(1, a.dtype)
         core.unary_rows(op, a1.reshape(1, 1), r.reshape(1, 1))
         if out is not None:
-            check_out(out, a.shape, a.dtype)
             out[...] = r[0]
             return out
         return r[0]
-    if out is not None:
-        check_out(out, a.shape, a.dtype)
     if a.size == 0:
-        if any(a.shape[ax] == 0 for ax in axes) or not axes:
+        # An empty reduction is an error only where a result element needs one
+        # (SciPy raises for any empty reduced axis; a (5, 0, 0) array normalized
+        # over its last axis has no rows at all, and its empty result is returned).
+        rows = 1
+        for i, n in enumerate(a.shape):
+            if i not in axes:
+                rows *= n
+        if rows:
             raise ValueError("zero-size array to reduction operation maximum which has no identity")
         return np.empty(a.shape, a.dtype) if out is None else out
     rows, moved_shape, perm = _as_rows(a, axes)
@@ -129,7 +137,7 @@ def softmax(x, axis=None, *, out=None, temperature=None):
         if not t > 0 or not np.isfinite(t):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         a = float_array(x, "x")
-        x = a / a.dtype.type(t)
+        return _elementwise(_SOFTMAX, a / a.dtype.type(t), axis, out, orig=x)
     return _elementwise(_SOFTMAX, x, axis, out)
 
 
@@ -228,6 +236,10 @@ def _backward(op, grad_output, output, axis, out):
     axes = normalize_axes(axis, y.ndim)
     if out is not None:
         check_out(out, np.shape(output), y.dtype)
+        # The kernels read grad_output[j] and output[j] before writing out[j]:
+        # out may be either of them, but must not otherwise overlap them.
+        check_overlap(out, ((grad_output, "grad_output"), (output, "output")),
+                      inplace=("grad_output", "output"))
     if y.size == 0:
         return np.empty(y.shape, y.dtype) if out is None else out
     yr, moved_shape, perm = _as_rows(y, axes)

@@ -19,7 +19,7 @@ import numpy as np
 from ._dispatch import core
 from ._losses import _finish_loss
 from ._validation import class_weight as _class_weight
-from ._validation import float_array, index_target, int_param, reduction_code, smoothing_param
+from ._validation import float_array, index_param, index_target, int_param, reduction_code, smoothing_param
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad"]
 
@@ -28,7 +28,6 @@ WORKSPACE_BYTES = 48 << 20
 #: Fewest rows per block when the workspace budget would allow fewer.
 MIN_BLOCK_ROWS = 256
 _INT_MAX = 2**31 - 1
-_I64_MIN, _I64_MAX = -2**63, 2**63 - 1
 
 
 def _block_rows(N, V, itemsize, chunk_size):
@@ -87,9 +86,7 @@ def _prepare(input, weight, target, bias, class_weight, ignore_index, reduction,
     tt = index_target(t, batch_shape)
     red = reduction_code(reduction)
     eps = smoothing_param(label_smoothing)
-    ign = int_param(ignore_index, "ignore_index")
-    if not _I64_MIN <= ign <= _I64_MAX:
-        raise ValueError(f"ignore_index must fit in int64, got {ign}")
+    ign = index_param(ignore_index)
     try:
         z = float(z_loss)
     except (TypeError, ValueError):

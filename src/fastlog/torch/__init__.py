@@ -97,7 +97,7 @@ _FLOATS = (torch.float32, torch.float64)
 _INDEX_DTYPES = (torch.int64, torch.uint8)   # the class-index dtypes PyTorch accepts
 _PLAIN = (torch.Tensor, nn.Parameter)
 # What fastlog raises for arguments it rejects; PyTorch then gets the call and raises its own.
-_REJECTED = (ValueError, TypeError, IndexError)
+_REJECTED = (ValueError, TypeError, IndexError, OverflowError)
 
 try:
     _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
@@ -299,14 +299,40 @@ class _CrossEntropy(torch.autograd.Function):
         return gi, None, None, None, None, None
 
 
-def _ce_fast_ok(input, target, weight):
+def _ce_fast_ok(input, target, weight, label_smoothing):
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
             and _const_ok(weight, input.dtype) and _env_ok(input, target, weight)):
         return False
     if target.is_floating_point():   # class probabilities
         return (target.dtype == input.dtype and target.shape == input.shape
                 and not (target.requires_grad and torch.is_grad_enabled()))
-    return target.dtype in _INDEX_DTYPES
+    return _index_dtype_ok(input, target, weight, label_smoothing)
+
+
+def _index_dtype_ok(input, target, weight=None, label_smoothing=0.0):
+    """int64 targets always; uint8 where PyTorch accepts them: 1-D/2-D inputs only
+    (K-dim: "expected scalar type Long"), and not with class weights and label
+    smoothing together (torch's gather() rejects uint8 there)."""
+    if target.dtype == torch.int64:
+        return True
+    if target.dtype != torch.uint8 or input.dim() > 2:
+        return False
+    try:
+        return weight is None or not label_smoothing > 0.0
+    except TypeError:
+        return False
+
+
+def _check_smoothing(label_smoothing):
+    """Deliberately stricter than PyTorch: a negative or NaN label_smoothing, which
+    torch.nn.functional.cross_entropy silently treats as 0, is a ValueError (as on
+    fastlog's NumPy face).  Values above 1 and inf are left to PyTorch's RuntimeError."""
+    try:
+        bad = not label_smoothing >= 0.0
+    except TypeError:    # not a number: PyTorch's own TypeError follows
+        return
+    if bad:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -321,7 +347,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     Falls back to PyTorch as described in the module docstring.
     """
     reduction = _reduction(size_average, reduce, reduction)
-    if not _ce_fast_ok(input, target, weight):
+    _check_smoothing(label_smoothing)
+    if not _ce_fast_ok(input, target, weight, label_smoothing):
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
     try:
@@ -332,7 +359,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                                              None if weight is None else _np(weight),
                                              ignore_index, reduction, label_smoothing))
     except _REJECTED:
-        return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
+        pass   # PyTorch raises its own error (or computes what it accepts), unchained
+    return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
 
 
@@ -368,7 +396,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """``torch.nn.functional.nll_loss`` computed by fastlog (same parameters and results)."""
     reduction = _reduction(size_average, reduce, reduction)
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
-            and target.dtype in _INDEX_DTYPES and _const_ok(weight, input.dtype)
+            and _index_dtype_ok(input, target) and _const_ok(weight, input.dtype)
             and _env_ok(input, target, weight)):
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
     try:
@@ -378,7 +406,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
                                         None if weight is None else _np(weight),
                                         ignore_index, reduction))
     except _REJECTED:
-        return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
+        pass   # PyTorch raises its own error (or computes what it accepts), unchained
+    return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
 
 
 # -------------------------------------------------------- BCE with logits --
@@ -426,7 +455,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
             _np(input), _np(target), None if weight is None else _np(weight), reduction,
             None if pos_weight is None else _np(pos_weight)))
     except _REJECTED:
-        return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
+        pass   # PyTorch raises its own error (or computes what it accepts), unchained
+    return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
 
 
@@ -481,7 +511,8 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
             return _KLDiv.apply(input, target, reduction, bool(log_target))
         return _tensor(_losses.kl_div(_np(input), _np(target), reduction, bool(log_target)))
     except _REJECTED:
-        return F.kl_div(input, target, reduction=reduction, log_target=log_target)
+        pass   # PyTorch raises its own error (or computes what it accepts), unchained
+    return F.kl_div(input, target, reduction=reduction, log_target=log_target)
 
 
 # ---------------------------------------------------- softmax/log_softmax --
@@ -509,7 +540,19 @@ def _softmax_function(name, np_forward, np_backward, torch_backward):
     return _Fn
 
 
-_LogSoftmax = _softmax_function("_LogSoftmax", _softmax.log_softmax, _softmax.log_softmax_backward,
+def _log_softmax_torch(x, axis):
+    """fastlog's log_softmax with PyTorch's non-finite pattern: a row holding NaN
+    or +inf (or all -inf) is NaN everywhere (SciPy, and so fastlog's NumPy face,
+    gives -inf at the finite entries of a row whose max is +inf)."""
+    y = _softmax.log_softmax(x, axis=axis)
+    # log-softmax values are <= 0 or -inf: their sum is NaN only if one is NaN.
+    if np.ndim(y) and np.isnan(np.sum(y)):
+        bad = np.isnan(y).any(axis=axis, keepdims=True)
+        y[np.broadcast_to(bad, y.shape)] = np.nan
+    return y
+
+
+_LogSoftmax = _softmax_function("_LogSoftmax", _log_softmax_torch, _softmax.log_softmax_backward,
                                 torch._log_softmax_backward_data)
 _Softmax = _softmax_function("_Softmax", _softmax.softmax, _softmax.softmax_backward,
                              torch._softmax_backward_data)
@@ -542,7 +585,7 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     `dim` None picks PyTorch's legacy implicit dimension (with its warning);
     `dtype` casts the input first.  Backward uses the saved output.
     """
-    return _softmax_family("log_softmax", _LogSoftmax, _softmax.log_softmax, torch.log_softmax,
+    return _softmax_family("log_softmax", _LogSoftmax, _log_softmax_torch, torch.log_softmax,
                            input, dim, _stacklevel, dtype)
 
 
