@@ -97,6 +97,9 @@ class _Rows:
         return out
 
 
+_I64_LIM = 2**63
+
+
 def _ratio(total, denom):
     """total / denom with IEEE results for denom == 0 (0/0 -> nan, as torch)."""
     if denom:
@@ -240,29 +243,6 @@ def _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, x_rows=None):
     return True
 
 
-def _nan_grad_ignored_rows(rows, tt, w, ignore_index, wsum, g):
-    """torch's cross-entropy gradient of an ignored row is 0 only when the row's
-    log-softmax is defined: log_softmax's backward, 0 - exp(NaN) * 0, makes it NaN
-    for a row holding NaN or +inf, or all -inf.  (The kernel writes 0; ignored
-    rows are found without a pass over the targets when there are no weights:
-    wsum then counts the rows that are not ignored.)"""
-    if w is None and wsum == tt.shape[0]:
-        return
-    bad = _ignored_undefined_rows(rows, tt, ignore_index)
-    if bad.size:
-        g[bad] = np.nan
-
-
-def _ignored_undefined_rows(rows, tt, ignore_index):
-    """Ignored rows whose log-softmax is NaN (NaN or +inf max, or all -inf)."""
-    ign = np.flatnonzero(tt == ignore_index)
-    if not ign.size or not rows.shape[1]:
-        return ign[:0]
-    with np.errstate(invalid="ignore"):
-        m = rows[ign].max(axis=1)
-    return ign[~(m > -np.inf) | (m == np.inf)]
-
-
 def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params):
     """Run a class-index kernel (core.ce_index / core.nll) over R's rows.
 
@@ -273,17 +253,10 @@ def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params
     losses = np.empty(R.rows.shape[0], np.float64)
     eps = params[0] if params else 0.0
     keep = _pre_kernel_rows(R.rows, g, eps)
-    pre_bad = None
-    if g is not None and kernel is core.ce_index and np.may_share_memory(g, R.rows):
-        pre_bad = _ignored_undefined_rows(R.rows, tt, ignore_index)   # before they are overwritten
     bad, wsum, total = kernel(R.rows, tt, w, ignore_index, *params, red, g, losses)
     if bad >= 0:
         raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
                          f"(at flat position {bad}; ignore_index={ignore_index})")
-    if pre_bad is not None:
-        g[pre_bad] = np.nan
-    elif g is not None and kernel is core.ce_index:
-        _nan_grad_ignored_rows(R.rows, tt, w, ignore_index, wsum, g)
     if eps and (not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all())):
         if _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, keep):
             total = float(np.sum(losses))
@@ -337,7 +310,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
     # (targets are range-checked before anything is written).
     if (weight is None and type(input) is np.ndarray and type(target) is np.ndarray
             and type(label_smoothing) is float and label_smoothing == 0.0
-            and (reduction == "mean" or reduction == "sum") and type(ignore_index) is int):
+            and (reduction == "mean" or reduction == "sum") and type(ignore_index) is int
+            and -_I64_LIM <= ignore_index < _I64_LIM):
         dt = input.dtype
         if ((dt is _F32 or dt is _F64) and input.ndim == 2 and target.dtype is _I64
                 and target.ndim == 1 and target.shape[0] == input.shape[0]
@@ -350,14 +324,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
             g = np.empty_like(input) if out is None else out
             losses = np.empty(input.shape[0], np.float64)
             red = 1 if reduction == "mean" else 2
-            pre_bad = (_ignored_undefined_rows(input, target, ignore_index)
-                       if out is not None and np.may_share_memory(g, input) else None)
             bad, wsum, total = core.ce_index(input, target, None, ignore_index, 0.0, red, g, losses)
             if bad < 0:
-                if pre_bad is not None:
-                    g[pre_bad] = np.nan
-                elif wsum != input.shape[0]:   # some rows ignored (no weights: wsum counts rows)
-                    _nan_grad_ignored_rows(input, target, None, ignore_index, wsum, g)
                 return dt.type(total if red == 2 else _ratio(total, wsum)), g
             # fall through: the general path raises the IndexError
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, True, out)

@@ -76,6 +76,37 @@ small machine set both, e.g. to the number of physical cores.
 The legacy ``size_average``/``reduce`` arguments are accepted and converted
 to ``reduction`` with PyTorch's deprecation warning.
 
+Errors
+------
+Where PyTorch raises, these functions raise; an argument that fastlog's
+validation rejects is handed to PyTorch, so the exception is PyTorch's own
+(``RuntimeError``, ``IndexError``, ``ValueError`` for an ``ignore_index``
+beyond int64, ...), raised as one exception (no "during handling of the above
+exception" chain).  Class-probability targets with ``ignore_index >= 0`` raise
+(PyTorch: "ignore_index is not supported for floating point target").
+
+Parity, and the deliberate differences from PyTorch
+----------------------------------------------------
+On every input PyTorch accepts, results and gradients match PyTorch's
+(checked by a differential fuzz, ``tests/test_fuzz_torch.py``), non-finite
+patterns included: ``log_softmax`` of a row holding NaN or +inf is NaN
+everywhere, as PyTorch gives (fastlog's NumPy face follows SciPy there); the
+gradient of an ignored target position is NaN where that position's logits
+have no log-softmax, as PyTorch's is.  The deliberate differences:
+
+1. ``label_smoothing`` negative or NaN is a ``ValueError``; PyTorch silently
+   treats it as 0.  (Above 1 and inf: PyTorch's RuntimeError.)
+2. float32 losses are accumulated in float64.  Where PyTorch's float32 sum
+   overflows (to inf, or inf - inf = NaN) although the exact result is a
+   finite float32, fastlog returns the finite value; where the exact loss
+   overflows it is +inf, never NaN (e.g. label smoothing with logits of
+   +-float64 max; fastlog's NumPy face gives the same), also for
+   ``label_smoothing=1`` where PyTorch's ``0 * inf`` gives NaN.
+3. ``linear_cross_entropy`` keeps rows independent: a row with non-finite
+   logits does not turn other rows' (or ignored rows') gradients into NaN, as
+   PyTorch's chunked implementation can; its invalid arguments raise
+   fastlog's ValueError/TypeError/IndexError.
+
 Importing :mod:`fastlog` never imports torch; only ``import fastlog.torch``
 does.
 """
@@ -268,6 +299,25 @@ def _torch_grad(loss_fn, input, grad_output, *args):
 
 
 # ----------------------------------------------------------- cross-entropy --
+def _nan_ignored_undefined(x, t, ignore_index, grad):
+    """PyTorch's gradient of an ignored position is 0 - exp(NaN) * 0 = NaN when the
+    position's logits have no log-softmax (a NaN or +inf logit, or all -inf);
+    fastlog's kernels write 0 there (the NumPy face's documented rule).  Match
+    PyTorch.  Costs one comparison over the targets; the logits are read only
+    at ignored positions."""
+    ign = t == ignore_index
+    if not ign.any() or x.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        m = x.max(axis=0 if x.ndim == 1 else 1)
+    bad = ign & ~((m > -np.inf) & (m < np.inf))
+    if bad.any():
+        if x.ndim == 1:
+            grad[...] = np.nan
+        else:
+            grad[np.broadcast_to(np.expand_dims(bad, 1), grad.shape)] = np.nan
+
+
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
@@ -277,6 +327,8 @@ class _CrossEntropy(torch.autograd.Function):
         loss, grad = _losses.cross_entropy_and_grad(
             x, _np(target), None if weight is None else _np(weight),
             ignore_index, reduction, label_smoothing, out=out)
+        if not target.is_floating_point():
+            _nan_ignored_undefined(x, _np(target), ignore_index, grad)
         ctx.save_for_backward(target, weight, torch.from_numpy(grad))
         ctx.args = (ignore_index, reduction, label_smoothing)
         # The input itself is needed only by a create_graph=True backward.  It is kept as a
