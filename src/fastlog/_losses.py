@@ -292,6 +292,18 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     -------
     loss : scalar of the input's dtype, or an array of the target's shape for
         ``reduction='none'``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    >>> round(float(fastlog.cross_entropy(x, np.array([2, 0]))), 4)
+    0.7531
+    >>> fastlog.cross_entropy(x, np.array([2, -100]), reduction="none").round(4)
+    array([0.4076, 0.    ])
+    >>> p = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])      # probability targets
+    >>> round(float(fastlog.cross_entropy(x, p, label_smoothing=0.1)), 4)
+    0.8031
     """
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, False, None)
 
@@ -302,6 +314,36 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
 
     Returns ``(loss, grad_input)``.  ``out`` (an array of the input's shape and
     dtype, possibly `input` itself) receives the gradient.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing
+        As in :func:`cross_entropy`.
+    out : ndarray, optional, keyword-only
+        Receives the gradient (the input's shape and dtype).  It may be the
+        input itself (in place: no N x C allocation); any other overlap with
+        the input, the target or the weight is a ValueError.
+
+    Returns
+    -------
+    loss : as :func:`cross_entropy`
+    grad_input : ndarray of the input's shape and dtype
+        d(loss)/d(input) (of the summed losses for ``reduction='none'``);
+        0 at ignored positions.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    >>> loss, grad = fastlog.cross_entropy_and_grad(x, np.array([2, 0]))
+    >>> round(float(loss), 4)
+    0.7531
+    >>> grad.round(4)
+    array([[ 0.045 ,  0.1224, -0.1674],
+           [-0.3333,  0.1667,  0.1667]])
+    >>> loss, grad = fastlog.cross_entropy_and_grad(x, np.array([2, 0]), out=x)  # in place
+    >>> grad is x
+    True
     """
     # The training-loop call -- C-contiguous 2-D logits, int64 targets, no
     # weights or smoothing, mean/sum -- skips the general path's layout work:
@@ -348,12 +390,35 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
     Same shapes, weights, ignore_index and reductions as :func:`cross_entropy`
     with index targets; loss_i = -weight[y_i] * input[i, y_i].
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> logp = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> round(float(fastlog.nll_loss(logp, np.array([0, 2]))), 4)
+    0.4581
+    >>> fastlog.nll_loss(logp, np.array([0, 2]), weight=np.array([2.0, 1.0, 1.0]),
+    ...                  reduction="none").round(4)
+    array([1.3863, 0.2231])
     """
     return _nll(input, target, weight, ignore_index, reduction, False, None)
 
 
 def nll_loss_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean", *, out=None):
-    """:func:`nll_loss` and its gradient with respect to `input`: ``(loss, grad_input)``."""
+    """:func:`nll_loss` and its gradient with respect to `input`: ``(loss, grad_input)``.
+
+    ``out`` (keyword-only) receives the gradient and may be the input itself;
+    any other overlap with the input, target or weight is a ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> logp = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> loss, grad = fastlog.nll_loss_and_grad(logp, np.array([0, 2]))
+    >>> grad
+    array([[-0.5,  0. ,  0. ],
+           [ 0. ,  0. , -0.5]])
+    """
     return _nll(input, target, weight, ignore_index, reduction, True, out)
 
 
@@ -414,13 +479,36 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     computed without overflow for any finite x.  `weight` and `pos_weight`
     broadcast against the input (pos_weight along the last, class, axis).
     'mean' averages over all elements.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> z, y = np.array([0.0, 2.0, -1.0]), np.array([1.0, 1.0, 0.0])
+    >>> round(float(fastlog.binary_cross_entropy_with_logits(z, y)), 4)
+    0.3778
+    >>> fastlog.binary_cross_entropy_with_logits(z, y, pos_weight=np.array([2.0, 2.0, 2.0]),
+    ...                                          reduction="none").round(4)
+    array([1.3863, 0.2539, 0.3133])
     """
     return _bce(input, target, weight, reduction, pos_weight, False, None)
 
 
 def binary_cross_entropy_with_logits_and_grad(input, target, weight=None, reduction="mean",
                                               pos_weight=None, *, out=None):
-    """:func:`binary_cross_entropy_with_logits` and its gradient, in one pass."""
+    """:func:`binary_cross_entropy_with_logits` and its gradient, in one pass.
+
+    Returns ``(loss, grad_input)``.  ``out`` (keyword-only) receives the
+    gradient and may be the input itself; any other overlap with the input,
+    target, weight or pos_weight is a ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> z, y = np.array([0.0, 2.0, -1.0]), np.array([1.0, 1.0, 0.0])
+    >>> loss, grad = fastlog.binary_cross_entropy_with_logits_and_grad(z, y)
+    >>> grad.round(4)          # (sigmoid(z) - y) / 3
+    array([-0.1667, -0.0397,  0.0896])
+    """
     return _bce(input, target, weight, reduction, pos_weight, True, out)
 
 
@@ -434,6 +522,16 @@ def kl_div(input, target, reduction="mean", log_target=False):
     Pointwise ``exp(t) * (t - x)`` if `log_target` else ``xlogy(t, t) - t * x``;
     'mean' averages over all elements, 'batchmean' divides the sum by the
     first dimension (the batch size), as torch does.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> logq = np.log(np.array([[0.5, 0.5], [0.25, 0.75]]))
+    >>> p = np.array([[0.5, 0.5], [0.5, 0.5]])
+    >>> round(float(fastlog.kl_div(logq, p, reduction="batchmean")), 4)
+    0.0719
+    >>> round(float(fastlog.kl_div(logq, np.log(p), reduction="sum", log_target=True)), 4)
+    0.1438
     """
     from scipy.special import xlogy
 

@@ -121,6 +121,17 @@ def log_softmax(x, axis=None, *, out=None):
         uses the finite max, the max terms are split out of the sum and the
         log taken with log1p.  A row whose max is +inf gives nan at the inf
         entries and -inf elsewhere; an all -inf row gives nan (as SciPy).
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    >>> fastlog.log_softmax(x, axis=1).round(4)
+    array([[-2.4076, -1.4076, -0.4076],
+           [-1.0986, -1.0986, -1.0986]])
+    >>> out = np.empty_like(x)
+    >>> fastlog.log_softmax(x, axis=1, out=out) is out
+    True
     """
     return _elementwise(_LOG_SOFTMAX, x, axis, out)
 
@@ -131,6 +142,33 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     ``temperature`` (keyword-only, > 0) computes ``softmax(x / temperature)``.
     A row whose max is not finite (+inf, or all -inf, or NaN) is all NaN, as
     SciPy gives.  ``out`` as in :func:`log_softmax`.
+
+    Parameters
+    ----------
+    x : array_like
+        Input (float32 stays float32; integers are computed in float64).
+    axis : int, tuple of ints or None, optional
+        Axes to normalize over; None (the default, as in SciPy) means all.
+    out : ndarray, optional, keyword-only
+        Where to write the result; may be `x` itself (in place), must not
+        otherwise overlap it.
+    temperature : float > 0, optional, keyword-only
+        Divides `x` first.
+
+    Returns
+    -------
+    ndarray (a scalar for 0-d input)
+        ``exp(x - logsumexp(x, axis, keepdims=True))``; sums to 1 over `axis`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    >>> fastlog.softmax(x, axis=1).round(4)
+    array([[0.09  , 0.2447, 0.6652],
+           [0.3333, 0.3333, 0.3333]])
+    >>> fastlog.softmax(x, axis=1, temperature=1e9).round(4)[0]
+    array([0.3333, 0.3333, 0.3333])
     """
     if temperature is not None:
         t = float(temperature)
@@ -150,6 +188,22 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     ``return_sign``), ``keepdims``, ``return_sign`` (then returns
     ``(out, sign)``).  Empty input gives -inf.  The b=None path runs in the
     compiled kernel; the b path is plain NumPy.
+
+    Returns
+    -------
+    ndarray or scalar
+        ``log(sum(b * exp(a), axis))``; with ``return_sign`` the pair
+        ``(result, sign)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> float(fastlog.logsumexp([0.0, 0.0]))
+    0.6931471805599453
+    >>> fastlog.logsumexp(np.array([[1.0, 2.0, 3.0], [1e4, 1e4, -np.inf]]), axis=1).round(4).tolist()
+    [3.4076, 10000.6931]
+    >>> fastlog.logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)[1]
+    np.float64(-1.0)
     """
     if b is not None:
         return _logsumexp_b(a, axis, b, keepdims, return_sign)
@@ -258,6 +312,31 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
     ``grad_output - exp(output) * grad_output.sum(axis, keepdims=True)``.
 
     ``out`` (keyword-only) may be `grad_output` itself (in place).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient with respect to the output of :func:`log_softmax`.
+    output : array_like
+        That output (same shape and dtype).
+    axis : int, tuple of ints or None, default -1
+        The axes :func:`log_softmax` normalized over.
+    out : ndarray, optional, keyword-only
+        Where to write the result; may be `grad_output` or `output` itself,
+        must not otherwise overlap them.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the input of :func:`log_softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> y = fastlog.log_softmax(np.array([1.0, 2.0, 3.0]), axis=-1)
+    >>> g = np.array([0.0, 0.0, 1.0])
+    >>> fastlog.log_softmax_backward(g, y).round(4)
+    array([-0.09  , -0.2447,  0.3348])
     """
     return _backward(0, grad_output, output, axis, out)
 
@@ -265,5 +344,28 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
 def softmax_backward(grad_output, output, axis=-1, *, out=None):
     """Gradient of :func:`softmax` given its `output`:
     ``output * (grad_output - (grad_output * output).sum(axis, keepdims=True))``.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient with respect to the output of :func:`softmax`.
+    output : array_like
+        That output (same shape and dtype).
+    axis : int, tuple of ints or None, default -1
+        The axes :func:`softmax` normalized over.
+    out : ndarray, optional, keyword-only
+        As in :func:`log_softmax_backward`.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the input of :func:`softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> p = fastlog.softmax(np.array([1.0, 1.0, 1.0]), axis=-1)
+    >>> fastlog.softmax_backward(np.array([0.0, 0.0, 1.0]), p).round(4)
+    array([-0.1111, -0.1111,  0.2222])
     """
     return _backward(1, grad_output, output, axis, out)

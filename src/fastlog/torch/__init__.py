@@ -180,6 +180,12 @@ def fast_path_available(input, *others):
     CPU strided float32/float64 plain tensors, no torch.compile tracing, no
     ``__torch_function__``/dispatch modes.  (Per-function checks on targets and
     weights come on top.)
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> FL.fast_path_available(torch.zeros(2, 3)), FL.fast_path_available(torch.zeros(2, 3).half())
+    (True, False)
     """
     return _input_ok(input) and all(o is None or _plain_cpu(o) for o in others) \
         and _env_ok(input, *others)
@@ -214,6 +220,12 @@ def set_buffer_reuse(enabled):
     of the same shape, saving the page faults of a fresh allocation.  Peak memory
     is unchanged; between steps one such buffer per shape stays allocated.
     Turning it off releases them.
+
+    Examples
+    --------
+    >>> import fastlog.torch as FL
+    >>> FL.set_buffer_reuse(False)   # e.g. before measuring memory
+    >>> FL.set_buffer_reuse(True)
     """
     global _REUSE
     _REUSE = bool(enabled)
@@ -397,6 +409,19 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ('mean', 'sum', 'none'), `label_smoothing`.  The forward computes loss and
     gradient in one pass; backward scales the saved gradient by grad_output.
     Falls back to PyTorch as described in the module docstring.
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F, fastlog.torch as FL
+    >>> x = torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]], requires_grad=True)
+    >>> t = torch.tensor([2, 0])
+    >>> loss = FL.cross_entropy(x, t, label_smoothing=0.1)
+    >>> round(loss.item(), 4)
+    0.8031
+    >>> loss.backward()
+    >>> x.grad.round(decimals=4)
+    tensor([[ 0.0283,  0.1057, -0.1340],
+            [-0.3000,  0.1500,  0.1500]])
     """
     reduction = _reduction(size_average, reduce, reduction)
     _check_smoothing(label_smoothing)
@@ -445,7 +470,15 @@ class _NLL(torch.autograd.Function):
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
-    """``torch.nn.functional.nll_loss`` computed by fastlog (same parameters and results)."""
+    """``torch.nn.functional.nll_loss`` computed by fastlog (same parameters and results).
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> logp = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> round(FL.nll_loss(logp, torch.tensor([0, 2])).item(), 4)
+    0.4581
+    """
     reduction = _reduction(size_average, reduce, reduction)
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
             and _index_dtype_ok(input, target) and _const_ok(weight, input.dtype)
@@ -491,6 +524,13 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
     `target` has the input's shape and dtype; `weight` and `pos_weight`
     broadcast against the input.  Loss and gradient come from one pass.
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> z, y = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1.0, 1.0, 0.0])
+    >>> round(FL.binary_cross_entropy_with_logits(z, y).item(), 4)
+    0.3778
     """
     reduction = _reduction(size_average, reduce, reduction)
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
@@ -547,6 +587,14 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     'mean' averages over all elements (with PyTorch's warning), 'batchmean'
     divides the sum by the batch size.  The gradient (-t or -exp(t), scaled)
     is formed in backward from the saved target.
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> logq = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75]]))
+    >>> p = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    >>> round(FL.kl_div(logq, p, reduction="batchmean").item(), 4)
+    0.0719
     """
     legacy = size_average is not None or reduce is not None
     reduction = _reduction(size_average, reduce, reduction)
@@ -636,20 +684,43 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 
     `dim` None picks PyTorch's legacy implicit dimension (with its warning);
     `dtype` casts the input first.  Backward uses the saved output.
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> FL.log_softmax(torch.tensor([[1.0, 2.0, 3.0]]), dim=1).round(decimals=4)
+    tensor([[-2.4076, -1.4076, -0.4076]])
+    >>> FL.log_softmax(torch.tensor([[1.0, float("inf")]]), dim=1)   # as torch: all NaN
+    tensor([[nan, nan]])
     """
     return _softmax_family("log_softmax", _LogSoftmax, _log_softmax_torch, torch.log_softmax,
                            input, dim, _stacklevel, dtype)
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
-    """``torch.nn.functional.softmax`` computed by fastlog's kernel (same parameters)."""
+    """``torch.nn.functional.softmax`` computed by fastlog's kernel (same parameters).
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> FL.softmax(torch.tensor([[1.0, 2.0, 3.0]]), dim=1).round(decimals=4)
+    tensor([[0.0900, 0.2447, 0.6652]])
+    """
     return _softmax_family("softmax", _Softmax, _softmax.softmax, torch.softmax,
                            input, dim, _stacklevel, dtype)
 
 
 # ---------------------------------------------------------------- modules --
 class CrossEntropyLoss(nn.CrossEntropyLoss):
-    """``torch.nn.CrossEntropyLoss`` whose forward is :func:`fastlog.torch.cross_entropy`."""
+    """``torch.nn.CrossEntropyLoss`` whose forward is :func:`fastlog.torch.cross_entropy`.
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> crit = FL.CrossEntropyLoss(ignore_index=0)
+    >>> round(crit(torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]), torch.tensor([2, 0])).item(), 4)
+    0.4076
+    """
 
     def forward(self, input, target):
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
