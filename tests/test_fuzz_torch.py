@@ -335,6 +335,11 @@ def _close(name, what, got, ref, scale=None):
         ref = np.where(np.isnan(ref) & (got == np.inf), np.inf, ref)
     gn, rn = np.isnan(got), np.isnan(ref)
     assert np.array_equal(gn, rn), f"{name} {what}: NaN pattern differs:\n{got}\nvs torch\n{ref}"
+    if _inf_for_nan:
+        # documented difference 2 (float64): fastlog's exact finite value near the
+        # overflow threshold where torch's intermediate (lse - x_c) overflowed
+        near = np.isinf(ref) & np.isfinite(got) & (np.abs(got) > 1e307) & (np.sign(got) == np.sign(ref))
+        ref = np.where(near, got, ref)
     gi, ri = np.isinf(got), np.isinf(ref)
     mism = gi != ri
     assert not mism.any() and np.array_equal(got[gi], ref[ri]), \
@@ -357,10 +362,22 @@ _inf_for_nan = False
 
 def _loss_scale(t_fn, args, kw):
     """Magnitude of the terms a reduced loss adds up: the reduction of |per-element
-    loss| (torch, float64), so cancelling sums get a fair tolerance."""
+    loss| (torch, float64), so cancelling sums get a fair tolerance.  For
+    linear_cross_entropy also the logits' rounding: sum_h |x_h| |W_ch|."""
     red = kw.get("reduction")
+    mag = None
+    if t_fn is F.linear_cross_entropy:
+        with torch.no_grad():
+            m = args[0].detach().double().abs() @ args[1].detach().double().abs().T
+            m = m[torch.isfinite(m)]
+            mag = float(m.max()) if m.numel() else 0.0
     if red in (None, "none"):
-        return None
+        return mag
+    tot = _reduced_scale(t_fn, args, kw, red)
+    return tot if mag is None or tot is None else max(tot, mag)
+
+
+def _reduced_scale(t_fn, args, kw, red):
     try:
         a64 = tuple(t.detach().double() if isinstance(t, torch.Tensor) and t.is_floating_point() else t
                     for t in args)
@@ -394,7 +411,9 @@ def run_case(name, seed):
     global _tols_cur, _inf_for_nan
     g = Gen(seed)
     fl_fn, t_fn, args, kw, deliberate = CASES[name](g)
-    _inf_for_nan = kw.get("label_smoothing") == 1.0
+    # documented difference 2: with finite logits the exact loss is finite or
+    # overflows to +inf; torch can give NaN there (0 * inf)
+    _inf_for_nan = kw.get("label_smoothing") == 1.0 or _all_finite(args, kw)
     grad_pos = GRAD_ARGS.get(name, (0,))
     a1, k1 = _clone_args(args, kw, grad_pos)
     a2, k2 = _clone_args(args, kw, grad_pos)
@@ -479,6 +498,12 @@ def run_case(name, seed):
         _close_or_alt(name, f"grad[{i}] {ctx}", gf, gt, gs,
                       None if relaxed else alt, i)
     return "grad"
+
+
+def _all_finite(args, kw):
+    ts = list(args) + list(kw.values())
+    return all(not isinstance(t, torch.Tensor) or not t.is_floating_point()
+               or bool(torch.isfinite(t).all()) for t in ts)
 
 
 def _all_moderate(args):

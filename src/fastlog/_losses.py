@@ -552,6 +552,12 @@ def kl_div(input, target, reduction="mean", log_target=False):
     if red == 0:
         return pw.astype(dtype, copy=False)
     total = np.sum(pw, dtype=np.float64)
+    if not np.isfinite(total) and pw.size and np.isfinite(pw).all():
+        # A partial sum overflowed although every term is finite: sum the terms
+        # scaled by 2**-64 (exact) and scale back, so the total is +-inf only when
+        # its exact value overflows.
+        total = np.sum(pw, dtype=np.float64) if pw.dtype != np.float64 else \
+            np.sum(pw * 2.0**-64) * 2.0**64
     if red == 2:
         return dtype.type(total)
     if red == 1:
