@@ -248,7 +248,7 @@ def _softmax_case(g, fl_fn, t_fn):
     dt = g.dtype()
     x = g.tensor(shape, dt)
     nd1 = max(nd, 1)
-    dim = int(g.rng.integers(-nd1, nd1)) if not g.chance(0.03) else nd1 + 1
+    dim = int(g.rng.integers(-nd1, nd1)) if not g.chance(0.08) else nd1 + 1
     kw = {}
     if g.chance(0.1):
         kw["dtype"] = torch.float64 if dt == torch.float32 else torch.float32
