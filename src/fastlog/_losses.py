@@ -361,7 +361,9 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
                 and (out is None or (type(out) is np.ndarray and out.dtype is dt
                                      and out.shape == input.shape and out.flags.c_contiguous
                                      and out.flags.writeable))):
-            if out is not None:
+            # (a bounds pre-test inline; the rule itself is check_overlap's)
+            if out is not None and (np.may_share_memory(out, target) or (
+                    out is not input and np.may_share_memory(out, input))):
                 check_overlap(out, ((input, "input"), (target, "target")), inplace=("input",))
             g = np.empty_like(input) if out is None else out
             losses = np.empty(input.shape[0], np.float64)
