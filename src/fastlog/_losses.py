@@ -553,13 +553,13 @@ def kl_div(input, target, reduction="mean", log_target=False):
             pw = xlogy(y, y) - y * x
     if red == 0:
         return pw.astype(dtype, copy=False)
-    total = np.sum(pw, dtype=np.float64)
-    if not np.isfinite(total) and pw.size and np.isfinite(pw).all():
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(pw, dtype=np.float64)
+    if not np.isfinite(total) and pw.dtype == np.float64 and pw.size and np.isfinite(pw).all():
         # A partial sum overflowed although every term is finite: sum the terms
         # scaled by 2**-64 (exact) and scale back, so the total is +-inf only when
-        # its exact value overflows.
-        total = np.sum(pw, dtype=np.float64) if pw.dtype != np.float64 else \
-            np.sum(pw * 2.0**-64) * 2.0**64
+        # its exact value overflows.  (float32 terms cannot overflow a float64 sum.)
+        total = np.sum(pw * 2.0**-64) * 2.0**64
     if red == 2:
         return dtype.type(total)
     if red == 1:
