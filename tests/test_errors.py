@@ -314,3 +314,88 @@ def test_invalid_fastlog_num_threads_is_import_error(value, msg):
     r = _import_with_env(FASTLOG_NUM_THREADS=value)
     assert r.returncode != 0
     assert "ImportError" in r.stderr and f"FASTLOG_NUM_THREADS={value!r} {msg}" in r.stderr
+
+
+# ------------------------------------------------ issue 12: parity and bounds --
+def test_probability_targets_with_ignore_index_raise_like_torch():
+    x, p = np.zeros((3, 4)), np.full((3, 4), 0.25)
+    for ign in (0, 1, 3, 7):
+        with pytest.raises(ValueError, match="ignore_index=.* not supported with class-probability"):
+            fl.cross_entropy(x, p, ignore_index=ign)
+        with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+            F.cross_entropy(torch.tensor(x), torch.tensor(p), ignore_index=ign)
+    # a negative ignore_index is accepted (and unused) by both
+    for ign in (-100, -1):
+        ref = F.cross_entropy(torch.tensor(x), torch.tensor(p), ignore_index=ign).item()
+        assert fl.cross_entropy(x, p, ignore_index=ign) == pytest.approx(ref, rel=1e-12)
+
+
+@pytest.mark.parametrize("ign", [2**63, 2**70, -2**63 - 1, -2**100])
+def test_ignore_index_beyond_int64(ign):
+    """A ValueError naming the argument, not an OverflowError from the compiled call."""
+    for call in (lambda: fl.cross_entropy(X, T, ignore_index=ign),
+                 lambda: fl.cross_entropy_and_grad(X, T, ignore_index=ign),
+                 lambda: fl.nll_loss(X, T, ignore_index=ign),
+                 lambda: fl.nll_loss_and_grad(X, T, ignore_index=ign),
+                 lambda: fl.linear_cross_entropy(X, np.ones((4, 4)), T, ignore_index=ign)):
+        with pytest.raises(ValueError, match="ignore_index must fit in int64"):
+            call()
+    both_reject(lambda: F.cross_entropy(torch.tensor(X), torch.tensor(T), ignore_index=ign))
+
+
+@pytest.mark.parametrize("n", [2**31, 2**40, 2**70])
+def test_positive_int_bounded(n):
+    from fastlog._validation import positive_int
+    with pytest.raises(ValueError, match="threads must be <= "):
+        positive_int(n, "threads")
+    assert positive_int(2**15, "threads", maximum=2**15) == 2**15
+    with pytest.raises(ValueError, match="threads must be <= 32768"):
+        positive_int(2**15 + 1, "threads", maximum=2**15)
+    old = fl.get_num_threads()
+    with pytest.raises(ValueError, match="must be <="):
+        fl.set_num_threads(n)
+    assert fl.get_num_threads() == old
+
+
+@pytest.mark.parametrize("big", [np.finfo(np.float64).max, 1e308])
+@pytest.mark.parametrize("eps", [0.1, 0.5, 1.0])
+def test_smoothed_loss_that_overflows_is_inf(big, eps):
+    """Label smoothing with logits near the float64 limit: the exact loss is
+    beyond float64, so +inf, never NaN (nor -inf), as torch gives."""
+    x = np.array([[big, -big, 0.0], [-big, big, 1.0], [1.0, 2.0, 3.0]])
+    for t in (np.array([0, 1, 2]), np.array([1, 0, 2])):
+        ref = F.cross_entropy(torch.tensor(x), torch.tensor(t), label_smoothing=eps,
+                              reduction="none").numpy()
+        got = fl.cross_entropy(x, t, label_smoothing=eps, reduction="none")
+        if eps == 1.0:   # torch: 0 * inf = NaN for the (weightless) nll term; exact: +inf
+            ref[:2] = np.where(np.isnan(ref[:2]), np.inf, ref[:2])
+        np.testing.assert_allclose(got, ref, rtol=1e-12)
+        assert np.isinf(got[:2]).all() and (got[:2] > 0).all()
+        for red in ("mean", "sum"):
+            assert fl.cross_entropy(x, t, label_smoothing=eps, reduction=red) == np.inf
+            loss, g = fl.cross_entropy_and_grad(x, t, label_smoothing=eps, reduction=red)
+            assert loss == np.inf and np.isfinite(g).all()
+            # the same in place (the logits are overwritten by the gradient)
+            xc = x.copy()
+            loss2, g2 = fl.cross_entropy_and_grad(xc, t, label_smoothing=eps, reduction=red, out=xc)
+            assert loss2 == np.inf and g2 is xc
+            np.testing.assert_array_equal(g2, g)
+    # probability targets
+    p = np.full((3, 3), 1 / 3)
+    ref = F.cross_entropy(torch.tensor(x), torch.tensor(p), label_smoothing=eps, reduction="none")
+    np.testing.assert_allclose(fl.cross_entropy(x, p, label_smoothing=eps, reduction="none"),
+                               ref.numpy(), rtol=1e-12)
+
+
+def test_softmax_empty_rows_is_empty():
+    """(5, 0, 0) over the last axis: no rows at all, an empty result (SciPy raises)."""
+    x = np.zeros((5, 0, 0))
+    for f in (fl.softmax, fl.log_softmax):
+        r = f(x, axis=-1)
+        assert r.shape == (5, 0, 0)
+        out = np.empty((5, 0, 0))
+        assert f(x, axis=-1, out=out) is out
+    assert torch.softmax(torch.zeros(5, 0, 0), -1).shape == (5, 0, 0)
+    # an empty reduced axis with rows to fill is still an error (as SciPy/NumPy)
+    with pytest.raises(ValueError, match="zero-size"):
+        fl.softmax(np.zeros((5, 0)), axis=-1)

@@ -445,3 +445,18 @@ def test_bce_infinite_logits_match_torch(dtype):
         want = torch_loss_grad(F.binary_cross_entropy_with_logits, x, y, reduction="none", pos_weight=pw)
         check_loss_grad(fl.binary_cross_entropy_with_logits_and_grad(x, y, reduction="none", pos_weight=pw),
                         want, dtype, f"pos_weight={pw}")
+
+
+def test_kl_div_partial_sum_overflow_is_not_inf():
+    """float64 terms near the limit whose exact total is finite: not -inf/+inf from
+    an intermediate overflow of the summation order."""
+    import torch
+    import torch.nn.functional as F
+    big = np.finfo(np.float64).max
+    x = np.array([-0.9, -0.9, 0.9, 0.5]) * big   # pointwise -t*x with t=1: +,+,-,- terms
+    t = np.ones(4)
+    got = fl.kl_div(x, t, reduction="sum")
+    exact = float(sum(-v for v in (x / 2.0**64).tolist())) * 2.0**64
+    assert np.isfinite(got) and got == pytest.approx(exact, rel=1e-12)
+    ref = F.kl_div(torch.tensor(x), torch.tensor(t), reduction="sum").item()
+    assert got == pytest.approx(ref, rel=1e-12) or not np.isfinite(ref)

@@ -618,3 +618,126 @@ def test_fallback_other_devices():
             out = fn(*args)
         assert out.device.type == "meta"
         assert type(out.grad_fn).__module__ != "torch.autograd.function"   # not a fastlog Function
+
+
+# ------------------------------------------------ issue 12: parity and errors --
+def _one_exception(call, exc):
+    """`call` raises `exc` as a single exception (no implicit chain shown)."""
+    with pytest.raises(exc) as ei:
+        call()
+    e = ei.value
+    assert e.__cause__ is None and (e.__context__ is None or e.__suppress_context__), repr(
+        e.__context__)
+    return e
+
+
+def test_torch_errors_are_not_chained():
+
+    x = torch.randn(3, 4)
+    _one_exception(lambda: FL.cross_entropy(x, torch.tensor([0, 1, 7])), IndexError)
+    _one_exception(lambda: FL.nll_loss(x, torch.tensor([0, 1, 7])), IndexError)
+    _one_exception(lambda: FL.cross_entropy(x, torch.tensor([0, 1, 2]), reduction="bad"), ValueError)
+    _one_exception(lambda: FL.binary_cross_entropy_with_logits(x, torch.rand(3, 5)), ValueError)
+    _one_exception(lambda: FL.cross_entropy(x.requires_grad_(), torch.tensor([0, 1, 7])), IndexError)
+
+
+@pytest.mark.parametrize("ign", [2**63, 2**70])
+def test_torch_ignore_index_beyond_int64(ign):
+
+    x, t = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError):
+        F.cross_entropy(x, t, ignore_index=ign)
+    _one_exception(lambda: FL.cross_entropy(x, t, ignore_index=ign), ValueError)
+    _one_exception(lambda: FL.nll_loss(x, t, ignore_index=ign), ValueError)
+
+
+@pytest.mark.parametrize("ign", [0, 2])
+def test_torch_probability_targets_with_ignore_index(ign):
+
+    x = torch.randn(3, 4, requires_grad=True)
+    p = torch.softmax(torch.randn(3, 4), 1)
+    with pytest.raises(RuntimeError, match="ignore_index is not supported"):
+        F.cross_entropy(x, p, ignore_index=ign)
+    _one_exception(lambda: FL.cross_entropy(x, p, ignore_index=ign), RuntimeError)
+    with torch.no_grad():
+        _one_exception(lambda: FL.cross_entropy(x, p, ignore_index=ign), RuntimeError)
+
+
+@pytest.mark.parametrize("eps", [-0.1, -1e-300, float("nan")])
+def test_torch_label_smoothing_stricter_than_torch(eps):
+    """Deliberate difference: torch treats a negative/NaN smoothing as 0; fastlog rejects it."""
+
+    x, t = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    F.cross_entropy(x, t, label_smoothing=eps)   # torch accepts
+    _one_exception(lambda: FL.cross_entropy(x, t, label_smoothing=eps), ValueError)
+    _one_exception(lambda: FL.CrossEntropyLoss(label_smoothing=eps)(x, t), ValueError)
+
+
+@pytest.mark.parametrize("eps", [1.5, float("inf")])
+def test_torch_label_smoothing_above_one_raises_like_torch(eps):
+
+    x, t = torch.randn(3, 4), torch.tensor([0, 1, 2])
+    with pytest.raises(RuntimeError):
+        F.cross_entropy(x, t, label_smoothing=eps)
+    _one_exception(lambda: FL.cross_entropy(x, t, label_smoothing=eps), RuntimeError)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_torch_log_softmax_nonfinite_rows_follow_torch(dtype):
+
+    inf, nan = float("inf"), float("nan")
+    x = torch.tensor([[1.0, inf, 2.0], [-inf, -inf, -inf], [1.0, nan, 0.0], [0.0, -inf, 1.0],
+                      [inf, inf, 0.0]], dtype=dtype)
+    for dim in (1, 0, -1):
+        ref = torch.log_softmax(x, dim)
+        got = FL.log_softmax(x, dim)
+        torch.testing.assert_close(got, ref, equal_nan=True)
+        xg = x.clone().requires_grad_()
+        got = FL.log_softmax(xg, dim)
+        torch.testing.assert_close(got.detach(), ref, equal_nan=True)
+        torch.testing.assert_close(FL.softmax(x, dim), torch.softmax(x, dim), equal_nan=True)
+
+
+def test_torch_ignored_positions_with_undefined_logits_have_nan_gradient():
+    """torch: the gradient at an ignored position is 0 - exp(NaN) * 0 = NaN when the
+    logits there have no log-softmax; fastlog.torch follows (the NumPy face keeps 0)."""
+
+    inf, nan = float("inf"), float("nan")
+    x0 = torch.tensor([[1.0, inf, 2.0], [-inf, -inf, -inf], [1.0, nan, 0.0], [0.0, 1.0, 2.0]],
+                      dtype=torch.float64)
+    t = torch.tensor([-100, -100, -100, 1])
+    for eps in (0.0, 0.1):
+        xa, xb = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+        F.cross_entropy(xa, t, label_smoothing=eps).backward()
+        FL.cross_entropy(xb, t, label_smoothing=eps).backward()
+        torch.testing.assert_close(xb.grad, xa.grad, equal_nan=True)
+    _, g = fastlog.cross_entropy_and_grad(x0.numpy(), t.numpy())
+    assert (g[:3] == 0).all()
+
+
+def test_torch_empty_softmax_and_overflow_inf():
+
+    assert FL.softmax(torch.zeros(5, 0, 0), -1).shape == (5, 0, 0)
+    assert FL.log_softmax(torch.zeros(5, 0, 0), -1).shape == (5, 0, 0)
+    big = torch.finfo(torch.float64).max
+    x = torch.tensor([[big, -big], [-big, big]], dtype=torch.float64)
+    for t in (torch.tensor([0, 1]), torch.tensor([1, 0])):
+        for red in ("mean", "sum", "none"):
+            ref = F.cross_entropy(x, t, label_smoothing=0.1, reduction=red)
+            got = FL.cross_entropy(x, t, label_smoothing=0.1, reduction=red)
+            torch.testing.assert_close(got, ref)
+            assert torch.isinf(got).all() and (got > 0).all()
+
+
+def test_torch_uint8_targets_where_torch_accepts_them():
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    t = torch.tensor([0, 1, 2, 1], dtype=torch.uint8)
+    w = torch.rand(3, dtype=torch.float64)
+    for kw in ({}, dict(label_smoothing=0.1), dict(weight=w)):
+        torch.testing.assert_close(FL.cross_entropy(x, t, **kw), F.cross_entropy(x, t, **kw))
+    for call in (lambda m: m.cross_entropy(x, t, weight=w, label_smoothing=0.1),
+                 lambda m: m.cross_entropy(torch.randn(2, 3, 4), torch.zeros(2, 4, dtype=torch.uint8))):
+        with pytest.raises(RuntimeError):
+            call(F)
+        _one_exception(lambda: call(FL), RuntimeError)

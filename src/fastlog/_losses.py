@@ -19,8 +19,8 @@ import math
 import numpy as np
 
 from ._dispatch import core
-from ._validation import (_F32, _F64, _I64, check_out, class_weight, float_array, index_target, int_param,
-                          reduction_code, smoothing_param)
+from ._validation import (_F32, _F64, _I64, check_out, check_overlap, class_weight, float_array,
+                          index_param, index_target, reduction_code, smoothing_param)
 
 __all__ = ["cross_entropy", "cross_entropy_and_grad", "nll_loss", "nll_loss_and_grad",
            "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_and_grad",
@@ -97,6 +97,9 @@ class _Rows:
         return out
 
 
+_I64_LIM = 2**63
+
+
 def _ratio(total, denom):
     """total / denom with IEEE results for denom == 0 (0/0 -> nan, as torch)."""
     if denom:
@@ -119,8 +122,10 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
     red = reduction_code(reduction)
     eps = (0.0 if type(label_smoothing) in (float, int) and label_smoothing == 0
            else smoothing_param(label_smoothing))
-    ignore_index = int_param(ignore_index, "ignore_index")
+    ignore_index = index_param(ignore_index)
     dtype = R.a.dtype
+    if out is not None:
+        _check_grad_out(out, R.a, input, target, weight)
     w = None if weight is None else class_weight(weight, R.C, dtype)
     t = target if type(target) is np.ndarray else np.asarray(target)
     M = R.rows.shape[0]
@@ -128,18 +133,114 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
         raise ValueError("input has 0 classes")
     if t.dtype.kind == "f" and t.shape == R.a.shape and t.shape != R.batch_shape:
         # Class probabilities.
+        if ignore_index >= 0:
+            # torch: "ignore_index is not supported for floating point target"
+            # (a negative one, like the default -100, is accepted and unused).
+            raise ValueError(f"ignore_index={ignore_index} is not supported with class-probability "
+                             f"targets (only a negative ignore_index, such as the default -100)")
         tr = R.same_layout(t, "target")
         losses = np.empty(M, np.float64)
         g = R.grad_buffer(out) if want_grad else None
-        if g is not None and np.may_share_memory(g, tr):
-            raise ValueError("out must not share memory with target")
         gscale = 1.0 / M if (red == 1 and M) else 1.0
+        keep = _pre_kernel_rows(R.rows, g, 1.0)
         total = core.ce_prob(R.rows, tr, w, eps, gscale, g, losses)
+        if not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all()):
+            if _prob_overflow_rows(R.rows if keep is None else keep, tr, w, eps, losses):
+                total = float(np.sum(losses))
         loss = _finish_loss(losses, total, M, red, dtype, R.batch_shape)
         if not want_grad:
             return loss
         return loss, R.finish_grad(g, out)
     return _index_loss(core.ce_index, R, t, w, ignore_index, red, want_grad, out, eps)
+
+
+def _check_grad_out(out, a, input, target, weight):
+    """The out= overlap rule for the gradient of a loss: `out` may be the input
+    itself (the kernels read each row before they write its gradient), and must
+    not overlap the input otherwise, nor the targets or the class weights."""
+    if out is not a:
+        check_out(out, a.shape, a.dtype)
+    if out is not a or not isinstance(target, np.ndarray) or isinstance(weight, np.ndarray):
+        check_overlap(out, ((input, "input"), (target, "target"), (weight, "weight")),
+                      inplace=("input",))
+    else:   # out is the input: only the target can still overlap
+        check_overlap(out, ((target, "target"),))
+
+
+def _pre_kernel_rows(rows, g, eps):
+    """The logits the post-kernel fixes may need, when the gradient is written over
+    them (out=input): None if they are not overwritten or cannot need a fix
+    (float32, or float64 far from overflow); else a copy."""
+    if g is None or not eps or rows.dtype != _F64 or not np.may_share_memory(g, rows):
+        return None
+    if rows.size and -1e307 < rows.min() and rows.max() < 1e307:
+        return None
+    return rows.copy()
+
+
+def _prob_overflow_rows(x_rows, tr, w, eps, losses):
+    """As _smoothing_overflow_rows, for class-probability targets:
+    loss_i = -sum_c w_c t'_c log p_c with t' = (1 - eps) t + eps / C."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if not bad.size or (w is not None and not np.isfinite(w).all()):
+        return False
+    x = x_rows[bad].astype(np.float64)
+    t = tr[bad].astype(np.float64)
+    fin = np.isfinite(x).all(axis=1) & np.isfinite(t).all(axis=1)
+    bad, x, t = bad[fin], x[fin], t[fin]
+    if not bad.size:
+        return False
+    C = x.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = x.max(axis=1, keepdims=True)
+        logp = x - (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))
+        tp = t * (1.0 - eps) + eps / C if eps else t
+        if w is not None:
+            tp = tp * w
+        losses[bad] = -(tp * logp).sum(axis=1)
+    return True
+
+
+def _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, x_rows=None):
+    """Loss of the rows where the kernel's label-smoothing sum cancelled inf - inf.
+
+    The kernel forms the smoothing term as ``W (lse - r0) - sum_c w_c (x_c - r0)``;
+    with logits near the float64 limits both parts overflow and the row comes out
+    NaN (or -inf) although its exact loss is +inf.  Rows with a non-finite loss
+    and finite logits
+    are recomputed here (float64, term by term as torch does: -sum_c w_c log p_c),
+    so such a loss is +inf, never NaN.  Returns True if a row changed.
+    """
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if not bad.size:
+        return False
+    x = (R.rows if x_rows is None else x_rows)[bad].astype(np.float64)
+    fin = np.isfinite(x).all(axis=1)
+    if w is not None and not np.isfinite(w).all():
+        return False
+    bad, x = bad[fin], x[fin]
+    if not bad.size:
+        return False
+    y = tt[bad]
+    keep = y != ignore_index
+    bad, x, y = bad[keep], x[keep], y[keep]
+    if not bad.size:
+        return False
+    C = x.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        m = x.max(axis=1, keepdims=True)
+        lse = m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+        logp = x - lse                                   # may overflow to -inf: exact is < -max
+        wc = np.ones(C) if w is None else w.astype(np.float64)
+        smooth = -(logp * wc).sum(axis=1)
+        rows = np.arange(bad.size)
+        wy = wc[y]
+        nll = -logp[rows, y] * wy
+        li = (eps / C) * smooth
+        if eps != 1.0:
+            li = li + (1.0 - eps) * nll
+    losses[bad] = li
+    return True
 
 
 def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params):
@@ -150,10 +251,15 @@ def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params
     tt = index_target(target, R.batch_shape)
     g = R.grad_buffer(out) if want_grad else None
     losses = np.empty(R.rows.shape[0], np.float64)
+    eps = params[0] if params else 0.0
+    keep = _pre_kernel_rows(R.rows, g, eps)
     bad, wsum, total = kernel(R.rows, tt, w, ignore_index, *params, red, g, losses)
     if bad >= 0:
         raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
                          f"(at flat position {bad}; ignore_index={ignore_index})")
+    if eps and (not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all())):
+        if _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, keep):
+            total = float(np.sum(losses))
     loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape)
     if not want_grad:
         return loss
@@ -186,6 +292,18 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     -------
     loss : scalar of the input's dtype, or an array of the target's shape for
         ``reduction='none'``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    >>> round(float(fastlog.cross_entropy(x, np.array([2, 0]))), 4)
+    0.7531
+    >>> fastlog.cross_entropy(x, np.array([2, -100]), reduction="none").round(4)
+    array([0.4076, 0.    ])
+    >>> p = np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])      # probability targets
+    >>> round(float(fastlog.cross_entropy(x, p, label_smoothing=0.1)), 4)
+    0.8031
     """
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, False, None)
 
@@ -196,6 +314,36 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
 
     Returns ``(loss, grad_input)``.  ``out`` (an array of the input's shape and
     dtype, possibly `input` itself) receives the gradient.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing
+        As in :func:`cross_entropy`.
+    out : ndarray, optional, keyword-only
+        Receives the gradient (the input's shape and dtype).  It may be the
+        input itself (in place: no N x C allocation); any other overlap with
+        the input, the target or the weight is a ValueError.
+
+    Returns
+    -------
+    loss : as :func:`cross_entropy`
+    grad_input : ndarray of the input's shape and dtype
+        d(loss)/d(input) (of the summed losses for ``reduction='none'``);
+        0 at ignored positions.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    >>> loss, grad = fastlog.cross_entropy_and_grad(x, np.array([2, 0]))
+    >>> round(float(loss), 4)
+    0.7531
+    >>> grad.round(4)
+    array([[ 0.045 ,  0.1224, -0.1674],
+           [-0.3333,  0.1667,  0.1667]])
+    >>> loss, grad = fastlog.cross_entropy_and_grad(x, np.array([2, 0]), out=x)  # in place
+    >>> grad is x
+    True
     """
     # The training-loop call -- C-contiguous 2-D logits, int64 targets, no
     # weights or smoothing, mean/sum -- skips the general path's layout work:
@@ -204,7 +352,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
     # (targets are range-checked before anything is written).
     if (weight is None and type(input) is np.ndarray and type(target) is np.ndarray
             and type(label_smoothing) is float and label_smoothing == 0.0
-            and (reduction == "mean" or reduction == "sum") and type(ignore_index) is int):
+            and (reduction == "mean" or reduction == "sum") and type(ignore_index) is int
+            and -_I64_LIM <= ignore_index < _I64_LIM):
         dt = input.dtype
         if ((dt is _F32 or dt is _F64) and input.ndim == 2 and target.dtype is _I64
                 and target.ndim == 1 and target.shape[0] == input.shape[0]
@@ -212,6 +361,10 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
                 and (out is None or (type(out) is np.ndarray and out.dtype is dt
                                      and out.shape == input.shape and out.flags.c_contiguous
                                      and out.flags.writeable))):
+            # (a bounds pre-test inline; the rule itself is check_overlap's)
+            if out is not None and (np.may_share_memory(out, target) or (
+                    out is not input and np.may_share_memory(out, input))):
+                check_overlap(out, ((input, "input"), (target, "target")), inplace=("input",))
             g = np.empty_like(input) if out is None else out
             losses = np.empty(input.shape[0], np.float64)
             red = 1 if reduction == "mean" else 2
@@ -226,8 +379,10 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
 def _nll(input, target, weight, ignore_index, reduction, want_grad, out):
     R = _Rows(input)
     red = reduction_code(reduction)
-    ignore_index = int_param(ignore_index, "ignore_index")
+    ignore_index = index_param(ignore_index)
     dtype = R.a.dtype
+    if out is not None:
+        _check_grad_out(out, R.a, input, target, weight)
     w = class_weight(weight, R.C, dtype)
     return _index_loss(core.nll, R, target, w, ignore_index, red, want_grad, out)
 
@@ -237,12 +392,35 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
 
     Same shapes, weights, ignore_index and reductions as :func:`cross_entropy`
     with index targets; loss_i = -weight[y_i] * input[i, y_i].
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> logp = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> round(float(fastlog.nll_loss(logp, np.array([0, 2]))), 4)
+    0.4581
+    >>> fastlog.nll_loss(logp, np.array([0, 2]), weight=np.array([2.0, 1.0, 1.0]),
+    ...                  reduction="none").round(4)
+    array([1.3863, 0.2231])
     """
     return _nll(input, target, weight, ignore_index, reduction, False, None)
 
 
 def nll_loss_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean", *, out=None):
-    """:func:`nll_loss` and its gradient with respect to `input`: ``(loss, grad_input)``."""
+    """:func:`nll_loss` and its gradient with respect to `input`: ``(loss, grad_input)``.
+
+    ``out`` (keyword-only) receives the gradient and may be the input itself;
+    any other overlap with the input, target or weight is a ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> logp = np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> loss, grad = fastlog.nll_loss_and_grad(logp, np.array([0, 2]))
+    >>> grad
+    array([[-0.5,  0. ,  0. ],
+           [ 0. ,  0. , -0.5]])
+    """
     return _nll(input, target, weight, ignore_index, reduction, True, out)
 
 
@@ -275,6 +453,9 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
     if want_grad:
         if out is not None:
             check_out(out, a.shape, dtype)
+            # Elementwise kernel: out may be the input itself, nothing else.
+            check_overlap(out, ((input, "input"), (target, "target"), (weight, "weight"),
+                                (pos_weight, "pos_weight")), inplace=("input",))
             g = out.reshape(-1) if out.flags.c_contiguous else np.empty(n, dtype)
         else:
             g = np.empty(n, dtype)
@@ -300,13 +481,36 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     computed without overflow for any finite x.  `weight` and `pos_weight`
     broadcast against the input (pos_weight along the last, class, axis).
     'mean' averages over all elements.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> z, y = np.array([0.0, 2.0, -1.0]), np.array([1.0, 1.0, 0.0])
+    >>> round(float(fastlog.binary_cross_entropy_with_logits(z, y)), 4)
+    0.3778
+    >>> fastlog.binary_cross_entropy_with_logits(z, y, pos_weight=np.array([2.0, 2.0, 2.0]),
+    ...                                          reduction="none").round(4)
+    array([1.3863, 0.2539, 0.3133])
     """
     return _bce(input, target, weight, reduction, pos_weight, False, None)
 
 
 def binary_cross_entropy_with_logits_and_grad(input, target, weight=None, reduction="mean",
                                               pos_weight=None, *, out=None):
-    """:func:`binary_cross_entropy_with_logits` and its gradient, in one pass."""
+    """:func:`binary_cross_entropy_with_logits` and its gradient, in one pass.
+
+    Returns ``(loss, grad_input)``.  ``out`` (keyword-only) receives the
+    gradient and may be the input itself; any other overlap with the input,
+    target, weight or pos_weight is a ValueError.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> z, y = np.array([0.0, 2.0, -1.0]), np.array([1.0, 1.0, 0.0])
+    >>> loss, grad = fastlog.binary_cross_entropy_with_logits_and_grad(z, y)
+    >>> grad.round(4)          # (sigmoid(z) - y) / 3
+    array([-0.1667, -0.0397,  0.0896])
+    """
     return _bce(input, target, weight, reduction, pos_weight, True, out)
 
 
@@ -320,6 +524,16 @@ def kl_div(input, target, reduction="mean", log_target=False):
     Pointwise ``exp(t) * (t - x)`` if `log_target` else ``xlogy(t, t) - t * x``;
     'mean' averages over all elements, 'batchmean' divides the sum by the
     first dimension (the batch size), as torch does.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> logq = np.log(np.array([[0.5, 0.5], [0.25, 0.75]]))
+    >>> p = np.array([[0.5, 0.5], [0.5, 0.5]])
+    >>> round(float(fastlog.kl_div(logq, p, reduction="batchmean")), 4)
+    0.0719
+    >>> round(float(fastlog.kl_div(logq, np.log(p), reduction="sum", log_target=True)), 4)
+    0.1438
     """
     from scipy.special import xlogy
 
@@ -339,7 +553,13 @@ def kl_div(input, target, reduction="mean", log_target=False):
             pw = xlogy(y, y) - y * x
     if red == 0:
         return pw.astype(dtype, copy=False)
-    total = np.sum(pw, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(pw, dtype=np.float64)
+    if not np.isfinite(total) and pw.dtype == np.float64 and pw.size and np.isfinite(pw).all():
+        # A partial sum overflowed although every term is finite: sum the terms
+        # scaled by 2**-64 (exact) and scale back, so the total is +-inf only when
+        # its exact value overflows.  (float32 terms cannot overflow a float64 sum.)
+        total = np.sum(pw * 2.0**-64) * 2.0**64
     if red == 2:
         return dtype.type(total)
     if red == 1:

@@ -14,7 +14,7 @@ once per element.
 import numpy as np
 
 from ._dispatch import core
-from ._validation import _F32, _F64, check_out, float_array, normalize_axes
+from ._validation import _F32, _F64, check_out, check_overlap, float_array, normalize_axes
 
 _LOG_SOFTMAX, _SOFTMAX, _LSE = 0, 1, 2
 
@@ -54,7 +54,7 @@ def _restore(rows_result, moved_shape, perm, out):
     return out
 
 
-def _elementwise(op, x, axis, out, name="x"):
+def _elementwise(op, x, axis, out, name="x", orig=None):
     # Fast path: the usual call, log_softmax(x, axis=-1) on a C-contiguous
     # float array (per-call overhead matters for small inputs).
     if out is None and type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
@@ -69,19 +69,27 @@ def _elementwise(op, x, axis, out, name="x"):
     # NumPy (and so SciPy) accepts axis=0 / -1 for a 0-d array.
     int_axis_0d = a.ndim == 0 and axis is not None and not isinstance(axis, (tuple, list))
     axes = normalize_axes(axis, 1 if int_axis_0d else a.ndim)
+    if out is not None:
+        check_out(out, a.shape, a.dtype)
+        # out may be x itself (in place); any other overlap is an error.
+        check_overlap(out, ((x if orig is None else orig, name),), inplace=(name,))
     if a.ndim == 0:
         a1 = a.reshape(1)
         r = np.empty(1, a.dtype)
         core.unary_rows(op, a1.reshape(1, 1), r.reshape(1, 1))
         if out is not None:
-            check_out(out, a.shape, a.dtype)
             out[...] = r[0]
             return out
         return r[0]
-    if out is not None:
-        check_out(out, a.shape, a.dtype)
     if a.size == 0:
-        if any(a.shape[ax] == 0 for ax in axes) or not axes:
+        # An empty reduction is an error only where a result element needs one
+        # (SciPy raises for any empty reduced axis; a (5, 0, 0) array normalized
+        # over its last axis has no rows at all, and its empty result is returned).
+        rows = 1
+        for i, n in enumerate(a.shape):
+            if i not in axes:
+                rows *= n
+        if rows:
             raise ValueError("zero-size array to reduction operation maximum which has no identity")
         return np.empty(a.shape, a.dtype) if out is None else out
     rows, moved_shape, perm = _as_rows(a, axes)
@@ -113,6 +121,17 @@ def log_softmax(x, axis=None, *, out=None):
         uses the finite max, the max terms are split out of the sum and the
         log taken with log1p.  A row whose max is +inf gives nan at the inf
         entries and -inf elsewhere; an all -inf row gives nan (as SciPy).
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    >>> fastlog.log_softmax(x, axis=1).round(4)
+    array([[-2.4076, -1.4076, -0.4076],
+           [-1.0986, -1.0986, -1.0986]])
+    >>> out = np.empty_like(x)
+    >>> fastlog.log_softmax(x, axis=1, out=out) is out
+    True
     """
     return _elementwise(_LOG_SOFTMAX, x, axis, out)
 
@@ -123,13 +142,40 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     ``temperature`` (keyword-only, > 0) computes ``softmax(x / temperature)``.
     A row whose max is not finite (+inf, or all -inf, or NaN) is all NaN, as
     SciPy gives.  ``out`` as in :func:`log_softmax`.
+
+    Parameters
+    ----------
+    x : array_like
+        Input (float32 stays float32; integers are computed in float64).
+    axis : int, tuple of ints or None, optional
+        Axes to normalize over; None (the default, as in SciPy) means all.
+    out : ndarray, optional, keyword-only
+        Where to write the result; may be `x` itself (in place), must not
+        otherwise overlap it.
+    temperature : float > 0, optional, keyword-only
+        Divides `x` first.
+
+    Returns
+    -------
+    ndarray (a scalar for 0-d input)
+        ``exp(x - logsumexp(x, axis, keepdims=True))``; sums to 1 over `axis`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> x = np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]])
+    >>> fastlog.softmax(x, axis=1).round(4)
+    array([[0.09  , 0.2447, 0.6652],
+           [0.3333, 0.3333, 0.3333]])
+    >>> fastlog.softmax(x, axis=1, temperature=1e9).round(4)[0]
+    array([0.3333, 0.3333, 0.3333])
     """
     if temperature is not None:
         t = float(temperature)
         if not t > 0 or not np.isfinite(t):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         a = float_array(x, "x")
-        x = a / a.dtype.type(t)
+        return _elementwise(_SOFTMAX, a / a.dtype.type(t), axis, out, orig=x)
     return _elementwise(_SOFTMAX, x, axis, out)
 
 
@@ -142,6 +188,22 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     ``return_sign``), ``keepdims``, ``return_sign`` (then returns
     ``(out, sign)``).  Empty input gives -inf.  The b=None path runs in the
     compiled kernel; the b path is plain NumPy.
+
+    Returns
+    -------
+    ndarray or scalar
+        ``log(sum(b * exp(a), axis))``; with ``return_sign`` the pair
+        ``(result, sign)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> float(fastlog.logsumexp([0.0, 0.0]))
+    0.6931471805599453
+    >>> fastlog.logsumexp(np.array([[1.0, 2.0, 3.0], [1e4, 1e4, -np.inf]]), axis=1).round(4).tolist()
+    [3.4076, 10000.6931]
+    >>> fastlog.logsumexp([1.0, 2.0], b=[1.0, -1.0], return_sign=True)[1]
+    np.float64(-1.0)
     """
     if b is not None:
         return _logsumexp_b(a, axis, b, keepdims, return_sign)
@@ -228,6 +290,10 @@ def _backward(op, grad_output, output, axis, out):
     axes = normalize_axes(axis, y.ndim)
     if out is not None:
         check_out(out, np.shape(output), y.dtype)
+        # The kernels read grad_output[j] and output[j] before writing out[j]:
+        # out may be either of them, but must not otherwise overlap them.
+        check_overlap(out, ((grad_output, "grad_output"), (output, "output")),
+                      inplace=("grad_output", "output"))
     if y.size == 0:
         return np.empty(y.shape, y.dtype) if out is None else out
     yr, moved_shape, perm = _as_rows(y, axes)
@@ -246,6 +312,31 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
     ``grad_output - exp(output) * grad_output.sum(axis, keepdims=True)``.
 
     ``out`` (keyword-only) may be `grad_output` itself (in place).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient with respect to the output of :func:`log_softmax`.
+    output : array_like
+        That output (same shape and dtype).
+    axis : int, tuple of ints or None, default -1
+        The axes :func:`log_softmax` normalized over.
+    out : ndarray, optional, keyword-only
+        Where to write the result; may be `grad_output` or `output` itself,
+        must not otherwise overlap them.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the input of :func:`log_softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> y = fastlog.log_softmax(np.array([1.0, 2.0, 3.0]), axis=-1)
+    >>> g = np.array([0.0, 0.0, 1.0])
+    >>> fastlog.log_softmax_backward(g, y).round(4)
+    array([-0.09  , -0.2447,  0.3348])
     """
     return _backward(0, grad_output, output, axis, out)
 
@@ -253,5 +344,28 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
 def softmax_backward(grad_output, output, axis=-1, *, out=None):
     """Gradient of :func:`softmax` given its `output`:
     ``output * (grad_output - (grad_output * output).sum(axis, keepdims=True))``.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient with respect to the output of :func:`softmax`.
+    output : array_like
+        That output (same shape and dtype).
+    axis : int, tuple of ints or None, default -1
+        The axes :func:`softmax` normalized over.
+    out : ndarray, optional, keyword-only
+        As in :func:`log_softmax_backward`.
+
+    Returns
+    -------
+    ndarray
+        The gradient with respect to the input of :func:`softmax`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> p = fastlog.softmax(np.array([1.0, 1.0, 1.0]), axis=-1)
+    >>> fastlog.softmax_backward(np.array([0.0, 0.0, 1.0]), p).round(4)
+    array([-0.1111, -0.1111,  0.2222])
     """
     return _backward(1, grad_output, output, axis, out)

@@ -83,14 +83,26 @@ def check_out(out, shape, dtype, name="out"):
     return out
 
 
-def positive_int(v, name):
-    """An integer >= 1 (TypeError if not an integer, ValueError if < 1)."""
+#: Upper bound of :func:`positive_int` unless a call gives its own (a C ``int``).
+INT_MAX = 2**31 - 1
+_I64_MIN, _I64_MAX = -2**63, 2**63 - 1
+
+
+def positive_int(v, name, maximum=INT_MAX):
+    """An integer in ``[1, maximum]`` (TypeError if not an integer, ValueError outside).
+
+    The bound keeps a value that the compiled code stores in a C ``int`` (thread
+    counts, sizes) from turning into an OverflowError deep inside; pass a smaller
+    `maximum` where a sane limit exists (e.g. ``2**15`` threads).
+    """
     try:
         i = operator.index(v)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
     if i < 1:
         raise ValueError(f"{name} must be >= 1, got {i}")
+    if i > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {i}")
     return i
 
 
@@ -101,6 +113,15 @@ def int_param(v, name):
         raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
 
 
+def index_param(v, name="ignore_index"):
+    """An integer that the kernels compare with int64 targets (ignore_index):
+    TypeError if not an integer, ValueError naming it outside the int64 range."""
+    i = int_param(v, name)
+    if not _I64_MIN <= i <= _I64_MAX:
+        raise ValueError(f"{name} must fit in int64 (-2**63 to 2**63 - 1), got {i}")
+    return i
+
+
 def smoothing_param(v):
     try:
         if isinstance(v, (str, bytes)):  # float("0.1") would accept a string
@@ -108,9 +129,58 @@ def smoothing_param(v):
         e = float(v)
     except (TypeError, ValueError):
         raise TypeError(f"label_smoothing must be a float, got {type(v).__name__}") from None
-    if not 0.0 <= e <= 1.0:
+    if not 0.0 <= e <= 1.0:   # NaN fails this too
         raise ValueError(f"label_smoothing must be in [0, 1], got {v!r}")
     return e
+
+
+# ---------------------------------------------------------------- overlap --
+# The one rule for every ``out=`` in the package:
+#   * `out` IDENTICAL to an input (same data pointer, shape, strides and dtype)
+#     is allowed where the function documents in-place use of that input
+#     (`inplace` names those inputs);
+#   * any other overlap of `out` with any input array (inputs, targets, class
+#     weights, pos_weight, grad_output, ...) is a ValueError naming both.
+# The kernels read inputs while they write `out` (and the loss kernels
+# range-check integer targets once, then re-read them), so a partial overlap
+# gives wrong answers or worse.  Cost: one bounds comparison per input (a few
+# hundred ns); the exact (and possibly slow) test runs only when the memory
+# extents overlap and the arrays are not identical.
+_MAX_WORK = 1 << 16
+
+
+def _data_ptr(a):
+    return a.__array_interface__["data"][0]
+
+
+def _identical(a, b):
+    return (a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype
+            and _data_ptr(a) == _data_ptr(b))
+
+
+def check_overlap(out, inputs, inplace=(), out_name="out"):
+    """Enforce the ``out=`` overlap rule.
+
+    `inputs` is a sequence of ``(array_or_other, name)``; entries that are not
+    ndarrays (None, lists, scalars: values converted to fresh arrays) cannot
+    overlap and are skipped.  `inplace` holds the names of the inputs that
+    `out` may be identical to (the documented in-place uses).
+    """
+    for a, name in inputs:
+        if not isinstance(a, np.ndarray) or a is out and name in inplace:
+            continue
+        if not np.may_share_memory(out, a):   # memory extents only: cheap
+            continue
+        if name in inplace and _identical(out, a):
+            continue
+        try:
+            overlap = np.shares_memory(out, a, max_work=_MAX_WORK)
+        except np.exceptions.TooHardError:
+            overlap = True   # cannot prove they are disjoint
+        if overlap:
+            how = (f"may be {name} itself (the identical array) but must not otherwise overlap it"
+                   if name in inplace else f"must not share memory with {name}")
+            raise ValueError(f"{out_name} overlaps {name}: {out_name} {how}")
 
 
 def class_weight(weight, C, dtype, name="weight"):

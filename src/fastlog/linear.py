@@ -19,7 +19,7 @@ import numpy as np
 from ._dispatch import core
 from ._losses import _finish_loss
 from ._validation import class_weight as _class_weight
-from ._validation import float_array, index_target, int_param, reduction_code, smoothing_param
+from ._validation import float_array, index_param, index_target, int_param, reduction_code, smoothing_param
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad"]
 
@@ -28,7 +28,6 @@ WORKSPACE_BYTES = 48 << 20
 #: Fewest rows per block when the workspace budget would allow fewer.
 MIN_BLOCK_ROWS = 256
 _INT_MAX = 2**31 - 1
-_I64_MIN, _I64_MAX = -2**63, 2**63 - 1
 
 
 def _block_rows(N, V, itemsize, chunk_size):
@@ -87,9 +86,7 @@ def _prepare(input, weight, target, bias, class_weight, ignore_index, reduction,
     tt = index_target(t, batch_shape)
     red = reduction_code(reduction)
     eps = smoothing_param(label_smoothing)
-    ign = int_param(ignore_index, "ignore_index")
-    if not _I64_MIN <= ign <= _I64_MAX:
-        raise ValueError(f"ignore_index must fit in int64, got {ign}")
+    ign = index_param(ignore_index)
     try:
         z = float(z_loss)
     except (TypeError, ValueError):
@@ -170,6 +167,19 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     -----
     Per-row losses and batch sums are accumulated in float64.  Without
     gradients only one GEMM per block runs.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> rng = np.random.default_rng(0)
+    >>> h, W = rng.standard_normal((4, 3)), rng.standard_normal((5, 3))
+    >>> t = np.array([0, 4, 2, 1])
+    >>> loss = fastlog.linear_cross_entropy(h, W, t)
+    >>> bool(np.isclose(loss, fastlog.cross_entropy(h @ W.T, t)))
+    True
+    >>> loss, lse = fastlog.linear_cross_entropy(h, W, t, reduction="none", return_lse=True)
+    >>> loss.shape, lse.shape
+    ((4,), (4,))
     """
     X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype = _prepare(
         input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
@@ -202,6 +212,19 @@ def linear_cross_entropy_and_grad(input, weight, target, bias=None, *, class_wei
     accumulation of ``grad_weight``); the memory beyond the inputs and the
     gradients is the block workspace.  ``grad_bias`` is accumulated in
     float64.
+
+    Examples
+    --------
+    >>> import numpy as np, fastlog
+    >>> rng = np.random.default_rng(0)
+    >>> h, W, b = rng.standard_normal((4, 3)), rng.standard_normal((5, 3)), np.zeros(5)
+    >>> t = np.array([0, 4, 2, 1])
+    >>> loss, g_h, g_W, g_b = fastlog.linear_cross_entropy_and_grad(h, W, t, b)
+    >>> g_h.shape, g_W.shape, g_b.shape
+    ((4, 3), (5, 3), (5,))
+    >>> _, g_logits = fastlog.cross_entropy_and_grad(h @ W.T + b, t)
+    >>> bool(np.allclose(g_h, g_logits @ W) and np.allclose(g_W, g_logits.T @ h))
+    True
     """
     X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype = _prepare(
         input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,

@@ -28,10 +28,22 @@
 #include <string.h>
 #include <math.h>
 
-static inline int32_t fl_f2i(float f) { int32_t i; memcpy(&i, &f, 4); return i; }
-static inline float fl_i2f(int32_t i) { float f; memcpy(&f, &i, 4); return f; }
-static inline int64_t fl_d2i(double f) { int64_t i; memcpy(&i, &f, 8); return i; }
-static inline double fl_i2d(int64_t i) { double f; memcpy(&f, &i, 8); return f; }
+/* Integer views of the float bits.  All integer arithmetic on them is done in
+ * UNSIGNED types (wrap-around is defined; signed overflow and left shifts of
+ * negative values are undefined behaviour, which UBSan reports and a compiler
+ * may exploit): the unsigned result is converted back to a signed type only
+ * where a sign is needed, and only arithmetic right shifts (GCC/Clang:
+ * implementation-defined as sign-extending) act on negative values.  NaN and
+ * negative inputs go through the same wrapped arithmetic and are then
+ * overridden by the selects at the end, so every result is bit-identical to
+ * the signed formulation the compilers generated before. */
+static inline uint32_t fl_f2u(float f) { uint32_t i; memcpy(&i, &f, 4); return i; }
+static inline float fl_u2f(uint32_t i) { float f; memcpy(&f, &i, 4); return f; }
+static inline uint64_t fl_d2u(double f) { uint64_t i; memcpy(&i, &f, 8); return i; }
+static inline double fl_u2d(uint64_t i) { double f; memcpy(&f, &i, 8); return f; }
+/* Two's-complement reinterpretation (memcpy: no implementation-defined conversion). */
+static inline int32_t fl_u2i32(uint32_t u) { int32_t i; memcpy(&i, &u, 4); return i; }
+static inline int64_t fl_u2i64(uint64_t u) { int64_t i; memcpy(&i, &u, 8); return i; }
 
 /* ---------------------------------------------------------------- expf -- */
 /* The shared part of the float exps: for xc already clamped to [-104, 89],
@@ -41,7 +53,8 @@ static inline float fl_expf_reduced(float xc, int32_t *ni)
     const float magic = 12582912.0f;            /* 1.5 * 2^23: round-to-nearest */
     float t = xc * 1.44269504088896341f + magic;
     float n = t - magic;
-    *ni = fl_f2i(t) - fl_f2i(magic);            /* n as an integer, in [-150, 129] */
+    /* n as an integer, in [-150, 129] (any value for NaN: wrapped, unused) */
+    *ni = fl_u2i32(fl_f2u(t) - fl_f2u(magic));
     /* Cody-Waite: r = x - n*ln2 in two pieces (ln2_hi has 8 trailing zero bits). */
     float r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -62,9 +75,9 @@ static inline float fl_expf(float x)
     int32_t ni;
     float p = fl_expf_reduced(xc, &ni);
     /* Scale by 2^n in two steps so subnormal results and 2^128 work. */
-    int32_t n1 = ni >> 1;
+    int32_t n1 = ni >> 1;                       /* |n1|, |ni - n1| < 2^30: no overflow */
     int32_t n2 = ni - n1;
-    return (p * fl_i2f((n1 + 127) << 23)) * fl_i2f((n2 + 127) << 23);
+    return (p * fl_u2f(((uint32_t)n1 + 127u) << 23)) * fl_u2f(((uint32_t)n2 + 127u) << 23);
 }
 
 /* exp for x <= 0 (or NaN), as in softmax where x = logit - max: no overflow
@@ -75,7 +88,7 @@ static inline float fl_expf_nonpos(float x)
     float xc = x < -104.0f ? -104.0f : x;
     int32_t ni;
     float p = fl_expf_reduced(xc, &ni);
-    return (p * fl_i2f((ni + 191) << 23)) * 5.42101086242752217e-20f;   /* 2^-64 */
+    return (p * fl_u2f(((uint32_t)ni + 191u) << 23)) * 5.42101086242752217e-20f;   /* 2^-64 */
 }
 
 /* ----------------------------------------------------------------- exp -- */
@@ -85,7 +98,7 @@ static inline double fl_exp_reduced(double xc, int64_t *ni)
     const double magic = 6755399441055744.0;    /* 1.5 * 2^52 */
     double t = xc * 1.4426950408889634074 + magic;
     double n = t - magic;
-    *ni = fl_d2i(t) - fl_d2i(magic);
+    *ni = fl_u2i64(fl_d2u(t) - fl_d2u(magic));
     double r = xc - n * 6.93147180369123816490e-01;   /* ln2_hi (Cephes/fdlibm split) */
     r = r - n * 1.90821492927058770002e-10;           /* ln2_lo */
     /* Taylor series to degree 13 on [-ln2/2, ln2/2]: truncation < 5e-18. */
@@ -112,7 +125,7 @@ static inline double fl_exp(double x)
     double p = fl_exp_reduced(xc, &ni);
     int64_t n1 = ni >> 1;
     int64_t n2 = ni - n1;
-    return (p * fl_i2d((n1 + 1023) << 52)) * fl_i2d((n2 + 1023) << 52);
+    return (p * fl_u2d(((uint64_t)n1 + 1023u) << 52)) * fl_u2d(((uint64_t)n2 + 1023u) << 52);
 }
 
 static inline double fl_exp_nonpos(double x)
@@ -120,7 +133,7 @@ static inline double fl_exp_nonpos(double x)
     double xc = x < -746.0 ? -746.0 : x;
     int64_t ni;
     double p = fl_exp_reduced(xc, &ni);
-    return (p * fl_i2d((ni + 1023 + 512) << 52)) * 7.4583407312002067e-155;   /* 2^-512 */
+    return (p * fl_u2d(((uint64_t)ni + 1535u) << 52)) * 7.4583407312002067e-155;   /* 2^-512 */
 }
 
 /* ---------------------------------------------------------------- logf -- */
@@ -130,10 +143,11 @@ static inline float fl_logf(float x)
     /* Subnormals: scale up by 2^25 first. */
     float xs = x < 1.17549435e-38f ? x * 33554432.0f : x;
     float kadj = x < 1.17549435e-38f ? 25.0f : 0.0f;
-    int32_t ix = fl_f2i(xs);
-    /* Move the mantissa into [sqrt(1/2), sqrt(2)). */
-    int32_t k = ((ix - 0x3f3504f3) >> 23);
-    float m = fl_i2f(ix - (k << 23));
+    uint32_t ix = fl_f2u(xs);
+    /* Move the mantissa into [sqrt(1/2), sqrt(2)).  (Negative input, -0.0 and
+     * NaN wrap here; their results are replaced below.) */
+    int32_t k = fl_u2i32(ix - 0x3f3504f3u) >> 23;
+    float m = fl_u2f(ix - ((uint32_t)k << 23));
     float kf = (float)k - kadj;
     float f = (m - 1.0f) / (m + 1.0f);
     float f2 = f * f;
@@ -155,9 +169,9 @@ static inline double fl_log(double x)
 {
     double xs = x < 2.2250738585072014e-308 ? x * 18014398509481984.0 : x;  /* 2^54 */
     double kadj = x < 2.2250738585072014e-308 ? 54.0 : 0.0;
-    int64_t ix = fl_d2i(xs);
-    int64_t k = ((ix - 0x3fe6a09e667f3bcdLL) >> 52);
-    double m = fl_i2d(ix - (k << 52));
+    uint64_t ix = fl_d2u(xs);
+    int64_t k = fl_u2i64(ix - 0x3fe6a09e667f3bcdULL) >> 52;
+    double m = fl_u2d(ix - ((uint64_t)k << 52));
     double kd = (double)k - kadj;
     double f = (m - 1.0) / (m + 1.0);
     double f2 = f * f;

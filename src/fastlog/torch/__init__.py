@@ -76,6 +76,37 @@ small machine set both, e.g. to the number of physical cores.
 The legacy ``size_average``/``reduce`` arguments are accepted and converted
 to ``reduction`` with PyTorch's deprecation warning.
 
+Errors
+------
+Where PyTorch raises, these functions raise; an argument that fastlog's
+validation rejects is handed to PyTorch, so the exception is PyTorch's own
+(``RuntimeError``, ``IndexError``, ``ValueError`` for an ``ignore_index``
+beyond int64, ...), raised as one exception (no "during handling of the above
+exception" chain).  Class-probability targets with ``ignore_index >= 0`` raise
+(PyTorch: "ignore_index is not supported for floating point target").
+
+Parity, and the deliberate differences from PyTorch
+----------------------------------------------------
+On every input PyTorch accepts, results and gradients match PyTorch's
+(checked by a differential fuzz, ``tests/test_fuzz_torch.py``), non-finite
+patterns included: ``log_softmax`` of a row holding NaN or +inf is NaN
+everywhere, as PyTorch gives (fastlog's NumPy face follows SciPy there); the
+gradient of an ignored target position is NaN where that position's logits
+have no log-softmax, as PyTorch's is.  The deliberate differences:
+
+1. ``label_smoothing`` negative or NaN is a ``ValueError``; PyTorch silently
+   treats it as 0.  (Above 1 and inf: PyTorch's RuntimeError.)
+2. float32 losses are accumulated in float64.  Where PyTorch's float32 sum
+   overflows (to inf, or inf - inf = NaN) although the exact result is a
+   finite float32, fastlog returns the finite value; where the exact loss
+   overflows it is +inf, never NaN (e.g. label smoothing with logits of
+   +-float64 max; fastlog's NumPy face gives the same), also for
+   ``label_smoothing=1`` where PyTorch's ``0 * inf`` gives NaN.
+3. ``linear_cross_entropy`` keeps rows independent: a row with non-finite
+   logits does not turn other rows' (or ignored rows') gradients into NaN, as
+   PyTorch's chunked implementation can; its invalid arguments raise
+   fastlog's ValueError/TypeError/IndexError.
+
 Importing :mod:`fastlog` never imports torch; only ``import fastlog.torch``
 does.
 """
@@ -97,7 +128,7 @@ _FLOATS = (torch.float32, torch.float64)
 _INDEX_DTYPES = (torch.int64, torch.uint8)   # the class-index dtypes PyTorch accepts
 _PLAIN = (torch.Tensor, nn.Parameter)
 # What fastlog raises for arguments it rejects; PyTorch then gets the call and raises its own.
-_REJECTED = (ValueError, TypeError, IndexError)
+_REJECTED = (ValueError, TypeError, IndexError, OverflowError)
 
 try:
     _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
@@ -149,6 +180,12 @@ def fast_path_available(input, *others):
     CPU strided float32/float64 plain tensors, no torch.compile tracing, no
     ``__torch_function__``/dispatch modes.  (Per-function checks on targets and
     weights come on top.)
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> FL.fast_path_available(torch.zeros(2, 3)), FL.fast_path_available(torch.zeros(2, 3).half())
+    (True, False)
     """
     return _input_ok(input) and all(o is None or _plain_cpu(o) for o in others) \
         and _env_ok(input, *others)
@@ -183,6 +220,12 @@ def set_buffer_reuse(enabled):
     of the same shape, saving the page faults of a fresh allocation.  Peak memory
     is unchanged; between steps one such buffer per shape stays allocated.
     Turning it off releases them.
+
+    Examples
+    --------
+    >>> import fastlog.torch as FL
+    >>> FL.set_buffer_reuse(False)   # e.g. before measuring memory
+    >>> FL.set_buffer_reuse(True)
     """
     global _REUSE
     _REUSE = bool(enabled)
@@ -268,6 +311,25 @@ def _torch_grad(loss_fn, input, grad_output, *args):
 
 
 # ----------------------------------------------------------- cross-entropy --
+def _nan_ignored_undefined(x, t, ignore_index, grad):
+    """PyTorch's gradient of an ignored position is 0 - exp(NaN) * 0 = NaN when the
+    position's logits have no log-softmax (a NaN or +inf logit, or all -inf);
+    fastlog's kernels write 0 there (the NumPy face's documented rule).  Match
+    PyTorch.  Costs one comparison over the targets; the logits are read only
+    at ignored positions."""
+    ign = t == ignore_index
+    if not ign.any() or x.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        m = x.max(axis=0 if x.ndim == 1 else 1)
+    bad = ign & ~((m > -np.inf) & (m < np.inf))
+    if bad.any():
+        if x.ndim == 1:
+            grad[...] = np.nan
+        else:
+            grad[np.broadcast_to(np.expand_dims(bad, 1), grad.shape)] = np.nan
+
+
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
@@ -277,6 +339,8 @@ class _CrossEntropy(torch.autograd.Function):
         loss, grad = _losses.cross_entropy_and_grad(
             x, _np(target), None if weight is None else _np(weight),
             ignore_index, reduction, label_smoothing, out=out)
+        if not target.is_floating_point():
+            _nan_ignored_undefined(x, _np(target), ignore_index, grad)
         ctx.save_for_backward(target, weight, torch.from_numpy(grad))
         ctx.args = (ignore_index, reduction, label_smoothing)
         # The input itself is needed only by a create_graph=True backward.  It is kept as a
@@ -299,14 +363,40 @@ class _CrossEntropy(torch.autograd.Function):
         return gi, None, None, None, None, None
 
 
-def _ce_fast_ok(input, target, weight):
+def _ce_fast_ok(input, target, weight, label_smoothing):
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
             and _const_ok(weight, input.dtype) and _env_ok(input, target, weight)):
         return False
     if target.is_floating_point():   # class probabilities
         return (target.dtype == input.dtype and target.shape == input.shape
                 and not (target.requires_grad and torch.is_grad_enabled()))
-    return target.dtype in _INDEX_DTYPES
+    return _index_dtype_ok(input, target, weight, label_smoothing)
+
+
+def _index_dtype_ok(input, target, weight=None, label_smoothing=0.0):
+    """int64 targets always; uint8 where PyTorch accepts them: 1-D/2-D inputs only
+    (K-dim: "expected scalar type Long"), and not with class weights and label
+    smoothing together (torch's gather() rejects uint8 there)."""
+    if target.dtype == torch.int64:
+        return True
+    if target.dtype != torch.uint8 or input.dim() > 2:
+        return False
+    try:
+        return weight is None or not label_smoothing > 0.0
+    except TypeError:
+        return False
+
+
+def _check_smoothing(label_smoothing):
+    """Deliberately stricter than PyTorch: a negative or NaN label_smoothing, which
+    torch.nn.functional.cross_entropy silently treats as 0, is a ValueError (as on
+    fastlog's NumPy face).  Values above 1 and inf are left to PyTorch's RuntimeError."""
+    try:
+        bad = not label_smoothing >= 0.0
+    except TypeError:    # not a number: PyTorch's own TypeError follows
+        return
+    if bad:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
 
 
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
@@ -319,9 +409,23 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     ('mean', 'sum', 'none'), `label_smoothing`.  The forward computes loss and
     gradient in one pass; backward scales the saved gradient by grad_output.
     Falls back to PyTorch as described in the module docstring.
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F, fastlog.torch as FL
+    >>> x = torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]], requires_grad=True)
+    >>> t = torch.tensor([2, 0])
+    >>> loss = FL.cross_entropy(x, t, label_smoothing=0.1)
+    >>> round(loss.item(), 4)
+    0.8031
+    >>> loss.backward()
+    >>> x.grad.round(decimals=4)
+    tensor([[ 0.0283,  0.1057, -0.1340],
+            [-0.3000,  0.1500,  0.1500]])
     """
     reduction = _reduction(size_average, reduce, reduction)
-    if not _ce_fast_ok(input, target, weight):
+    _check_smoothing(label_smoothing)
+    if not _ce_fast_ok(input, target, weight, label_smoothing):
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
     try:
@@ -332,7 +436,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                                              None if weight is None else _np(weight),
                                              ignore_index, reduction, label_smoothing))
     except _REJECTED:
-        return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
+        pass   # PyTorch raises its own error (or computes what it accepts), unchained
+    return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
 
 
@@ -365,10 +470,18 @@ class _NLL(torch.autograd.Function):
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
-    """``torch.nn.functional.nll_loss`` computed by fastlog (same parameters and results)."""
+    """``torch.nn.functional.nll_loss`` computed by fastlog (same parameters and results).
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> logp = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> round(FL.nll_loss(logp, torch.tensor([0, 2])).item(), 4)
+    0.4581
+    """
     reduction = _reduction(size_average, reduce, reduction)
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
-            and target.dtype in _INDEX_DTYPES and _const_ok(weight, input.dtype)
+            and _index_dtype_ok(input, target) and _const_ok(weight, input.dtype)
             and _env_ok(input, target, weight)):
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
     try:
@@ -378,7 +491,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
                                         None if weight is None else _np(weight),
                                         ignore_index, reduction))
     except _REJECTED:
-        return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
+        pass   # PyTorch raises its own error (or computes what it accepts), unchained
+    return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
 
 
 # -------------------------------------------------------- BCE with logits --
@@ -410,6 +524,13 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
     `target` has the input's shape and dtype; `weight` and `pos_weight`
     broadcast against the input.  Loss and gradient come from one pass.
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> z, y = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1.0, 1.0, 0.0])
+    >>> round(FL.binary_cross_entropy_with_logits(z, y).item(), 4)
+    0.3778
     """
     reduction = _reduction(size_average, reduce, reduction)
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
@@ -426,7 +547,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
             _np(input), _np(target), None if weight is None else _np(weight), reduction,
             None if pos_weight is None else _np(pos_weight)))
     except _REJECTED:
-        return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
+        pass   # PyTorch raises its own error (or computes what it accepts), unchained
+    return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
 
 
@@ -465,6 +587,14 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     'mean' averages over all elements (with PyTorch's warning), 'batchmean'
     divides the sum by the batch size.  The gradient (-t or -exp(t), scaled)
     is formed in backward from the saved target.
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> logq = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75]]))
+    >>> p = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    >>> round(FL.kl_div(logq, p, reduction="batchmean").item(), 4)
+    0.0719
     """
     legacy = size_average is not None or reduce is not None
     reduction = _reduction(size_average, reduce, reduction)
@@ -481,7 +611,8 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
             return _KLDiv.apply(input, target, reduction, bool(log_target))
         return _tensor(_losses.kl_div(_np(input), _np(target), reduction, bool(log_target)))
     except _REJECTED:
-        return F.kl_div(input, target, reduction=reduction, log_target=log_target)
+        pass   # PyTorch raises its own error (or computes what it accepts), unchained
+    return F.kl_div(input, target, reduction=reduction, log_target=log_target)
 
 
 # ---------------------------------------------------- softmax/log_softmax --
@@ -509,7 +640,19 @@ def _softmax_function(name, np_forward, np_backward, torch_backward):
     return _Fn
 
 
-_LogSoftmax = _softmax_function("_LogSoftmax", _softmax.log_softmax, _softmax.log_softmax_backward,
+def _log_softmax_torch(x, axis):
+    """fastlog's log_softmax with PyTorch's non-finite pattern: a row holding NaN
+    or +inf (or all -inf) is NaN everywhere (SciPy, and so fastlog's NumPy face,
+    gives -inf at the finite entries of a row whose max is +inf)."""
+    y = _softmax.log_softmax(x, axis=axis)
+    # log-softmax values are <= 0 or -inf: their sum is NaN only if one is NaN.
+    if np.ndim(y) and np.isnan(np.sum(y)):
+        bad = np.isnan(y).any(axis=axis, keepdims=True)
+        y[np.broadcast_to(bad, y.shape)] = np.nan
+    return y
+
+
+_LogSoftmax = _softmax_function("_LogSoftmax", _log_softmax_torch, _softmax.log_softmax_backward,
                                 torch._log_softmax_backward_data)
 _Softmax = _softmax_function("_Softmax", _softmax.softmax, _softmax.softmax_backward,
                              torch._softmax_backward_data)
@@ -541,20 +684,43 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 
     `dim` None picks PyTorch's legacy implicit dimension (with its warning);
     `dtype` casts the input first.  Backward uses the saved output.
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> FL.log_softmax(torch.tensor([[1.0, 2.0, 3.0]]), dim=1).round(decimals=4)
+    tensor([[-2.4076, -1.4076, -0.4076]])
+    >>> FL.log_softmax(torch.tensor([[1.0, float("inf")]]), dim=1)   # as torch: all NaN
+    tensor([[nan, nan]])
     """
-    return _softmax_family("log_softmax", _LogSoftmax, _softmax.log_softmax, torch.log_softmax,
+    return _softmax_family("log_softmax", _LogSoftmax, _log_softmax_torch, torch.log_softmax,
                            input, dim, _stacklevel, dtype)
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
-    """``torch.nn.functional.softmax`` computed by fastlog's kernel (same parameters)."""
+    """``torch.nn.functional.softmax`` computed by fastlog's kernel (same parameters).
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> FL.softmax(torch.tensor([[1.0, 2.0, 3.0]]), dim=1).round(decimals=4)
+    tensor([[0.0900, 0.2447, 0.6652]])
+    """
     return _softmax_family("softmax", _Softmax, _softmax.softmax, torch.softmax,
                            input, dim, _stacklevel, dtype)
 
 
 # ---------------------------------------------------------------- modules --
 class CrossEntropyLoss(nn.CrossEntropyLoss):
-    """``torch.nn.CrossEntropyLoss`` whose forward is :func:`fastlog.torch.cross_entropy`."""
+    """``torch.nn.CrossEntropyLoss`` whose forward is :func:`fastlog.torch.cross_entropy`.
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> crit = FL.CrossEntropyLoss(ignore_index=0)
+    >>> round(crit(torch.tensor([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]), torch.tensor([2, 0])).item(), 4)
+    0.4076
+    """
 
     def forward(self, input, target):
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,

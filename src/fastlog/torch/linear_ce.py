@@ -149,6 +149,16 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     non-CPU tensors) are computed by torch's own function.  Invalid
     arguments raise fastlog's exceptions (ValueError/TypeError/IndexError
     naming the argument) rather than torch's RuntimeError.
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F, fastlog.torch as FL
+    >>> g = torch.Generator().manual_seed(0)
+    >>> h, W = torch.randn(4, 3, generator=g), torch.randn(5, 3, generator=g)
+    >>> t = torch.tensor([0, 4, 2, 1])
+    >>> loss = FL.linear_cross_entropy(h, W, t)
+    >>> torch.allclose(loss, F.cross_entropy(h @ W.T, t))
+    True
     """
     if not _fastlog_can_run(input, linear_weight, target, linear_bias, weight):
         if hasattr(F, "linear_cross_entropy"):
