@@ -167,6 +167,8 @@ def unary_rows(int op, cnp.ndarray x, cnp.ndarray out, Py_ssize_t C=-1):
     x is C-contiguous; rows have length C (default: the last dimension of a
     2-D x), so an N-d array reduced over trailing axes needs no reshape."""
     cdef Py_ssize_t n
+    if cnp.PyArray_ITEMSIZE(x) == 2:   # bfloat16 / float16: _half.pxi
+        return half_unary_rows(op, x, out, C)
     if C < 0:
         C = cnp.PyArray_DIM(x, 1)
     n = cnp.PyArray_SIZE(x) // C if C > 0 else cnp.PyArray_DIM(x, 0)
@@ -208,6 +210,8 @@ cdef void _backward_run(int op, const real *go, const real *y, Py_ssize_t n, Py_
 def backward_rows(int op, cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray grad_input):
     """op 0/1 = log_softmax/softmax backward over rows."""
     cdef Py_ssize_t n = cnp.PyArray_DIM(output, 0), C = cnp.PyArray_DIM(output, 1)
+    if cnp.PyArray_ITEMSIZE(output) == 2:
+        return half_backward_rows(op, grad_output, output, grad_input)
     if _is_f32(output):
         with nogil:
             _backward_run[float](op, <const float *>cnp.PyArray_DATA(grad_output),
@@ -298,6 +302,8 @@ def ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_
     cdef void *wp = NULL
     cdef void *gp = NULL
     cdef cnp.ndarray warr
+    if cnp.PyArray_ITEMSIZE(x) == 2:
+        return half_ce_index(x, target, weight, ignore_index, eps, reduction, grad, loss)
     if weight is not None:
         warr = <cnp.ndarray>weight
         wp = cnp.PyArray_DATA(warr)
@@ -363,6 +369,8 @@ def ce_prob(cnp.ndarray x, cnp.ndarray target, object weight, double eps, double
     cdef void *wp = NULL
     cdef void *gp = NULL
     cdef double total
+    if cnp.PyArray_ITEMSIZE(x) == 2:
+        return half_ce_prob(x, target, weight, eps, gscale, grad, loss)
     if weight is not None:
         wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
     if grad is not None:
@@ -412,6 +420,8 @@ def nll(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index
     cdef double *lp = <double *>cnp.PyArray_DATA(loss)
     cdef void *wp = NULL
     cdef void *gp = NULL
+    if cnp.PyArray_ITEMSIZE(x) == 2:
+        return half_nll(x, target, weight, ignore_index, reduction, grad, loss)
     if weight is not None:
         wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
     if grad is not None:
@@ -485,6 +495,8 @@ def bce_with_logits(cnp.ndarray x, cnp.ndarray y, object w, object pw, double gs
     cdef void *lp = NULL
     cdef void *gp = NULL
     cdef double total
+    if cnp.PyArray_ITEMSIZE(x) == 2:
+        return half_bce_with_logits(x, y, w, pw, gscale, loss, grad)
     if w is not None:
         wp = cnp.PyArray_DATA(<cnp.ndarray>w)
     if pw is not None:
@@ -540,3 +552,4 @@ def log_array(cnp.ndarray x, cnp.ndarray out):
 include "_blas.pxi"
 include "_mlp.pxi"
 include "_linear_ce.pxi"
+include "_half.pxi"

@@ -83,4 +83,6 @@ static inline int fl_cpu_has_avx512(void)
 #undef FL_LOG
 #undef FL_LOG1P
 
+#include "fl_half.h"   /* bfloat16 / float16 on top of the float32 kernels */
+
 #endif

@@ -1,0 +1,245 @@
+# Half precision (bfloat16 / float16) entry points of the compiled core.
+#
+# Included by _core.pxi.  Arrays arrive validated by the Python layer:
+# C-contiguous, 2 bytes per element, numpy.float16 (NPY_FLOAT16) for float16 and
+# anything else 2-byte (ml_dtypes.bfloat16, or a uint16/int16 view) for
+# bfloat16.  Class / element weights arrive as float32.  The math is the
+# float32 row kernels run on float32 copies of fixed chunks of rows in a
+# per-thread scratch buffer (fl_half.h); chunks are the same as for float32
+# (_chunk_rows depends only on C), so results do not depend on the thread
+# count.  The core's float entry points (unary_rows, ce_index, ...) forward
+# 2-byte arrays here.
+
+from libc.stdint cimport uint16_t
+from cython.parallel cimport parallel, threadid
+
+cdef extern from "fl_kernels.h" nogil:
+    int FL_KIND_BF16
+    int FL_KIND_F16
+    int FL_H_LOG_SOFTMAX, FL_H_SOFTMAX, FL_H_LSE, FL_H_LOG_SOFTMAX_BWD, FL_H_SOFTMAX_BWD
+    int FL_H_CE_INDEX, FL_H_CE_PROB, FL_H_BCE
+    ctypedef struct fl_half_args:
+        int kind, op
+        Py_ssize_t C
+        const uint16_t *x
+        const uint16_t *y
+        uint16_t *out
+        uint16_t *out2
+        const int64_t *target
+        const float *w
+        const float *pw
+        double W, eps, gscale
+        int64_t ignore_index
+        double *loss
+    Py_ssize_t fl_half_scratch(Py_ssize_t m, Py_ssize_t C)
+    double fl_half_rows(const fl_half_args *a, Py_ssize_t r0, Py_ssize_t m, float *s)
+    void fl_h2f_n(int kind, const uint16_t *s, Py_ssize_t n, float *d)
+    void fl_f2h_n(int kind, const float *s, Py_ssize_t n, uint16_t *d)
+
+
+cdef inline int _half_kind(cnp.ndarray a):
+    return FL_KIND_F16 if cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT16 else FL_KIND_BF16
+
+
+cdef inline const uint16_t *_u16(object a):
+    return <const uint16_t *>cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
+
+
+cdef inline uint16_t *_u16w(object a):
+    return <uint16_t *>cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
+
+
+cdef inline const float *_f32p(object a):
+    return <const float *>cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
+
+
+cdef int _half_run(fl_half_args *a, Py_ssize_t n, double *part) except -1:
+    """fl_half_rows over fixed chunks of rows (threads over chunks), each
+    thread with its own float32 scratch.  part: NULL or one double per chunk
+    (the BCE chunk sums, added afterwards in chunk order)."""
+    cdef Py_ssize_t C = a.C, cr = _chunk_rows(C), nch, k, r0, m, ss
+    cdef int nt, tid
+    cdef float *scr
+    cdef double v
+    if n <= 0:
+        return 0
+    nch = (n + cr - 1) // cr
+    nt = _threads_for(n, C if C > 0 else 1)
+    ss = fl_half_scratch(cr if cr < n else n, C)
+    scr = <float *>malloc(nt * ss * sizeof(float))
+    if scr == NULL:
+        raise MemoryError()
+    with nogil:
+        if nt == 1:
+            for k in range(nch):
+                r0 = k * cr
+                m = cr if r0 + cr <= n else n - r0
+                v = fl_half_rows(a, r0, m, scr)
+                if part != NULL:
+                    part[k] = v
+        else:
+            with parallel(num_threads=nt):
+                tid = threadid()
+                for k in prange(nch, schedule='static'):
+                    r0 = k * cr
+                    m = cr if r0 + cr <= n else n - r0
+                    v = fl_half_rows(a, r0, m, scr + tid * ss)
+                    if part != NULL:
+                        part[k] = v
+    free(scr)
+    return 0
+
+
+cdef fl_half_args _half_args(int op, cnp.ndarray x, Py_ssize_t C):
+    cdef fl_half_args a
+    memset(&a, 0, sizeof(a))
+    a.kind = _half_kind(x)
+    a.op = op
+    a.C = C
+    a.x = <const uint16_t *>cnp.PyArray_DATA(x)
+    return a
+
+
+def half_unary_rows(int op, cnp.ndarray x, cnp.ndarray out, Py_ssize_t C=-1):
+    """unary_rows for 2-byte x (out of x's dtype)."""
+    cdef Py_ssize_t n
+    if C < 0:
+        C = cnp.PyArray_DIM(x, 1)
+    n = cnp.PyArray_SIZE(x) // C if C > 0 else cnp.PyArray_DIM(x, 0)
+    cdef fl_half_args a = _half_args(op, x, C)
+    a.out = _u16w(out)
+    _half_run(&a, n, NULL)
+
+
+def half_backward_rows(int op, cnp.ndarray grad_output, cnp.ndarray output, cnp.ndarray grad_input):
+    """backward_rows for 2-byte arrays (op 0/1 = log_softmax/softmax)."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(output, 0), C = cnp.PyArray_DIM(output, 1)
+    cdef fl_half_args a = _half_args(FL_H_LOG_SOFTMAX_BWD if op == 0 else FL_H_SOFTMAX_BWD,
+                                     grad_output, C)
+    a.y = _u16(output)
+    a.out = _u16w(grad_input)
+    _half_run(&a, n, NULL)
+
+
+def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index,
+                  double eps, int reduction, object grad, cnp.ndarray loss):
+    """ce_index for 2-byte x; weight None or float32 (C,); grad None or like x."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), C = cnp.PyArray_DIM(x, 1), bad, j
+    cdef double wsum = 0.0, W = <double>C
+    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
+    cdef const float *wp = _f32p(weight)
+    cdef fl_half_args a = _half_args(FL_H_CE_INDEX, x, C)
+    with nogil:
+        bad = _check_targets[float](t, n, C, ignore_index, wp, &wsum)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    if wp != NULL:
+        W = 0.0
+        for j in range(C):
+            W += wp[j]
+    a.target = t
+    a.w = wp
+    a.W = W
+    a.ignore_index = ignore_index
+    a.eps = eps
+    a.gscale = (1.0 / wsum) if reduction == 1 else 1.0
+    a.loss = <double *>cnp.PyArray_DATA(loss)
+    a.out = _u16w(grad)
+    _half_run(&a, n, NULL)
+    return -1, wsum, _sum_rows(a.loss, n)
+
+
+def half_ce_prob(cnp.ndarray x, cnp.ndarray target, object weight, double eps, double gscale,
+                 object grad, cnp.ndarray loss):
+    """ce_prob for 2-byte x and target (same dtype); weight None or float32 (C,)."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), C = cnp.PyArray_DIM(x, 1)
+    cdef fl_half_args a = _half_args(FL_H_CE_PROB, x, C)
+    a.y = _u16(target)
+    a.w = _f32p(weight)
+    a.eps = eps
+    a.gscale = gscale
+    a.loss = <double *>cnp.PyArray_DATA(loss)
+    a.out = _u16w(grad)
+    _half_run(&a, n, NULL)
+    return _sum_rows(a.loss, n)
+
+
+def half_nll(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index, int reduction,
+             object grad, cnp.ndarray loss):
+    """nll for 2-byte x; weight None or float32 (C,).  The gradient entry
+    -gscale * w[y] is rounded once to x's dtype."""
+    cdef Py_ssize_t n = cnp.PyArray_DIM(x, 0), C = cnp.PyArray_DIM(x, 1), bad, i
+    cdef double wsum = 0.0, gscale, wy
+    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
+    cdef const float *wp = _f32p(weight)
+    cdef const uint16_t *xp = <const uint16_t *>cnp.PyArray_DATA(x)
+    cdef uint16_t *gp = _u16w(grad)
+    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef int kind = _half_kind(x)
+    cdef int64_t y
+    cdef float v
+    with nogil:
+        bad = _check_targets[float](t, n, C, ignore_index, wp, &wsum)
+        if bad < 0:
+            gscale = (1.0 / wsum) if reduction == 1 else 1.0
+            for i in range(n):
+                y = t[i]
+                if y == ignore_index:
+                    lp[i] = 0.0
+                    if gp != NULL:
+                        memset(gp + i * C, 0, C * sizeof(uint16_t))
+                    continue
+                wy = wp[y] if wp != NULL else 1.0
+                fl_h2f_n(kind, xp + i * C + y, 1, &v)   # read before the row is cleared (out=input)
+                lp[i] = -wy * v
+                if gp != NULL:
+                    memset(gp + i * C, 0, C * sizeof(uint16_t))
+                    v = <float>(-gscale * wy)
+                    fl_f2h_n(kind, &v, 1, gp + i * C + y)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    return -1, wsum, _sum_rows(lp, n)
+
+
+def half_bce_with_logits(cnp.ndarray x, cnp.ndarray y, object w, object pw, double gscale,
+                         object loss, object grad):
+    """bce_with_logits for 2-byte x and y (same dtype); w/pw None or float32
+    of x's size; loss/grad None or OUT like x.  Returns the float64 sum."""
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x), nch
+    cdef fl_half_args a = _half_args(FL_H_BCE, x, 1)
+    cdef double *part
+    cdef double total
+    a.y = _u16(y)
+    a.w = _f32p(w)
+    a.pw = _f32p(pw)
+    a.gscale = gscale
+    a.out = _u16w(grad)
+    a.out2 = _u16w(loss)
+    if n == 0:
+        return 0.0
+    nch = (n + _chunk_rows(1) - 1) // _chunk_rows(1)
+    part = <double *>malloc(nch * sizeof(double))
+    if part == NULL:
+        raise MemoryError()
+    try:
+        _half_run(&a, n, part)
+        total = _sum_rows(part, nch)
+    finally:
+        free(part)
+    return total
+
+
+def half_to_float32(cnp.ndarray x, cnp.ndarray out):
+    """Convert a contiguous 2-byte array to float32 (exact), for tests."""
+    cdef int kind = _half_kind(x)
+    with nogil:
+        fl_h2f_n(kind, <const uint16_t *>cnp.PyArray_DATA(x), cnp.PyArray_SIZE(x),
+                 <float *>cnp.PyArray_DATA(out))
+
+
+def float32_to_half(cnp.ndarray x, cnp.ndarray out):
+    """Round a contiguous float32 array to out's 2-byte dtype (nearest even), for tests."""
+    cdef int kind = _half_kind(out)
+    with nogil:
+        fl_f2h_n(kind, <const float *>cnp.PyArray_DATA(x), cnp.PyArray_SIZE(x),
+                 <uint16_t *>cnp.PyArray_DATA(out))
