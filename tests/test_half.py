@@ -441,3 +441,106 @@ def test_unsupported_dtypes_losses(dt):
             f(x, t)
     with pytest.raises(TypeError, match=r"input.*float16 or bfloat16"):
         fl.binary_cross_entropy_with_logits(x, np.zeros((2, 3)))
+
+
+# ------------------------------------------------------------ torch face --
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _spy(monkeypatch, name):
+    """Record the arrays fastlog's NumPy face receives from fastlog.torch."""
+    import fastlog._losses as L
+    seen = []
+    real = getattr(L, name)
+
+    def spy(x, *a, **k):
+        seen.append(x)
+        return real(x, *a, **k)
+    monkeypatch.setattr(L, name, spy)
+    return seen
+
+
+@pytest.mark.parametrize("tname", ["bfloat16", "float16"])
+def test_torch_cross_entropy_half_on_the_tensors_memory(monkeypatch, tname):
+    torch = _torch()
+    import torch.nn.functional as F
+    import fastlog.torch as FL
+    tdt = getattr(torch, tname)
+    dt = BF16 if tname == "bfloat16" else F16
+    rng = np.random.default_rng(12)
+    xn = logits(rng, (33, 500), dt)
+    t = torch.tensor(rng.integers(0, 500, 33))
+    x = torch.tensor(xn.astype(np.float32)).to(tdt).requires_grad_()
+    assert FL.fast_path_available(x, t)
+    seen = _spy(monkeypatch, "cross_entropy_and_grad")
+    loss = FL.cross_entropy(x, t, label_smoothing=0.05)
+    assert len(seen) == 1 and seen[0].dtype == dt
+    assert seen[0].__array_interface__["data"][0] == x.data_ptr()      # no conversion copy
+    ref_loss = F.cross_entropy(x.detach(), t, label_smoothing=0.05)
+    assert loss.dtype == ref_loss.dtype == tdt
+    loss.backward()
+    assert x.grad.dtype == tdt
+    rl, rg = ref.cross_entropy_and_grad(xn.astype(np.float64), t.numpy(), label_smoothing=0.05)
+    assert_ulp(x.grad.float().numpy(), rg, dt)
+    assert_ulp(loss.detach().float().numpy(), rl, dt)
+
+
+def test_torch_autocast_reads_bf16_logits(monkeypatch):
+    torch = _torch()
+    import torch.nn.functional as F
+    import fastlog.torch as FL
+    rng = np.random.default_rng(13)
+    xn = logits(rng, (40, 300), BF16)
+    t = torch.tensor(rng.integers(0, 300, 40))
+    x = torch.tensor(xn.astype(np.float32)).bfloat16().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    seen = _spy(monkeypatch, "cross_entropy_and_grad")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = FL.cross_entropy(x, t)
+        want = F.cross_entropy(x2, t)
+    assert seen and seen[0].dtype == BF16 and seen[0].__array_interface__["data"][0] == x.data_ptr()
+    assert loss.dtype == want.dtype == torch.float32
+    np.testing.assert_allclose(float(loss), float(want), rtol=1e-6)
+    loss.backward()
+    want.backward()
+    assert x.grad.dtype == x2.grad.dtype == torch.bfloat16
+    _, rg = ref.cross_entropy_and_grad(xn.astype(np.float64), t.numpy())
+    assert_ulp(x.grad.float().numpy(), rg, BF16)
+    assert ulps(x.grad.float().numpy(), rg, BF16).max() <= max(ulps(x2.grad.float().numpy(), rg, BF16).max(), 1)
+
+
+@pytest.mark.parametrize("tname", ["bfloat16", "float16"])
+def test_torch_other_ops_half(tname):
+    torch = _torch()
+    import torch.nn.functional as F
+    import fastlog.torch as FL
+    tdt = getattr(torch, tname)
+    dt = BF16 if tname == "bfloat16" else F16
+    rng = np.random.default_rng(14)
+    xn = logits(rng, (9, 70), dt)
+    x = torch.tensor(xn.astype(np.float32)).to(tdt)
+    x64 = xn.astype(np.float64)
+    for fn, want in ((FL.log_softmax, log_softmax64(x64)), (FL.softmax, ref.softmax(x64, axis=-1))):
+        xr = x.clone().requires_grad_()
+        y = fn(xr, dim=1)
+        assert y.dtype == tdt
+        assert_ulp(y.detach().float().numpy(), want, dt)
+        y.float().square().sum().backward()
+        assert xr.grad.dtype == tdt
+    lp = torch.tensor(log_softmax64(x64)).to(tdt).requires_grad_()
+    t = torch.tensor(rng.integers(0, 70, 9))
+    loss = FL.nll_loss(lp, t)
+    assert loss.dtype == F.nll_loss(lp.detach(), t).dtype == tdt
+    loss.backward()
+    assert lp.grad.dtype == tdt
+    y = torch.tensor(rng.random((9, 70))).to(tdt)
+    xr = x.clone().requires_grad_()
+    loss = FL.binary_cross_entropy_with_logits(xr, y)
+    assert loss.dtype == tdt
+    loss.backward()
+    rl, rg = ref.binary_cross_entropy_with_logits_and_grad(x64, y.double().numpy())
+    assert_ulp(xr.grad.float().numpy(), rg, dt)
+    assert_ulp(loss.detach().float().numpy(), rl, dt)
+    k = FL.kl_div(lp.detach(), torch.softmax(x.float(), 1).to(tdt), reduction="batchmean")
+    assert k.dtype == tdt

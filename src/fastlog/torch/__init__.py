@@ -39,7 +39,7 @@ same errors, PyTorch's speed) when any tensor argument
 * is not on the CPU, is not strided (sparse, mkldnn), or is a tensor
   subclass / has ``__torch_function__`` (or a torch-function / dispatch mode
   is active, or it is wrapped by ``torch.func`` transforms such as ``vmap``);
-* has a dtype other than float32/float64 (float16, bfloat16; integer
+* has a dtype other than float32/float64/float16/bfloat16 (integer
   targets other than int64/uint8; a target or weight whose dtype differs
   from the input's, which PyTorch promotes);
 * is a target, weight or pos_weight that requires grad (fastlog
@@ -84,16 +84,20 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .. import _losses, _softmax
+from .. import _half, _losses, _softmax
+# PyTorch's own functions, saved before any patch(): every fallback below calls these.
+from . import _orig as F
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div",
            "log_softmax", "softmax", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
            "KLDivLoss", "fast_path_available", "set_buffer_reuse"]
 
 _FLOATS = (torch.float32, torch.float64)
+# Half precision: fastlog computes in float32 and rounds once (issue 13).  bfloat16 tensors are
+# viewed as ml_dtypes.bfloat16 arrays (no copy); without ml_dtypes they go to PyTorch.
+_HALVES = (torch.bfloat16, torch.float16)
 _INDEX_DTYPES = (torch.int64, torch.uint8)   # the class-index dtypes PyTorch accepts
 _PLAIN = (torch.Tensor, nn.Parameter)
 # What fastlog raises for arguments it rejects; PyTorch then gets the call and raises its own.
@@ -139,7 +143,16 @@ def _const_ok(t, dtype):
 def _input_ok(x):
     # is_compiling first: under torch.compile nothing below may be traced.
     return (not torch.compiler.is_compiling() and isinstance(x, torch.Tensor) and _plain_cpu(x)
-            and x.dtype in _FLOATS)
+            and (x.dtype in _FLOATS or (x.dtype in _HALVES and _half_ok(x.dtype))))
+
+
+def _half_ok(dtype):
+    return dtype == torch.float16 or _half.bfloat16() is not None
+
+
+def _autocast_half(x):
+    """True when torch.autocast("cpu") is on and x is half: PyTorch would cast x to float32."""
+    return x.dtype in _HALVES and torch.is_autocast_enabled("cpu")
 
 
 def fast_path_available(input, *others):
@@ -155,13 +168,21 @@ def fast_path_available(input, *others):
 
 
 def _np(t):
-    """Zero-copy NumPy view of a CPU tensor (never written to)."""
+    """Zero-copy NumPy view of a CPU tensor (never written to); bfloat16 as ml_dtypes.bfloat16."""
+    if t.dtype == torch.bfloat16:
+        return t.detach().view(torch.int16).numpy().view(_half.bfloat16())
     return t.detach().numpy()
 
 
-def _tensor(a):
-    """An ndarray (or NumPy scalar) produced by fastlog, as a tensor sharing its memory."""
-    return torch.from_numpy(np.asarray(a))
+def _tensor(a, dtype=None):
+    """An ndarray (or NumPy scalar) produced by fastlog, as a tensor sharing its memory
+    (cast to `dtype` if given: a float32 loss of a half input becomes PyTorch's loss dtype)."""
+    a = np.asarray(a)
+    if _half.is_bfloat16(a.dtype):
+        t = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    else:
+        t = torch.from_numpy(a)
+    return t if dtype is None or t.dtype == dtype else t.to(dtype)
 
 
 # ------------------------------------------------------- gradient buffers --
@@ -277,13 +298,14 @@ class _CrossEntropy(torch.autograd.Function):
         loss, grad = _losses.cross_entropy_and_grad(
             x, _np(target), None if weight is None else _np(weight),
             ignore_index, reduction, label_smoothing, out=out)
-        ctx.save_for_backward(target, weight, torch.from_numpy(grad))
+        ctx.save_for_backward(target, weight, _tensor(grad))
         ctx.args = (ignore_index, reduction, label_smoothing)
         # The input itself is needed only by a create_graph=True backward.  It is kept as a
         # plain reference (not saved): PyTorch's own cross_entropy lets the logits be
         # modified in place after the forward, and so does this one.
         ctx.input, ctx.input_version, ctx.input_shape = input, input._version, input.shape
-        return _tensor(loss)
+        # PyTorch's loss dtype: the input's, or float32 for a half input under autocast
+        return _tensor(loss, torch.float32 if _autocast_half(input) else input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -321,7 +343,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     Falls back to PyTorch as described in the module docstring.
     """
     reduction = _reduction(size_average, reduce, reduction)
-    if not _ce_fast_ok(input, target, weight):
+    if not _ce_fast_ok(input, target, weight) or (reduction == "none" and _autocast_half(input)):
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
     try:
@@ -330,7 +352,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                                        label_smoothing)
         return _tensor(_losses.cross_entropy(_np(input), _np(target),
                                              None if weight is None else _np(weight),
-                                             ignore_index, reduction, label_smoothing))
+                                             ignore_index, reduction, label_smoothing),
+                       torch.float32 if _autocast_half(input) else input.dtype)
     except _REJECTED:
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
@@ -344,7 +367,7 @@ class _NLL(torch.autograd.Function):
         loss = _losses.nll_loss(x, t, w, ignore_index, reduction)
         ctx.save_for_backward(input, target, weight)
         ctx.args = (ignore_index, reduction)
-        return _tensor(loss)
+        return _tensor(loss, input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -359,7 +382,7 @@ class _NLL(torch.autograd.Function):
             _, g = _losses.nll_loss_and_grad(_np(input), _np(target),
                                              None if weight is None else _np(weight),
                                              ignore_index, reduction)
-            gi = _scale(torch.from_numpy(g), grad_output, reduction, _class_axis_shape(input.shape))
+            gi = _scale(_tensor(g), grad_output, reduction, _class_axis_shape(input.shape))
         return gi, None, None, None, None
 
 
@@ -369,14 +392,14 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     reduction = _reduction(size_average, reduce, reduction)
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
             and target.dtype in _INDEX_DTYPES and _const_ok(weight, input.dtype)
-            and _env_ok(input, target, weight)):
+            and _env_ok(input, target, weight) and not _autocast_half(input)):
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
     try:
         if _needs_grad(input):
             return _NLL.apply(input, target, weight, ignore_index, reduction)
         return _tensor(_losses.nll_loss(_np(input), _np(target),
                                         None if weight is None else _np(weight),
-                                        ignore_index, reduction))
+                                        ignore_index, reduction), input.dtype)
     except _REJECTED:
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
 
@@ -389,9 +412,9 @@ class _BCEWithLogits(torch.autograd.Function):
         loss, grad = _losses.binary_cross_entropy_with_logits_and_grad(
             x, _np(target), None if weight is None else _np(weight), reduction,
             None if pos_weight is None else _np(pos_weight), out=_grad_buffer(x.shape, x.dtype))
-        ctx.save_for_backward(input, target, weight, pos_weight, torch.from_numpy(grad))
+        ctx.save_for_backward(input, target, weight, pos_weight, _tensor(grad))
         ctx.reduction = reduction
-        return _tensor(loss)
+        return _tensor(loss, input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -416,7 +439,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
             and target.dtype == input.dtype and target.shape == input.shape
             and not (target.requires_grad and torch.is_grad_enabled())
             and _const_ok(weight, input.dtype) and _const_ok(pos_weight, input.dtype)
-            and _env_ok(input, target, weight, pos_weight)):
+            and _env_ok(input, target, weight, pos_weight) and not _autocast_half(input)):
         return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
     try:
@@ -424,7 +447,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
             return _BCEWithLogits.apply(input, target, weight, pos_weight, reduction)
         return _tensor(_losses.binary_cross_entropy_with_logits(
             _np(input), _np(target), None if weight is None else _np(weight), reduction,
-            None if pos_weight is None else _np(pos_weight)))
+            None if pos_weight is None else _np(pos_weight)), input.dtype)
     except _REJECTED:
         return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
@@ -444,7 +467,7 @@ class _KLDiv(torch.autograd.Function):
         ctx.save_for_backward(target)
         ctx.args = (reduction, log_target, {"none": 1, "sum": 1, "mean": input.numel(),
                                             "batchmean": input.shape[0] if input.dim() else 1}[reduction])
-        return _tensor(loss)
+        return _tensor(loss, input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -472,14 +495,14 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
             and target.dtype == input.dtype and target.shape == input.shape
             and not (target.requires_grad and torch.is_grad_enabled())
             and reduction in ("none", "mean", "sum", "batchmean")
-            and _env_ok(input, target)):
+            and _env_ok(input, target) and not _autocast_half(input)):
         return F.kl_div(input, target, reduction=reduction, log_target=log_target)
     if reduction == "mean" and not legacy:
         warnings.warn(_KL_MEAN_WARNING, stacklevel=2)
     try:
         if _needs_grad(input):
             return _KLDiv.apply(input, target, reduction, bool(log_target))
-        return _tensor(_losses.kl_div(_np(input), _np(target), reduction, bool(log_target)))
+        return _tensor(_losses.kl_div(_np(input), _np(target), reduction, bool(log_target)), input.dtype)
     except _REJECTED:
         return F.kl_div(input, target, reduction=reduction, log_target=log_target)
 
@@ -493,7 +516,7 @@ def _softmax_function(name, np_forward, np_backward, torch_backward):
     class _Fn(torch.autograd.Function):
         @staticmethod
         def forward(ctx, input, dim):
-            y = torch.from_numpy(np.asarray(np_forward(_np(input), axis=dim)))
+            y = _tensor(np_forward(_np(input), axis=dim))
             ctx.save_for_backward(y)
             ctx.dim = dim
             return y
@@ -501,7 +524,7 @@ def _softmax_function(name, np_forward, np_backward, torch_backward):
         @staticmethod
         def backward(ctx, grad_output):
             (y,) = ctx.saved_tensors
-            if torch.is_grad_enabled() or not _plain_cpu(grad_output):
+            if torch.is_grad_enabled() or not _plain_cpu(grad_output) or grad_output.dtype != y.dtype:
                 return torch_backward(grad_output, y, ctx.dim, y.dtype), None
             return _tensor(np_backward(_np(grad_output), _np(y), axis=ctx.dim)), None
 
@@ -523,7 +546,7 @@ def _softmax_family(name, fn, np_fn, torch_fn, input, dim, _stacklevel, dtype):
         dim = 0 if input.dim() in (0, 1, 3) else 1
     if dtype is not None:
         input = input.to(dtype)
-    if not (_input_ok(input) and _env_ok(input)):
+    if not (_input_ok(input) and _env_ok(input)) or _autocast_half(input):
         return torch_fn(input, dim)
     nd = input.dim()
     if not isinstance(dim, int) or not -max(nd, 1) <= dim < max(nd, 1) or input.numel() == 0:
@@ -533,7 +556,7 @@ def _softmax_family(name, fn, np_fn, torch_fn, input, dim, _stacklevel, dtype):
         dim = None
     if _needs_grad(input):
         return fn.apply(input, dim)
-    return torch.from_numpy(np.asarray(np_fn(_np(input), axis=dim)))
+    return _tensor(np_fn(_np(input), axis=dim))
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
@@ -585,6 +608,11 @@ class KLDivLoss(nn.KLDivLoss):
     def forward(self, input, target):
         return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
+
+# Process-wide patching of torch.nn.functional / torch.nn (patch.py).
+from .patch import is_patched, patch, patched, unpatch  # noqa: E402
+
+__all__ += ["patch", "unpatch", "patched", "is_patched"]
 
 # Fused linear + cross-entropy (F.linear_cross_entropy's namesake) lives in its own module.
 try:

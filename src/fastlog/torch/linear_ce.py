@@ -21,11 +21,11 @@ Imported by ``fastlog.torch``; importing fastlog alone never imports torch.
 """
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .. import linear as _lin
 from .._losses import _finish_loss
+from . import _orig as F   # PyTorch's own functions, even after fastlog.torch.patch()
 
 __all__ = ["linear_cross_entropy", "LinearCrossEntropyLoss"]
 
