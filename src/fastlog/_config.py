@@ -4,36 +4,7 @@ import sys
 
 from . import _dispatch
 from ._dispatch import core
-from ._validation import positive_int
-
-
-def set_num_threads(n):
-    """Use `n` threads (>= 1) in fastlog's kernels.  Results do not depend on it.
-
-    The default is OpenMP's default (all cores) or ``FASTLOG_NUM_THREADS``.
-    Small inputs run on one thread whatever this says.
-    """
-    core.set_threads(positive_int(n, "n"))
-
-
-def get_num_threads():
-    """The number of threads fastlog's kernels may use."""
-    return core.get_threads()
-
-
-class num_threads:
-    """Context manager: ``with fastlog.num_threads(1): ...`` restores the old count after."""
-
-    def __init__(self, n):
-        self.n = n
-
-    def __enter__(self):
-        self.old = get_num_threads()
-        set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        set_num_threads(self.old)
+from ._threads import get_num_threads, num_threads, set_num_threads  # noqa: F401
 
 
 def _cpu_model():
@@ -45,6 +16,12 @@ def _cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _openmp_works():
+    """Run-time check: an OpenMP region asked for 2 threads really runs 2
+    (False for a build without OpenMP)."""
+    return bool(core.OPENMP) and core.openmp_team_size(2) == 2
 
 
 def config():
@@ -60,6 +37,7 @@ def config():
         "isa": core.ISA,
         "isa_supported": _dispatch.supported_levels(),
         "openmp": core.OPENMP,
+        "openmp_threads_ok": _openmp_works(),
         "threads": core.get_threads(),
         "max_threads": core.max_threads(),
     }
@@ -73,7 +51,8 @@ def show_config(file=None):
         f"  cpu:        {c['cpu']}",
         f"  isa:        {c['isa']}  (this CPU supports: {', '.join(c['isa_supported'])}; "
         f"force one with FASTLOG_ISA)",
-        f"  openmp:     {'enabled' if c['openmp'] else 'DISABLED (single-threaded build)'}",
+        f"  openmp:     {'enabled' if c['openmp'] else 'DISABLED (single-threaded build)'}"
+        f"{'' if c['openmp_threads_ok'] or not c['openmp'] else ' but NOT WORKING (2 threads asked, fewer ran)'}",
         f"  threads:    {c['threads']} (OpenMP default {c['max_threads']}; "
         f"set with fastlog.set_num_threads or FASTLOG_NUM_THREADS)",
     ]

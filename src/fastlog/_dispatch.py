@@ -1,31 +1,24 @@
-"""Choose the compiled kernel build for this CPU, once, at import time.
+"""Choose the kernel table for this CPU, once, at import time.
 
-fastlog ships the same kernels compiled for three x86-64 levels:
-``baseline`` (SSE2, any x86-64), ``avx2`` (AVX2 + FMA) and ``avx512``
-(AVX-512 F/DQ/BW/VL).  The best level the CPU supports is used unless the
-environment variable ``FASTLOG_ISA`` names one (``baseline``, ``avx2``,
-``avx512``); asking for a level the CPU lacks raises ImportError rather than
-crashing on an illegal instruction.  Threads: ``FASTLOG_NUM_THREADS`` or
-:func:`fastlog.set_num_threads` (default: OpenMP's default, i.e. all cores).
+fastlog compiles its C kernels for three x86-64 levels: ``baseline`` (SSE2,
+any x86-64), ``avx2`` (AVX2 + FMA + BMI2 + F16C) and ``avx512`` (AVX-512
+F/DQ/BW/VL/CD), and links all of them into ONE extension, :mod:`fastlog._core`,
+which calls the kernels through a table of function pointers.  The best level
+the CPU supports is selected here unless the environment variable
+``FASTLOG_ISA`` names one (``baseline``, ``avx2``, ``avx512``); asking for a
+level the CPU lacks raises ImportError rather than crashing on an illegal
+instruction.  ``fastlog.show_config()`` tells which one runs.
 """
-import importlib
-import importlib.util
 import os
 
-from . import _core_baseline
+from . import _core
 
 LEVELS = ("baseline", "avx2", "avx512")
 
 
 def supported_levels():
     """The ISA levels this CPU can run and this build contains, lowest first."""
-    out = ["baseline"]
-    for name, ok in (("avx2", _core_baseline.cpu_has_avx2_fma()),
-                     ("avx512", _core_baseline.cpu_has_avx512())):
-        if not ok or importlib.util.find_spec(f"fastlog._core_{name}") is None:
-            break
-        out.append(name)
-    return out
+    return list(_core.cpu_levels())
 
 
 def _select():
@@ -39,23 +32,21 @@ def _select():
         level = want
     else:
         level = levels[-1]
-    return importlib.import_module(f"fastlog._core_{level}")
+    _core.select(level)
+    return _core
 
 
+#: The compiled module, with the kernel table of the selected level.
 core = _select()
 
 
-def _initial_threads():
-    env = os.environ.get("FASTLOG_NUM_THREADS", "").strip()
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            raise ImportError(f"FASTLOG_NUM_THREADS={env!r} is not an integer") from None
-        if n < 1:
-            raise ImportError(f"FASTLOG_NUM_THREADS={env!r} must be >= 1")
-        return n
-    return max(1, core.max_threads())
+def kernels(level):
+    """The exp/log kernels of one ISA level (``.exp_array``, ``.log_array``), for
+    tests that check every level this CPU supports; everything else runs on
+    the level selected at import."""
+    return _core.Kernels(level)
 
 
-core.set_threads(_initial_threads())
+from . import _threads  # noqa: E402  (sets the initial thread count)
+
+_threads._init()

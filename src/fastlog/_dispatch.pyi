@@ -1,6 +1,7 @@
-from typing import List, Tuple
+from typing import Any, List, Tuple
 
-from . import _core_baseline as core  # the build chosen at import has the same API
+from . import _core as core
 
 LEVELS: Tuple[str, ...]
 def supported_levels() -> List[str]: ...
+def kernels(level: str) -> Any: ...

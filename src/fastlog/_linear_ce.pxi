@@ -1,10 +1,10 @@
 # Fused linear + cross-entropy: loss and gradients of
 #     cross_entropy(X @ Wm.T + b, target)
-# without ever holding the N x V logits.  Included at the end of _core.pxi.
+# without ever holding the N x V logits.  Included at the end of _core.pyx.
 #
 # Rows are processed in blocks of `nb` rows; for each block
 #   1. work[nb, V]  = X_blk @ Wm.T (+ b)                    GEMM (BLAS)
-#   2. work         = gscale * dloss/dlogits, in place      fl_ce_index_rows (+ z-loss)
+#   2. work         = gscale * dloss/dlogits, in place      lce_row (kernel table)
 #   3. gX_blk       = work @ Wm                             GEMM
 #      gW          += work.T @ X_blk  (beta = 0 on block 0)  GEMM
 #      gb_acc      += column sums of work (float64)
@@ -16,87 +16,48 @@
 # run in SciPy's BLAS with its own thread pool (fastlog's OpenMP threads are
 # idle while BLAS runs, and vice versa: no oversubscription).
 
-from libc.string cimport memcpy
-from cython.parallel cimport threadid
-
-cdef extern from "fl_kernels.h" nogil:
-    float fl_expf(float)
-    double fl_exp(double)
-
-
-cdef inline void _lce_row(real *row, Py_ssize_t V, const int64_t *t, const real *w, double W,
-                          int64_t ignore_index, double eps, double gs, double zscale,
-                          bint want_grad, bint want_lse, double *loss, real *lse,
-                          real *scratch) noexcept nogil:
-    """One row of logits -> its loss (and lse); with want_grad the row is
-    overwritten by gs * dloss/dlogits.  scratch: V values (only used when
-    zscale != 0 and want_grad)."""
-    cdef real l = 0
-    cdef real zg, lr
-    cdef Py_ssize_t j
-    cdef bint ext = want_lse or zscale != 0.0
-    cdef bint ignored = t[0] == ignore_index
-    if ext:
-        if real is float:
-            fl_lse_rows_f32(row, 1, V, &l)
-        else:
-            fl_lse_rows_f64(row, 1, V, &l)
-        if want_lse:
-            lse[0] = l
-        if zscale != 0.0 and want_grad and not ignored:
-            memcpy(scratch, row, V * sizeof(real))
-    if real is float:
-        fl_ce_index_rows_f32(row, 1, V, t, w, W, ignore_index, eps, gs, loss,
-                             row if want_grad else NULL)
-    else:
-        fl_ce_index_rows_f64(row, 1, V, t, w, W, ignore_index, eps, gs, loss,
-                             row if want_grad else NULL)
-    if zscale != 0.0 and not ignored:
-        # z-loss: zscale * lse^2, gradient 2 * zscale * lse * softmax.
-        loss[0] += zscale * <double>l * <double>l
-        if want_grad:
-            zg = <real>(gs * 2.0 * zscale * <double>l)
-            lr = l
-            if real is float:
-                for j in range(V):
-                    row[j] += zg * fl_expf(scratch[j] - lr)
-            else:
-                for j in range(V):
-                    row[j] += zg * fl_exp(scratch[j] - lr)
-
-
 cdef void _lce_block(real *work, Py_ssize_t m, Py_ssize_t V, const int64_t *t, const real *w, double W,
                      int64_t ignore_index, double eps, double gscale, const double *row_scale,
                      double zscale, bint want_grad, bint want_lse, double *loss, real *lse,
-                     real *scratch) noexcept nogil:
-    """_lce_row over the m rows of one block, threads over rows (static)."""
+                     real *scratch, int nthr) noexcept nogil:
+    """One row at a time (lce_row of the kernel table) over the m rows of a
+    block, threads over rows (static).  nthr was fixed at the call's entry
+    and scratch holds nthr * V values when it is used: thread k uses row k."""
     cdef Py_ssize_t i
-    cdef int nt = _threads_for(m, V)
+    cdef int nt = _threads_for(nthr, m, V)
     cdef int tid
     cdef double gs
     if nt == 1:
         for i in range(m):
             gs = gscale * row_scale[i] if row_scale != NULL else gscale
-            _lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
-                     want_lse, loss + i, (lse + i) if lse != NULL else NULL, scratch)
+            if real is float:
+                K.f32.lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
+                              want_lse, loss + i, (lse + i) if lse != NULL else NULL, scratch)
+            else:
+                K.f64.lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
+                              want_lse, loss + i, (lse + i) if lse != NULL else NULL, scratch)
         return
     for i in prange(m, num_threads=nt, schedule='static'):
         tid = threadid()
         gs = gscale * row_scale[i] if row_scale != NULL else gscale
-        _lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
-                 want_lse, loss + i, (lse + i) if lse != NULL else NULL,
-                 (scratch + tid * V) if scratch != NULL else NULL)
+        if real is float:
+            K.f32.lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
+                          want_lse, loss + i, (lse + i) if lse != NULL else NULL,
+                          (scratch + tid * V) if scratch != NULL else NULL)
+        else:
+            K.f64.lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
+                          want_lse, loss + i, (lse + i) if lse != NULL else NULL,
+                          (scratch + tid * V) if scratch != NULL else NULL)
 
 
 cdef void _lce_run(const real *X, const real *Wm, const real *b, Py_ssize_t N, Py_ssize_t H,
                    Py_ssize_t V, const int64_t *t, const real *w, double W, int64_t ignore_index,
                    double eps, double gscale, const double *row_scale, double zscale, Py_ssize_t nb,
                    real *work, real *scratch, double *loss, real *lse, real *gX, real *gW,
-                   double *gb) noexcept nogil:
-    cdef Py_ssize_t r0 = 0, m, i, j
+                   double *gb, int nthr) noexcept nogil:
+    cdef Py_ssize_t r0 = 0, m, i
     cdef bint want_grad = gX != NULL or gW != NULL or gb != NULL
     cdef real beta
-    cdef real *wr
     if gW != NULL and N == 0:
         memset(gW, 0, V * H * sizeof(real))
     if gb != NULL:
@@ -117,7 +78,7 @@ cdef void _lce_run(const real *X, const real *Wm, const real *b, Py_ssize_t N, P
         # 2. loss and gscale * dloss/dlogits, in place
         _lce_block(work, m, V, t + r0, w, W, ignore_index, eps, gscale,
                    (row_scale + r0) if row_scale != NULL else NULL, zscale, want_grad,
-                   lse != NULL, loss + r0, (lse + r0) if lse != NULL else NULL, scratch)
+                   lse != NULL, loss + r0, (lse + r0) if lse != NULL else NULL, scratch, nthr)
         # 3. gradients
         if gX != NULL:
             _gemm(False, False, <int>m, <int>H, <int>V, <real>1, work, <int>V, Wm, <int>(H if H > 0 else 1),
@@ -126,35 +87,37 @@ cdef void _lce_run(const real *X, const real *Wm, const real *b, Py_ssize_t N, P
             _gemm(True, False, <int>V, <int>H, <int>m, <real>1, work, <int>V, X + r0 * H,
                   <int>(H if H > 0 else 1), <real>(0 if r0 == 0 else 1), gW, <int>(H if H > 0 else 1))
         if gb != NULL:
-            for i in range(m):
-                wr = work + i * V
-                for j in range(V):
-                    gb[j] += wr[j]
+            if real is float:
+                K.f32.colsum_add(work, m, V, gb)
+            else:
+                K.f64.colsum_add(work, m, V, gb)
         r0 += m
 
 
-def linear_ce(cnp.ndarray X, cnp.ndarray Wm, object bias, cnp.ndarray target, object weight,
-              long long ignore_index, double eps, int reduction, object row_scale, double zscale,
-              cnp.ndarray work, object scratch, cnp.ndarray loss, object lse, object gX, object gW,
-              object gb):
+def linear_ce(cnp.ndarray X not None, cnp.ndarray Wm not None, object bias, cnp.ndarray target not None,
+              object weight, long long ignore_index, double eps, int reduction, object row_scale,
+              double zscale, cnp.ndarray work not None, object scratch, cnp.ndarray loss not None,
+              object lse, object gX, object gW, object gb):
     """Fused linear + cross-entropy over the rows of X (N, H) with Wm (V, H).
 
     bias: None or (V,); weight: None or (V,) class weights; target: int64 (N,).
-    reduction 0 none / 1 mean / 2 sum sets gscale (1/sum of weights for mean);
-    row_scale: None or float64 (N,) multiplying each row's gradient (then
-    reduction only matters through it: pass 0 or 2).  work: nb*V buffer of
-    X's dtype (nb = rows per block = work.size // V).  scratch: None or
-    threads*V buffer (needed when zscale != 0 and gradients are wanted).
+    reduction (Reduction) 0 none / 1 mean / 2 sum sets gscale (1/sum of
+    weights for mean); row_scale: None or float64 (N,) multiplying each row's
+    gradient (then reduction only matters through it: pass 0 or 2).  work:
+    nb*V buffer of X's dtype (nb = rows per block = work.size // V).  scratch:
+    None or k*V buffer (k >= 1; used when zscale != 0 and gradients are
+    wanted: at most k threads then run the per-row pass).
     loss: float64 (N,) OUT; lse: None or (N,) OUT of X's dtype.
     gX (N, H), gW (V, H): None or OUT of X's dtype; gb: None or float64 (V,) OUT.
     Returns (bad_row, weight_sum, loss_sum); bad_row >= 0: target out of
-    range there, nothing computed.  All arrays C-contiguous, validated.
+    range there, nothing computed.  All arrays C-contiguous.
     """
-    cdef Py_ssize_t N = cnp.PyArray_DIM(X, 0), H = cnp.PyArray_DIM(X, 1), V = cnp.PyArray_DIM(Wm, 0)
-    cdef Py_ssize_t nb = (cnp.PyArray_SIZE(work) // V) if V > 0 else 1, bad, j
+    cdef int tn = _float_arr(X, "X"), nthr = _call_threads()
+    cdef Py_ssize_t N = _dim2(X, 0, "X"), H = cnp.PyArray_DIM(X, 1), V = _dim2(Wm, 0, "Wm")
+    cdef Py_ssize_t nb, bad
     cdef double wsum = 0.0, Wtot = <double>V, gscale, total = 0.0
-    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
-    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef const int64_t *t
+    cdef double *lp
     cdef const double *rs = NULL
     cdef void *bp = NULL
     cdef void *wp = NULL
@@ -163,6 +126,36 @@ def linear_ce(cnp.ndarray X, cnp.ndarray Wm, object bias, cnp.ndarray target, ob
     cdef void *gxp = NULL
     cdef void *gwp = NULL
     cdef double *gbp = NULL
+    cdef bint want_grad = gX is not None or gW is not None or gb is not None
+    if cnp.PyArray_DIM(Wm, 1) != H:
+        raise ValueError(f"Wm: expected {H} columns, got {cnp.PyArray_DIM(Wm, 1)}")
+    _like(Wm, tn, V * H, "Wm", False, False)
+    _like(bias, tn, V, "bias")
+    _targets_arg(target, N)
+    _like(weight, tn, V, "weight")
+    _reduction(reduction)
+    _like(row_scale, cnp.NPY_FLOAT64, N, "row_scale")
+    _like(work, tn, -1, "work", True, False)
+    _like(scratch, tn, -1, "scratch", True)
+    _like(loss, cnp.NPY_FLOAT64, N, "loss", True, False)
+    _like(lse, tn, N, "lse", True)
+    _like(gX, tn, N * H, "gX", True)
+    _like(gW, tn, V * H, "gW", True)
+    _like(gb, cnp.NPY_FLOAT64, V, "gb", True)
+    _int_dims(N, H, V)
+    nb = (cnp.PyArray_SIZE(work) // V) if V > 0 else 1
+    if N > 0 and V > 0 and nb < 1:
+        raise ValueError(f"work: needs at least V = {V} values (one row)")
+    if nb < 1:
+        nb = 1
+    if zscale != 0.0 and want_grad and N > 0:
+        # The per-row pass needs V values of scratch per thread: the thread
+        # count of this call is fixed here, from the scratch given.
+        if scratch is None or cnp.PyArray_SIZE(<cnp.ndarray>scratch) < V:
+            raise ValueError(f"scratch: z_loss with gradients needs at least V = {V} values per thread")
+        nthr = min(nthr, <int>min(cnp.PyArray_SIZE(<cnp.ndarray>scratch) // max(V, 1), MAX_THREADS))
+    t = <const int64_t *>cnp.PyArray_DATA(target)
+    lp = <double *>cnp.PyArray_DATA(loss)
     if bias is not None:
         bp = cnp.PyArray_DATA(<cnp.ndarray>bias)
     if weight is not None:
@@ -179,35 +172,29 @@ def linear_ce(cnp.ndarray X, cnp.ndarray Wm, object bias, cnp.ndarray target, ob
         gwp = cnp.PyArray_DATA(<cnp.ndarray>gW)
     if gb is not None:
         gbp = <double *>cnp.PyArray_DATA(<cnp.ndarray>gb)
-    if nb < 1:
-        nb = 1
-    if _is_f32(X):
+    if tn == cnp.NPY_FLOAT32:
         with nogil:
             bad = _check_targets[float](t, N, V, ignore_index, <const float *>wp, &wsum)
             if bad < 0:
                 if wp != NULL:
-                    Wtot = 0.0
-                    for j in range(V):
-                        Wtot += (<const float *>wp)[j]
-                gscale = (1.0 / wsum) if (reduction == 1 and rs == NULL) else 1.0
+                    Wtot = _sum_w[float](<const float *>wp, V)
+                gscale = (1.0 / wsum) if (reduction == RED_MEAN and rs == NULL) else 1.0
                 _lce_run[float](<const float *>cnp.PyArray_DATA(X), <const float *>cnp.PyArray_DATA(Wm),
                                 <const float *>bp, N, H, V, t, <const float *>wp, Wtot, ignore_index, eps,
                                 gscale, rs, zscale, nb, <float *>cnp.PyArray_DATA(work), <float *>sp,
-                                lp, <float *>lsp, <float *>gxp, <float *>gwp, gbp)
+                                lp, <float *>lsp, <float *>gxp, <float *>gwp, gbp, nthr)
                 total = _sum_rows(lp, N)
     else:
         with nogil:
             bad = _check_targets[double](t, N, V, ignore_index, <const double *>wp, &wsum)
             if bad < 0:
                 if wp != NULL:
-                    Wtot = 0.0
-                    for j in range(V):
-                        Wtot += (<const double *>wp)[j]
-                gscale = (1.0 / wsum) if (reduction == 1 and rs == NULL) else 1.0
+                    Wtot = _sum_w[double](<const double *>wp, V)
+                gscale = (1.0 / wsum) if (reduction == RED_MEAN and rs == NULL) else 1.0
                 _lce_run[double](<const double *>cnp.PyArray_DATA(X), <const double *>cnp.PyArray_DATA(Wm),
                                  <const double *>bp, N, H, V, t, <const double *>wp, Wtot, ignore_index,
                                  eps, gscale, rs, zscale, nb, <double *>cnp.PyArray_DATA(work),
-                                 <double *>sp, lp, <double *>lsp, <double *>gxp, <double *>gwp, gbp)
+                                 <double *>sp, lp, <double *>lsp, <double *>gxp, <double *>gwp, gbp, nthr)
                 total = _sum_rows(lp, N)
     if bad >= 0:
         return bad, 0.0, 0.0

@@ -1,8 +1,9 @@
 /* fastlog half precision: bfloat16 / float16 <-> float32 conversion, and the
  * block drivers that run the float32 row kernels on converted rows.
  *
- * Included by fl_kernels.h after the float32 kernels, so every ISA build of
- * _core gets its own copy (static functions) compiled with its own flags.
+ * Included by fl_kernels.c after the float32 kernels, so every ISA level gets
+ * its own copy compiled with its own flags; exported through the level's
+ * kernel table (fl_ktab.half; the argument struct is in fl_kernels.h).
  *
  * Design (issue 13): a block of rows (a chunk of ~32K elements, sized by the
  * Cython caller) is converted from half into a float32 scratch buffer that
@@ -30,12 +31,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "fl_kernels.h"
 #if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
 #endif
-
-#define FL_KIND_BF16 0
-#define FL_KIND_F16 1
 
 static inline float fl_u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static inline uint32_t fl_f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -184,35 +184,6 @@ static inline void fl_f2h_n(int kind, const float *s, ptrdiff_t n, uint16_t *d)
 }
 
 /* ------------------------------------------------------ block driver ---- */
-enum {
-    FL_H_LOG_SOFTMAX = 0, FL_H_SOFTMAX = 1, FL_H_LSE = 2,
-    FL_H_LOG_SOFTMAX_BWD = 3, FL_H_SOFTMAX_BWD = 4,
-    FL_H_CE_INDEX = 5, FL_H_CE_PROB = 6, FL_H_BCE = 7
-};
-
-/* Everything one half-precision call needs; rows are `C` long (BCE: C = 1,
- * element-wise).  Arrays point at row 0 of the whole call. */
-typedef struct {
-    int kind, op;
-    ptrdiff_t C;
-    const uint16_t *x;       /* logits / grad_output (backward) */
-    const uint16_t *y;       /* softmax output (backward), probability / BCE target */
-    uint16_t *out;           /* output, gradient (NULL: none) */
-    uint16_t *out2;          /* BCE: per-element losses (NULL: none) */
-    const int64_t *target;   /* CE class indices */
-    const float *w;          /* CE: C class weights; BCE: per-element weights (or NULL) */
-    const float *pw;         /* BCE: per-element pos_weight (or NULL) */
-    double W, eps, gscale;
-    int64_t ignore_index;
-    double *loss;            /* CE: per-row losses (double) */
-} fl_half_args;
-
-/* Scratch floats fl_half_rows needs for m rows of C. */
-static inline ptrdiff_t fl_half_scratch(ptrdiff_t m, ptrdiff_t C)
-{
-    return 2 * m * (C > 0 ? C : 1) + m + 16;
-}
-
 /* Rows [r0, r0 + m) of the call described by `a`, through the float32
  * scratch `s` (fl_half_scratch(m, C) floats).  Returns the BCE chunk sum
  * (0 for the other ops).  Outputs may alias inputs (out = x): every input

@@ -1,0 +1,693 @@
+# fastlog._core: the ONE compiled extension.  Typed nogil loops over rows,
+# threads, reductions, the BLAS glue, the MLP and fused linear + CE.
+#
+# The SIMD math lives in C (src/fastlog/_csrc/), compiled once per x86-64
+# level (baseline, avx2, avx512) into a table of function pointers
+# (fl_ktab_<level>, see fl_kernels.h / _kernels.pxd); this module is compiled
+# once and calls the kernels through the table `K`, chosen once at import by
+# fastlog._dispatch (select()).  Every per-element loop is in the table, so
+# each level's vector width and FMA apply; what is left here is chunking,
+# threads and fixed-order reductions.
+#
+# Contract with the Python layer (fastlog/_softmax.py, fastlog/_losses.py, ...):
+# arrays arrive validated, C-contiguous, of one floating dtype (float32 or
+# float64), 2-D (rows x classes) unless said otherwise, targets as int64.
+# The entry points still check dtype, contiguity and sizes (cheap C checks) so
+# that a wrong call raises TypeError/ValueError instead of touching memory it
+# should not; user-facing messages are the wrappers' job.  Bad targets are
+# reported back as a row index and the wrapper raises.
+#
+# Threads: the thread count is read ONCE per call (_call_threads(), with the
+# GIL held: the calling thread's fastlog.num_threads override, else the
+# process default) and passed down; nothing below reads a global that another
+# Python thread could change mid-call.  Rows are cut into fixed chunks
+# (_chunk_rows depends only on C) and the chunks are spread over threads with
+# a static prange.  Per-row results never depend on the chunking, and
+# reductions over rows are done afterwards in row order, so results are
+# bit-identical for any thread count.
+
+cimport numpy as cnp
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int64_t
+from libc.string cimport memset, memcpy
+from libc.stdlib cimport malloc, free
+from libc.math cimport NAN
+from cpython.pyport cimport PY_SSIZE_T_MAX
+
+from fastlog._kernels cimport fl_ktab, fl_ktab_for, fl_cpu_has_avx2_fma, fl_cpu_has_avx512
+from fastlog._kernels cimport FL_OPENMP, omp_get_max_threads, omp_get_num_procs, omp_get_thread_num
+from fastlog._enums cimport *
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    /* fastlog.num_threads(n) override of the calling OS thread (0: none). */
+    static __thread int fl_tls_threads = 0;
+    """
+    int fl_tls_threads
+
+ctypedef fused real:
+    float
+    double
+
+# ------------------------------------------------------------------ config --
+LEVELS = ("baseline", "avx2", "avx512")
+OPENMP = bool(FL_OPENMP)
+ENUMS = {
+    "Op": {"LOG_SOFTMAX": OP_LOG_SOFTMAX, "SOFTMAX": OP_SOFTMAX, "LOGSUMEXP": OP_LOGSUMEXP},
+    "Reduction": {"NONE": RED_NONE, "MEAN": RED_MEAN, "SUM": RED_SUM},
+    "MLPMode": {"GRAD": MLP_GRAD, "SGD": MLP_SGD},
+    "MLPOutput": {"LOGITS": MLP_LOGITS, "LOG_PROBA": MLP_LOG_PROBA, "PROBA": MLP_PROBA,
+                  "LABELS": MLP_LABELS},
+}
+
+# The kernel table in use (baseline until select() is called).
+cdef const fl_ktab *K = fl_ktab_for(0)
+ISA = "baseline"
+
+cdef int _n_threads = 1
+# Below this many elements a call stays on one thread (thread start-up costs
+# more than it saves).
+cdef Py_ssize_t PAR_MIN_ELEMS = 1 << 16
+# Work unit: ~32K elements (128 KB of float32) per chunk, whole rows.
+cdef Py_ssize_t CHUNK_ELEMS = 1 << 15
+cdef int MAX_THREADS = 1 << 16
+
+
+def cpu_has_avx2_fma():
+    """AVX2, FMA, BMI2 and F16C: what the avx2 kernels are compiled for."""
+    return bool(fl_cpu_has_avx2_fma())
+
+
+def cpu_has_avx512():
+    """The avx2 set plus AVX-512 F/DQ/BW/VL/CD: what the avx512 kernels use."""
+    return bool(fl_cpu_has_avx512())
+
+
+def built_levels():
+    """The ISA levels whose kernel table is compiled into this module."""
+    return tuple(LEVELS[i] for i in range(3) if fl_ktab_for(i) != NULL)
+
+
+def cpu_levels():
+    """The built levels this CPU can run, lowest first."""
+    out = ["baseline"]
+    for i, ok in ((1, fl_cpu_has_avx2_fma()), (2, fl_cpu_has_avx512())):
+        if not ok or fl_ktab_for(i) == NULL:
+            break
+        out.append(LEVELS[i])
+    return out
+
+
+def select(str level):
+    """Use the kernel table of `level` from now on (fastlog._dispatch calls
+    this once at import; the caller checks the CPU supports it)."""
+    global K, ISA
+    if level not in cpu_levels():
+        raise ImportError(f"ISA level {level!r} is not available on this CPU/build "
+                          f"(available: {', '.join(cpu_levels())})")
+    K = fl_ktab_for(LEVELS.index(level))
+    ISA = K.isa.decode()
+    return ISA
+
+
+def max_threads():
+    """What OpenMP would use by default (1 without OpenMP)."""
+    return omp_get_max_threads()
+
+
+def set_threads(int n):
+    """The process-wide default thread count (fastlog.set_num_threads)."""
+    global _n_threads
+    _n_threads = n if n > 0 else 1
+    if _n_threads > MAX_THREADS:
+        _n_threads = MAX_THREADS
+
+
+def get_default_threads():
+    return _n_threads
+
+
+def set_thread_override(int n):
+    """The calling OS thread's override (fastlog.num_threads); 0 clears it.
+    Returns the previous override."""
+    global fl_tls_threads
+    cdef int old = fl_tls_threads
+    fl_tls_threads = (n if n < MAX_THREADS else MAX_THREADS) if n > 0 else 0
+    return old
+
+
+def get_threads():
+    """The thread count a call made now, from this thread, would use."""
+    return _call_threads()
+
+
+cdef inline int _call_threads() noexcept nogil:
+    return fl_tls_threads if fl_tls_threads > 0 else _n_threads
+
+
+def openmp_team_size(int n):
+    """How many threads an OpenMP parallel region asked for `n` really ran
+    (run-time check that the build's OpenMP works; 1 without OpenMP)."""
+    cdef int k, seen = 0
+    cdef int *hit = <int *>malloc(max(n, 1) * sizeof(int))
+    if hit == NULL:
+        raise MemoryError()
+    memset(hit, 0, max(n, 1) * sizeof(int))
+    with nogil:
+        for k in prange(n, num_threads=n, schedule='static', chunksize=1):
+            hit[omp_get_thread_num()] = 1
+    for k in range(n):
+        seen += hit[k]
+    free(hit)
+    return seen
+
+
+cdef inline Py_ssize_t _chunk_rows(Py_ssize_t C) noexcept nogil:
+    if C <= 0:
+        return CHUNK_ELEMS
+    if C >= CHUNK_ELEMS:
+        return 1
+    return CHUNK_ELEMS // C
+
+
+cdef inline int _threads_for(int nthr, Py_ssize_t nrows, Py_ssize_t C) noexcept nogil:
+    cdef Py_ssize_t nch
+    if nthr <= 1 or nrows * C < PAR_MIN_ELEMS:
+        return 1
+    nch = (nrows + _chunk_rows(C) - 1) // _chunk_rows(C)
+    if nch < 2:
+        return 1
+    return <int>(nch if nch < nthr else nthr)
+
+
+# ------------------------------------------------- argument checks (cheap) --
+cdef inline bint _is_f32(cnp.ndarray a):
+    return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32
+
+
+cdef int _float_arr(cnp.ndarray a, str name) except -1:
+    """a is a C-contiguous float32/float64 array; returns its type number."""
+    cdef int tn = cnp.PyArray_TYPE(a)
+    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got {a.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    return tn
+
+
+cdef int _like(object a, int tn, Py_ssize_t size, str name, bint out=False,
+               bint allow_none=True) except -1:
+    """a is None (if allowed) or a C-contiguous array of type tn and `size`
+    elements (size < 0: any), writable when out."""
+    cdef cnp.ndarray arr
+    if a is None:
+        if not allow_none:
+            raise TypeError(f"{name}: an array is required, got None")
+        return 0
+    if not isinstance(a, cnp.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, got {type(a).__name__}")
+    arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != tn:
+        raise TypeError(f"{name}: expected dtype {cnp.PyArray_DescrFromType(tn)}, got {arr.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    if size >= 0 and cnp.PyArray_SIZE(arr) != size:
+        raise ValueError(f"{name}: expected {size} elements, got {cnp.PyArray_SIZE(arr)}")
+    if out and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name}: output array is read-only")
+    return 0
+
+
+cdef Py_ssize_t _dim2(cnp.ndarray a, int k, str name) except -1:
+    if cnp.PyArray_NDIM(a) != 2:
+        raise ValueError(f"{name}: expected a 2-D array, got {cnp.PyArray_NDIM(a)}-D")
+    return cnp.PyArray_DIM(a, k)
+
+
+cdef int _reduction(int r) except -1:
+    if r != RED_NONE and r != RED_MEAN and r != RED_SUM:
+        raise ValueError(f"reduction code must be 0 (none), 1 (mean) or 2 (sum), got {r}")
+    return r
+
+
+# ------------------------------------------------------ unary row kernels --
+cdef void _unary_block(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *out) noexcept nogil:
+    if real is float:
+        if op == OP_LOG_SOFTMAX:
+            K.f32.log_softmax_rows(x, n, C, out)
+        elif op == OP_SOFTMAX:
+            K.f32.softmax_rows(x, n, C, out)
+        else:
+            K.f32.lse_rows(x, n, C, out)
+    else:
+        if op == OP_LOG_SOFTMAX:
+            K.f64.log_softmax_rows(x, n, C, out)
+        elif op == OP_SOFTMAX:
+            K.f64.softmax_rows(x, n, C, out)
+        else:
+            K.f64.lse_rows(x, n, C, out)
+
+
+cdef void _unary_run(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *out,
+                     int nthr) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, ostride
+    cdef int nt = _threads_for(nthr, n, C)
+    ostride = 1 if op == OP_LOGSUMEXP else C
+    if nt == 1:
+        _unary_block(op, x, n, C, out)
+        return
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        r0 = k * cr
+        _unary_block(op, x + r0 * C, (cr if r0 + cr <= n else n - r0), C, out + r0 * ostride)
+
+
+def unary_rows(int op, cnp.ndarray x not None, cnp.ndarray out not None, Py_ssize_t C=-1):
+    """op (Op) log_softmax / softmax / logsumexp over the rows of `x` into `out`.
+
+    x is C-contiguous; rows have length C (default: the last dimension of a
+    2-D x), so an N-d array reduced over trailing axes needs no reshape."""
+    if cnp.PyArray_ITEMSIZE(x) == 2:   # float16 / bfloat16: _half.pxi
+        return half_unary_rows(op, x, out, C)
+    cdef Py_ssize_t n, size = cnp.PyArray_SIZE(x)
+    cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
+    if op < OP_LOG_SOFTMAX or op > OP_LOGSUMEXP:
+        raise ValueError(f"op must be 0, 1 or 2, got {op}")
+    if C < 0:
+        C = _dim2(x, 1, "x")
+    if C > 0:
+        if size % C:
+            raise ValueError(f"x: {size} elements are not whole rows of {C}")
+        n = size // C
+    else:
+        n = cnp.PyArray_DIM(x, 0) if cnp.PyArray_NDIM(x) > 0 else 1
+        if size != 0:
+            raise ValueError("x: rows of length 0 but x is not empty")
+    _like(out, tn, n if op == OP_LOGSUMEXP else size, "out", True, False)
+    if op == OP_LOGSUMEXP and C == 0 and n > 0 and cnp.PyArray_SIZE(out) < n:
+        raise ValueError("out: too small")
+    if tn == cnp.NPY_FLOAT32:
+        with nogil:
+            _unary_run[float](op, <const float *>cnp.PyArray_DATA(x), n, C, <float *>cnp.PyArray_DATA(out),
+                              nthr)
+    else:
+        with nogil:
+            _unary_run[double](op, <const double *>cnp.PyArray_DATA(x), n, C,
+                               <double *>cnp.PyArray_DATA(out), nthr)
+
+
+# ------------------------------------------------------- backward kernels --
+cdef void _backward_block(int op, const real *go, const real *y, Py_ssize_t n, Py_ssize_t C,
+                          real *gi) noexcept nogil:
+    if real is float:
+        if op == OP_LOG_SOFTMAX:
+            K.f32.log_softmax_backward_rows(go, y, n, C, gi)
+        else:
+            K.f32.softmax_backward_rows(go, y, n, C, gi)
+    else:
+        if op == OP_LOG_SOFTMAX:
+            K.f64.log_softmax_backward_rows(go, y, n, C, gi)
+        else:
+            K.f64.softmax_backward_rows(go, y, n, C, gi)
+
+
+cdef void _backward_run(int op, const real *go, const real *y, Py_ssize_t n, Py_ssize_t C,
+                        real *gi, int nthr) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0
+    cdef int nt = _threads_for(nthr, n, C)
+    if nt == 1:
+        _backward_block(op, go, y, n, C, gi)
+        return
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        r0 = k * cr
+        _backward_block(op, go + r0 * C, y + r0 * C, (cr if r0 + cr <= n else n - r0), C, gi + r0 * C)
+
+
+def backward_rows(int op, cnp.ndarray grad_output not None, cnp.ndarray output not None,
+                  cnp.ndarray grad_input not None):
+    """op (Op) 0/1 = log_softmax/softmax backward over the rows of 2-D arrays."""
+    if cnp.PyArray_ITEMSIZE(output) == 2:
+        return half_backward_rows(op, grad_output, output, grad_input)
+    cdef int tn = _float_arr(output, "output"), nthr = _call_threads()
+    cdef Py_ssize_t n = _dim2(output, 0, "output"), C = cnp.PyArray_DIM(output, 1)
+    if op != OP_LOG_SOFTMAX and op != OP_SOFTMAX:
+        raise ValueError(f"op must be 0 or 1, got {op}")
+    _like(grad_output, tn, n * C, "grad_output", False, False)
+    _like(grad_input, tn, n * C, "grad_input", True, False)
+    if tn == cnp.NPY_FLOAT32:
+        with nogil:
+            _backward_run[float](op, <const float *>cnp.PyArray_DATA(grad_output),
+                                 <const float *>cnp.PyArray_DATA(output), n, C,
+                                 <float *>cnp.PyArray_DATA(grad_input), nthr)
+    else:
+        with nogil:
+            _backward_run[double](op, <const double *>cnp.PyArray_DATA(grad_output),
+                                  <const double *>cnp.PyArray_DATA(output), n, C,
+                                  <double *>cnp.PyArray_DATA(grad_input), nthr)
+
+
+# ---------------------------------------------------------- target checks --
+cdef inline Py_ssize_t _check_targets(const int64_t *t, Py_ssize_t n, Py_ssize_t C, int64_t ignore_index,
+                                      const real *w, double *wsum) noexcept nogil:
+    """Range-check class-index targets; sum w[t] over the rows not ignored
+    (their count when w is NULL).  Returns the first bad row, or -1."""
+    if real is float:
+        return K.f32.check_targets(t, n, C, ignore_index, w, wsum)
+    else:
+        return K.f64.check_targets(t, n, C, ignore_index, w, wsum)
+
+
+cdef double _sum_rows(const double *v, Py_ssize_t n) noexcept nogil:
+    """Sum in a fixed order (4 interleaved partial sums, then combined), so
+    the total does not depend on the thread count and is not one long chain
+    of dependent additions.  (Explicit order: no compiler flag changes it.)"""
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    cdef Py_ssize_t i, n4 = n - n % 4
+    for i in range(0, n4, 4):
+        s0 += v[i]
+        s1 += v[i + 1]
+        s2 += v[i + 2]
+        s3 += v[i + 3]
+    for i in range(n4, n):
+        s0 += v[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+cdef double _sum_w(const real *w, Py_ssize_t C) noexcept nogil:
+    """Sum of the class weights, left to right in double."""
+    cdef double W = 0.0
+    cdef Py_ssize_t j
+    for j in range(C):
+        W += w[j]
+    return W
+
+
+cdef int _targets_arg(cnp.ndarray target, Py_ssize_t n, str name="target") except -1:
+    if cnp.PyArray_TYPE(target) != cnp.NPY_INT64:
+        raise TypeError(f"{name}: expected an int64 array, got {target.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(target):
+        raise ValueError(f"{name}: expected a C-contiguous array")
+    if cnp.PyArray_SIZE(target) != n:
+        raise ValueError(f"{name}: expected {n} targets, got {cnp.PyArray_SIZE(target)}")
+    return 0
+
+
+# --------------------------------------------- cross-entropy, index targets --
+cdef void _ce_index_run(const real *x, Py_ssize_t n, Py_ssize_t C, const int64_t *t, const real *w,
+                        double W, int64_t ignore_index, double eps, double gscale, double *loss,
+                        real *grad, int nthr) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, m
+    cdef int nt = _threads_for(nthr, n, C)
+    if nt == 1:
+        if real is float:
+            K.f32.ce_index_rows(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad)
+        else:
+            K.f64.ce_index_rows(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad)
+        return
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        r0 = k * cr
+        m = cr if r0 + cr <= n else n - r0
+        if real is float:
+            K.f32.ce_index_rows(x + r0 * C, m, C, t + r0, w, W, ignore_index, eps, gscale,
+                                loss + r0, (grad + r0 * C) if grad != NULL else NULL)
+        else:
+            K.f64.ce_index_rows(x + r0 * C, m, C, t + r0, w, W, ignore_index, eps, gscale,
+                                loss + r0, (grad + r0 * C) if grad != NULL else NULL)
+
+
+cdef object _index_call(bint is_ce, cnp.ndarray x, cnp.ndarray target, object weight,
+                        long long ignore_index, double eps, int reduction, object grad,
+                        cnp.ndarray loss):
+    cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
+    cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1), bad
+    cdef double wsum = 0.0, W = <double>C, gscale, total = 0.0
+    cdef const int64_t *t
+    cdef double *lp
+    cdef void *wp = NULL
+    cdef void *gp = NULL
+    cdef void *xp = cnp.PyArray_DATA(x)
+    _reduction(reduction)
+    _targets_arg(target, n)
+    _like(weight, tn, C, "weight")
+    _like(grad, tn, n * C, "grad", True)
+    _like(loss, cnp.NPY_FLOAT64, n, "loss", True, False)
+    t = <const int64_t *>cnp.PyArray_DATA(target)
+    lp = <double *>cnp.PyArray_DATA(loss)
+    if weight is not None:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
+    if grad is not None:
+        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    if tn == cnp.NPY_FLOAT32:
+        with nogil:
+            bad = _check_targets[float](t, n, C, ignore_index, <const float *>wp, &wsum)
+            if bad < 0:
+                gscale = (1.0 / wsum) if reduction == RED_MEAN else 1.0
+                if is_ce:
+                    if wp != NULL:
+                        W = _sum_w[float](<const float *>wp, C)
+                    _ce_index_run[float](<const float *>xp, n, C, t, <const float *>wp, W, ignore_index,
+                                         eps, gscale, lp, <float *>gp, nthr)
+                else:
+                    K.f32.nll_rows(<const float *>xp, n, C, t, <const float *>wp, ignore_index, gscale,
+                                   lp, <float *>gp)
+                total = _sum_rows(lp, n)
+    else:
+        with nogil:
+            bad = _check_targets[double](t, n, C, ignore_index, <const double *>wp, &wsum)
+            if bad < 0:
+                gscale = (1.0 / wsum) if reduction == RED_MEAN else 1.0
+                if is_ce:
+                    if wp != NULL:
+                        W = _sum_w[double](<const double *>wp, C)
+                    _ce_index_run[double](<const double *>xp, n, C, t, <const double *>wp, W,
+                                          ignore_index, eps, gscale, lp, <double *>gp, nthr)
+                else:
+                    K.f64.nll_rows(<const double *>xp, n, C, t, <const double *>wp, ignore_index, gscale,
+                                   lp, <double *>gp)
+                total = _sum_rows(lp, n)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    return -1, wsum, total
+
+
+def ce_index(cnp.ndarray x not None, cnp.ndarray target not None, object weight, long long ignore_index,
+             double eps, int reduction, object grad, cnp.ndarray loss not None):
+    """Cross-entropy with int64 class targets over the rows of 2-D `x`.
+
+    reduction (Reduction): 0 none, 1 mean, 2 sum (sets the gradient's scale).
+    loss: float64 (n,) OUT, per-row losses.  grad: None or OUT array like x
+    (may be x itself).  Returns (bad_row, weight_sum, loss_sum); bad_row >= 0
+    means target[bad_row] is out of range and nothing else was computed.
+    """
+    if cnp.PyArray_ITEMSIZE(x) == 2:
+        return half_ce_index(x, target, weight, ignore_index, eps, reduction, grad, loss)
+    return _index_call(True, x, target, weight, ignore_index, eps, reduction, grad, loss)
+
+
+# ---------------------------------------- cross-entropy, probability targets --
+cdef void _ce_prob_run(const real *x, Py_ssize_t n, Py_ssize_t C, const real *t, const real *w,
+                       double eps, double gscale, double *loss, real *grad, int nthr) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, m
+    cdef int nt = _threads_for(nthr, n, C)
+    if nt == 1:
+        if real is float:
+            K.f32.ce_prob_rows(x, n, C, t, w, eps, gscale, loss, grad)
+        else:
+            K.f64.ce_prob_rows(x, n, C, t, w, eps, gscale, loss, grad)
+        return
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        r0 = k * cr
+        m = cr if r0 + cr <= n else n - r0
+        if real is float:
+            K.f32.ce_prob_rows(x + r0 * C, m, C, t + r0 * C, w, eps, gscale, loss + r0,
+                               (grad + r0 * C) if grad != NULL else NULL)
+        else:
+            K.f64.ce_prob_rows(x + r0 * C, m, C, t + r0 * C, w, eps, gscale, loss + r0,
+                               (grad + r0 * C) if grad != NULL else NULL)
+
+
+def ce_prob(cnp.ndarray x not None, cnp.ndarray target not None, object weight, double eps, double gscale,
+            object grad, cnp.ndarray loss not None):
+    """Cross-entropy with class-probability targets (same shape and dtype as x).
+    Returns the sum of the per-row losses (written to `loss`)."""
+    if cnp.PyArray_ITEMSIZE(x) == 2:
+        return half_ce_prob(x, target, weight, eps, gscale, grad, loss)
+    cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
+    cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1)
+    cdef double *lp
+    cdef void *wp = NULL
+    cdef void *gp = NULL
+    cdef double total
+    _like(target, tn, n * C, "target", False, False)
+    _like(weight, tn, C, "weight")
+    _like(grad, tn, n * C, "grad", True)
+    _like(loss, cnp.NPY_FLOAT64, n, "loss", True, False)
+    lp = <double *>cnp.PyArray_DATA(loss)
+    if weight is not None:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
+    if grad is not None:
+        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    if tn == cnp.NPY_FLOAT32:
+        with nogil:
+            _ce_prob_run[float](<const float *>cnp.PyArray_DATA(x), n, C,
+                                <const float *>cnp.PyArray_DATA(target), <const float *>wp,
+                                eps, gscale, lp, <float *>gp, nthr)
+            total = _sum_rows(lp, n)
+    else:
+        with nogil:
+            _ce_prob_run[double](<const double *>cnp.PyArray_DATA(x), n, C,
+                                 <const double *>cnp.PyArray_DATA(target), <const double *>wp,
+                                 eps, gscale, lp, <double *>gp, nthr)
+            total = _sum_rows(lp, n)
+    return total
+
+
+# -------------------------------------------------------------------- NLL --
+def nll(cnp.ndarray x not None, cnp.ndarray target not None, object weight, long long ignore_index,
+        int reduction, object grad, cnp.ndarray loss not None):
+    """NLL over the rows of 2-D log-probabilities `x`; same contract as ce_index."""
+    if cnp.PyArray_ITEMSIZE(x) == 2:
+        return half_nll(x, target, weight, ignore_index, reduction, grad, loss)
+    return _index_call(False, x, target, weight, ignore_index, 0.0, reduction, grad, loss)
+
+
+# ---------------------------------------------------- BCE with logits -------
+cdef double _bce_run(const real *x, const real *y, const real *w, const real *pw, Py_ssize_t n,
+                     double gscale, real *loss, real *grad, int nthr) noexcept nogil:
+    """bce_n over fixed chunks of CHUNK_ELEMS elements, threads over chunks;
+    chunk sums added in chunk order (thread-count independent)."""
+    cdef Py_ssize_t nch = (n + CHUNK_ELEMS - 1) // CHUNK_ELEMS, k, j0, m
+    cdef int nt = nthr if (n >= PAR_MIN_ELEMS and nch > 1) else 1
+    cdef double total = 0.0
+    cdef double *part
+    if nt > nch:
+        nt = <int>nch
+    if nt == 1:
+        if real is float:
+            return K.f32.bce_n(x, y, w, pw, n, gscale, loss, grad)
+        else:
+            return K.f64.bce_n(x, y, w, pw, n, gscale, loss, grad)
+    part = <double *>malloc(nch * sizeof(double))
+    if part == NULL:
+        return NAN
+    for k in prange(nch, num_threads=nt, schedule='static'):
+        j0 = k * CHUNK_ELEMS
+        m = CHUNK_ELEMS if j0 + CHUNK_ELEMS <= n else n - j0
+        if real is float:
+            part[k] = K.f32.bce_n(x + j0, y + j0, (w + j0) if w != NULL else NULL,
+                                  (pw + j0) if pw != NULL else NULL, m, gscale,
+                                  (loss + j0) if loss != NULL else NULL,
+                                  (grad + j0) if grad != NULL else NULL)
+        else:
+            part[k] = K.f64.bce_n(x + j0, y + j0, (w + j0) if w != NULL else NULL,
+                                  (pw + j0) if pw != NULL else NULL, m, gscale,
+                                  (loss + j0) if loss != NULL else NULL,
+                                  (grad + j0) if grad != NULL else NULL)
+    total = _sum_rows(part, nch)
+    free(part)
+    return total
+
+
+def bce_with_logits(cnp.ndarray x not None, cnp.ndarray y not None, object w, object pw, double gscale,
+                    object loss, object grad):
+    """Element-wise over flat contiguous arrays of one dtype; w/pw None or
+    arrays of x's size; loss None or OUT like x (per-element losses), grad
+    None or OUT like x.  Returns the sum of the losses (float64)."""
+    if cnp.PyArray_ITEMSIZE(x) == 2:
+        return half_bce_with_logits(x, y, w, pw, gscale, loss, grad)
+    cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef void *wp = NULL
+    cdef void *pp = NULL
+    cdef void *lp = NULL
+    cdef void *gp = NULL
+    cdef double total
+    _like(y, tn, n, "y", False, False)
+    _like(w, tn, n, "w")
+    _like(pw, tn, n, "pw")
+    _like(loss, tn, n, "loss", True)
+    _like(grad, tn, n, "grad", True)
+    if w is not None:
+        wp = cnp.PyArray_DATA(<cnp.ndarray>w)
+    if pw is not None:
+        pp = cnp.PyArray_DATA(<cnp.ndarray>pw)
+    if loss is not None:
+        lp = cnp.PyArray_DATA(<cnp.ndarray>loss)
+    if grad is not None:
+        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    if tn == cnp.NPY_FLOAT32:
+        with nogil:
+            total = _bce_run[float](<const float *>cnp.PyArray_DATA(x), <const float *>cnp.PyArray_DATA(y),
+                                    <const float *>wp, <const float *>pp, n, gscale, <float *>lp, <float *>gp,
+                                    nthr)
+    else:
+        with nogil:
+            total = _bce_run[double](<const double *>cnp.PyArray_DATA(x), <const double *>cnp.PyArray_DATA(y),
+                                     <const double *>wp, <const double *>pp, n, gscale, <double *>lp,
+                                     <double *>gp, nthr)
+    return total
+
+
+# --------------------------------------------------- the math, for tests --
+cdef class Kernels:
+    """The math of one ISA level's kernel table, for tests that check every
+    level's exp/log (the module-level functions use the selected level)."""
+    cdef const fl_ktab *tab
+    cdef readonly str isa
+
+    def __cinit__(self, str level):
+        if level not in cpu_levels():
+            raise ValueError(f"ISA level {level!r} is not available on this CPU/build")
+        self.tab = fl_ktab_for(LEVELS.index(level))
+        self.isa = level
+
+    def exp_array(self, cnp.ndarray x not None, cnp.ndarray out not None, bint nonpos=False):
+        _math_call(self.tab, 1 if nonpos else 0, x, out)
+
+    def log_array(self, cnp.ndarray x not None, cnp.ndarray out not None):
+        _math_call(self.tab, 2, x, out)
+
+
+cdef int _math_call(const fl_ktab *tab, int which, cnp.ndarray x, cnp.ndarray out) except -1:
+    cdef int tn = _float_arr(x, "x")
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *op
+    _like(out, tn, n, "out", True, False)
+    op = cnp.PyArray_DATA(out)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            if which == 0:
+                tab.f32.exp_n(<const float *>xp, n, <float *>op)
+            elif which == 1:
+                tab.f32.exp_nonpos_n(<const float *>xp, n, <float *>op)
+            else:
+                tab.f32.log_n(<const float *>xp, n, <float *>op)
+        else:
+            if which == 0:
+                tab.f64.exp_n(<const double *>xp, n, <double *>op)
+            elif which == 1:
+                tab.f64.exp_nonpos_n(<const double *>xp, n, <double *>op)
+            else:
+                tab.f64.log_n(<const double *>xp, n, <double *>op)
+    return 0
+
+
+def exp_array(cnp.ndarray x not None, cnp.ndarray out not None, bint nonpos=False):
+    """fastlog's own vectorized exp over a contiguous float32/float64 array.
+    nonpos=True uses the variant the softmax kernels call (valid for x <= 0)."""
+    _math_call(K, 1 if nonpos else 0, x, out)
+
+
+def log_array(cnp.ndarray x not None, cnp.ndarray out not None):
+    """fastlog's own vectorized log over a contiguous float32/float64 array."""
+    _math_call(K, 2, x, out)
+
+
+# ------------------------------------------------------------ other parts --
+# Each part below is its own file; it can use everything defined above.
+include "_blas.pxi"
+include "_mlp.pxi"
+include "_linear_ce.pxi"
+include "_half.pxi"

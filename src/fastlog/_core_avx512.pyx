@@ -1,3 +1,0 @@
-# cython: language_level=3
-# The avx512 build of the kernels in _core.pxi (flags chosen in setup.py).
-include "_core.pxi"
