@@ -544,3 +544,46 @@ def test_torch_other_ops_half(tname):
     assert_ulp(loss.detach().float().numpy(), rl, dt)
     k = FL.kl_div(lp.detach(), torch.softmax(x.float(), 1).to(tdt), reduction="batchmean")
     assert k.dtype == tdt
+
+
+@pytest.mark.parametrize("tname", ["bfloat16", "float16"])
+@pytest.mark.parametrize("kw", [dict(), dict(reduction="sum", label_smoothing=0.1),
+                                dict(ignore_index=3, weight=True), dict(bias=True)])
+def test_torch_linear_cross_entropy_half(monkeypatch, tname, kw):
+    """Blocked bf16/fp16 fused linear + CE (blocks forced small so several run):
+    PyTorch's dtypes, and no less accurate than PyTorch's own bf16/fp16 path
+    against float64 on the same rounded inputs."""
+    torch = _torch()
+    import torch.nn.functional as F
+    import fastlog.torch as FL
+    import fastlog.torch.linear_ce_half as H
+    monkeypatch.setattr(H, "BLOCK_BYTES", 2 * 16 * 700)     # 16-row blocks
+    tdt = getattr(torch, tname)
+    g = torch.Generator().manual_seed(15)
+    N, Hd, V = 70, 24, 700
+    kw = dict(kw)
+    x = torch.randn(N, Hd, generator=g).to(tdt).requires_grad_()
+    W = (torch.randn(V, Hd, generator=g) * 0.3).to(tdt).requires_grad_()
+    t = torch.randint(0, V, (N,), generator=g)
+    t[::5] = kw.get("ignore_index", -100)
+    if kw.pop("weight", None):
+        kw["weight"] = (torch.rand(V, generator=g) + 0.5).to(tdt)
+    b = (torch.randn(V, generator=g) * 0.1).to(tdt).requires_grad_() if kw.pop("bias", None) else None
+    loss = FL.linear_cross_entropy(x, W, t, linear_bias=b, **kw)
+    assert loss.dtype == tdt
+    loss.backward()
+    leaves = [x, W] + ([b] if b is not None else [])
+    assert all(v.grad.dtype == tdt for v in leaves)
+    d = [v.detach().double().requires_grad_() for v in leaves]
+    logits = d[0] @ d[1].T + (d[2] if b is not None else 0)
+    kw64 = {k: (v.double() if k == "weight" else v) for k, v in kw.items()}
+    l64 = F.cross_entropy(logits, t, **kw64)
+    l64.backward()
+    p = [v.detach().clone().requires_grad_() for v in leaves]
+    lt = F.linear_cross_entropy(p[0], p[1], t, linear_bias=p[2] if b is not None else None, **kw)
+    lt.backward()
+    assert abs(float(loss) - float(l64)) <= max(abs(float(lt.detach()) - float(l64)), 2 * 2.0 ** -8 * abs(float(l64)))
+    for ours, exact, theirs in zip(leaves, d, p):
+        e_ours = (ours.grad.double() - exact.grad).norm() / exact.grad.norm()
+        e_theirs = (theirs.grad.double() - exact.grad).norm() / exact.grad.norm()
+        assert e_ours <= 1.2 * e_theirs + 1e-3, (float(e_ours), float(e_theirs))

@@ -17,10 +17,16 @@ from fastlog._kernels cimport (fl_half_args, fl_half_scratch, FL_KIND_BF16, FL_K
                                FL_H_CE_PROB, FL_H_BCE)
 
 
+cdef bint _is_half(cnp.ndarray a):
+    """float16 or ml_dtypes.bfloat16 (what the float entry points forward here)."""
+    return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT16 or (cnp.PyArray_ITEMSIZE(a) == 2
+                                                      and a.dtype.name == "bfloat16")
+
+
 cdef int _half_x(cnp.ndarray x, str name) except -1:
     """x is a C-contiguous float16 / bfloat16 array; returns its type number."""
     cdef int tn = cnp.PyArray_TYPE(x)
-    if tn != cnp.NPY_FLOAT16 and not (cnp.PyArray_ITEMSIZE(x) == 2 and x.dtype.name == "bfloat16"):
+    if not _is_half(x):
         raise TypeError(f"{name}: expected a float16 or bfloat16 array, got {x.dtype}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(x):
         raise ValueError(f"{name}: expected a C-contiguous array")
@@ -123,8 +129,10 @@ def half_backward_rows(int op, cnp.ndarray grad_output, cnp.ndarray output, cnp.
 
 
 def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index,
-                  double eps, int reduction, object grad, cnp.ndarray loss):
-    """ce_index for 2-byte x; weight None or float32 (C,); grad None or like x."""
+                  double eps, int reduction, object grad, cnp.ndarray loss, double gscale=-1.0):
+    """ce_index for 2-byte x; weight None or float32 (C,); grad None or like x.
+    gscale >= 0 replaces the gradient scale the reduction implies (a block of a
+    larger batch: fused linear + cross-entropy, torch/linear_ce_half.py)."""
     cdef int tn = _half_x(x, "x")
     cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1), bad, j
     cdef double wsum = 0.0, W = <double>C
@@ -149,7 +157,7 @@ def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ig
     a.W = W
     a.ignore_index = ignore_index
     a.eps = eps
-    a.gscale = (1.0 / wsum) if reduction == 1 else 1.0
+    a.gscale = gscale if gscale >= 0 else ((1.0 / wsum) if reduction == 1 else 1.0)
     a.loss = <double *>cnp.PyArray_DATA(loss)
     a.out = _u16w(grad)
     _half_run(&a, n, NULL)

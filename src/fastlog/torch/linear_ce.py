@@ -150,6 +150,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     arguments raise fastlog's exceptions (ValueError/TypeError/IndexError
     naming the argument) rather than torch's RuntimeError.
     """
+    from . import linear_ce_half as _h   # bfloat16 / float16 (issue 13)
+    if _h.can_run(input, linear_weight, target, linear_bias, weight, reduction):
+        return _h.linear_cross_entropy_half(input, linear_weight, target, linear_bias, weight,
+                                            reduction, ignore_index, label_smoothing)
     if not _fastlog_can_run(input, linear_weight, target, linear_bias, weight):
         if hasattr(F, "linear_cross_entropy"):
             return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
