@@ -28,6 +28,16 @@ loss), so no log-probabilities are stored and nothing is recomputed.  With
 ``log_softmax``/``softmax`` save their output, as PyTorch does.  The input
 tensor is never written to.
 
+Half precision (bfloat16, float16): the kernels read the tensor's memory
+(a bfloat16 tensor is viewed as an ``ml_dtypes.bfloat16`` array, no copy;
+without ml_dtypes bfloat16 goes to PyTorch), compute in float32 and round
+each output/gradient once.  Loss and gradient dtypes are PyTorch's: the
+input's dtype, except that under ``torch.autocast("cpu")`` (where PyTorch
+casts cross_entropy's input to float32) ``cross_entropy`` returns a float32
+loss computed straight from the half-precision logits (no float32 copy); the
+other functions, and ``reduction='none'``, go to PyTorch under autocast.
+:func:`patch` installs these functions process-wide (``patch.py``).
+
 Under ``torch.no_grad()`` (or when the input does not require grad) only
 the loss is computed: no gradient pass, no graph.
 
