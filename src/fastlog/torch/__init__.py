@@ -221,6 +221,17 @@ def set_buffer_reuse(enabled):
         _buffers.clear()
 
 
+def _half_grad(input):
+    """(tensor, ndarray view) of a fresh gradient buffer for a half-precision input, or
+    (None, None).  The kernel writes into the tensor's memory, and the tensor (not a
+    dtype view of a NumPy array) is what backward returns, so autograd can take it
+    as .grad without cloning it."""
+    if input.dtype not in _HALVES or input.dim() > 2:
+        return None, None
+    gt = torch.empty(input.shape, dtype=input.dtype)
+    return gt, _np(gt)
+
+
 def _grad_buffer(shape, dtype):
     """The `out=` array for a gradient of this shape: a cached one that nothing else
     references, a fresh one (kept for later if large), or None (reuse is off)."""
@@ -304,11 +315,13 @@ class _CrossEntropy(torch.autograd.Function):
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
         x = _np(input)
         # (the buffer is filled in place for 1-D/2-D inputs; K-dim ones need a moved copy)
-        out = _grad_buffer(x.shape, x.dtype) if x.ndim <= 2 else None
+        gt, out = _half_grad(input)
+        if gt is None:
+            out = _grad_buffer(x.shape, x.dtype) if x.ndim <= 2 else None
         loss, grad = _losses.cross_entropy_and_grad(
             x, _np(target), None if weight is None else _np(weight),
             ignore_index, reduction, label_smoothing, out=out)
-        ctx.save_for_backward(target, weight, _tensor(grad))
+        ctx.save_for_backward(target, weight, gt if gt is not None else _tensor(grad))
         ctx.args = (ignore_index, reduction, label_smoothing)
         # The input itself is needed only by a create_graph=True backward.  It is kept as a
         # plain reference (not saved): PyTorch's own cross_entropy lets the logits be
@@ -419,10 +432,12 @@ class _BCEWithLogits(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, weight, pos_weight, reduction):
         x = _np(input)
+        gt, out = _half_grad(input) if input.dim() == 2 else (None, None)
         loss, grad = _losses.binary_cross_entropy_with_logits_and_grad(
             x, _np(target), None if weight is None else _np(weight), reduction,
-            None if pos_weight is None else _np(pos_weight), out=_grad_buffer(x.shape, x.dtype))
-        ctx.save_for_backward(input, target, weight, pos_weight, _tensor(grad))
+            None if pos_weight is None else _np(pos_weight),
+            out=out if gt is not None else _grad_buffer(x.shape, x.dtype))
+        ctx.save_for_backward(input, target, weight, pos_weight, gt if gt is not None else _tensor(grad))
         ctx.reduction = reduction
         return _tensor(loss, input.dtype)
 
