@@ -59,7 +59,7 @@ def bench_ce(shapes, repeat):
         res = {}
         for name, dt in (("float32", torch.float32), ("bfloat16", torch.bfloat16),
                          ("float16", torch.float16)):
-            x = x32.to(dt).requires_grad_()
+            x = x32.to(dt).clone().requires_grad_()   # a leaf of its own (x32.to(float32) is x32)
 
             def fl_step():
                 x.grad = None

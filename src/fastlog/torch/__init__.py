@@ -228,7 +228,13 @@ def _half_grad(input):
     as .grad without cloning it."""
     if input.dtype not in _HALVES or input.dim() > 2:
         return None, None
-    gt = torch.empty(input.shape, dtype=input.dtype)
+    shape = tuple(input.shape)
+    # The memory comes from the buffer cache (an int16 array: its refcount tells when no
+    # tensor uses it any more); the tensor is a base tensor on that storage, not a view.
+    arr = _grad_buffer(shape, np.int16)
+    if arr is None:
+        arr = np.empty(shape, np.int16)
+    gt = torch.empty(0, dtype=input.dtype).set_(torch.from_numpy(arr).untyped_storage(), 0, shape)
     return gt, _np(gt)
 
 
