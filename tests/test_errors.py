@@ -98,8 +98,8 @@ def test_bad_loss_inputs(fn):
         fn(np.array([[None, 1]], dtype=object), np.array([0]))
     with pytest.raises(TypeError, match="input must be a floating array.*got dtype int64"):
         fn(np.zeros((3, 4), np.int64), T)
-    with pytest.raises(TypeError, match="input: dtype float16 is not supported"):
-        fn(X.astype(np.float16), T)
+    with pytest.raises(TypeError, match="input: dtype float128 is not supported; supported dtypes"):
+        fn(X.astype(np.longdouble), T)
     with pytest.raises(TypeError, match="input: complex input is not supported"):
         fn(X.astype(complex), T)
     with pytest.raises(ValueError, match="input must have shape \\(C,\\), \\(N, C\\).*0-d"):
@@ -220,8 +220,6 @@ def test_non_numeric_arrays(name):
         f(np.array([1, None], dtype=object))
     with pytest.raises(TypeError, match=f"{arg}: complex input is not supported"):
         f(np.ones(3, complex))
-    with pytest.raises(TypeError, match=f"{arg}: dtype float16 is not supported"):
-        f(np.ones(3, np.float16))
     with pytest.raises(TypeError, match=f"{arg}: dtype float128 is not supported"):
         f(np.ones(3, np.longdouble))
 

@@ -174,10 +174,14 @@ def test_other_integers_are_computed_in_float64(name, int_dtype):
 
 
 @pytest.mark.parametrize("name", FUNCS)
-def test_float16_is_rejected(name):
-    """Documented choice: float16 is a TypeError (SciPy would compute in float16)."""
-    with pytest.raises(TypeError, match="float16.*astype\\(np.float32\\)"):
-        getattr(fl, name)(np.ones(3, np.float16))
+def test_float16_stays_float16(name):
+    """Issue 13: float16 is computed in float32 and rounded once to float16
+    (accuracy is tested in test_half.py); SciPy would compute in float16."""
+    x = np.linspace(-3, 3, 7).astype(np.float16)
+    r = getattr(fl, name)(x)
+    assert np.asarray(r).dtype == np.float16
+    np.testing.assert_allclose(np.asarray(r, np.float64),
+                               getattr(fl, name)(x.astype(np.float64)), rtol=2 ** -10)
 
 
 @pytest.mark.parametrize("name", FUNCS)

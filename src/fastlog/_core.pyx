@@ -268,6 +268,8 @@ def unary_rows(int op, cnp.ndarray x not None, cnp.ndarray out not None, Py_ssiz
 
     x is C-contiguous; rows have length C (default: the last dimension of a
     2-D x), so an N-d array reduced over trailing axes needs no reshape."""
+    if _is_half(x):   # float16 / bfloat16: _half.pxi
+        return half_unary_rows(op, x, out, C)
     cdef Py_ssize_t n, size = cnp.PyArray_SIZE(x)
     cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
     if op < OP_LOG_SOFTMAX or op > OP_LOGSUMEXP:
@@ -325,6 +327,8 @@ cdef void _backward_run(int op, const real *go, const real *y, Py_ssize_t n, Py_
 def backward_rows(int op, cnp.ndarray grad_output not None, cnp.ndarray output not None,
                   cnp.ndarray grad_input not None):
     """op (Op) 0/1 = log_softmax/softmax backward over the rows of 2-D arrays."""
+    if _is_half(output):
+        return half_backward_rows(op, grad_output, output, grad_input)
     cdef int tn = _float_arr(output, "output"), nthr = _call_threads()
     cdef Py_ssize_t n = _dim2(output, 0, "output"), C = cnp.PyArray_DIM(output, 1)
     if op != OP_LOG_SOFTMAX and op != OP_SOFTMAX:
@@ -476,6 +480,8 @@ def ce_index(cnp.ndarray x not None, cnp.ndarray target not None, object weight,
     (may be x itself).  Returns (bad_row, weight_sum, loss_sum); bad_row >= 0
     means target[bad_row] is out of range and nothing else was computed.
     """
+    if _is_half(x):
+        return half_ce_index(x, target, weight, ignore_index, eps, reduction, grad, loss)
     return _index_call(True, x, target, weight, ignore_index, eps, reduction, grad, loss)
 
 
@@ -505,6 +511,8 @@ def ce_prob(cnp.ndarray x not None, cnp.ndarray target not None, object weight, 
             object grad, cnp.ndarray loss not None):
     """Cross-entropy with class-probability targets (same shape and dtype as x).
     Returns the sum of the per-row losses (written to `loss`)."""
+    if _is_half(x):
+        return half_ce_prob(x, target, weight, eps, gscale, grad, loss)
     cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
     cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1)
     cdef double *lp
@@ -539,6 +547,8 @@ def ce_prob(cnp.ndarray x not None, cnp.ndarray target not None, object weight, 
 def nll(cnp.ndarray x not None, cnp.ndarray target not None, object weight, long long ignore_index,
         int reduction, object grad, cnp.ndarray loss not None):
     """NLL over the rows of 2-D log-probabilities `x`; same contract as ce_index."""
+    if _is_half(x):
+        return half_nll(x, target, weight, ignore_index, reduction, grad, loss)
     return _index_call(False, x, target, weight, ignore_index, 0.0, reduction, grad, loss)
 
 
@@ -584,6 +594,8 @@ def bce_with_logits(cnp.ndarray x not None, cnp.ndarray y not None, object w, ob
     """Element-wise over flat contiguous arrays of one dtype; w/pw None or
     arrays of x's size; loss None or OUT like x (per-element losses), grad
     None or OUT like x.  Returns the sum of the losses (float64)."""
+    if _is_half(x):
+        return half_bce_with_logits(x, y, w, pw, gscale, loss, grad)
     cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
     cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
     cdef void *wp = NULL
@@ -678,3 +690,4 @@ def log_array(cnp.ndarray x not None, cnp.ndarray out not None):
 include "_blas.pxi"
 include "_mlp.pxi"
 include "_linear_ce.pxi"
+include "_half.pxi"

@@ -2,7 +2,7 @@
 # function pointers per ISA level, chosen once at import (fastlog._core.select).
 # Keep these fields in the order and with the types of FL_KERNEL_LIST; the C
 # compiler checks every call the generated code makes against the real header.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint16_t
 
 cdef extern from "fl_kernels.h" nogil:
     ctypedef struct fl_kt_f32:
@@ -55,10 +55,34 @@ cdef extern from "fl_kernels.h" nogil:
         void (*axpby_t)(double *C, const double *Tm, Py_ssize_t n_out, Py_ssize_t n_in, double alpha, double beta) noexcept nogil
         void (*momentum_finish)(double *V, double *W, Py_ssize_t n, double lr, double cwd) noexcept nogil
         void (*bias_update)(double *b, double *gb, double *vb, const double *acc, Py_ssize_t n, int mode, double lr, double mu, double damp, double wd, int first) noexcept nogil
+    # bfloat16 / float16 (fl_half.h; _half.pxi)
+    int FL_KIND_BF16
+    int FL_KIND_F16
+    int FL_H_LOG_SOFTMAX, FL_H_SOFTMAX, FL_H_LSE, FL_H_LOG_SOFTMAX_BWD, FL_H_SOFTMAX_BWD
+    int FL_H_CE_INDEX, FL_H_CE_PROB, FL_H_BCE
+    ctypedef struct fl_half_args:
+        int kind, op
+        Py_ssize_t C
+        const uint16_t *x
+        const uint16_t *y
+        uint16_t *out
+        uint16_t *out2
+        const int64_t *target
+        const float *w
+        const float *pw
+        double W, eps, gscale
+        int64_t ignore_index
+        double *loss
+    Py_ssize_t fl_half_scratch(Py_ssize_t m, Py_ssize_t C)
+    ctypedef struct fl_kt_half:
+        void (*h2f_n)(int kind, const uint16_t *s, Py_ssize_t n, float *d) noexcept nogil
+        void (*f2h_n)(int kind, const float *s, Py_ssize_t n, uint16_t *d) noexcept nogil
+        double (*rows)(const fl_half_args *a, Py_ssize_t r0, Py_ssize_t m, float *s) noexcept nogil
     ctypedef struct fl_ktab:
         const char *isa
         fl_kt_f32 f32
         fl_kt_f64 f64
+        fl_kt_half half
 
     const fl_ktab *fl_ktab_for(int level)
     int fl_cpu_has_avx2_fma()

@@ -12,12 +12,14 @@ gradient of the sum of the losses.  ``out=`` receives the gradient and may be
 the input itself (no N x C allocation at all for a C-contiguous 2-D input).
 
 Batch sums are accumulated in float64 in row order, so results are identical
-for any thread count; the returned loss has the input's dtype.
+for any thread count; the returned loss has the input's dtype, except that a
+reduced loss of a float16/bfloat16 input is float32 (see ``_half.py``).
 """
 import math
 
 import numpy as np
 
+from . import _half
 from ._dispatch import core
 from ._validation import (_F32, _F64, _I64, check_out, check_overlap, class_weight, float_array,
                           index_param, index_target, reduction_code, smoothing_param)
@@ -113,7 +115,7 @@ def _finish_loss(losses, total, denom, red, dtype, batch_shape):
     if red == 0:
         v = losses.astype(dtype).reshape(batch_shape)
         return v[()] if v.ndim == 0 else v
-    return dtype.type(total if red == 2 else _ratio(total, denom))
+    return _half.loss_dtype(dtype).type(total if red == 2 else _ratio(total, denom))
 
 
 # ---------------------------------------------------------- cross-entropy --
@@ -131,7 +133,7 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
     M = R.rows.shape[0]
     if M and R.C == 0:
         raise ValueError("input has 0 classes")
-    if t.dtype.kind == "f" and t.shape == R.a.shape and t.shape != R.batch_shape:
+    if (t.dtype.kind == "f" or _half.is_bfloat16(t.dtype)) and t.shape == R.a.shape and t.shape != R.batch_shape:
         # Class probabilities.
         if ignore_index >= 0:
             # torch: "ignore_index is not supported for floating point target"
@@ -445,8 +447,9 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
     dtype = a.dtype
     x = np.ascontiguousarray(a).reshape(-1)
     y = np.ascontiguousarray(t, dtype=dtype).reshape(-1)
-    w = _broadcast_param(weight, a.shape, dtype, "weight")
-    pw = _broadcast_param(pos_weight, a.shape, dtype, "pos_weight")
+    cdt = _half.compute_dtype(dtype)   # half inputs: float32 weights
+    w = _broadcast_param(weight, a.shape, cdt, "weight")
+    pw = _broadcast_param(pos_weight, a.shape, cdt, "pos_weight")
     n = x.size
     losses = np.empty(n, dtype) if red == 0 else None
     g = None
@@ -464,7 +467,7 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
     if red == 0:
         loss = losses.reshape(a.shape)
     else:
-        loss = dtype.type(total if red == 2 else _ratio(total, n))
+        loss = _half.loss_dtype(dtype).type(total if red == 2 else _ratio(total, n))
     if not want_grad:
         return loss
     if out is None:
@@ -541,6 +544,9 @@ def kl_div(input, target, reduction="mean", log_target=False):
     red = reduction_code(reduction, _KL_REDUCTIONS)
     t = float_array(target, "target")
     dtype = np.result_type(a.dtype, t.dtype)
+    if _half.is_half(dtype):   # computed in float32; 'none' rounded once to the half dtype
+        r = kl_div(a.astype(np.float32), t.astype(np.float32), reduction, log_target)
+        return r.astype(dtype) if red == 0 else r
     try:
         x, y = np.broadcast_arrays(a.astype(dtype, copy=False), t.astype(dtype, copy=False))
     except ValueError:

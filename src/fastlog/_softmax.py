@@ -3,7 +3,9 @@
 Drop-in replacements for ``scipy.special.log_softmax / softmax / logsumexp``
 (same signatures, defaults and semantics: ``axis=None`` means the whole
 array, tuple axes, ``keepdims``, ``b``, ``return_sign``, SciPy's results for
-inf/nan/empty input, integers computed in float64).  float32 stays float32.
+inf/nan/empty input, integers computed in float64).  float32 stays float32;
+float16 and bfloat16 (ml_dtypes) are computed in float32 and each result is
+rounded once to the input's dtype (``_half.py``, ``_csrc/fl_half.h``).
 
 How: the reduced axes are brought last (a free reshape when they already are,
 a copy otherwise) and each row goes through one compiled kernel that reads
@@ -13,6 +15,7 @@ once per element.
 """
 import numpy as np
 
+from . import _half
 from ._dispatch import core
 from ._validation import _F32, _F64, check_out, check_overlap, float_array, normalize_axes
 
@@ -175,6 +178,15 @@ def softmax(x, axis=None, *, out=None, temperature=None):
         if not t > 0 or not np.isfinite(t):
             raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
         a = float_array(x, "x")
+        if _half.is_half(a.dtype):   # x / t in float32, the softmax rounded once
+            if out is not None:
+                check_out(out, a.shape, a.dtype)
+                check_overlap(out, ((x, "x"),), inplace=("x",))
+            r = _elementwise(_SOFTMAX, a.astype(np.float32) / np.float32(t), axis, None)
+            if out is None:
+                return r.astype(a.dtype)
+            out[...] = r
+            return out
         return _elementwise(_SOFTMAX, a / a.dtype.type(t), axis, out, orig=x)
     return _elementwise(_SOFTMAX, x, axis, out)
 
@@ -235,6 +247,13 @@ def _logsumexp_b(a, axis, b, keepdims, return_sign):
     """logsumexp with scale factors b, in NumPy (SciPy's semantics)."""
     arr = float_array(a, "a")
     bb = float_array(b, "b")
+    if _half.is_half(arr.dtype) or _half.is_half(bb.dtype):
+        # computed in float32, the results rounded once to the half dtype
+        hd = arr.dtype if _half.is_half(arr.dtype) else bb.dtype
+        r = _logsumexp_b(arr.astype(np.float32), axis, bb.astype(np.float32), keepdims, return_sign)
+        if return_sign:
+            return r[0].astype(hd)[()], r[1].astype(hd)[()]
+        return np.asarray(r).astype(hd)[()]
     # A Python scalar b is "weak" (NEP 50): float32 a stays float32, as in SciPy.
     dt = np.result_type(arr, b if type(b) in (bool, int, float) else bb)
     try:

@@ -7,6 +7,8 @@ import operator
 
 import numpy as np
 
+from . import _half
+
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
@@ -17,8 +19,9 @@ def float_array(x, name, *, promote_int=True):
     """`x` as a native-endian float32/float64 ndarray (no copy when it already is one).
 
     Integers (and bools) become float64 when ``promote_int`` (SciPy's rule),
-    otherwise they are a TypeError (torch's rule for losses).  float16,
-    complex and non-numeric input are a TypeError.
+    otherwise they are a TypeError (torch's rule for losses).  float16 and
+    bfloat16 (ml_dtypes) pass through (native byte order); complex, float8 and
+    non-numeric input are a TypeError listing the supported dtypes.
     """
     a = x if type(x) is np.ndarray else np.asarray(x)
     dt = a.dtype
@@ -27,16 +30,16 @@ def float_array(x, name, *, promote_int=True):
     if dt.kind == "f" and dt.itemsize in (4, 8) and not dt.isnative:
         # Byte-swapped float32/float64 (a non-native dtype never equals the native one).
         return a.astype(dt.newbyteorder("="))
+    if _half.is_half(dt) or (dt.kind == "f" and dt.itemsize == 2):
+        # float16 / bfloat16: computed in float32, rounded once (_half.py)
+        return a if dt.isnative else a.astype(dt.newbyteorder("="))
     kind = dt.kind
     if kind in "biu":
         if promote_int:
             return a.astype(np.float64)
-        raise TypeError(f"{name} must be a floating array (float32 or float64), got dtype {dt}")
-    if kind == "f":
-        raise TypeError(f"{name}: dtype {dt} is not supported; use float32 or float64 "
-                        f"(float16 would need float32 accumulation: convert it with .astype(np.float32))")
-    if kind == "c":
-        raise TypeError(f"{name}: complex input is not supported, got dtype {dt}")
+        raise TypeError(f"{name} must be a floating array ({_half.SUPPORTED}), got dtype {dt}")
+    if kind in "fcV":
+        raise _half.unsupported(name, dt)
     raise TypeError(f"{name} must be a real numeric array, got dtype {dt}")
 
 
@@ -188,6 +191,7 @@ def class_weight(weight, C, dtype, name="weight"):
     if weight is None:
         return None
     w = float_array(weight, name, promote_int=True)
+    dtype = _half.compute_dtype(dtype)   # half inputs: float32 weights
     if w.ndim != 1 or w.shape[0] != C:
         raise ValueError(f"{name} must be a 1-D array of length {C} (the number of classes), "
                          f"got shape {w.shape}")

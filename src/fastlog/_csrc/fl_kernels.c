@@ -58,6 +58,8 @@
 #undef FL_LOG
 #undef FL_LOG1P
 
+#include "fl_half.h"   /* bfloat16 / float16 on top of the float32 kernels */
+
 /* The table, filled from FL_KERNEL_LIST: a kernel missing here, or one whose
  * type differs from its declaration, is a compile error. */
 #define FL_KT_F32(ret, name, params) fl_##name##_f32,
@@ -66,4 +68,5 @@ const fl_ktab FL_TAB(FL_ISA) = {
     FL_STR(FL_ISA),
     { FL_KERNEL_LIST(FL_KT_F32, float) },
     { FL_KERNEL_LIST(FL_KT_F64, double) },
+    { fl_h2f_n, fl_f2h_n, fl_half_rows },
 };

@@ -70,10 +70,52 @@ typedef struct { FL_KERNEL_LIST(FL_KT_FIELD, float) } fl_kt_f32;
 typedef struct { FL_KERNEL_LIST(FL_KT_FIELD, double) } fl_kt_f64;
 #undef FL_KT_FIELD
 
+/* bfloat16 / float16 (fl_half.h): the float32 kernels run on float32
+ * copies of blocks of rows, outputs rounded once.  One driver for every op. */
+#define FL_KIND_BF16 0
+#define FL_KIND_F16 1
+enum {
+    FL_H_LOG_SOFTMAX = 0, FL_H_SOFTMAX = 1, FL_H_LSE = 2,
+    FL_H_LOG_SOFTMAX_BWD = 3, FL_H_SOFTMAX_BWD = 4,
+    FL_H_CE_INDEX = 5, FL_H_CE_PROB = 6, FL_H_BCE = 7
+};
+
+/* Everything one half-precision call needs; rows are `C` long (BCE: C = 1,
+ * element-wise).  Arrays point at row 0 of the whole call. */
+typedef struct {
+    int kind, op;            /* FL_KIND_*, FL_H_* */
+    ptrdiff_t C;
+    const uint16_t *x;       /* logits / grad_output (backward) */
+    const uint16_t *y;       /* softmax output (backward), probability / BCE target */
+    uint16_t *out;           /* output, gradient (NULL: none) */
+    uint16_t *out2;          /* BCE: per-element losses (NULL: none) */
+    const int64_t *target;   /* CE class indices */
+    const float *w;          /* CE: C class weights; BCE: per-element weights (or NULL) */
+    const float *pw;         /* BCE: per-element pos_weight (or NULL) */
+    double W, eps, gscale;
+    int64_t ignore_index;
+    double *loss;            /* CE: per-row losses (double) */
+} fl_half_args;
+
+/* Scratch floats the half driver needs for m rows of C. */
+static inline ptrdiff_t fl_half_scratch(ptrdiff_t m, ptrdiff_t C)
+{
+    return 2 * m * (C > 0 ? C : 1) + m + 16;
+}
+
+typedef struct {
+    void (*h2f_n)(int kind, const uint16_t *s, ptrdiff_t n, float *d);
+    void (*f2h_n)(int kind, const float *s, ptrdiff_t n, uint16_t *d);
+    /* rows [r0, r0 + m) of the call `a` through the float32 scratch `s`;
+     * returns the BCE chunk sum (0 otherwise) */
+    double (*rows)(const fl_half_args *a, ptrdiff_t r0, ptrdiff_t m, float *s);
+} fl_kt_half;
+
 typedef struct {
     const char *isa;   /* "baseline", "avx2", "avx512" */
     fl_kt_f32 f32;
     fl_kt_f64 f64;
+    fl_kt_half half;
 } fl_ktab;
 
 /* One table per level compiled in (meson.build defines FL_HAVE_<LEVEL>). */

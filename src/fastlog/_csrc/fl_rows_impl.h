@@ -170,7 +170,8 @@ static inline void FL_(from_cols)(const T *restrict xt, ptrdiff_t g, ptrdiff_t C
 /* Per-lane statistics of a transposed block (see FL_(row_stats)): a, L with
  * lse = a + L, S = sum exp(x - a), fin = 1 where the max is finite.  If
  * want_e, xt is overwritten with exp(x - a) (where the max is finite). */
-static inline void FL_(col_stats)(T *xt, ptrdiff_t C, int want_e, T *a, T *L, T *S, T *fin)
+static inline void FL_(col_stats)(T *xt, ptrdiff_t C, int want_e, T *a, T *L, T *S, T *fin,
+                                  T *Sm1)
 {
     T m[FL_G], s[FL_G], cnt[FL_G], nan[FL_G];
     ptrdiff_t c, k;
@@ -214,6 +215,7 @@ static inline void FL_(col_stats)(T *xt, ptrdiff_t C, int want_e, T *a, T *L, T 
         const T corr = (cnt[k] == 1 && u != 1) ? s[k] / (u - 1) : (T)1;
         L[k] = fin[k] == 0 ? (nan[k] != 0 ? (T)NAN : m[k]) : ((cnt[k] == 1 && u == 1) ? s[k] : lu * corr);
         S[k] = u;
+        if (Sm1) Sm1[k] = (cnt[k] - 1) + s[k];   /* S - 1 without u's rounding (exact s when cnt == 1) */
     }
 }
 
@@ -224,7 +226,7 @@ static void FL_(unary_small)(int op, const T *x, ptrdiff_t nrows, ptrdiff_t C, T
     for (ptrdiff_t i0 = 0; i0 < nrows; i0 += FL_G) {
         const ptrdiff_t g = nrows - i0 < FL_G ? nrows - i0 : FL_G;
         FL_(to_cols)(x + i0 * C, g, C, xt);
-        FL_(col_stats)(xt, C, op == 1, a, L, S, fin);
+        FL_(col_stats)(xt, C, op == 1, a, L, S, fin, NULL);
         if (op == 2) {
             for (ptrdiff_t k = 0; k < g; k++) out[i0 + k] = (T)((double)a[k] + (double)L[k]);
             continue;
@@ -242,6 +244,20 @@ static void FL_(unary_small)(int op, const T *x, ptrdiff_t nrows, ptrdiff_t C, T
     }
 }
 
+/* Gradient at a target class y that holds the row max (x_y == a, so
+ * p_y = 1/S): the kernels' e_y * sc - gscale (1-eps) w_y would subtract two
+ * numbers close to gscale (1-eps) w_y when p_y is close to 1 (the
+ * "softmax - 1" trap, Liger-Kernel PR #1329), losing log2(1/(1-p_y)) bits.
+ * With S - 1 = (cnt - 1) + s known without cancellation,
+ *   (1-eps) w_y (p_y - 1) + eps/C (W p_y - w_y)
+ *     = ((eps/C) W - (1-eps) w_y (S - 1)) / S - (eps/C) w_y,
+ * evaluated in double. */
+static inline T FL_(target_grad)(double kwy, double epc, double W, double wy, double gscale,
+                                 double S, double Sm1)
+{
+    return (T)(gscale * ((epc * W - kwy * Sm1) / S - epc * wy));
+}
+
 static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
                                 const int64_t *target, const T *w, double W,
                                 int64_t ignore_index, double eps, double gscale,
@@ -250,6 +266,7 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
     const double keep = 1.0 - eps, epc = eps / (double)C;
     const T sw = (T)(gscale * epc);
     T xt[FL_SMALL_C * FL_G], a[FL_G], L[FL_G], S[FL_G], fin[FL_G], sc[FL_G], oh[FL_G], yc[FL_G], on[FL_G];
+    T Sm1[FL_G];
     double xy[FL_G], wy[FL_G], swx[FL_G], r0[FL_G];
     for (ptrdiff_t i0 = 0; i0 < nrows; i0 += FL_G) {
         const ptrdiff_t g = nrows - i0 < FL_G ? nrows - i0 : FL_G;
@@ -273,7 +290,7 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
                 for (ptrdiff_t k = 0; k < FL_G; k++) swx[k] += wc * ((double)xt[c * FL_G + k] - r0[k]);
             }
         }
-        FL_(col_stats)(xt, C, grad != NULL, a, L, S, fin);
+        FL_(col_stats)(xt, C, grad != NULL, a, L, S, fin, Sm1);
         for (ptrdiff_t k = 0; k < g; k++) {
             double li = keep * wy[k] * (((double)a[k] - xy[k]) + (double)L[k]);
             if (eps != 0.0) li += epc * (W * (((double)a[k] - r0[k]) + (double)L[k]) - swx[k]);
@@ -301,6 +318,14 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
             }
         }
         FL_(from_cols)(xt, g, C, grad + i0 * C);
+        /* A target that holds the row max: its gradient without the
+         * cancellation of p_y - 1 (see FL_(target_grad)). */
+        for (ptrdiff_t k = 0; k < g; k++) {
+            const int64_t y = target[i0 + k];
+            if (y != ignore_index && fin[k] != 0 && xy[k] == (double)a[k])
+                grad[(i0 + k) * C + y] = FL_(target_grad)(keep * wy[k], epc, W, w ? (double)w[y] : 1.0,
+                                                          gscale, (double)S[k], (double)Sm1[k]);
+        }
     }
 }
 
@@ -373,9 +398,12 @@ static void FL_(softmax_backward_rows)(const T *go, const T *out, ptrdiff_t nrow
         double s = 0.0;
 #pragma omp simd reduction(+:s)
         for (ptrdiff_t j = 0; j < C; j++) s += (double)g[j] * (double)y[j];
-        const T ts = (T)s;
+        /* s as hi + lo in T: where g[j] is close to s (a dominant class,
+         * y ~ 1) g[j] - hi is exact (Sterbenz) and lo keeps the bits a single
+         * T would lose to the cancellation. */
+        const T hi = (T)s, lo = (T)(s - (double)hi);
 #pragma omp simd
-        for (ptrdiff_t j = 0; j < C; j++) r[j] = y[j] * (g[j] - ts);
+        for (ptrdiff_t j = 0; j < C; j++) r[j] = y[j] * ((g[j] - hi) - lo);
     }
 }
 
@@ -454,7 +482,10 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
 #pragma omp simd
             for (ptrdiff_t j = 0; j < C; j++) g[j] = g[j] * sc - sw;
         }
-        g[y] -= (T)(gscale * keep * wy);
+        if (xy == a)   /* the target holds the max: no cancellation (FL_(target_grad)) */
+            g[y] = FL_(target_grad)(keep * wy, epc, W, w ? (double)w[y] : 1.0, gscale, S, S - 1.0);
+        else
+            g[y] -= (T)(gscale * keep * wy);
     }
 }
 

@@ -28,6 +28,16 @@ loss), so no log-probabilities are stored and nothing is recomputed.  With
 ``log_softmax``/``softmax`` save their output, as PyTorch does.  The input
 tensor is never written to.
 
+Half precision (bfloat16, float16): the kernels read the tensor's memory
+(a bfloat16 tensor is viewed as an ``ml_dtypes.bfloat16`` array, no copy;
+without ml_dtypes bfloat16 goes to PyTorch), compute in float32 and round
+each output/gradient once.  Loss and gradient dtypes are PyTorch's: the
+input's dtype, except that under ``torch.autocast("cpu")`` (where PyTorch
+casts cross_entropy's input to float32) ``cross_entropy`` returns a float32
+loss computed straight from the half-precision logits (no float32 copy); the
+other functions, and ``reduction='none'``, go to PyTorch under autocast.
+:func:`patch` installs these functions process-wide (``patch.py``).
+
 Under ``torch.no_grad()`` (or when the input does not require grad) only
 the loss is computed: no gradient pass, no graph.
 
@@ -39,7 +49,7 @@ same errors, PyTorch's speed) when any tensor argument
 * is not on the CPU, is not strided (sparse, mkldnn), or is a tensor
   subclass / has ``__torch_function__`` (or a torch-function / dispatch mode
   is active, or it is wrapped by ``torch.func`` transforms such as ``vmap``);
-* has a dtype other than float32/float64 (float16, bfloat16; integer
+* has a dtype other than float32/float64/float16/bfloat16 (integer
   targets other than int64/uint8; a target or weight whose dtype differs
   from the input's, which PyTorch promotes);
 * is a target, weight or pos_weight that requires grad (fastlog
@@ -115,16 +125,20 @@ import warnings
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .. import _losses, _softmax
+from .. import _half, _losses, _softmax
+# PyTorch's own functions, saved before any patch(): every fallback below calls these.
+from . import _orig as F
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div",
            "log_softmax", "softmax", "CrossEntropyLoss", "NLLLoss", "BCEWithLogitsLoss",
            "KLDivLoss", "fast_path_available", "set_buffer_reuse"]
 
 _FLOATS = (torch.float32, torch.float64)
+# Half precision: fastlog computes in float32 and rounds once (issue 13).  bfloat16 tensors are
+# viewed as ml_dtypes.bfloat16 arrays (no copy); without ml_dtypes they go to PyTorch.
+_HALVES = (torch.bfloat16, torch.float16)
 _INDEX_DTYPES = (torch.int64, torch.uint8)   # the class-index dtypes PyTorch accepts
 _PLAIN = (torch.Tensor, nn.Parameter)
 # What fastlog raises for arguments it rejects; PyTorch then gets the call and raises its own.
@@ -170,7 +184,16 @@ def _const_ok(t, dtype):
 def _input_ok(x):
     # is_compiling first: under torch.compile nothing below may be traced.
     return (not torch.compiler.is_compiling() and isinstance(x, torch.Tensor) and _plain_cpu(x)
-            and x.dtype in _FLOATS)
+            and (x.dtype in _FLOATS or (x.dtype in _HALVES and _half_ok(x.dtype))))
+
+
+def _half_ok(dtype):
+    return dtype == torch.float16 or _half.bfloat16() is not None
+
+
+def _autocast_half(x):
+    """True when torch.autocast("cpu") is on and x is half: PyTorch would cast x to float32."""
+    return x.dtype in _HALVES and torch.is_autocast_enabled("cpu")
 
 
 def fast_path_available(input, *others):
@@ -192,13 +215,21 @@ def fast_path_available(input, *others):
 
 
 def _np(t):
-    """Zero-copy NumPy view of a CPU tensor (never written to)."""
+    """Zero-copy NumPy view of a CPU tensor (never written to); bfloat16 as ml_dtypes.bfloat16."""
+    if t.dtype == torch.bfloat16:
+        return t.detach().view(torch.int16).numpy().view(_half.bfloat16())
     return t.detach().numpy()
 
 
-def _tensor(a):
-    """An ndarray (or NumPy scalar) produced by fastlog, as a tensor sharing its memory."""
-    return torch.from_numpy(np.asarray(a))
+def _tensor(a, dtype=None):
+    """An ndarray (or NumPy scalar) produced by fastlog, as a tensor sharing its memory
+    (cast to `dtype` if given: a float32 loss of a half input becomes PyTorch's loss dtype)."""
+    a = np.asarray(a)
+    if _half.is_bfloat16(a.dtype):
+        t = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    else:
+        t = torch.from_numpy(a)
+    return t if dtype is None or t.dtype == dtype else t.to(dtype)
 
 
 # ------------------------------------------------------- gradient buffers --
@@ -231,6 +262,23 @@ def set_buffer_reuse(enabled):
     _REUSE = bool(enabled)
     if not _REUSE:
         _buffers.clear()
+
+
+def _half_grad(input):
+    """(tensor, ndarray view) of a fresh gradient buffer for a half-precision input, or
+    (None, None).  The kernel writes into the tensor's memory, and the tensor (not a
+    dtype view of a NumPy array) is what backward returns, so autograd can take it
+    as .grad without cloning it."""
+    if input.dtype not in _HALVES or input.dim() > 2:
+        return None, None
+    shape = tuple(input.shape)
+    # The memory comes from the buffer cache (an int16 array: its refcount tells when no
+    # tensor uses it any more); the tensor is a base tensor on that storage, not a view.
+    arr = _grad_buffer(shape, np.int16)
+    if arr is None:
+        arr = np.empty(shape, np.int16)
+    gt = torch.empty(0, dtype=input.dtype).set_(torch.from_numpy(arr).untyped_storage(), 0, shape)
+    return gt, _np(gt)
 
 
 def _grad_buffer(shape, dtype):
@@ -335,19 +383,22 @@ class _CrossEntropy(torch.autograd.Function):
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
         x = _np(input)
         # (the buffer is filled in place for 1-D/2-D inputs; K-dim ones need a moved copy)
-        out = _grad_buffer(x.shape, x.dtype) if x.ndim <= 2 else None
+        gt, out = _half_grad(input)
+        if gt is None:
+            out = _grad_buffer(x.shape, x.dtype) if x.ndim <= 2 else None
         loss, grad = _losses.cross_entropy_and_grad(
             x, _np(target), None if weight is None else _np(weight),
             ignore_index, reduction, label_smoothing, out=out)
         if not target.is_floating_point():
             _nan_ignored_undefined(x, _np(target), ignore_index, grad)
-        ctx.save_for_backward(target, weight, torch.from_numpy(grad))
+        ctx.save_for_backward(target, weight, gt if gt is not None else _tensor(grad))
         ctx.args = (ignore_index, reduction, label_smoothing)
         # The input itself is needed only by a create_graph=True backward.  It is kept as a
         # plain reference (not saved): PyTorch's own cross_entropy lets the logits be
         # modified in place after the forward, and so does this one.
         ctx.input, ctx.input_version, ctx.input_shape = input, input._version, input.shape
-        return _tensor(loss)
+        # PyTorch's loss dtype: the input's, or float32 for a half input under autocast
+        return _tensor(loss, torch.float32 if _autocast_half(input) else input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -425,7 +476,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """
     reduction = _reduction(size_average, reduce, reduction)
     _check_smoothing(label_smoothing)
-    if not _ce_fast_ok(input, target, weight, label_smoothing):
+    if (not _ce_fast_ok(input, target, weight, label_smoothing)
+            or (reduction == "none" and _autocast_half(input))):
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
     try:
@@ -434,7 +486,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                                        label_smoothing)
         return _tensor(_losses.cross_entropy(_np(input), _np(target),
                                              None if weight is None else _np(weight),
-                                             ignore_index, reduction, label_smoothing))
+                                             ignore_index, reduction, label_smoothing),
+                       torch.float32 if _autocast_half(input) else input.dtype)
     except _REJECTED:
         pass   # PyTorch raises its own error (or computes what it accepts), unchained
     return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
@@ -449,7 +502,7 @@ class _NLL(torch.autograd.Function):
         loss = _losses.nll_loss(x, t, w, ignore_index, reduction)
         ctx.save_for_backward(input, target, weight)
         ctx.args = (ignore_index, reduction)
-        return _tensor(loss)
+        return _tensor(loss, input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -464,7 +517,7 @@ class _NLL(torch.autograd.Function):
             _, g = _losses.nll_loss_and_grad(_np(input), _np(target),
                                              None if weight is None else _np(weight),
                                              ignore_index, reduction)
-            gi = _scale(torch.from_numpy(g), grad_output, reduction, _class_axis_shape(input.shape))
+            gi = _scale(_tensor(g), grad_output, reduction, _class_axis_shape(input.shape))
         return gi, None, None, None, None
 
 
@@ -482,14 +535,14 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     reduction = _reduction(size_average, reduce, reduction)
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
             and _index_dtype_ok(input, target) and _const_ok(weight, input.dtype)
-            and _env_ok(input, target, weight)):
+            and _env_ok(input, target, weight) and not _autocast_half(input)):
         return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
     try:
         if _needs_grad(input):
             return _NLL.apply(input, target, weight, ignore_index, reduction)
         return _tensor(_losses.nll_loss(_np(input), _np(target),
                                         None if weight is None else _np(weight),
-                                        ignore_index, reduction))
+                                        ignore_index, reduction), input.dtype)
     except _REJECTED:
         pass   # PyTorch raises its own error (or computes what it accepts), unchained
     return F.nll_loss(input, target, weight, ignore_index=ignore_index, reduction=reduction)
@@ -500,12 +553,14 @@ class _BCEWithLogits(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, weight, pos_weight, reduction):
         x = _np(input)
+        gt, out = _half_grad(input) if input.dim() == 2 else (None, None)
         loss, grad = _losses.binary_cross_entropy_with_logits_and_grad(
             x, _np(target), None if weight is None else _np(weight), reduction,
-            None if pos_weight is None else _np(pos_weight), out=_grad_buffer(x.shape, x.dtype))
-        ctx.save_for_backward(input, target, weight, pos_weight, torch.from_numpy(grad))
+            None if pos_weight is None else _np(pos_weight),
+            out=out if gt is not None else _grad_buffer(x.shape, x.dtype))
+        ctx.save_for_backward(input, target, weight, pos_weight, gt if gt is not None else _tensor(grad))
         ctx.reduction = reduction
-        return _tensor(loss)
+        return _tensor(loss, input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -537,7 +592,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
             and target.dtype == input.dtype and target.shape == input.shape
             and not (target.requires_grad and torch.is_grad_enabled())
             and _const_ok(weight, input.dtype) and _const_ok(pos_weight, input.dtype)
-            and _env_ok(input, target, weight, pos_weight)):
+            and _env_ok(input, target, weight, pos_weight) and not _autocast_half(input)):
         return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
                                                   pos_weight=pos_weight)
     try:
@@ -545,7 +600,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
             return _BCEWithLogits.apply(input, target, weight, pos_weight, reduction)
         return _tensor(_losses.binary_cross_entropy_with_logits(
             _np(input), _np(target), None if weight is None else _np(weight), reduction,
-            None if pos_weight is None else _np(pos_weight)))
+            None if pos_weight is None else _np(pos_weight)), input.dtype)
     except _REJECTED:
         pass   # PyTorch raises its own error (or computes what it accepts), unchained
     return F.binary_cross_entropy_with_logits(input, target, weight, reduction=reduction,
@@ -566,7 +621,7 @@ class _KLDiv(torch.autograd.Function):
         ctx.save_for_backward(target)
         ctx.args = (reduction, log_target, {"none": 1, "sum": 1, "mean": input.numel(),
                                             "batchmean": input.shape[0] if input.dim() else 1}[reduction])
-        return _tensor(loss)
+        return _tensor(loss, input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -602,14 +657,14 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
             and target.dtype == input.dtype and target.shape == input.shape
             and not (target.requires_grad and torch.is_grad_enabled())
             and reduction in ("none", "mean", "sum", "batchmean")
-            and _env_ok(input, target)):
+            and _env_ok(input, target) and not _autocast_half(input)):
         return F.kl_div(input, target, reduction=reduction, log_target=log_target)
     if reduction == "mean" and not legacy:
         warnings.warn(_KL_MEAN_WARNING, stacklevel=2)
     try:
         if _needs_grad(input):
             return _KLDiv.apply(input, target, reduction, bool(log_target))
-        return _tensor(_losses.kl_div(_np(input), _np(target), reduction, bool(log_target)))
+        return _tensor(_losses.kl_div(_np(input), _np(target), reduction, bool(log_target)), input.dtype)
     except _REJECTED:
         pass   # PyTorch raises its own error (or computes what it accepts), unchained
     return F.kl_div(input, target, reduction=reduction, log_target=log_target)
@@ -624,7 +679,7 @@ def _softmax_function(name, np_forward, np_backward, torch_backward):
     class _Fn(torch.autograd.Function):
         @staticmethod
         def forward(ctx, input, dim):
-            y = torch.from_numpy(np.asarray(np_forward(_np(input), axis=dim)))
+            y = _tensor(np_forward(_np(input), axis=dim))
             ctx.save_for_backward(y)
             ctx.dim = dim
             return y
@@ -632,7 +687,7 @@ def _softmax_function(name, np_forward, np_backward, torch_backward):
         @staticmethod
         def backward(ctx, grad_output):
             (y,) = ctx.saved_tensors
-            if torch.is_grad_enabled() or not _plain_cpu(grad_output):
+            if torch.is_grad_enabled() or not _plain_cpu(grad_output) or grad_output.dtype != y.dtype:
                 return torch_backward(grad_output, y, ctx.dim, y.dtype), None
             return _tensor(np_backward(_np(grad_output), _np(y), axis=ctx.dim)), None
 
@@ -666,7 +721,7 @@ def _softmax_family(name, fn, np_fn, torch_fn, input, dim, _stacklevel, dtype):
         dim = 0 if input.dim() in (0, 1, 3) else 1
     if dtype is not None:
         input = input.to(dtype)
-    if not (_input_ok(input) and _env_ok(input)):
+    if not (_input_ok(input) and _env_ok(input)) or _autocast_half(input):
         return torch_fn(input, dim)
     nd = input.dim()
     if not isinstance(dim, int) or not -max(nd, 1) <= dim < max(nd, 1) or input.numel() == 0:
@@ -676,7 +731,7 @@ def _softmax_family(name, fn, np_fn, torch_fn, input, dim, _stacklevel, dtype):
         dim = None
     if _needs_grad(input):
         return fn.apply(input, dim)
-    return torch.from_numpy(np.asarray(np_fn(_np(input), axis=dim)))
+    return _tensor(np_fn(_np(input), axis=dim))
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
@@ -751,6 +806,11 @@ class KLDivLoss(nn.KLDivLoss):
     def forward(self, input, target):
         return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
+
+# Process-wide patching of torch.nn.functional / torch.nn (patch.py).
+from .patch import is_patched, patch, patched, unpatch  # noqa: E402
+
+__all__ += ["patch", "unpatch", "patched", "is_patched"]
 
 # Fused linear + cross-entropy (F.linear_cross_entropy's namesake) lives in its own module.
 try:

@@ -21,11 +21,11 @@ Imported by ``fastlog.torch``; importing fastlog alone never imports torch.
 """
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .. import linear as _lin
 from .._losses import _finish_loss
+from . import _orig as F   # PyTorch's own functions, even after fastlog.torch.patch()
 
 __all__ = ["linear_cross_entropy", "LinearCrossEntropyLoss"]
 
@@ -160,6 +160,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     >>> torch.allclose(loss, F.cross_entropy(h @ W.T, t))
     True
     """
+    from . import linear_ce_half as _h   # bfloat16 / float16 (issue 13)
+    if _h.can_run(input, linear_weight, target, linear_bias, weight, reduction):
+        return _h.linear_cross_entropy_half(input, linear_weight, target, linear_bias, weight,
+                                            reduction, ignore_index, label_smoothing)
     if not _fastlog_can_run(input, linear_weight, target, linear_bias, weight):
         if hasattr(F, "linear_cross_entropy"):
             return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,

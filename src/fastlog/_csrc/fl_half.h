@@ -1,0 +1,239 @@
+/* fastlog half precision: bfloat16 / float16 <-> float32 conversion, and the
+ * block drivers that run the float32 row kernels on converted rows.
+ *
+ * Included by fl_kernels.c after the float32 kernels, so every ISA level gets
+ * its own copy compiled with its own flags; exported through the level's
+ * kernel table (fl_ktab.half; the argument struct is in fl_kernels.h).
+ *
+ * Design (issue 13): a block of rows (a chunk of ~32K elements, sized by the
+ * Cython caller) is converted from half into a float32 scratch buffer that
+ * stays in L1/L2, the existing float32 row kernel runs on the scratch (it
+ * accumulates batch sums in double), and the outputs/gradients are converted
+ * back with ONE round-to-nearest-even from float32.  Memory traffic is then
+ * that of the half-precision arrays: half of float32's.  Every operation gets
+ * half support from one driver, not a second copy of each kernel.
+ *
+ * Conversions:
+ *   bfloat16 -> float32: a 16-bit shift (exact).
+ *   float32 -> bfloat16: round to nearest even on the bits (NaN stays NaN,
+ *     quieted; overflow rounds to inf; subnormals rounded like any value).
+ *   float16 <-> float32: F16C (vcvtph2ps / vcvtps2ph, round to nearest even)
+ *     in the AVX2 and AVX-512 builds; exact bit arithmetic in the baseline
+ *     build (F. Giesen's conversions, same results).
+ * AVX512_BF16's vcvtneps2bf16 is NOT used: it flushes subnormal inputs to
+ * zero (it ignores MXCSR and always applies DAZ/FTZ), which would break the
+ * "rounded once" guarantee for tiny values; the shift/round path is already
+ * limited by memory, not by the conversion (see benchmarks/bench_half.py).
+ */
+#ifndef FL_HALF_H
+#define FL_HALF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fl_kernels.h"
+#if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+static inline float fl_u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t fl_f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+/* ----------------------------------------------------------- scalar ---- */
+static inline float fl_bf16_to_f32_1(uint16_t h) { return fl_u2f((uint32_t)h << 16); }
+
+static inline uint16_t fl_f32_to_bf16_1(float f)
+{
+    const uint32_t u = fl_f2u(f);
+    if (f != f) return (uint16_t)((u >> 16) | 0x40);           /* quiet NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16); /* RNE */
+}
+
+static inline float fl_f16_to_f32_1(uint16_t h)
+{
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t o = (uint32_t)(h & 0x7fffu) << 13;
+    const uint32_t e = o & 0x0f800000u;
+    o += (uint32_t)(127 - 15) << 23;
+    if (e == 0x0f800000u)
+        o += (uint32_t)(128 - 16) << 23;                        /* inf / NaN */
+    else if (e == 0) {                                          /* zero / subnormal */
+        o += 1u << 23;
+        o = fl_f2u(fl_u2f(o) - fl_u2f(113u << 23));
+    }
+    return fl_u2f(o | sign);
+}
+
+static inline uint16_t fl_f32_to_f16_1(float x)
+{
+    const uint32_t f32inf = 255u << 23, f16max = (127u + 16u) << 23;
+    const uint32_t denorm_magic = ((127u - 15u) + (23u - 10u) + 1u) << 23;
+    uint32_t f = fl_f2u(x);
+    const uint32_t sign = f & 0x80000000u;
+    uint16_t o;
+    f ^= sign;
+    if (f >= f16max)
+        o = f > f32inf ? 0x7e00 : 0x7c00;                       /* NaN, inf, overflow */
+    else if (f < (113u << 23))                                  /* subnormal or zero */
+        o = (uint16_t)(fl_f2u(fl_u2f(f) + fl_u2f(denorm_magic)) - denorm_magic);
+    else {
+        const uint32_t odd = (f >> 13) & 1u;
+        f += ((uint32_t)(15 - 127) << 23) + 0xfffu;
+        f += odd;
+        o = (uint16_t)(f >> 13);
+    }
+    return (uint16_t)(o | (sign >> 16));
+}
+
+/* ---------------------------------------------------------- vectors ---- */
+static void fl_bf16_to_f32_n(const uint16_t *restrict s, ptrdiff_t n, float *restrict d)
+{
+    ptrdiff_t j = 0;
+#if defined(__AVX512F__)
+    for (; j + 16 <= n; j += 16) {
+        __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(s + j)));
+        _mm512_storeu_ps(d + j, _mm512_castsi512_ps(_mm512_slli_epi32(v, 16)));
+    }
+#elif defined(__AVX2__)
+    for (; j + 8 <= n; j += 8) {
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + j)));
+        _mm256_storeu_ps(d + j, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+#endif
+    for (; j < n; j++) d[j] = fl_bf16_to_f32_1(s[j]);
+}
+
+static void fl_f32_to_bf16_n(const float *restrict s, ptrdiff_t n, uint16_t *restrict d)
+{
+    ptrdiff_t j = 0;
+#if defined(__AVX512F__)
+    const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
+                  qbit = _mm512_set1_epi32(0x40);
+    for (; j + 16 <= n; j += 16) {
+        const __m512 f = _mm512_loadu_ps(s + j);
+        const __m512i u = _mm512_castps_si512(f);
+        const __m512i hi = _mm512_srli_epi32(u, 16);
+        __m512i r = _mm512_srli_epi32(
+            _mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(hi, one)), 16);
+        const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+        r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, qbit));
+        _mm256_storeu_si256((__m256i *)(d + j), _mm512_cvtepi32_epi16(r));
+    }
+#elif defined(__AVX2__)
+    const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1),
+                  qbit = _mm256_set1_epi32(0x40);
+    for (; j + 16 <= n; j += 16) {
+        __m256i r2[2];
+        for (int h = 0; h < 2; h++) {
+            const __m256 f = _mm256_loadu_ps(s + j + 8 * h);
+            const __m256i u = _mm256_castps_si256(f);
+            const __m256i hi = _mm256_srli_epi32(u, 16);
+            const __m256i r = _mm256_srli_epi32(
+                _mm256_add_epi32(_mm256_add_epi32(u, bias), _mm256_and_si256(hi, one)), 16);
+            const __m256 nan = _mm256_cmp_ps(f, f, _CMP_UNORD_Q);
+            r2[h] = _mm256_blendv_epi8(r, _mm256_or_si256(hi, qbit), _mm256_castps_si256(nan));
+        }
+        /* values are < 2^16: unsigned saturation keeps them; fix the lane order */
+        const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r2[0], r2[1]), 0xD8);
+        _mm256_storeu_si256((__m256i *)(d + j), p);
+    }
+#endif
+    for (; j < n; j++) d[j] = fl_f32_to_bf16_1(s[j]);
+}
+
+static void fl_f16_to_f32_n(const uint16_t *restrict s, ptrdiff_t n, float *restrict d)
+{
+    ptrdiff_t j = 0;
+#if defined(__AVX512F__)
+    for (; j + 16 <= n; j += 16)
+        _mm512_storeu_ps(d + j, _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j))));
+#elif defined(__F16C__)
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(d + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + j))));
+#endif
+    for (; j < n; j++) d[j] = fl_f16_to_f32_1(s[j]);
+}
+
+static void fl_f32_to_f16_n(const float *restrict s, ptrdiff_t n, uint16_t *restrict d)
+{
+    ptrdiff_t j = 0;
+#if defined(__AVX512F__)
+    for (; j + 16 <= n; j += 16)
+        _mm256_storeu_si256((__m256i *)(d + j),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(s + j), _MM_FROUND_TO_NEAREST_INT));
+#elif defined(__F16C__)
+    for (; j + 8 <= n; j += 8)
+        _mm_storeu_si128((__m128i *)(d + j),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(s + j), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; j < n; j++) d[j] = fl_f32_to_f16_1(s[j]);
+}
+
+/* kind: FL_KIND_BF16 or FL_KIND_F16. */
+static inline void fl_h2f_n(int kind, const uint16_t *s, ptrdiff_t n, float *d)
+{
+    if (kind == FL_KIND_F16) fl_f16_to_f32_n(s, n, d);
+    else fl_bf16_to_f32_n(s, n, d);
+}
+
+static inline void fl_f2h_n(int kind, const float *s, ptrdiff_t n, uint16_t *d)
+{
+    if (kind == FL_KIND_F16) fl_f32_to_f16_n(s, n, d);
+    else fl_f32_to_bf16_n(s, n, d);
+}
+
+/* ------------------------------------------------------ block driver ---- */
+/* Rows [r0, r0 + m) of the call described by `a`, through the float32
+ * scratch `s` (fl_half_scratch(m, C) floats).  Returns the BCE chunk sum
+ * (0 for the other ops).  Outputs may alias inputs (out = x): every input
+ * block is converted into the scratch before any output of it is written. */
+static double fl_half_rows(const fl_half_args *a, ptrdiff_t r0, ptrdiff_t m, float *s)
+{
+    const ptrdiff_t C = a->C, nC = m * C, off = r0 * C;
+    float *s1 = s + nC;
+    double total = 0.0;
+    fl_h2f_n(a->kind, a->x + off, nC, s);
+    switch (a->op) {
+    case FL_H_LOG_SOFTMAX:
+        fl_log_softmax_rows_f32(s, m, C, s);
+        fl_f2h_n(a->kind, s, nC, a->out + off);
+        break;
+    case FL_H_SOFTMAX:
+        fl_softmax_rows_f32(s, m, C, s);
+        fl_f2h_n(a->kind, s, nC, a->out + off);
+        break;
+    case FL_H_LSE:
+        fl_lse_rows_f32(s, m, C, s1);
+        fl_f2h_n(a->kind, s1, m, a->out + r0);
+        break;
+    case FL_H_LOG_SOFTMAX_BWD:
+    case FL_H_SOFTMAX_BWD:
+        fl_h2f_n(a->kind, a->y + off, nC, s1);
+        if (a->op == FL_H_LOG_SOFTMAX_BWD) fl_log_softmax_backward_rows_f32(s, s1, m, C, s);
+        else fl_softmax_backward_rows_f32(s, s1, m, C, s);
+        fl_f2h_n(a->kind, s, nC, a->out + off);
+        break;
+    case FL_H_CE_INDEX:
+        fl_ce_index_rows_f32(s, m, C, a->target + r0, a->w, a->W, a->ignore_index, a->eps,
+                             a->gscale, a->loss + r0, a->out ? s : NULL);
+        if (a->out) fl_f2h_n(a->kind, s, nC, a->out + off);
+        break;
+    case FL_H_CE_PROB:
+        fl_h2f_n(a->kind, a->y + off, nC, s1);
+        fl_ce_prob_rows_f32(s, m, C, s1, a->w, a->eps, a->gscale, a->loss + r0, a->out ? s : NULL);
+        if (a->out) fl_f2h_n(a->kind, s, nC, a->out + off);
+        break;
+    case FL_H_BCE:
+        /* element-wise: the loss may overwrite y's scratch, the gradient x's */
+        fl_h2f_n(a->kind, a->y + off, nC, s1);
+        total = fl_bce_n_f32(s, s1, a->w ? a->w + off : NULL, a->pw ? a->pw + off : NULL, nC,
+                             a->gscale, a->out2 ? s1 : NULL, a->out ? s : NULL);
+        if (a->out2) fl_f2h_n(a->kind, s1, nC, a->out2 + off);
+        if (a->out) fl_f2h_n(a->kind, s, nC, a->out + off);
+        break;
+    }
+    return total;
+}
+
+#endif
