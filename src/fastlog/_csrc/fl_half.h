@@ -37,8 +37,7 @@
 #include <immintrin.h>
 #endif
 
-static inline float fl_u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-static inline uint32_t fl_f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+/* fl_u2f / fl_f2u (bit casts) come from fl_math.h, through fl_kernels.h. */
 
 /* ----------------------------------------------------------- scalar ---- */
 static inline float fl_bf16_to_f32_1(uint16_t h) { return fl_u2f((uint32_t)h << 16); }
