@@ -200,7 +200,8 @@ def fast_path_available(input, *others):
     """True when fastlog (not PyTorch) would compute a loss of `input` and `others`.
 
     The check made by every function here before choosing fastlog's kernel:
-    CPU strided float32/float64 plain tensors, no torch.compile tracing, no
+    CPU strided float32/float64/float16 plain tensors (bfloat16 too where
+    ``ml_dtypes`` is installed), no torch.compile tracing, no
     ``__torch_function__``/dispatch modes.  (Per-function checks on targets and
     weights come on top.)
 
@@ -208,7 +209,9 @@ def fast_path_available(input, *others):
     --------
     >>> import torch, fastlog.torch as FL
     >>> FL.fast_path_available(torch.zeros(2, 3)), FL.fast_path_available(torch.zeros(2, 3).half())
-    (True, False)
+    (True, True)
+    >>> FL.fast_path_available(torch.zeros(2, 3, dtype=torch.complex64))
+    False
     """
     return _input_ok(input) and all(o is None or _plain_cpu(o) for o in others) \
         and _env_ok(input, *others)
