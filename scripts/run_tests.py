@@ -5,6 +5,11 @@ and one is chosen at import time; FASTLOG_ISA forces a level.  This runs the
 whole pytest suite under the best level, then again under every other level
 this CPU supports, so every compiled path is tested on one machine.
 
+Test files that exercise no kernel path of their own (process groups, Dask
+clusters, the command line, examples, model files, the benchmark report,
+packaging) run once, under the best level: their kernels are the ones the
+other files test at every level, and they are the slow part of the suite.
+
     python scripts/run_tests.py            # all levels
     python scripts/run_tests.py -x -k ce   # extra arguments go to pytest
 """
@@ -13,6 +18,11 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Run under the best ISA level only (see the module docstring).
+ONCE = ("test_bench.py", "test_dask.py", "test_data.py", "test_dependencies.py",
+        "test_distributed.py", "test_examples.py", "test_patch.py", "test_workflow_doctests.py",
+        "test_workflow_io.py", "test_workflow_train.py")
 
 
 def main(argv):
@@ -32,8 +42,10 @@ def main(argv):
     failed = []
     for lv in order:
         env = dict(os.environ, FASTLOG_ISA=lv)
-        print(f"\n===== pytest with FASTLOG_ISA={lv} =====", flush=True)
-        rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *argv],
+        skip = [] if lv == order[0] else [f"--ignore=tests/{f}" for f in ONCE]
+        print(f"\n===== pytest with FASTLOG_ISA={lv}"
+              f"{'' if lv == order[0] else ' (kernel tests; the rest ran above)'} =====", flush=True)
+        rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *skip, *argv],
                              cwd=HERE, env=env)
         if rc:
             failed.append(f"{lv} (exit {rc})")
