@@ -187,7 +187,7 @@ cdef inline bint _is_f32(cnp.ndarray a):
     return cnp.PyArray_TYPE(a) == cnp.NPY_FLOAT32
 
 
-cdef int _float_arr(cnp.ndarray a, str name) except -1:
+cdef inline int _float_arr(cnp.ndarray a, str name) except -1:
     """a is a C-contiguous float32/float64 array; returns its type number."""
     cdef int tn = cnp.PyArray_TYPE(a)
     if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
@@ -197,7 +197,7 @@ cdef int _float_arr(cnp.ndarray a, str name) except -1:
     return tn
 
 
-cdef int _like(object a, int tn, Py_ssize_t size, str name, bint out=False,
+cdef inline int _like(object a, int tn, Py_ssize_t size, str name, bint out=False,
                bint allow_none=True) except -1:
     """a is None (if allowed) or a C-contiguous array of type tn and `size`
     elements (size < 0: any), writable when out."""
@@ -220,7 +220,7 @@ cdef int _like(object a, int tn, Py_ssize_t size, str name, bint out=False,
     return 0
 
 
-cdef Py_ssize_t _dim2(cnp.ndarray a, int k, str name) except -1:
+cdef inline Py_ssize_t _dim2(cnp.ndarray a, int k, str name) except -1:
     if cnp.PyArray_NDIM(a) != 2:
         raise ValueError(f"{name}: expected a 2-D array, got {cnp.PyArray_NDIM(a)}-D")
     return cnp.PyArray_DIM(a, k)

@@ -99,7 +99,7 @@ class _BlasPool:
         pass
 
 
-_blas = _BlasPool()
+from .._threads import blas_pool as _blas  # noqa: E402  (scoped: restores the user's BLAS threads)
 
 
 # ---------------------------------------------------------- building blocks --

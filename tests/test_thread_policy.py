@@ -1,0 +1,66 @@
+"""One thread policy: fastlog's calls leave NumPy's and SciPy's BLAS thread
+counts exactly as they found them, and fused linear + cross-entropy gives the
+same bits for any thread setting of fastlog or of the BLAS."""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import fastlog as fl
+
+
+def _blas_counts():
+    return sorted((i["filepath"], i["num_threads"]) for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def _calls():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 64)).astype(np.float32)
+    W = (rng.standard_normal((3000, 64)) * 0.1).astype(np.float32)
+    t = rng.integers(0, 3000, 300)
+    m = fl.MLP(seed=0)
+    xm, ym = rng.random((128, 784)).astype(np.float32), rng.integers(0, 10, 128)
+    return {
+        "linear_cross_entropy": lambda: fl.linear_cross_entropy(X, W, t),
+        "linear_cross_entropy_and_grad": lambda: fl.linear_cross_entropy_and_grad(X, W, t, z_loss=1e-4),
+        "linear_forward": lambda: fl.linear_forward(X, W, relu=True),
+        "linear_backward": lambda: fl.linear_backward(np.ones((300, 3000), np.float32), X, W),
+        "mlp_train_step": lambda: m.train_step(xm, ym, lr=0.01),
+        "mlp_predict_proba": lambda: m.predict_proba(xm),
+    }
+
+
+@pytest.mark.parametrize("name", list(_calls()))
+def test_blas_threads_are_restored(name):
+    if not _blas_counts():
+        pytest.skip("threadpoolctl sees no BLAS")
+    f = _calls()[name]
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_counts()
+        f()
+        assert _blas_counts() == before
+    with threadpool_limits(limits=1, user_api="blas"):
+        before = _blas_counts()
+        f()
+        assert _blas_counts() == before
+
+
+def test_linear_cross_entropy_bits_do_not_depend_on_any_thread_count(threads):
+    rng = np.random.default_rng(5)
+    # Large enough that the GEMMs are cut into several blocks (and that a
+    # multi-threaded BLAS would split them its own way).
+    X = rng.standard_normal((700, 96)).astype(np.float32)
+    W = (rng.standard_normal((9000, 96)) * 0.1).astype(np.float32)
+    b = rng.standard_normal(9000).astype(np.float32)
+    t = rng.integers(0, 9000, 700)
+    ref = None
+    for blas in (1, 2, 3):
+        for n in (1, 2, 3):
+            threads(n)
+            with threadpool_limits(limits=blas, user_api="blas"):
+                got = fl.linear_cross_entropy_and_grad(X, W, t, b, chunk_size=300, label_smoothing=0.1)
+            got = [np.asarray(a) for a in got]
+            if ref is None:
+                ref = got
+                continue
+            for a, r in zip(got, ref):
+                assert a.tobytes() == r.tobytes(), f"BLAS threads {blas}, fastlog threads {n}"
