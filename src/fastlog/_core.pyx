@@ -21,8 +21,10 @@
 # GIL held: the calling thread's fastlog.num_threads override, else the
 # process default) and passed down; nothing below reads a global that another
 # Python thread could change mid-call.  Rows are cut into fixed chunks
-# (_chunk_rows depends only on C) and the chunks are spread over threads with
-# a static prange.  Per-row results never depend on the chunking, and
+# (_chunk_rows depends only on C) and the chunks are handed to threads by a
+# dynamic prange (a thread that the OS preempts does not hold up the others:
+# on a busy machine a static split waited for the straggler).  Per-row
+# results never depend on the chunking or on which thread ran a chunk, and
 # reductions over rows are done afterwards in row order, so results are
 # bit-identical for any thread count.
 
@@ -258,7 +260,7 @@ cdef void _unary_run(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *ou
     if nt == 1:
         _unary_block(op, x, n, C, out)
         return
-    for k in prange(nch, num_threads=nt, schedule='static'):
+    for k in prange(nch, num_threads=nt, schedule='dynamic'):
         r0 = k * cr
         _unary_block(op, x + r0 * C, (cr if r0 + cr <= n else n - r0), C, out + r0 * ostride)
 
@@ -317,7 +319,7 @@ cdef void _backward_run(int op, const real *go, const real *y, Py_ssize_t n, Py_
     if nt == 1:
         _backward_block(op, go, y, n, C, gi)
         return
-    for k in prange(nch, num_threads=nt, schedule='static'):
+    for k in prange(nch, num_threads=nt, schedule='dynamic'):
         r0 = k * cr
         _backward_block(op, go + r0 * C, y + r0 * C, (cr if r0 + cr <= n else n - r0), C, gi + r0 * C)
 
@@ -401,7 +403,7 @@ cdef void _ce_index_run(const real *x, Py_ssize_t n, Py_ssize_t C, const int64_t
         else:
             K.f64.ce_index_rows(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad)
         return
-    for k in prange(nch, num_threads=nt, schedule='static'):
+    for k in prange(nch, num_threads=nt, schedule='dynamic'):
         r0 = k * cr
         m = cr if r0 + cr <= n else n - r0
         if real is float:
@@ -490,7 +492,7 @@ cdef void _ce_prob_run(const real *x, Py_ssize_t n, Py_ssize_t C, const real *t,
         else:
             K.f64.ce_prob_rows(x, n, C, t, w, eps, gscale, loss, grad)
         return
-    for k in prange(nch, num_threads=nt, schedule='static'):
+    for k in prange(nch, num_threads=nt, schedule='dynamic'):
         r0 = k * cr
         m = cr if r0 + cr <= n else n - r0
         if real is float:
@@ -561,7 +563,7 @@ cdef double _bce_run(const real *x, const real *y, const real *w, const real *pw
     part = <double *>malloc(nch * sizeof(double))
     if part == NULL:
         return NAN
-    for k in prange(nch, num_threads=nt, schedule='static'):
+    for k in prange(nch, num_threads=nt, schedule='dynamic'):
         j0 = k * CHUNK_ELEMS
         m = CHUNK_ELEMS if j0 + CHUNK_ELEMS <= n else n - j0
         if real is float:

@@ -39,7 +39,7 @@ cdef void _lce_block(real *work, Py_ssize_t m, Py_ssize_t V, const int64_t *t, c
                 K.f64.lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
                               want_lse, loss + i, (lse + i) if lse != NULL else NULL, scratch)
         return
-    for i in prange(m, num_threads=nt, schedule='static'):
+    for i in prange(m, num_threads=nt, schedule='dynamic'):
         tid = threadid()
         gs = gscale * row_scale[i] if row_scale != NULL else gscale
         if real is float:
@@ -91,7 +91,7 @@ cdef void _lce_gemm(int which, Py_ssize_t m, Py_ssize_t H, Py_ssize_t V, const r
     nt = nthr if nthr < parts else <int>parts
     if nt < 1:
         nt = 1
-    for p in prange(parts, num_threads=nt, schedule='static'):
+    for p in prange(parts, num_threads=nt, schedule='dynamic'):
         c0 = p * dim // parts
         c1 = (p + 1) * dim // parts
         if which == 0:
