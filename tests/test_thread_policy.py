@@ -64,3 +64,24 @@ def test_linear_cross_entropy_bits_do_not_depend_on_any_thread_count(threads):
                 continue
             for a, r in zip(got, ref):
                 assert a.tobytes() == r.tobytes(), f"BLAS threads {blas}, fastlog threads {n}"
+
+
+def test_default_thread_count_adapts_but_a_chosen_one_is_kept():
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import fastlog as fl; from fastlog._dispatch import core\n"
+        "n = fl.get_num_threads(); now = core.call_threads()\n"
+        "assert not core.threads_explicit() and 1 <= now <= n, (n, now)\n"
+        "run = core.runnable_tasks(); assert run == -1 or run >= 1, run\n"
+        "fl.set_num_threads(3); assert core.threads_explicit() and core.call_threads() == 3\n"
+        "with fl.num_threads(2): assert core.call_threads() == 2\n"
+        "print('ok')\n")
+    env = {k: v for k, v in os.environ.items() if k != "FASTLOG_NUM_THREADS"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+    r = subprocess.run([sys.executable, "-c", "from fastlog._dispatch import core; import fastlog as fl;"
+                        "print(core.threads_explicit(), core.call_threads())"],
+                       env=dict(env, FASTLOG_NUM_THREADS="2"), capture_output=True, text=True, timeout=120)
+    assert r.stdout.split() == ["True", "2"], r.stderr

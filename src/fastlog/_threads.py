@@ -8,6 +8,12 @@
   (its override, else the process default), and passes it down; changing it
   from another thread mid-call does not affect a running call.
 * Results are bit-identical for any thread count.
+* The default (no ``set_num_threads`` / ``FASTLOG_NUM_THREADS`` /
+  ``num_threads``) is all cores, cut at each call to the cores that are idle
+  at that moment (the runnable count of ``/proc/loadavg``, re-read at most
+  every 20 ms): on a machine whose cores are busy, a parallel region waits
+  for its slowest thread to be scheduled again, so extra threads only slow
+  the call down.  A count the user sets is used as given.
 * Waiting: OpenMP threads that finish early SLEEP instead of spinning
   (``OMP_WAIT_POLICY=PASSIVE`` for the libgomp fastlog loads, unless the
   user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``).  libgomp's default
@@ -107,9 +113,9 @@ def _init():
             raise ImportError(f"FASTLOG_NUM_THREADS={env!r} is not an integer") from None
         if n < 1:
             raise ImportError(f"FASTLOG_NUM_THREADS={env!r} must be >= 1")
-        core.set_threads(min(n, _MAX))
+        core.set_threads(min(n, _MAX), True)
     else:
-        core.set_threads(max(1, core.max_threads()))
+        core.set_threads(max(1, core.max_threads()), False)
 
 
 # ------------------------------------------------------------------ BLAS --
