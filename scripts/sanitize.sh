@@ -7,6 +7,7 @@
 #
 #   bash scripts/sanitize.sh              # CI subset (a few minutes per level)
 #   bash scripts/sanitize.sh --full       # the whole suite under every level
+#   bash scripts/sanitize.sh --survey     # UBSan keeps going: list every distinct report
 #   bash scripts/sanitize.sh -- -k ce     # extra pytest arguments after --
 #
 # Environment: PYTHON (default python3) builds the venv (it must see NumPy,
@@ -20,10 +21,12 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 work=${FASTLOG_SAN_WORK:-/tmp/fastlog-san}
 py=${PYTHON:-python3}
 full=0
+survey=0
 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --full) full=1 ;;
+        --survey) survey=1 ;;
         --) shift; extra=("$@"); break ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -52,8 +55,15 @@ FASTLOG_REQUIRE_OPENMP=1 "$vpy" -m pip install -q --no-deps --no-build-isolation
     "$here"
 
 export LD_PRELOAD="$asan:$ubsan"
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1
-export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+# Reports also go to files (pytest captures fd 2, and an abort loses it).
+logs="$work/reports"
+rm -rf "$logs"; mkdir -p "$logs"
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:halt_on_error=1:allocator_may_return_null=1:log_path=$logs/asan
+if [ "$survey" = 1 ]; then
+    export UBSAN_OPTIONS=halt_on_error=0:print_stacktrace=0:log_path=$logs/ubsan
+else
+    export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$logs/ubsan
+fi
 export FASTLOG_REQUIRE_OPENMP=1
 
 cd "$here"
@@ -76,6 +86,15 @@ fi
 status=0
 for lv in $levels; do
     echo "== pytest under ASan+UBSan, FASTLOG_ISA=$lv"
-    FASTLOG_ISA=$lv "$vpy" -m pytest -q -x -p no:cacheprovider "${tests[@]}" "${extra[@]}" || status=1
+    FASTLOG_ISA=$lv "$vpy" -m pytest -q -x -p no:cacheprovider --capture=sys "${tests[@]}" "${extra[@]}" \
+        2>&1 | tee "$logs/pytest-$lv.log" || status=1
 done
+if grep -qh "runtime error\|ERROR: AddressSanitizer" "$logs"/* 2>/dev/null; then
+    echo "== sanitizer reports (distinct locations, count) in $logs"
+    grep -h "runtime error\|ERROR: AddressSanitizer" "$logs"/* | sed 's/^[^a-zA-Z_]*src\/fastlog\///; s/^\.*//' \
+        | sort | uniq -c | sort -rn
+    status=1
+else
+    echo "== no ASan/UBSan reports"
+fi
 exit $status
