@@ -80,7 +80,7 @@ if [ "$full" = 1 ]; then
 else
     # CI subset: the compiled entry points, every kernel path, threads/ISA,
     # and the numerics (every function through every kernel branch).
-    tests=(tests/test_compiled_api.py tests/test_kernel_paths.py tests/test_threads_isa.py
+    tests=(tests/test_compiled_api.py tests/test_kernel_paths.py tests/test_threads_isa.py tests/test_numerics.py
            tests/test_softmax.py tests/test_losses.py tests/test_linear_ce.py tests/test_mlp.py)
 fi
 status=0
