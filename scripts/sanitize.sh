@@ -12,7 +12,8 @@
 #
 # Environment: PYTHON (default python3) builds the venv (it must see NumPy,
 # SciPy, pytest, meson-python, meson, ninja, Cython: --system-site-packages);
-# FASTLOG_SAN_WORK (default /tmp/fastlog-san) holds the venv and build dir.
+# FASTLOG_SAN_WORK (default /tmp/fastlog-san) holds the venv and build dir;
+# FASTLOG_SAN_LEVELS (default: every level this CPU runs) picks ISA levels.
 #
 # Python itself is not instrumented, so libasan must be loaded first
 # (LD_PRELOAD); leak checking is off (CPython's allocator looks like leaks).
@@ -74,7 +75,7 @@ fastlog.show_config()
 assert c["openmp"] and c["openmp_threads_ok"], "sanitizer build must run with OpenMP threads"
 PY
 
-levels=$("$vpy" -c "import fastlog._dispatch as d; print(' '.join(d.supported_levels()))")
+levels=${FASTLOG_SAN_LEVELS:-$("$vpy" -c "import fastlog._dispatch as d; print(' '.join(d.supported_levels()))")}
 if [ "$full" = 1 ]; then
     tests=(tests)
 else
