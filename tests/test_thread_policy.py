@@ -85,3 +85,16 @@ def test_default_thread_count_adapts_but_a_chosen_one_is_kept():
                         "print(core.threads_explicit(), core.call_threads())"],
                        env=dict(env, FASTLOG_NUM_THREADS="2"), capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["True", "2"], r.stderr
+
+
+def test_bce_sum_bits_do_not_depend_on_thread_count(threads):
+    """The loss sum over more than 65,536 elements is chunked by size, not by
+    thread count (one thread used to sum it in a different order)."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((300, 1000))
+    y = (rng.random((300, 1000)) > 0.5).astype(np.float64)
+    got = []
+    for n in (1, 2, 3):
+        threads(n)
+        got.append([np.asarray(a).tobytes() for a in fl.binary_cross_entropy_with_logits_and_grad(x, y)])
+    assert got[0] == got[1] == got[2]

@@ -622,14 +622,19 @@ def nll(cnp.ndarray x not None, cnp.ndarray target not None, object weight, long
 cdef double _bce_run(const real *x, const real *y, const real *w, const real *pw, Py_ssize_t n,
                      double gscale, real *loss, real *grad, int nthr) noexcept nogil:
     """bce_n over fixed chunks of CHUNK_ELEMS elements, threads over chunks;
-    chunk sums added in chunk order (thread-count independent)."""
+    chunk sums added in chunk order.  Whether the sum is chunked depends on n
+    only (never on the thread count: one thread walks the same chunks), so
+    the total is bit-identical for any thread count."""
     cdef Py_ssize_t nch = (n + CHUNK_ELEMS - 1) // CHUNK_ELEMS, k, j0, m
-    cdef int nt = nthr if (n >= PAR_MIN_ELEMS and nch > 1) else 1
+    cdef bint chunked = n >= PAR_MIN_ELEMS and nch > 1
+    cdef int nt = nthr if chunked else 1
     cdef double total = 0.0
     cdef double *part
     if nt > nch:
         nt = <int>nch
-    if nt == 1:
+    if nt < 1:
+        nt = 1
+    if not chunked:
         if real is float:
             return K.f32.bce_n(x, y, w, pw, n, gscale, loss, grad)
         else:
