@@ -84,7 +84,7 @@ cdef void _lce_gemm(int which, Py_ssize_t m, Py_ssize_t H, Py_ssize_t V, const r
     cdef int ldh = <int>(H if H > 0 else 1)
     if which == 1:
         dim = H
-        parts = _lce_parts(H, 64, m * H * V)
+        parts = _lce_parts(H, 256, m * H * V)   # each block re-packs all of `work`: few, wide blocks
     else:
         dim = V
         parts = _lce_parts(V, 1024, m * H * V)
