@@ -39,6 +39,8 @@ def config():
         "openmp": core.OPENMP,
         "openmp_threads_ok": _openmp_works(),
         "threads": core.get_threads(),
+        "threads_policy": "as set" if core.threads_explicit() else "default: idle cores at each call",
+        "threads_now": core.call_threads(),
         "max_threads": core.max_threads(),
     }
 
@@ -53,7 +55,7 @@ def show_config(file=None):
         f"force one with FASTLOG_ISA)",
         f"  openmp:     {'enabled' if c['openmp'] else 'DISABLED (single-threaded build)'}"
         f"{'' if c['openmp_threads_ok'] or not c['openmp'] else ' but NOT WORKING (2 threads asked, fewer ran)'}",
-        f"  threads:    {c['threads']} (OpenMP default {c['max_threads']}; "
-        f"set with fastlog.set_num_threads or FASTLOG_NUM_THREADS)",
+        f"  threads:    {c['threads']} ({c['threads_policy']}; a call now would use {c['threads_now']}; "
+        f"OpenMP default {c['max_threads']}; set with fastlog.set_num_threads or FASTLOG_NUM_THREADS)",
     ]
     print("\n".join(lines), file=file)

@@ -11,7 +11,11 @@ instruction.  ``fastlog.show_config()`` tells which one runs.
 """
 import os
 
-from . import _core
+from . import _threads
+
+# libgomp reads its wait policy once, when it is loaded (with _core, below).
+with _threads.openmp_wait_policy():
+    from . import _core
 
 LEVELS = ("baseline", "avx2", "avx512")
 

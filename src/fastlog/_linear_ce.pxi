@@ -13,8 +13,10 @@
 # Determinism: step 2 is per row (threads over rows with a static schedule,
 # each row's result independent of the split); gW and gb are accumulated
 # block after block in row order, never across threads of ours.  The GEMMs
-# run in SciPy's BLAS with its own thread pool (fastlog's OpenMP threads are
-# idle while BLAS runs, and vice versa: no oversubscription).
+# are cut into blocks that depend only on the shapes (_lce_gemm), each block
+# one single-threaded BLAS call on one of fastlog's threads; fastlog.linear
+# holds SciPy's BLAS pool at 1 thread during the call (threadpoolctl, then
+# restores it), so no library's thread count changes a result (issue 12).
 
 cdef void _lce_block(real *work, Py_ssize_t m, Py_ssize_t V, const int64_t *t, const real *w, double W,
                      int64_t ignore_index, double eps, double gscale, const double *row_scale,
@@ -37,7 +39,7 @@ cdef void _lce_block(real *work, Py_ssize_t m, Py_ssize_t V, const int64_t *t, c
                 K.f64.lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
                               want_lse, loss + i, (lse + i) if lse != NULL else NULL, scratch)
         return
-    for i in prange(m, num_threads=nt, schedule='static'):
+    for i in prange(m, num_threads=nt, schedule='dynamic'):
         tid = threadid()
         gs = gscale * row_scale[i] if row_scale != NULL else gscale
         if real is float:
@@ -48,6 +50,59 @@ cdef void _lce_block(real *work, Py_ssize_t m, Py_ssize_t V, const int64_t *t, c
             K.f64.lce_row(work + i * V, V, t + i, w, W, ignore_index, eps, gs, zscale, want_grad,
                           want_lse, loss + i, (lse + i) if lse != NULL else NULL,
                           (scratch + tid * V) if scratch != NULL else NULL)
+
+
+cdef enum:
+    _LCE_MAX_PARTS = 8
+    _LCE_SPLIT_MIN = 1 << 22   # multiply-adds below which a GEMM stays one call
+
+
+cdef inline Py_ssize_t _lce_parts(Py_ssize_t dim, Py_ssize_t block, Py_ssize_t work) noexcept nogil:
+    """How many blocks a GEMM dimension is cut into: a function of the shape
+    only, so results do not depend on any thread count."""
+    cdef Py_ssize_t p
+    if work < _LCE_SPLIT_MIN:
+        return 1
+    p = dim // block
+    if p < 1:
+        return 1
+    return _LCE_MAX_PARTS if p > _LCE_MAX_PARTS else p
+
+
+cdef void _lce_gemm(int which, Py_ssize_t m, Py_ssize_t H, Py_ssize_t V, const real *Xb, const real *Wm,
+                    real *work, real beta, real *C, int nthr) noexcept nogil:
+    """One of the three GEMMs of a block, cut into fixed blocks (each a
+    single-threaded BLAS call; SciPy's pool is held at 1 thread by the
+    caller) spread over fastlog's threads:
+      which 0: work (m x V) = Xb @ Wm.T + beta * work    blocks of V columns
+      which 1: C (m x H)    = work @ Wm                   blocks of H columns
+      which 2: C (V x H)    = work.T @ Xb + beta * C      blocks of V rows
+    Every output element is one BLAS dot product over the same operands
+    whatever the blocks, and the blocks depend only on the shape."""
+    cdef Py_ssize_t parts, p, c0, c1, dim
+    cdef int nt
+    cdef int ldh = <int>(H if H > 0 else 1)
+    if which == 1:
+        dim = H
+        parts = _lce_parts(H, 256, m * H * V)   # each block re-packs all of `work`: few, wide blocks
+    else:
+        dim = V
+        parts = _lce_parts(V, 1024, m * H * V)
+    nt = nthr if nthr < parts else <int>parts
+    if nt < 1:
+        nt = 1
+    for p in prange(parts, num_threads=nt, schedule='dynamic'):
+        c0 = p * dim // parts
+        c1 = (p + 1) * dim // parts
+        if which == 0:
+            _gemm(False, True, <int>m, <int>(c1 - c0), <int>H, <real>1, Xb, ldh, Wm + c0 * H, ldh,
+                  beta, work + c0, <int>V)
+        elif which == 1:
+            _gemm(False, False, <int>m, <int>(c1 - c0), <int>V, <real>1, work, <int>V, Wm + c0, ldh,
+                  <real>0, C + c0, ldh)
+        else:
+            _gemm(True, False, <int>(c1 - c0), <int>H, <int>m, <real>1, work + c0, <int>V, Xb, ldh,
+                  beta, C + c0 * H, ldh)
 
 
 cdef void _lce_run(const real *X, const real *Wm, const real *b, Py_ssize_t N, Py_ssize_t H,
@@ -71,8 +126,7 @@ cdef void _lce_run(const real *X, const real *Wm, const real *b, Py_ssize_t N, P
                 memcpy(work + i * V, b, V * sizeof(real))
             beta = 1
         if H > 0:
-            _gemm(False, True, <int>m, <int>V, <int>H, <real>1, X + r0 * H, <int>H, Wm, <int>H,
-                  beta, work, <int>V)
+            _lce_gemm[real](0, m, H, V, X + r0 * H, Wm, work, beta, NULL, nthr)
         elif b == NULL:
             memset(work, 0, m * V * sizeof(real))
         # 2. loss and gscale * dloss/dlogits, in place
@@ -81,11 +135,9 @@ cdef void _lce_run(const real *X, const real *Wm, const real *b, Py_ssize_t N, P
                    lse != NULL, loss + r0, (lse + r0) if lse != NULL else NULL, scratch, nthr)
         # 3. gradients
         if gX != NULL:
-            _gemm(False, False, <int>m, <int>H, <int>V, <real>1, work, <int>V, Wm, <int>(H if H > 0 else 1),
-                  <real>0, gX + r0 * H, <int>(H if H > 0 else 1))
+            _lce_gemm[real](1, m, H, V, NULL, Wm, work, 0, gX + r0 * H, nthr)
         if gW != NULL:
-            _gemm(True, False, <int>V, <int>H, <int>m, <real>1, work, <int>V, X + r0 * H,
-                  <int>(H if H > 0 else 1), <real>(0 if r0 == 0 else 1), gW, <int>(H if H > 0 else 1))
+            _lce_gemm[real](2, m, H, V, X + r0 * H, NULL, work, <real>(0 if r0 == 0 else 1), gW, nthr)
         if gb != NULL:
             if real is float:
                 K.f32.colsum_add(work, m, V, gb)

@@ -133,7 +133,7 @@ cdef void _gemm_rows(bint trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, con
             if epi:
                 _bias_act[real](C + r0 * n, bias, r1 - r0, n, epi == 2)
         return
-    for p in prange(parts, num_threads=nt, schedule='static'):
+    for p in prange(parts, num_threads=nt, schedule='dynamic'):
         r0 = p * m // parts
         r1 = (p + 1) * m // parts
         _gemm[real](False, trans_b, <int>(r1 - r0), <int>n, <int>k, 1, A + r0 * k, <int>k, B, ldb, 0,
@@ -159,7 +159,7 @@ cdef void _gemm_wgrad(Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t m, real alph
             _gemm[real](True, False, <int>n_out, <int>(c1 - c0), <int>m, alpha, G, <int>n_out, A + c0,
                         <int>n_in, beta, C + c0, <int>n_in)
         return
-    for p in prange(parts, num_threads=nt, schedule='static'):
+    for p in prange(parts, num_threads=nt, schedule='dynamic'):
         c0 = p * n_in // parts
         c1 = (p + 1) * n_in // parts
         _gemm[real](True, False, <int>n_out, <int>(c1 - c0), <int>m, alpha, G, <int>n_out, A + c0,
@@ -189,7 +189,7 @@ cdef void _gemm_wgrad_t(Py_ssize_t n_out, Py_ssize_t n_in, Py_ssize_t m, const r
             _gemm[real](True, False, <int>(c1 - c0), <int>n_out, <int>m, 1, A + c0, <int>n_in, G, <int>n_out,
                         0, T + c0 * n_out, <int>n_out)
         return
-    for p in prange(parts, num_threads=nt, schedule='static'):
+    for p in prange(parts, num_threads=nt, schedule='dynamic'):
         c0 = p * n_in // parts
         c1 = (p + 1) * n_in // parts
         _gemm[real](True, False, <int>(c1 - c0), <int>n_out, <int>m, 1, A + c0, <int>n_in, G, <int>n_out,

@@ -11,13 +11,16 @@ the full N x V logits are never held.
 
 Results are identical for any ``fastlog.set_num_threads`` value: rows are
 independent, and ``grad_weight`` / ``grad_bias`` are accumulated block after
-block in row order.  The GEMMs run in SciPy's BLAS, on its own thread pool
-(limit it with ``threadpoolctl`` if you need to).
+block in row order.  The GEMMs run in SciPy's BLAS, cut into blocks that
+depend only on the shapes and spread over fastlog's threads, with SciPy's BLAS
+pool held at 1 thread during the call (and restored after): results do not
+depend on fastlog's or BLAS's thread count.
 """
 import numpy as np
 
 from ._dispatch import core
 from ._losses import _finish_loss
+from ._threads import blas_pinned
 from ._validation import class_weight as _class_weight
 from ._validation import float_array, index_param, index_target, int_param, reduction_code, smoothing_param
 
@@ -113,8 +116,9 @@ def _run(X, W, b, cw, tt, ign, red, eps, z, nb, *, grad_input=True, grad_weight=
     gX = np.empty((N, H), dtype) if grad_input else None
     gW = np.empty((V, H), dtype) if grad_weight else None
     gb = np.empty(V, np.float64) if (grad_bias and b is not None) else None
-    bad, wsum, total = core.linear_ce(X, W, b, tt, cw, ign, eps, red, row_scale, z, work, scratch,
-                                      losses, lse, gX, gW, gb)
+    with blas_pinned():
+        bad, wsum, total = core.linear_ce(X, W, b, tt, cw, ign, eps, red, row_scale, z, work, scratch,
+                                          losses, lse, gX, gW, gb)
     if bad >= 0:
         raise IndexError(f"target {int(tt[bad])} is out of bounds for {V} classes "
                          f"(at position {bad}; ignore_index={ign})")

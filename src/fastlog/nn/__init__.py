@@ -19,12 +19,12 @@ The package, one module per role:
 * :mod:`fastlog.nn.plot` -- pictures (matplotlib, optional).
 
 Threads: :func:`fastlog.set_num_threads` governs everything; results are
-bit-identical for any thread count.  SciPy's OpenBLAS pool is set to 1
-thread (through ``threadpoolctl``) and left there, see :mod:`fastlog.nn._blas`.
+bit-identical for any thread count.  SciPy's OpenBLAS pool is held at 1
+thread (through ``threadpoolctl``) only while fastlog's calls run, and the
+user's setting is restored afterwards (:func:`fastlog._threads.blas_pinned`).
 Thread safety: MLP inference and the building blocks may be used from many
 threads at once; training one model from two threads raises RuntimeError.
 """
-from ._blas import _blas, _BlasPool  # noqa: F401  (kept importable from fastlog.nn)
 from .fit import fit_mlp
 from .functional import linear_backward, linear_forward, relu, relu_backward
 from .io import load_logreg, load_mlp, save_logreg, save_mlp, weight_evolution, WeightEvolution

@@ -6,7 +6,7 @@ import time
 import numpy as np
 
 from .._validation import positive_int
-from ._blas import _blas
+from .._threads import blas_pinned
 from .mlp import _nonneg
 
 __all__ = ["fit_mlp", "CHECKPOINT_FORMATS"]
@@ -77,7 +77,7 @@ def _run_epoch(model, ws, Xs, ys, bs, lr, momentum, dampening, weight_decay):
     n = Xs.shape[0]
     total, hits = 0.0, 0
     t0 = time.perf_counter()
-    with _blas:
+    with blas_pinned():
         for i in range(0, n, bs):
             xb, yb = Xs[i:i + bs], ys[i:i + bs]
             st, loss, h = ws.step(xb, yb, 1, lr, momentum, dampening, weight_decay,

@@ -14,7 +14,7 @@ import numpy as np
 
 from .._dispatch import core
 from .._validation import check_out, float_array
-from ._blas import _blas
+from .._threads import blas_pinned
 
 __all__ = ["linear_forward", "linear_backward", "relu", "relu_backward"]
 
@@ -92,7 +92,7 @@ def linear_forward(x, weight, bias=None, *, relu=False, out=None):
     w = np.ascontiguousarray(w, dtype=dt)
     if b is not None:
         b = np.ascontiguousarray(b, dtype=dt)
-    with _blas:
+    with blas_pinned():
         core.linear_fwd(x, w, b, out, bool(relu))
     return out
 
@@ -162,7 +162,7 @@ def linear_backward(grad_output, x, weight, *, relu_output=None, input_grad=True
     gb = np.empty(n_out, dt) if bias_grad else None
     scratch = np.empty(g.shape, dt) if y is not None else None
     acc = np.empty(n_out, np.float64)
-    with _blas:
+    with blas_pinned():
         core.linear_bwd(g, x, w, y, gx, gw, gb, scratch, acc)
     return gx, gw, gb
 

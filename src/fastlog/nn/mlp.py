@@ -9,7 +9,7 @@ calls (SciPy's ``cython_blas``); without momentum the SGD update is folded
 into the weight-gradient GEMM itself (``alpha = -lr``, ``beta = 1 - lr*wd``).
 
 Threads: :func:`fastlog.set_num_threads` governs everything; results are
-bit-identical for any thread count (see :mod:`fastlog.nn._blas`).
+bit-identical for any thread count (see :func:`fastlog._threads.blas_pinned`).
 
 Thread safety (Python threads sharing one model):
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from .._dispatch import core
 from .._validation import float_array, positive_int
-from ._blas import _blas
+from .._threads import blas_pinned
 
 __all__ = ["MLP", "mlp_gemms_only", "INFER_BLOCK"]
 
@@ -90,7 +90,7 @@ def mlp_gemms_only(model, x, train=True, lr=0.01):
     n = x.shape[0]
     with model._training("mlp_gemms_only") if train else _nothing():
         ws = model._workspace(n if train else min(max(n, 1), INFER_BLOCK), bool(train))
-        with _blas:
+        with blas_pinned():
             core.mlp_gemms_only(ws, x, bool(train), float(lr))
 
 
@@ -395,7 +395,7 @@ class MLP:
             out, labels = None, np.empty(n, np.int64)
         else:
             out, labels = np.empty((n, self.n_classes), self.dtype), None
-        with _blas:
+        with blas_pinned():
             ws.forward(x, kind, out, labels)
         if kind == 3:
             if n and labels.min() < 0:
@@ -494,7 +494,7 @@ class MLP:
         y = self._y(y, n)
         ws = self._workspace(n, True)
         first = not self._momentum_started
-        with _blas:
+        with blas_pinned():
             st, loss, hits = ws.step(x, y, mode, lr, momentum, dampening, weight_decay, first)
         if st != -1:
             self._raise_step(st, x, y)
