@@ -447,7 +447,12 @@ def test_internal_workspace_refuses_what_does_not_fit():
 # ------------------------------------------------------------ thread safety --
 def test_inference_from_many_threads_matches_single_threaded():
     """One model, 6 Python threads calling predict_proba / predict / forward at once
-    (issue 12: a shared inference workspace gave wrong probabilities in 199 of 200 calls)."""
+    (issue 12: a shared inference workspace gave wrong probabilities in 199 of 200 calls).
+
+    Within rounding, not bit for bit: SciPy's OpenBLAS 0.3.30 does not apply
+    openblas_set_num_threads made from a non-main thread to that thread's calls (measured),
+    so a GEMM called from another Python thread may run on OpenBLAS's own threads and
+    round differently in the last bit (README, "Thread safety")."""
     import threading
     model = MLP((784, 128, 64, 10), seed=0)
     batches = [_batch(model.sizes, n, np.float32, seed=s)[0] for s, n in enumerate((1, 7, 64, 300, 33, 129))]
@@ -459,8 +464,9 @@ def test_inference_from_many_threads_matches_single_threaded():
         for r in range(25):
             i = (t + r) % len(batches)
             p, c, z = model.predict_proba(batches[i]), model.predict(batches[i]), model.forward(batches[i])
-            if not (np.array_equal(p, want[i][0]) and np.array_equal(c, want[i][1])
-                    and np.array_equal(z, want[i][2])):
+            if not (np.allclose(p, want[i][0], rtol=1e-5, atol=1e-7)
+                    and np.allclose(z, want[i][2], rtol=1e-5, atol=1e-6)
+                    and np.array_equal(c, np.argmax(z, axis=1))):
                 errors.append((t, r, i))
 
     threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
