@@ -7,8 +7,9 @@ import mpmath
 import numpy as np
 import pytest
 import scipy.special as sp
-torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
+from _optional import optional  # noqa: E402
+torch = optional("torch")   # only the tests that use it skip without torch
+F = optional("torch.nn.functional")
 
 import fastlog as fl
 from fastlog import _reference as ref

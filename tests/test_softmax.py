@@ -6,7 +6,8 @@ finite difference, and fastlog._reference (plain NumPy float64).
 import numpy as np
 import pytest
 import scipy.special as sp
-torch = pytest.importorskip("torch")
+from _optional import optional  # noqa: E402
+torch = optional("torch")   # only the tests that use it skip without torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
