@@ -209,9 +209,9 @@ def _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, x_rows=None):
     The kernel forms the smoothing term as ``W (lse - r0) - sum_c w_c (x_c - r0)``;
     with logits near the float64 limits both parts overflow and the row comes out
     NaN (or -inf) although its exact loss is +inf.  Rows with a non-finite loss
-    and finite logits
-    are recomputed here (float64, term by term as torch does: -sum_c w_c log p_c),
-    so such a loss is +inf, never NaN.  Returns True if a row changed.
+    and finite logits are recomputed here (float64, term by term as torch does:
+    -sum_c w_c log p_c), so such a loss is +inf, never NaN.  Returns True if a
+    row changed.  (The kernel's formula in fl_rows_impl.h could do this itself.)
     """
     bad = np.flatnonzero(~np.isfinite(losses))
     if not bad.size:

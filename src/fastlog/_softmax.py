@@ -12,6 +12,12 @@ a copy otherwise) and each row goes through one compiled kernel that reads
 it, finds the max, sums exp(x - max) in double with the max terms split out
 (log1p, as SciPy's logsumexp does), and writes the result: exp is evaluated
 once per element.
+
+``out=`` may be the input itself (in place); any other overlap of ``out`` with
+an input is a ValueError (``fastlog._validation.check_overlap``).  One
+deliberate difference from SciPy: an empty result that needs no reduction --
+softmax over the last axis of a (5, 0, 0) array, which has no rows -- comes
+back empty, where SciPy raises NumPy's "zero-size array" error.
 """
 import numpy as np
 
