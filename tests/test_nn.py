@@ -178,3 +178,33 @@ def test_building_blocks_thread_count_invariant():
             res.append((y,) + linear_backward(g, x, w, relu_output=y))
     for a, c in zip(*res):
         np.testing.assert_array_equal(a, c)
+
+
+def test_building_blocks_follow_the_out_overlap_rule():
+    """The package's one out= rule (issue 12): identical in place where documented, any
+    other overlap a ValueError naming both arrays; in-place results equal the fresh ones."""
+    rng = np.random.default_rng(3)
+    buf = rng.standard_normal(41).astype(np.float32)
+    x = buf[:40].reshape(8, 5)
+    with pytest.raises(ValueError, match="out overlaps x"):
+        relu(x, out=buf[1:].reshape(8, 5))
+    want = np.maximum(x, 0)
+    assert relu(x, out=x) is x and np.array_equal(x, want)
+
+    g = rng.standard_normal((8, 5))
+    y = rng.standard_normal((8, 5))
+    want = g * (y > 0)
+    got = relu_backward(g, y, out=y)
+    assert got is y and np.array_equal(y, want)
+    gbuf = rng.standard_normal(41)
+    with pytest.raises(ValueError, match="out overlaps grad_output"):
+        relu_backward(gbuf[:40].reshape(8, 5), y, out=gbuf[1:].reshape(8, 5))
+
+    xw = rng.standard_normal((6, 4))
+    wbuf = rng.standard_normal(30)
+    w = wbuf[:12].reshape(3, 4)
+    with pytest.raises(ValueError, match="out overlaps weight"):
+        linear_forward(xw, w, out=wbuf[12 - 3:27].reshape(6, 3))   # shares wbuf[9:12] with w
+    out = np.empty((6, 3))
+    assert linear_forward(xw, w, out=out) is out
+    np.testing.assert_allclose(out, xw @ w.T, rtol=1e-12)

@@ -13,7 +13,7 @@ thread-safe: each call uses only its own buffers.
 import numpy as np
 
 from .._dispatch import core
-from .._validation import check_out, float_array
+from .._validation import check_out, check_overlap, float_array
 from .._threads import blas_pinned
 
 __all__ = ["linear_forward", "linear_backward", "relu", "relu_backward"]
@@ -27,12 +27,6 @@ def _float2d(a, name):
 
 def _common(dtypes):
     return np.dtype(np.float64) if any(d == np.float64 for d in dtypes) else np.dtype(np.float32)
-
-
-def _check_no_overlap(out, name, *arrays):
-    for a in arrays:
-        if a is not None and np.may_share_memory(out, a):
-            raise ValueError(f"{name} must not overlap the inputs")
 
 
 def linear_forward(x, weight, bias=None, *, relu=False, out=None):
@@ -87,7 +81,7 @@ def linear_forward(x, weight, bias=None, *, relu=False, out=None):
         check_out(out, shape, dt)
         if not out.flags.c_contiguous:
             raise ValueError("out must be C-contiguous")
-        _check_no_overlap(out, "out", x, w, b)
+        check_overlap(out, ((x, "x"), (weight, "weight"), (bias, "bias")))
     x = np.ascontiguousarray(x, dtype=dt)
     w = np.ascontiguousarray(w, dtype=dt)
     if b is not None:
@@ -174,7 +168,8 @@ def relu(x, *, out=None):
     ----------
     x : array_like of float
     out : ndarray, optional
-        C-contiguous, x's shape and dtype; may be `x` itself.
+        C-contiguous, x's shape and dtype; may be `x` itself (any other overlap
+        with `x` raises ValueError).
 
     Returns
     -------
@@ -195,6 +190,7 @@ def relu(x, *, out=None):
         check_out(out, a.shape, a.dtype)
         if not out.flags.c_contiguous:
             raise ValueError("out must be C-contiguous")
+        check_overlap(out, ((x, "x"),), inplace=("x",))
     core.relu_fwd(src, out)
     return out
 
@@ -208,7 +204,8 @@ def relu_backward(grad_output, output, *, out=None):
     output : array_like of float
         The ReLU's output or its input (same mask), grad_output's shape.
     out : ndarray, optional
-        C-contiguous; may be `grad_output` itself.
+        C-contiguous; may be `grad_output` or `output` itself (any other overlap
+        with them raises ValueError).
 
     Returns
     -------
@@ -234,7 +231,7 @@ def relu_backward(grad_output, output, *, out=None):
         check_out(out, g.shape, dt)
         if not out.flags.c_contiguous:
             raise ValueError("out must be C-contiguous")
-        if np.may_share_memory(out, ys) and out is not ys:
-            ys = ys.copy()
+        check_overlap(out, ((grad_output, "grad_output"), (output, "output")),
+                      inplace=("grad_output", "output"))
     core.relu_bwd(gs, ys, out)
     return out
