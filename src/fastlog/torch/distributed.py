@@ -50,7 +50,10 @@ a collective another rank skipped).  A rank whose own arguments are malformed
 reports an error code in the all-gather; then all ranks exchange the messages
 (``all_gather_object``) and raise.  Inputs are never written to.
 
-Only float32 and float64 are supported (half precision is not, yet).
+float32 and float64; :func:`vocab_parallel_cross_entropy` also takes bfloat16 and
+float16 logits: the shard is computed in float32 (one float32 copy of the shard and
+a float32 gradient buffer), the loss and the gradient are rounded once to the
+logits' dtype, as the single-process half-precision kernels do.
 Requires an initialized default process group (or ``group``); without one
 (``torch.distributed`` not initialized and ``group=None``) the functions run as
 a group of one.
@@ -82,7 +85,9 @@ _AGREE = [("N", "number of rows N"), ("dtype", "dtype of the logits/input"),
           ("tcrc", "target values"), ("vocab", "vocab_size"), ("H", "number of features H"),
           ("bias", "presence of a bias shard"), ("grads", "set of tensors requiring grad"),
           ("chunk", "chunk_size")]
-_DT_CODE = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}
+# dtype of the logits/input, compared across ranks
+_DT_CODE = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
+_HALF = (torch.bfloat16, torch.float16)
 
 
 # ------------------------------------------------------------ the group --
@@ -125,15 +130,17 @@ class _Plan:
     """Validated arguments and the group-wide layout (bounds of every shard)."""
 
 
-def _local_checks(plan, x, target, weight, ignore_index, reduction, label_smoothing, vocab_size):
-    """Checks that need only this rank's arguments; fills `plan` (raises TypeError/ValueError)."""
+def _local_checks(plan, x, target, weight, ignore_index, reduction, label_smoothing, vocab_size,
+                  half_ok=False):
+    """Checks that need only this rank's arguments; fills `plan` (raises TypeError/ValueError).
+    `half_ok`: bfloat16/float16 logits are accepted (computed in float32)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(x).__name__}")
     if x.device.type != "cpu" or x.layout != torch.strided:
         raise TypeError(f"logits must be a dense CPU tensor, got device {x.device}, layout {x.layout}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"logits must be float32 or float64, got {x.dtype} (half precision is not "
-                        f"supported by the vocab-parallel kernels yet)")
+    if x.dtype not in (torch.float32, torch.float64) and not (half_ok and x.dtype in _HALF):
+        kinds = "float32, float64, bfloat16 or float16" if half_ok else "float32 or float64"
+        raise TypeError(f"logits must be {kinds}, got {x.dtype}")
     if x.dim() != 2:
         raise ValueError(f"the logits shard must have shape (N, V_shard), got {tuple(x.shape)}")
     if not isinstance(target, torch.Tensor):
@@ -161,7 +168,8 @@ def _local_checks(plan, x, target, weight, ignore_index, reduction, label_smooth
     if vocab_size is not None and (isinstance(vocab_size, bool) or not isinstance(vocab_size, (int, np.integer))
                                    or vocab_size < 0):
         raise TypeError(f"vocab_size must be a non-negative integer or None, got {vocab_size!r}")
-    dt = np.dtype(np.float32) if x.dtype == torch.float32 else np.dtype(np.float64)
+    dt = np.dtype(np.float64) if x.dtype == torch.float64 else np.dtype(np.float32)
+    plan.torch_dtype = x.dtype
     w = None
     if weight is not None:
         if not isinstance(weight, torch.Tensor) or weight.dim() != 1:
@@ -169,7 +177,7 @@ def _local_checks(plan, x, target, weight, ignore_index, reduction, label_smooth
                              "whole vocabulary, the same on every rank)")
         if weight.device.type != "cpu" or not (weight.is_floating_point() or weight.dtype == torch.int64):
             raise TypeError(f"weight must be a floating CPU tensor, got {weight.dtype} on {weight.device}")
-        w = np.ascontiguousarray(weight.detach().numpy(), dtype=dt)
+        w = np.ascontiguousarray(weight.detach().to(torch.float64).numpy(), dtype=dt)
     t = target.detach().numpy().astype(np.int64, copy=False)
     ign = int(ignore_index)
     valid = t != ign
@@ -186,7 +194,7 @@ def _meta(plan, err, width, N, H=-1, bias=0, grads=0, chunk=-1):
     if err:
         m[0] = err
         return m
-    vals = dict(err=0, width=width, N=N, dtype=_DT_CODE[plan.dtype], ignore=plan.ign, reduction=plan.red,
+    vals = dict(err=0, width=width, N=N, dtype=_DT_CODE[plan.torch_dtype], ignore=plan.ign, reduction=plan.red,
                 eps=int(np.float64(plan.eps).view(np.int64)),
                 wlen=-1 if plan.w is None else plan.w.shape[0], wcrc=_crc(plan.w),
                 tmin=plan.tmin, tmax=plan.tmax, tcrc=_crc(plan.t), vocab=plan.vocab, H=H, bias=bias,
@@ -347,7 +355,8 @@ def _prepare_ce(grp, logits, target, weight, ignore_index, reduction, label_smoo
     plan = _Plan()
     exc = None
     try:
-        _local_checks(plan, logits, target, weight, ignore_index, reduction, label_smoothing, vocab_size)
+        _local_checks(plan, logits, target, weight, ignore_index, reduction, label_smoothing, vocab_size,
+                      half_ok=True)
         meta = _meta(plan, 0, int(logits.shape[1]), int(logits.shape[0]), grads=int(want_grad))
     except Exception as e:  # noqa: BLE001 - every local failure is reported to the other ranks
         exc = e
@@ -368,18 +377,33 @@ def _ce_forward(grp, plan, x, want_grad):
     return _finish(losses, plan, D), g
 
 
+def _shard(logits):
+    """The shard as a NumPy array to compute on: float32 for half logits (one copy)."""
+    x = logits.detach()
+    return (x.float() if x.dtype in _HALF else x).numpy()
+
+
+def _loss_tensor(loss, plan):
+    """The loss as PyTorch returns it: in the logits' dtype (rounded once from float32/64)."""
+    return torch.from_numpy(np.asarray(loss)).to(plan.torch_dtype)
+
+
 class _VocabParallelCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, target, weight, grp, plan):
-        x = logits.detach().numpy()
-        loss, g = _ce_forward(grp, plan, x, True)
+        loss, g = _ce_forward(grp, plan, _shard(logits), True)
         ctx.red = plan.red
+        ctx.half = plan.torch_dtype if plan.torch_dtype in _HALF else None
         ctx.save_for_backward(torch.from_numpy(g))
-        return torch.from_numpy(np.asarray(loss))
+        return _loss_tensor(loss, plan)
 
     @staticmethod
     def backward(ctx, grad_output):
         (g,) = ctx.saved_tensors
+        if ctx.half is not None:   # scale in float32, round once to the logits' dtype
+            go = grad_output.float()
+            gi = g * (go.reshape(-1, 1) if ctx.red == 0 else go)
+            return gi.to(ctx.half), None, None, None, None
         if ctx.red == 0:
             return g * grad_output.reshape(-1, 1), None, None, None, None
         if grad_output.numel() == 1 and grad_output.item() == 1.0:
@@ -393,7 +417,7 @@ def vocab_parallel_cross_entropy(logits_shard, target, group=None, *, weight=Non
 
     Parameters
     ----------
-    logits_shard : Tensor (N, V_r), float32 or float64, CPU
+    logits_shard : Tensor (N, V_r), float32, float64, bfloat16 or float16, CPU
         This rank's columns ``[lo, hi)`` of the N x V logits; rank r of the
         group holds the r-th slice in rank order (``lo`` is the sum of the
         widths of the lower ranks).  Widths may differ between ranks (0 too).
@@ -422,8 +446,8 @@ def vocab_parallel_cross_entropy(logits_shard, target, group=None, *, weight=Non
                        vocab_size, want_grad)
     if want_grad:
         return _VocabParallelCE.apply(logits_shard, target, weight, grp, plan)
-    loss, _ = _ce_forward(grp, plan, logits_shard.detach().numpy(), False)
-    return torch.from_numpy(np.asarray(loss))
+    loss, _ = _ce_forward(grp, plan, _shard(logits_shard), False)
+    return _loss_tensor(loss, plan)
 
 
 # --------------------------------------------------- linear + CE, sharded --
