@@ -50,10 +50,10 @@ a collective another rank skipped).  A rank whose own arguments are malformed
 reports an error code in the all-gather; then all ranks exchange the messages
 (``all_gather_object``) and raise.  Inputs are never written to.
 
-float32 and float64; :func:`vocab_parallel_cross_entropy` also takes bfloat16 and
-float16 logits: the shard is computed in float32 (one float32 copy of the shard and
-a float32 gradient buffer), the loss and the gradient are rounded once to the
-logits' dtype, as the single-process half-precision kernels do.
+float32, float64, bfloat16 and float16.  Half-precision shards (logits, or input and
+weight shard) are computed in float32 on one float32 copy, with float32 gradient
+buffers; the loss and the gradients are rounded once to the input's dtype, as the
+single-process half-precision kernels do.
 Requires an initialized default process group (or ``group``); without one
 (``torch.distributed`` not initialized and ``group=None``) the functions run as
 a group of one.
@@ -517,9 +517,9 @@ def _prepare_lce(grp, input, weight_shard, target, bias_shard, weight, ignore_in
                                        or chunk_size < 1):
             raise TypeError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
         stand_in = torch.empty((input.shape[0], 1), dtype=input.dtype).expand(
-            input.shape[0], weight_shard.shape[0]) if input.dtype in (torch.float32, torch.float64) \
-            else input
-        _local_checks(plan, stand_in, target, weight, ignore_index, reduction, label_smoothing, vocab_size)
+            input.shape[0], weight_shard.shape[0]) if input.dtype in _DT_CODE else input
+        _local_checks(plan, stand_in, target, weight, ignore_index, reduction, label_smoothing, vocab_size,
+                      half_ok=True)
         meta = _meta(plan, 0, int(weight_shard.shape[0]), int(input.shape[0]), H=int(input.shape[1]),
                      bias=int(bias_shard is not None), grads=wants,
                      chunk=-1 if chunk_size is None else int(chunk_size))
@@ -531,7 +531,11 @@ def _prepare_lce(grp, input, weight_shard, target, bias_shard, weight, ignore_in
 
 
 def _np_c(t):
-    return None if t is None else np.ascontiguousarray(t.detach().numpy())
+    """A contiguous NumPy array to compute on: float32 for half tensors (one copy)."""
+    if t is None:
+        return None
+    t = t.detach()
+    return np.ascontiguousarray((t.float() if t.dtype in _HALF else t).numpy())
 
 
 class _VocabParallelLCE(torch.autograd.Function):
@@ -549,7 +553,7 @@ class _VocabParallelLCE(torch.autograd.Function):
         if pre:
             ctx.grads = (gX, gW, gb)
         ctx.save_for_backward(input, weight_shard, bias_shard)
-        return torch.from_numpy(np.asarray(_finish(losses, plan, _denominator(plan))))
+        return _loss_tensor(_finish(losses, plan, _denominator(plan)), plan)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -578,7 +582,8 @@ class _VocabParallelLCE(torch.autograd.Function):
             tg = torch.from_numpy(gr)
             if s != 1.0:
                 tg.mul_(s)
-            out.append(tg)
+            # half inputs: float32 gradients rounded once to the input's dtype
+            out.append(tg.to(plan.torch_dtype))
         return (*out, None, None, None)
 
 
@@ -617,4 +622,4 @@ def vocab_parallel_linear_cross_entropy(input, weight_shard, target, group=None,
         return _VocabParallelLCE.apply(input, weight_shard, bias_shard, grp, plan, nb)
     X, Wt, b = _np_c(input), _np_c(weight_shard), _np_c(bias_shard)
     losses, _, _, _ = _lce_run(grp, plan, X, Wt, b, nb, False, False, False)
-    return torch.from_numpy(np.asarray(_finish(losses, plan, _denominator(plan))))
+    return _loss_tensor(_finish(losses, plan, _denominator(plan)), plan)
