@@ -29,6 +29,18 @@ def _common(dtypes):
     return np.dtype(np.float64) if any(d == np.float64 for d in dtypes) else np.dtype(np.float32)
 
 
+def _out_array(out, shape, dtype, inputs, inplace=()):
+    """A fresh C-contiguous result, or the caller's `out` checked (shape, dtype,
+    C order, and the package's overlap rule against `inputs`)."""
+    if out is None:
+        return np.empty(shape, dtype)
+    check_out(out, shape, dtype)
+    if not out.flags.c_contiguous:
+        raise ValueError("out must be C-contiguous")
+    check_overlap(out, inputs, inplace=inplace)
+    return out
+
+
 def linear_forward(x, weight, bias=None, *, relu=False, out=None):
     """``y = x @ weight.T + bias``, optionally followed by ReLU, like ``torch.nn.Linear``.
 
@@ -75,13 +87,7 @@ def linear_forward(x, weight, bias=None, *, relu=False, out=None):
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"bias must have shape ({w.shape[0]},), got {b.shape}")
     shape = (x.shape[0], w.shape[0])
-    if out is None:
-        out = np.empty(shape, dt)
-    else:
-        check_out(out, shape, dt)
-        if not out.flags.c_contiguous:
-            raise ValueError("out must be C-contiguous")
-        check_overlap(out, ((x, "x"), (weight, "weight"), (bias, "bias")))
+    out = _out_array(out, shape, dt, ((x, "x"), (weight, "weight"), (bias, "bias")))
     x = np.ascontiguousarray(x, dtype=dt)
     w = np.ascontiguousarray(w, dtype=dt)
     if b is not None:
@@ -184,13 +190,7 @@ def relu(x, *, out=None):
     """
     a = float_array(x, "x", promote_int=True)
     src = np.ascontiguousarray(a)
-    if out is None:
-        out = np.empty(a.shape, a.dtype)
-    else:
-        check_out(out, a.shape, a.dtype)
-        if not out.flags.c_contiguous:
-            raise ValueError("out must be C-contiguous")
-        check_overlap(out, ((x, "x"),), inplace=("x",))
+    out = _out_array(out, a.shape, a.dtype, ((x, "x"),), inplace=("x",))
     core.relu_fwd(src, out)
     return out
 
@@ -225,13 +225,7 @@ def relu_backward(grad_output, output, *, out=None):
     dt = _common([g.dtype, y.dtype])
     gs = np.ascontiguousarray(g, dtype=dt)
     ys = np.ascontiguousarray(y, dtype=dt)
-    if out is None:
-        out = np.empty(g.shape, dt)
-    else:
-        check_out(out, g.shape, dt)
-        if not out.flags.c_contiguous:
-            raise ValueError("out must be C-contiguous")
-        check_overlap(out, ((grad_output, "grad_output"), (output, "output")),
-                      inplace=("grad_output", "output"))
+    out = _out_array(out, g.shape, dt, ((grad_output, "grad_output"), (output, "output")),
+                     inplace=("grad_output", "output"))
     core.relu_bwd(gs, ys, out)
     return out
