@@ -23,9 +23,10 @@ import numpy as np
 
 from . import _half
 from ._dispatch import core
+from ._enums import Op
 from ._validation import _F32, _F64, check_out, check_overlap, float_array, normalize_axes
 
-_LOG_SOFTMAX, _SOFTMAX, _LSE = 0, 1, 2
+_LOG_SOFTMAX, _SOFTMAX, _LSE = Op.LOG_SOFTMAX, Op.SOFTMAX, Op.LOGSUMEXP
 
 
 def _as_rows(a, axes):

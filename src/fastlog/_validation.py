@@ -8,11 +8,12 @@ import operator
 import numpy as np
 
 from . import _half
+from ._enums import Reduction
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
-REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
 
 
 def float_array(x, name, *, promote_int=True):

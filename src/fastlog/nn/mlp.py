@@ -30,6 +30,7 @@ import threading
 import numpy as np
 
 from .._dispatch import core
+from .._enums import MLPMode, MLPOutput
 from .._validation import float_array, positive_int
 from .._threads import blas_pinned
 
@@ -391,13 +392,13 @@ class MLP:
         x = self._x(x)
         n = x.shape[0]
         ws = self._workspace(min(max(n, 1), INFER_BLOCK), False)
-        if kind == 3:
+        if kind == MLPOutput.LABELS:
             out, labels = None, np.empty(n, np.int64)
         else:
             out, labels = np.empty((n, self.n_classes), self.dtype), None
         with blas_pinned():
             ws.forward(x, kind, out, labels)
-        if kind == 3:
+        if kind == MLPOutput.LABELS:
             if n and labels.min() < 0:
                 self._raise_nonfinite(x)
                 self._raise_nonfinite_params()
@@ -421,7 +422,7 @@ class MLP:
         >>> MLP((4, 3, 2)).forward(np.zeros((1, 4)))
         array([[0., 0.]], dtype=float32)
         """
-        return self._infer(x, 0)
+        return self._infer(x, MLPOutput.LOGITS)
 
     __call__ = forward
 
@@ -435,7 +436,7 @@ class MLP:
         >>> MLP((4, 3, 2)).predict_log_proba(np.zeros((1, 4))).round(4)
         array([[-0.6931, -0.6931]], dtype=float32)
         """
-        return self._infer(x, 1)
+        return self._infer(x, MLPOutput.LOG_PROBA)
 
     def predict_proba(self, x):
         """softmax of the logits, shape (n, n_classes).
@@ -447,7 +448,7 @@ class MLP:
         >>> MLP((4, 3, 2)).predict_proba(np.zeros((1, 4)))
         array([[0.5, 0.5]], dtype=float32)
         """
-        return self._infer(x, 2)
+        return self._infer(x, MLPOutput.PROBA)
 
     def predict(self, x):
         """Predicted class (first maximum of the logits), int64 of shape (n,).
@@ -461,7 +462,7 @@ class MLP:
         >>> model.predict(np.array([[1.0, 0.0], [0.0, 1.0]]))
         array([0, 1])
         """
-        return self._infer(x, 3)
+        return self._infer(x, MLPOutput.LABELS)
 
     def evaluate(self, x, y):
         """(mean cross-entropy, accuracy) on (x, y).
@@ -479,7 +480,7 @@ class MLP:
         if x.shape[0] == 0:
             raise ValueError("x has no rows")
         self._check_labels(y)
-        logp = self._infer(x, 1)
+        logp = self._infer(x, MLPOutput.LOG_PROBA)
         loss = -float(np.mean(logp[np.arange(x.shape[0]), y], dtype=np.float64))
         acc = float(np.mean(np.argmax(logp, axis=1) == y))
         return loss, acc
@@ -498,7 +499,7 @@ class MLP:
             st, loss, hits = ws.step(x, y, mode, lr, momentum, dampening, weight_decay, first)
         if st != -1:
             self._raise_step(st, x, y)
-        if mode == 1 and momentum != 0.0:
+        if mode == MLPMode.SGD and momentum != 0.0:
             self._momentum_started = True
         return loss, hits
 
@@ -522,7 +523,7 @@ class MLP:
         """
         x = self._x(x)
         with self._training("loss_and_grad"):   # the gradient buffer is shared: copy it under the lock
-            loss, _ = self._step_unlocked(x, y, 0, 0.0, 0.0, 0.0, 0.0)
+            loss, _ = self._step_unlocked(x, y, MLPMode.GRAD, 0.0, 0.0, 0.0, 0.0)
             gw, gb = self._views(self._gflat)
             out = []
             for w, b in zip(gw, gb):
@@ -552,7 +553,7 @@ class MLP:
         weight_decay = _nonneg(weight_decay, "weight_decay")
         dampening = _nonneg(dampening, "dampening")
         with self._training("train_step"):
-            loss, _ = self._step_unlocked(x, y, 1, lr, momentum, dampening, weight_decay)
+            loss, _ = self._step_unlocked(x, y, MLPMode.SGD, lr, momentum, dampening, weight_decay)
         return loss
 
     def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0,
