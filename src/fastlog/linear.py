@@ -16,6 +16,8 @@ depend only on the shapes and spread over fastlog's threads, with SciPy's BLAS
 pool held at 1 thread during the call (and restored after): results do not
 depend on fastlog's or BLAS's thread count.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from ._dispatch import core
@@ -49,6 +51,33 @@ def _block_rows(N, V, itemsize, chunk_size):
         nb = max(WORKSPACE_BYTES // max(1, V * itemsize), MIN_BLOCK_ROWS)
         nb = nb - nb % 16
     return int(max(1, min(nb, max(N, 1))))
+
+
+class Prepared(NamedTuple):
+    """Validated arguments of a fused linear + cross-entropy call (what :func:`_run` takes)."""
+    X: np.ndarray            # (N, H) input, C-contiguous
+    W: np.ndarray            # (V, H) weight
+    b: object                # (V,) bias or None
+    cw: object               # (V,) class weight or None
+    tt: np.ndarray           # (N,) int64 targets
+    ign: int                 # ignore_index
+    red: int                 # Reduction
+    eps: float               # label smoothing
+    z: float                 # z-loss coefficient
+    nb: int                  # rows per block
+    batch_shape: tuple
+    dtype: np.dtype
+
+
+class Result(NamedTuple):
+    """What :func:`_run` returns (None for what was not asked for)."""
+    losses: np.ndarray       # float64 (N,)
+    wsum: float
+    total: float
+    lse: object
+    gX: object
+    gW: object
+    gb: object               # float64 (V,)
 
 
 def _prepare(input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
@@ -97,14 +126,13 @@ def _prepare(input, weight, target, bias, class_weight, ignore_index, reduction,
     if not (z >= 0.0 and np.isfinite(z)):
         raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
     nb = _block_rows(N, V, dtype.itemsize, chunk_size)
-    return X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype
+    return Prepared(X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype)
 
 
-def _run(X, W, b, cw, tt, ign, red, eps, z, nb, *, grad_input=True, grad_weight=True, grad_bias=True,
-         want_lse=False, row_scale=None):
-    """The compiled call on validated arrays.  Returns
-    (losses float64 (N,), wsum, total, lse, gX, gW, gb_float64) with None for
-    what was not asked for."""
+def _run(p, *, grad_input=True, grad_weight=True, grad_bias=True, want_lse=False, row_scale=None):
+    """The compiled call on the validated arguments `p` (a :class:`Prepared`);
+    returns a :class:`Result`."""
+    X, W, b, cw, tt, ign, red, eps, z, nb = p[:10]
     N, H = X.shape
     V = W.shape[0]
     dtype = X.dtype
@@ -122,7 +150,7 @@ def _run(X, W, b, cw, tt, ign, red, eps, z, nb, *, grad_input=True, grad_weight=
     if bad >= 0:
         raise IndexError(f"target {int(tt[bad])} is out of bounds for {V} classes "
                          f"(at position {bad}; ignore_index={ign})")
-    return losses, wsum, total, lse, gX, gW, gb
+    return Result(losses, wsum, total, lse, gX, gW, gb)
 
 
 def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None, ignore_index=-100,
@@ -185,14 +213,12 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     >>> loss.shape, lse.shape
     ((4,), (4,))
     """
-    X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype = _prepare(
-        input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
-        chunk_size, z_loss)
-    losses, wsum, total, lse, _, _, _ = _run(X, W, b, cw, tt, ign, red, eps, z, nb, grad_input=False,
-                                             grad_weight=False, grad_bias=False, want_lse=return_lse)
-    loss = _finish_loss(losses, total, wsum, red, dtype, batch_shape)
+    p = _prepare(input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
+                 chunk_size, z_loss)
+    r = _run(p, grad_input=False, grad_weight=False, grad_bias=False, want_lse=return_lse)
+    loss = _finish_loss(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape)
     if return_lse:
-        return loss, lse.reshape(batch_shape)
+        return loss, r.lse.reshape(p.batch_shape)
     return loss
 
 
@@ -230,14 +256,12 @@ def linear_cross_entropy_and_grad(input, weight, target, bias=None, *, class_wei
     >>> bool(np.allclose(g_h, g_logits @ W) and np.allclose(g_W, g_logits.T @ h))
     True
     """
-    X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype = _prepare(
-        input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
-        chunk_size, z_loss)
-    losses, wsum, total, lse, gX, gW, gb = _run(X, W, b, cw, tt, ign, red, eps, z, nb,
-                                                want_lse=return_lse)
-    loss = _finish_loss(losses, total, wsum, red, dtype, batch_shape)
-    gX = gX.reshape(batch_shape + (X.shape[1],))
-    gb = gb.astype(dtype) if gb is not None else None
+    p = _prepare(input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
+                 chunk_size, z_loss)
+    r = _run(p, want_lse=return_lse)
+    loss = _finish_loss(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape)
+    gX = r.gX.reshape(p.batch_shape + (p.X.shape[1],))
+    gb = r.gb.astype(p.dtype) if r.gb is not None else None
     if return_lse:
-        return loss, gX, gW, gb, lse.reshape(batch_shape)
-    return loss, gX, gW, gb
+        return loss, gX, r.gW, gb, r.lse.reshape(p.batch_shape)
+    return loss, gX, r.gW, gb

@@ -24,6 +24,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from .. import linear as _lin
+from .._enums import Reduction
 from .._losses import _finish_loss
 from . import _orig as F   # PyTorch's own functions, even after fastlog.torch.patch()
 
@@ -58,19 +59,18 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 label_smoothing, chunk_size):
         prep = _lin._prepare(_np(input), _np(linear_weight), _np(target), _np(linear_bias), _np(weight),
                              ignore_index, reduction, label_smoothing, chunk_size, 0.0)
-        X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype = prep
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        need_b = need_b and b is not None
+        need_b = need_b and prep.b is not None
         ctx.prep = prep
         ctx.want = (need_x, need_w, need_b)
         ctx.grads = None
-        precompute = red != 0 and (need_x or need_w or need_b)
-        losses, wsum, total, _, gX, gW, gb = _lin._run(
-            X, W, b, cw, tt, ign, red, eps, z, nb, grad_input=precompute and need_x,
-            grad_weight=precompute and need_w, grad_bias=precompute and need_b)
+        precompute = prep.red != Reduction.NONE and (need_x or need_w or need_b)
+        r = _lin._run(prep, grad_input=precompute and need_x, grad_weight=precompute and need_w,
+                      grad_bias=precompute and need_b)
         if precompute:
-            ctx.grads = (gX, gW, gb)
-        loss = _finish_loss(losses, total, wsum, red, dtype, batch_shape)
+            ctx.grads = (r.gX, r.gW, r.gb)
+        dtype = prep.dtype
+        loss = _finish_loss(r.losses, r.total, r.wsum, prep.red, dtype, prep.batch_shape)
         ctx.input_shape = tuple(input.shape)
         # Saved only so autograd checks they were not modified in place
         # before backward (ctx.prep holds ndarray views of them).
@@ -81,13 +81,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_output):
         ctx.saved_tensors   # raises if an input was modified in place since forward
-        X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype = ctx.prep
+        prep = ctx.prep
+        dtype = prep.dtype
         need_x, need_w, need_b = ctx.want
         go = grad_output.detach()
-        if red == 0:
+        if prep.red == Reduction.NONE:
             # Per-row scales: recompute the logits block by block.
             rs = np.ascontiguousarray(go.to(torch.float64).reshape(-1).numpy())
-            _, _, _, _, gX, gW, gb = _lin._run(X, W, b, cw, tt, ign, 2, eps, z, nb, grad_input=need_x,
+            _, _, _, _, gX, gW, gb = _lin._run(prep._replace(red=Reduction.SUM), grad_input=need_x,
                                                grad_weight=need_w, grad_bias=need_b, row_scale=rs)
             scale = None
         else:
@@ -95,8 +96,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 gX, gW, gb = ctx.grads
                 ctx.grads = None          # hand them out once; a second backward recomputes
             else:
-                _, _, _, _, gX, gW, gb = _lin._run(X, W, b, cw, tt, ign, red, eps, z, nb,
-                                                   grad_input=need_x, grad_weight=need_w,
+                _, _, _, _, gX, gW, gb = _lin._run(prep, grad_input=need_x, grad_weight=need_w,
                                                    grad_bias=need_b)
             scale = float(go)
         out = []
@@ -183,13 +183,11 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     if needs:
         return _LinearCrossEntropy.apply(input, linear_weight, linear_bias, target, weight, reduction,
                                          ign, label_smoothing, cs)
-    X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype = _lin._prepare(
-        _np(input), _np(linear_weight), _np(target), _np(linear_bias), _np(weight), ign, reduction,
-        label_smoothing, cs, 0.0)
-    losses, wsum, total, _, _, _, _ = _lin._run(X, W, b, cw, tt, ign, red, eps, z, nb, grad_input=False,
-                                                grad_weight=False, grad_bias=False)
-    loss = _finish_loss(losses, total, wsum, red, dtype, batch_shape)
-    return torch.from_numpy(np.asarray(loss, dtype=dtype).copy())
+    p = _lin._prepare(_np(input), _np(linear_weight), _np(target), _np(linear_bias), _np(weight), ign,
+                      reduction, label_smoothing, cs, 0.0)
+    r = _lin._run(p, grad_input=False, grad_weight=False, grad_bias=False)
+    loss = _finish_loss(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape)
+    return torch.from_numpy(np.asarray(loss, dtype=p.dtype).copy())
 
 
 _TorchLCELoss = getattr(torch.nn, "LinearCrossEntropyLoss", None)
