@@ -273,6 +273,11 @@ cdef inline int _float_arr(cnp.ndarray a, str name) except -1:
     return tn
 
 
+cdef inline void *_ptr(object a):
+    """The data pointer of an optional (already checked) ndarray; NULL for None."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
 cdef inline int _like(object a, int tn, Py_ssize_t size, str name, bint out=False,
                bint allow_none=True) except -1:
     """a is None (if allowed) or a C-contiguous array of type tn and `size`
@@ -510,10 +515,8 @@ cdef object _index_call(bint is_ce, cnp.ndarray x, cnp.ndarray target, object we
     _like(loss, cnp.NPY_FLOAT64, n, "loss", True, False)
     t = <const int64_t *>cnp.PyArray_DATA(target)
     lp = <double *>cnp.PyArray_DATA(loss)
-    if weight is not None:
-        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
-    if grad is not None:
-        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    wp = _ptr(weight)
+    gp = _ptr(grad)
     if tn == cnp.NPY_FLOAT32:
         with nogil:
             bad = _check_targets[float](t, n, C, ignore_index, <const float *>wp, &wsum)
@@ -600,10 +603,8 @@ def ce_prob(cnp.ndarray x not None, cnp.ndarray target not None, object weight, 
     _like(grad, tn, n * C, "grad", True)
     _like(loss, cnp.NPY_FLOAT64, n, "loss", True, False)
     lp = <double *>cnp.PyArray_DATA(loss)
-    if weight is not None:
-        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
-    if grad is not None:
-        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    wp = _ptr(weight)
+    gp = _ptr(grad)
     if tn == cnp.NPY_FLOAT32:
         with nogil:
             _ce_prob_run[float](<const float *>cnp.PyArray_DATA(x), n, C,
@@ -689,14 +690,10 @@ def bce_with_logits(cnp.ndarray x not None, cnp.ndarray y not None, object w, ob
     _like(pw, tn, n, "pw")
     _like(loss, tn, n, "loss", True)
     _like(grad, tn, n, "grad", True)
-    if w is not None:
-        wp = cnp.PyArray_DATA(<cnp.ndarray>w)
-    if pw is not None:
-        pp = cnp.PyArray_DATA(<cnp.ndarray>pw)
-    if loss is not None:
-        lp = cnp.PyArray_DATA(<cnp.ndarray>loss)
-    if grad is not None:
-        gp = cnp.PyArray_DATA(<cnp.ndarray>grad)
+    wp = _ptr(w)
+    pp = _ptr(pw)
+    lp = _ptr(loss)
+    gp = _ptr(grad)
     if tn == cnp.NPY_FLOAT32:
         with nogil:
             total = _bce_run[float](<const float *>cnp.PyArray_DATA(x), <const float *>cnp.PyArray_DATA(y),

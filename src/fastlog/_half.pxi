@@ -38,15 +38,15 @@ cdef inline int _half_kind(cnp.ndarray a):
 
 
 cdef inline const uint16_t *_u16(object a):
-    return <const uint16_t *>cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
+    return <const uint16_t *>_ptr(a)
 
 
 cdef inline uint16_t *_u16w(object a):
-    return <uint16_t *>cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
+    return <uint16_t *>_ptr(a)
 
 
 cdef inline const float *_f32p(object a):
-    return <const float *>cnp.PyArray_DATA(<cnp.ndarray>a) if a is not None else NULL
+    return <const float *>_ptr(a)
 
 
 cdef int _half_run(fl_half_args *a, Py_ssize_t n, double *part) except -1:

@@ -208,20 +208,14 @@ def linear_ce(cnp.ndarray X not None, cnp.ndarray Wm not None, object bias, cnp.
         nthr = min(nthr, <int>min(cnp.PyArray_SIZE(<cnp.ndarray>scratch) // max(V, 1), MAX_THREADS))
     t = <const int64_t *>cnp.PyArray_DATA(target)
     lp = <double *>cnp.PyArray_DATA(loss)
-    if bias is not None:
-        bp = cnp.PyArray_DATA(<cnp.ndarray>bias)
-    if weight is not None:
-        wp = cnp.PyArray_DATA(<cnp.ndarray>weight)
+    bp = _ptr(bias)
+    wp = _ptr(weight)
     if row_scale is not None:
         rs = <const double *>cnp.PyArray_DATA(<cnp.ndarray>row_scale)
-    if scratch is not None:
-        sp = cnp.PyArray_DATA(<cnp.ndarray>scratch)
-    if lse is not None:
-        lsp = cnp.PyArray_DATA(<cnp.ndarray>lse)
-    if gX is not None:
-        gxp = cnp.PyArray_DATA(<cnp.ndarray>gX)
-    if gW is not None:
-        gwp = cnp.PyArray_DATA(<cnp.ndarray>gW)
+    sp = _ptr(scratch)
+    lsp = _ptr(lse)
+    gxp = _ptr(gX)
+    gwp = _ptr(gW)
     if gb is not None:
         gbp = <double *>cnp.PyArray_DATA(<cnp.ndarray>gb)
     if tn == cnp.NPY_FLOAT32:

@@ -419,10 +419,6 @@ cdef void _mlp_forward(MLPNet *net, const real *X, Py_ssize_t n, int kind, real 
         r0 += m
 
 
-cdef void *_ptr(object a):
-    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
-
-
 cdef enum:
     _MAX_LAYERS = 64
 
