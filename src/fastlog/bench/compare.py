@@ -27,7 +27,8 @@ def compare_rows(old, new, threshold=0.05, libraries=None):
     old, new : dict
         Two reports (:func:`fastlog.bench.records.load_json`).
     threshold : float, default 0.05
-        A change smaller than this fraction of the old median is '~' ("same").
+        A change within this fraction of the old median is 'same' (so is one
+        whose interquartile ranges overlap the old ones).
     libraries : collection of str, optional
         Only these libraries' rows (default: all).
 
