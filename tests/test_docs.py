@@ -227,32 +227,57 @@ def _doctest_modules():
     return sorted(names)
 
 
+def _installed(name):
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
 def _missing_import(test):
     """The optional module an example of `test` imports that is not installed, or None."""
     for ex in test.examples:
         for m in re.finditer(r"^\s*(?:import|from)\s+([\w.]+(?:\s*,\s*[\w.]+)*)", ex.source, re.M):
             for mod in re.split(r"\s*,\s*", m.group(1)):
                 top = mod.split(".")[0]
-                if top in OPTIONAL and importlib.util.find_spec(top) is None:
+                if top in OPTIONAL and not _installed(top):
                     return top
+    return None
+
+
+def _optional_missing(e):
+    """The missing optional module an exception (or one in its chain: fastlog turns a failed import
+    into an error that names the package, train's command line into a usage error) is about."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = f"{getattr(e, 'name', None) or ''} {e}"
+        for top in sorted(OPTIONAL):
+            if re.search(rf"\b{top}\b", text) and not _installed(top):
+                return top
+        e = e.__cause__ or e.__context__
     return None
 
 
 class _Runner(doctest.DocTestRunner):
     """A runner that counts a docstring whose example needs a missing optional module as skipped
-    (an import inside the called code, e.g. matplotlib in a plot function), not failed."""
+    (an import inside the called code, e.g. matplotlib in a plot function), not failed; the
+    examples after it in the same docstring are not reported either."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
         self.missing = {}
 
     def report_unexpected_exception(self, out, test, example, exc_info):
-        e = exc_info[1]
-        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in OPTIONAL:
-            self.missing.setdefault(test.name, e.name)
-            return
-        if test.name not in self.missing:
+        why = _optional_missing(exc_info[1])
+        if why:
+            self.missing.setdefault(test.name, why)
+        elif test.name not in self.missing:
             super().report_unexpected_exception(out, test, example, exc_info)
+
+    def report_failure(self, out, test, example, got):
+        if test.name not in self.missing:
+            super().report_failure(out, test, example, got)
 
 
 @pytest.fixture
