@@ -467,7 +467,8 @@ def save_logreg(model, path, *, final_accuracy, training_samples, learning_rate,
     >>> path = os.path.join(tempfile.mkdtemp(), "p.json")
     >>> save_logreg(LogisticRegression(784), path, final_accuracy=0.5, training_samples=10,
     ...             learning_rate=0.1)
-    >>> d = json.load(open(path))
+    >>> with open(path) as f:
+    ...     d = json.load(f)
     >>> sorted(d), len(d["weights"]), len(d["weights"][0]), d["final_accuracy"]
     (['bias', 'data_type', 'final_accuracy', 'learning_rate', 'training_samples', 'weights'], 28, 28, 50.0)
     """
