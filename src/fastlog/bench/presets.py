@@ -36,14 +36,12 @@ class Case:
 
     @property
     def data_key(self):
-        """(group, shape, dtype): the inputs, shared by every thread count.
-        """
+        """(group, shape, dtype): the inputs, shared by every thread count."""
         return (self.group, self.shape, self.dtype)
 
     @property
     def label(self):
-        """The shape as the report prints it (see :func:`shape_label`).
-        """
+        """The shape as the report prints it (see :func:`shape_label`)."""
         return shape_label(self.group, self.shape)
 
 

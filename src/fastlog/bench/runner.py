@@ -67,8 +67,7 @@ class Result:
 
     @property
     def noisy(self):
-        """True when the kept measurement was flagged as noisy.
-        """
+        """True when the kept measurement was flagged as noisy."""
         return bool(self.noise and self.noise.get("flag"))
 
     def to_dict(self):
