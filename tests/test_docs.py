@@ -21,13 +21,15 @@ names two).  For a class the parameters are its constructor's.
 
 The doctests of every public module, and of every private module that defines a public callable
 (``fastlog._softmax`` defines ``fastlog.log_softmax``), run here; the test also checks that each
-public callable's docstring was among those run.  Modules that need an optional dependency
-(torch, dask, matplotlib, mlxtend) are skipped where it is not installed.  This file runs once,
+public callable's docstring was among those run.  Modules, and single docstrings, whose examples
+need an optional dependency (torch, dask, matplotlib, mlxtend) are skipped where it is not
+installed.  This file runs once,
 under the best ISA level (``scripts/run_tests.py``'s ONCE list): the examples print rounded values
 that do not depend on the kernel build or the thread count.
 """
 import doctest
 import importlib
+import importlib.util
 import inspect
 import os
 import pkgutil
