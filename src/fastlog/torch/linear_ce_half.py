@@ -38,6 +38,28 @@ BLOCK_BYTES = 16 << 20
 
 
 def can_run(input, linear_weight, target, linear_bias, weight, reduction):
+    """Whether :func:`linear_cross_entropy_half` handles these arguments (else float32/64 or PyTorch).
+
+    Parameters
+    ----------
+    input, linear_weight, target, linear_bias, weight, reduction
+        As :func:`fastlog.torch.linear_cross_entropy` receives them.
+
+    Returns
+    -------
+    bool
+        True for 2-D bfloat16/float16 `input` and `linear_weight` of one dtype
+        (bfloat16 only where ml_dtypes is installed), class-index targets,
+        reduction 'mean' or 'sum', all on the CPU.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastlog.torch.linear_ce_half import can_run
+    >>> x, W, t = torch.zeros(2, 3, dtype=torch.float16), torch.zeros(4, 3, dtype=torch.float16), torch.tensor([0, 1])
+    >>> can_run(x, W, t, None, None, "mean"), can_run(x.float(), W.float(), t, None, None, "mean")
+    (True, False)
+    """
     from . import _half_ok, _np  # noqa: F401  (fastlog.torch is imported by now)
 
     return (input.dtype in HALVES and _half_ok(input.dtype) and linear_weight.dtype == input.dtype
@@ -183,6 +205,27 @@ class _HalfLinearCrossEntropy(torch.autograd.Function):
 
 def linear_cross_entropy_half(input, linear_weight, target, linear_bias, weight, reduction,
                               ignore_index, label_smoothing):
+    """Fused linear + cross-entropy of half-precision tensors (see the module docstring).
+
+    Parameters
+    ----------
+    input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing
+        As :func:`fastlog.torch.linear_cross_entropy` receives them, where
+        :func:`can_run` is true (``ignore_index=None`` means -100).
+
+    Returns
+    -------
+    torch.Tensor
+        The 0-d loss in the input's dtype (differentiable when an input requires grad).
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F
+    >>> from fastlog.torch.linear_ce_half import linear_cross_entropy_half
+    >>> x, W = torch.ones(2, 3, dtype=torch.float16), torch.zeros(4, 3, dtype=torch.float16)
+    >>> linear_cross_entropy_half(x, W, torch.tensor([0, 3]), None, None, "mean", None, 0.0)   # log(4)
+    tensor(1.3867, dtype=torch.float16)
+    """
     ign = -100 if ignore_index is None else int(ignore_index)
     eps = smoothing_param(label_smoothing)
     if torch.is_grad_enabled() and (input.requires_grad or linear_weight.requires_grad or
