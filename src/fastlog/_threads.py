@@ -57,14 +57,15 @@ def _count(n, name="n"):
 def set_num_threads(n):
     """Use `n` threads (>= 1) in fastlog's kernels, process-wide.  Results do not depend on it.
 
-    The default is OpenMP's default (all cores) or ``FASTLOG_NUM_THREADS``.
-    Small inputs run on one thread whatever this says.  A ``num_threads``
-    block in some thread takes precedence there.
+    The default is ``FASTLOG_NUM_THREADS`` if set, else all cores cut at each
+    call to the idle ones; ``set_num_threads(None)`` returns to it.  Small
+    inputs run on one thread whatever this says.  A ``num_threads`` block in
+    some thread takes precedence there.
 
     Parameters
     ----------
-    n : int
-        Thread count, 1 to 65536.
+    n : int or None
+        Thread count, 1 to 65536, used as given; None: the default policy.
 
     Examples
     --------
@@ -73,9 +74,12 @@ def set_num_threads(n):
     >>> fastlog.set_num_threads(1)
     >>> fastlog.get_num_threads()
     1
-    >>> fastlog.set_num_threads(old)
+    >>> fastlog.set_num_threads(None)   # back to the default policy
     """
-    _core().set_threads(_count(n))
+    if n is None:
+        _init()
+    else:
+        _core().set_threads(_count(n))
 
 
 def get_num_threads():

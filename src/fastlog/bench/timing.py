@@ -222,7 +222,9 @@ def pinned_threads(n):
     """
     import fastlog
 
-    old_fl = fastlog.get_num_threads()
+    from .._dispatch import core
+    # restored as it was: a count the user chose, else the default policy
+    old_fl = fastlog.get_num_threads() if core.threads_explicit() else None
     torch = _torch_or_none()
     old_torch = torch.get_num_threads() if torch is not None else None
     try:
