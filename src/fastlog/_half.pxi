@@ -60,6 +60,8 @@ cdef int _half_run(fl_half_args *a, Py_ssize_t n, double *part) except -1:
     if n <= 0:
         return 0
     nch = (n + cr - 1) // cr
+    a.nrows = n
+    a.stream = n * (C if C > 0 else 1) * 2 >= STREAM_MIN_BYTES
     nt = _threads_for(nthr, n, C if C > 0 else 1)
     ss = fl_half_scratch(cr if cr < n else n, C)
     scr = <float *>malloc(nt * ss * sizeof(float))

@@ -182,6 +182,85 @@ static inline void fl_f2h_n(int kind, const float *s, ptrdiff_t n, uint16_t *d)
     else fl_f32_to_bf16_n(s, n, d);
 }
 
+/* ------------------------------------------- fused large-row kernels ---- */
+/* log_softmax, softmax, logsumexp and class-index cross-entropy of rows
+ * longer than FL_SMALL_C: the large-row kernels of fl_rows_impl.h compiled
+ * once more per half type (FL_TS = uint16_t).  They widen the row a block at
+ * a time while reading it and round once while writing, so each row is read
+ * from memory once (then from L1/L2) and written once; exp values are kept
+ * in the float32 scratch.  Same float32 arithmetic as the block driver below,
+ * the same results. */
+#define T float
+#define FL_TS uint16_t
+#define FL_TS_IS_T 0
+#define FL_HALF_ROWS 1
+#define FL_EXP fl_expf
+#define FL_EXP_NP fl_expf_nonpos
+#define FL_LOG fl_logf
+#define FL_LOG1P fl_log1pf
+
+#define FL_SFX bf16
+#define FL_HLD1 fl_bf16_to_f32_1
+#define FL_HLDN fl_bf16_to_f32_n
+#define FL_HST1 fl_f32_to_bf16_1
+#define FL_HSTN fl_f32_to_bf16_n
+#include "fl_rows_impl.h"
+#undef FL_SFX
+#undef FL_HLD1
+#undef FL_HLDN
+#undef FL_HST1
+#undef FL_HSTN
+
+#define FL_HALF_ROWS 1
+#define FL_SFX f16
+#define FL_HLD1 fl_f16_to_f32_1
+#define FL_HLDN fl_f16_to_f32_n
+#define FL_HST1 fl_f32_to_f16_1
+#define FL_HSTN fl_f32_to_f16_n
+#include "fl_rows_impl.h"
+#undef FL_SFX
+#undef FL_HLD1
+#undef FL_HLDN
+#undef FL_HST1
+#undef FL_HSTN
+
+#undef T
+#undef FL_TS
+#undef FL_TS_IS_T
+#undef FL_EXP
+#undef FL_EXP_NP
+#undef FL_LOG
+#undef FL_LOG1P
+
+/* The fused kernels for rows [r0, r0 + m) of `a`, if the op has one (else
+ * 0).  s: at least C floats of scratch. */
+#define FL_HFUSED(sfx)                                                                     \
+    static int fl_half_fused_##sfx(const fl_half_args *a, ptrdiff_t r0, ptrdiff_t m, float *s) \
+    {                                                                                      \
+        const ptrdiff_t C = a->C, off = r0 * C, npf = a->nrows - r0;                       \
+        switch (a->op) {                                                                   \
+        case FL_H_LOG_SOFTMAX:                                                             \
+            fl_log_softmax_rows_x_##sfx(a->x + off, m, C, a->out + off, a->stream, npf);   \
+            return 1;                                                                      \
+        case FL_H_SOFTMAX:                                                                 \
+            fl_softmax_rows_x_##sfx(a->x + off, m, C, a->out + off, s, a->stream, npf);    \
+            return 1;                                                                      \
+        case FL_H_LSE:                                                                     \
+            fl_lse_rows_x_##sfx(a->x + off, m, C, a->out + r0, npf);                       \
+            return 1;                                                                      \
+        case FL_H_CE_INDEX:                                                                \
+            fl_ce_index_rows_x_##sfx(a->x + off, m, C, a->target + r0, a->w, a->W,         \
+                                     a->ignore_index, a->eps, a->gscale, a->loss + r0,     \
+                                     a->out ? a->out + off : NULL, s, a->stream, npf);     \
+            return 1;                                                                      \
+        default:                                                                           \
+            return 0;                                                                      \
+        }                                                                                  \
+    }
+FL_HFUSED(bf16)
+FL_HFUSED(f16)
+#undef FL_HFUSED
+
 /* ------------------------------------------------------ block driver ---- */
 /* Rows [r0, r0 + m) of the call described by `a`, through the float32
  * scratch `s` (fl_half_scratch(m, C) floats).  Returns the BCE chunk sum
@@ -192,6 +271,9 @@ static double fl_half_rows(const fl_half_args *a, ptrdiff_t r0, ptrdiff_t m, flo
     const ptrdiff_t C = a->C, nC = m * C, off = r0 * C;
     float *s1 = s + nC;
     double total = 0.0;
+    if (C > FL_SMALL_C && (a->kind == FL_KIND_F16 ? fl_half_fused_f16(a, r0, m, s)
+                                                  : fl_half_fused_bf16(a, r0, m, s)))
+        return 0.0;
     fl_h2f_n(a->kind, a->x + off, nC, s);
     switch (a->op) {
     case FL_H_LOG_SOFTMAX:
