@@ -611,6 +611,16 @@ static inline void FL_(nan_row)(double *loss, FL_TS *g, ptrdiff_t C)
  * loss[i] (double) receives loss_i; if grad != NULL it receives
  * gscale * dloss_i/dx (grad may alias x: x is read before it is written).
  */
+/* The gradient at the target class y (v: its value without the one-hot term). */
+#define FL_CE_TARGET(v)                                                                      \
+    do {                                                                                     \
+        if (xy == a)   /* the target holds the max: no cancellation (FL_(target_grad)) */   \
+            (v) = FL_(target_grad)(keep * wy, epc, W, w ? (double)w[y] : 1.0, gscale, S,     \
+                                   S - 1.0);                                                 \
+        else                                                                                 \
+            (v) -= (T)(gscale * keep * wy);                                                  \
+    } while (0)
+
 static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
                                  const int64_t *target, const T *w, double W,
                                  int64_t ignore_index, double eps, double gscale,
@@ -673,15 +683,13 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
 #pragma omp simd
                 for (ptrdiff_t j = 0; j < len; j++) ob[j] = eb[j] * sc - sw;
             }
-            if (y >= j0 && y < j0 + len) {
-                if (xy == a)   /* the target holds the max: no cancellation (FL_(target_grad)) */
-                    ob[y - j0] = FL_(target_grad)(keep * wy, epc, W, w ? (double)w[y] : 1.0, gscale,
-                                                  S, S - 1.0);
-                else
-                    ob[y - j0] -= (T)(gscale * keep * wy);
-            }
+            /* The target class, before the block is rounded / streamed (written
+             * in place: after the loop, as the float kernels always did). */
+            const int late = FL_TS_IS_T && !nt;
+            if (!late && y >= j0 && y < j0 + len) FL_CE_TARGET(ob[y - j0]);
             FL_(oput)(ob, len, g + j0, nt);
         }
+        if (FL_TS_IS_T && !nt) FL_CE_TARGET(((T *)g)[y]);   /* (T storage only) */
     }
     if (nt) fl_stream_fence();
 }
@@ -828,6 +836,7 @@ static void FL_(log_n)(const T *x, ptrdiff_t n, T *out)
 #undef FL_IB
 #undef FL_OB
 #undef FL_PF
+#undef FL_CE_TARGET
 #undef FL_LANE_LOOP
 #undef FL_LANES_T
 #undef FL_LANES_D
