@@ -164,6 +164,28 @@ static inline void FL_(oput)(const T *ob, ptrdiff_t n, FL_TS *dst, int nt)
 #endif
 }
 
+/* Running maxima of a row (NaNs are skipped): FL_MAXACC (4 vectors) lanes,
+ * so the loop is not bound by the latency of one max chain; the max is
+ * exact, so the order does not matter.  max_acc folds x[0..n) into mx,
+ * max_fin gives the row's max (-inf for an empty row). */
+#define FL_MAXACC (4 * FL_VL)
+static inline void FL_(max_acc)(const T *x, ptrdiff_t n, T *mx)
+{
+    ptrdiff_t j = 0, l;
+    for (; j + FL_MAXACC <= n; j += FL_MAXACC) {
+#pragma omp simd
+        for (l = 0; l < FL_MAXACC; l++) mx[l] = x[j + l] > mx[l] ? x[j + l] : mx[l];
+    }
+    for (l = 0; j + l < n; l++) mx[l] = x[j + l] > mx[l] ? x[j + l] : mx[l];
+}
+
+static inline T FL_(max_fin)(T *mx)
+{
+    for (ptrdiff_t w = FL_MAXACC / 2; w >= 1; w /= 2)
+        for (ptrdiff_t l = 0; l < w; l++) mx[l] = mx[l + w] > mx[l] ? mx[l + w] : mx[l];
+    return mx[0];
+}
+
 /* sum over j < n of exp(x_j - sh), split into non-max terms (*ps) and the
  * count of max terms (*pc, where x_j - sh == 0); e[j] = exp(x_j - sh) if e.
  * fin == 0: plain sum of exp(x_j) (sh = 0, no max terms).
@@ -197,16 +219,14 @@ static inline int FL_(row_stats_pf)(const FL_TS *x, ptrdiff_t n, T *e, const FL_
                                     double *a_out, double *L_out, double *S_out)
 {
     ptrdiff_t j, j0;
-    T m = -INFINITY;
     T tin[FL_TS_IS_T ? 1 : FL_BLK];   /* a widened block (half storage) */
+    T mx[FL_MAXACC];
+    for (j = 0; j < FL_MAXACC; j++) mx[j] = -INFINITY;
     for (j0 = 0; j0 < n; j0 += FL_IB(n)) {
         const ptrdiff_t len = j0 + FL_IB(n) < n ? FL_IB(n) : n - j0;
-        const T *xb = FL_(ldn)(x + j0, len, tin);
-        T mb = -INFINITY;
-#pragma omp simd reduction(max:mb)
-        for (j = 0; j < len; j++) mb = xb[j] > mb ? xb[j] : mb;
-        m = mb > m ? mb : m;
+        FL_(max_acc)(FL_(ldn)(x + j0, len, tin), len, mx);
     }
+    const T m = FL_(max_fin)(mx);
 
     const int fin = m > -INFINITY && m < INFINITY;
     const T sh = fin ? m : (T)0;
@@ -837,6 +857,7 @@ static void FL_(log_n)(const T *x, ptrdiff_t n, T *out)
 #undef FL_OB
 #undef FL_PF
 #undef FL_CE_TARGET
+#undef FL_MAXACC
 #undef FL_LANE_LOOP
 #undef FL_LANES_T
 #undef FL_LANES_D
