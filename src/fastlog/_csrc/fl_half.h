@@ -189,6 +189,51 @@ static void fl_f32_to_f16_n(const float *restrict s, ptrdiff_t n, uint16_t *rest
     for (; j < n; j++) d[j] = fl_f32_to_f16_1(s[j]);
 }
 
+/* Running maxima (64 lanes, fl_rows_impl.h's max_acc for float) of n
+ * widened values, widened in registers.  max(x, m) keeps m when x is NaN, as
+ * `x > m ? x : m` does. */
+static void fl_bf16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
+{
+    ptrdiff_t j = 0, l;
+    for (; j + 64 <= n; j += 64) {
+#pragma omp simd
+        for (l = 0; l < 64; l++) {
+            const float v = fl_bf16_to_f32_1(s[j + l]);
+            mx[l] = v > mx[l] ? v : mx[l];
+        }
+    }
+    for (l = 0; j + l < n; l++) {
+        const float v = fl_bf16_to_f32_1(s[j + l]);
+        mx[l] = v > mx[l] ? v : mx[l];
+    }
+}
+
+static void fl_f16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
+{
+    ptrdiff_t j = 0;
+#if defined(__AVX512F__)
+    __m512 m0 = _mm512_loadu_ps(mx), m1 = _mm512_loadu_ps(mx + 16), m2 = _mm512_loadu_ps(mx + 32),
+           m3 = _mm512_loadu_ps(mx + 48);
+    for (; j + 64 <= n; j += 64) {
+        m0 = _mm512_max_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j))), m0);
+        m1 = _mm512_max_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j + 16))), m1);
+        m2 = _mm512_max_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j + 32))), m2);
+        m3 = _mm512_max_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j + 48))), m3);
+    }
+    _mm512_storeu_ps(mx, m0); _mm512_storeu_ps(mx + 16, m1);
+    _mm512_storeu_ps(mx + 32, m2); _mm512_storeu_ps(mx + 48, m3);
+#elif defined(__F16C__)
+    for (; j + 64 <= n; j += 64)
+        for (ptrdiff_t l = 0; l < 64; l += 8)
+            _mm256_storeu_ps(mx + l, _mm256_max_ps(
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + j + l))), _mm256_loadu_ps(mx + l)));
+#endif
+    for (; j < n; j++) {
+        const float v = fl_f16_to_f32_1(s[j]);
+        mx[j % 64] = v > mx[j % 64] ? v : mx[j % 64];
+    }
+}
+
 /* kind: FL_KIND_BF16 or FL_KIND_F16. */
 static inline void fl_h2f_n(int kind, const uint16_t *s, ptrdiff_t n, float *d)
 {
@@ -224,7 +269,9 @@ static inline void fl_f2h_n(int kind, const float *s, ptrdiff_t n, uint16_t *d)
 #define FL_HLDN fl_bf16_to_f32_n
 #define FL_HST1 fl_f32_to_bf16_1
 #define FL_HSTN fl_f32_to_bf16_n
+#define FL_HMAXACC fl_bf16_max_acc
 #include "fl_rows_impl.h"
+#undef FL_HMAXACC
 #undef FL_SFX
 #undef FL_HLD1
 #undef FL_HLDN
@@ -237,7 +284,9 @@ static inline void fl_f2h_n(int kind, const float *s, ptrdiff_t n, uint16_t *d)
 #define FL_HLDN fl_f16_to_f32_n
 #define FL_HST1 fl_f32_to_f16_1
 #define FL_HSTN fl_f32_to_f16_n
+#define FL_HMAXACC fl_f16_max_acc
 #include "fl_rows_impl.h"
+#undef FL_HMAXACC
 #undef FL_SFX
 #undef FL_HLD1
 #undef FL_HLDN

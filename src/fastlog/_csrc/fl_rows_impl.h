@@ -85,7 +85,8 @@ static inline double FL_(lanes_total_d)(double *a)
  * hold FL_TS, by default T itself.  fl_half.h includes this file once more
  * per half type with T = float, FL_TS = uint16_t (bfloat16 / float16 bits),
  * FL_TS_IS_T = 0 and the conversions FL_HLD1 / FL_HLDN (widen one / n) and
- * FL_HST1 / FL_HSTN (round one / n to nearest even); FL_HALF_ROWS then leaves
+ * FL_HST1 / FL_HSTN (round one / n to nearest even), FL_HMAXACC (max_acc of
+ * widened values); FL_HALF_ROWS then leaves
  * out every kernel the half driver does not call.  A half row is widened a
  * block of FL_BLK at a time into float32 in L1 as it is read, and results
  * are computed into float32 in L1 and rounded once as they are written: the
@@ -222,10 +223,11 @@ static inline int FL_(row_stats_pf)(const FL_TS *x, ptrdiff_t n, T *e, const FL_
     T tin[FL_TS_IS_T ? 1 : FL_BLK];   /* a widened block (half storage) */
     T mx[FL_MAXACC];
     for (j = 0; j < FL_MAXACC; j++) mx[j] = -INFINITY;
-    for (j0 = 0; j0 < n; j0 += FL_IB(n)) {
-        const ptrdiff_t len = j0 + FL_IB(n) < n ? FL_IB(n) : n - j0;
-        FL_(max_acc)(FL_(ldn)(x + j0, len, tin), len, mx);
-    }
+#if FL_TS_IS_T
+    FL_(max_acc)(x, n, mx);
+#else
+    FL_HMAXACC(x, n, mx);   /* widened in registers, not stored */
+#endif
     const T m = FL_(max_fin)(mx);
 
     const int fin = m > -INFINITY && m < INFINITY;
