@@ -4,8 +4,10 @@
 # Arrays: C-contiguous numpy.float16 or ml_dtypes.bfloat16 (checked here, as
 # the float entry points check theirs); class / element weights float32,
 # per-row losses float64.  The math is the
-# float32 row kernels run on float32 copies of fixed chunks of rows in a
-# per-thread scratch buffer (fl_half.h); chunks are the same as for float32
+# float32 row kernels, run on rows widened as they are read (long rows of
+# log_softmax / softmax / logsumexp / class-index CE) or on float32 copies of
+# fixed chunks of rows, in a per-thread scratch buffer (fl_half.h); outputs of
+# STREAM_MIN_BYTES or more are written with streaming stores; chunks are the same as for float32
 # (_chunk_rows depends only on C), so results do not depend on the thread
 # count.  The core's float entry points (unary_rows, ce_index, ...) forward
 # 2-byte arrays here before their float32/float64 checks.

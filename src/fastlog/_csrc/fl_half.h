@@ -5,13 +5,22 @@
  * its own copy compiled with its own flags; exported through the level's
  * kernel table (fl_ktab.half; the argument struct is in fl_kernels.h).
  *
- * Design (issue 13): a block of rows (a chunk of ~32K elements, sized by the
- * Cython caller) is converted from half into a float32 scratch buffer that
- * stays in L1/L2, the existing float32 row kernel runs on the scratch (it
- * accumulates batch sums in double), and the outputs/gradients are converted
- * back with ONE round-to-nearest-even from float32.  Memory traffic is then
- * that of the half-precision arrays: half of float32's.  Every operation gets
- * half support from one driver, not a second copy of each kernel.
+ * Design (issue 13).  Rows longer than FL_SMALL_C in log_softmax, softmax,
+ * logsumexp and class-index cross-entropy (the large, memory-bound cases) go
+ * through fl_rows_impl.h's large-row kernels compiled once more per half type
+ * (storage type uint16_t, math in float32): each row is widened while it is
+ * read (the max pass in registers, the exp pass a block of FL_BLK at a time
+ * into L1), exp values are kept in the float32 scratch, and results are
+ * rounded once while written -- with streaming stores when the output is
+ * larger than the caches (the caller sets `stream`).  The row is read from
+ * memory once and written once.  Everything else (short rows, backward
+ * passes, probability targets, BCE) uses the block driver: a block of rows
+ * (a chunk of ~32K elements, sized by the Cython caller) is converted from
+ * half into a float32 scratch buffer that stays in L1/L2, the existing
+ * float32 row kernel runs on the scratch (it accumulates batch sums in
+ * double), and the outputs/gradients are converted back with ONE
+ * round-to-nearest-even from float32.  Both give the same bits (the same
+ * float32 arithmetic); neither is a second copy of a kernel.
  *
  * Conversions:
  *   bfloat16 -> float32: a 16-bit shift (exact).
