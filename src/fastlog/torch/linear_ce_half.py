@@ -123,7 +123,7 @@ def _run(x, W, b, target, weight, reduction, ign, eps, need_x, need_w, need_b):
             core.half_ce_index(ln, t0[r0:r1], None, -1, 0.0, 0, None, lse[r0:r1], 1.0)
             lse[r0:r1] += lb[np.arange(r1 - r0), t0[r0:r1]].double().numpy()
         core.half_ce_index(ln, tn[r0:r1], cw, ign, eps, red, ln if want_grad else None,
-                           losses[r0:r1], gscale)
+                           losses[r0:r1], gscale, stream=False)   # the GEMMs read it next
         if need_x:
             torch.mm(lb, Wd, out=gX[r0:r1])
     del lbuf
