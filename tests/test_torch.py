@@ -179,6 +179,24 @@ def test_cross_entropy_does_not_mutate_inputs(fast_only):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 1), (3, 1, 1, 1), (2, 1, 3)])
+def test_kdim_input_with_unit_spatial_size_not_overwritten(fast_only, shape):
+    """(N, C, 1...) or C == 1: the class axis moved last is already contiguous; the
+    gradient once went over the caller's logits (found by the fuzz, issue 12)."""
+    C = shape[1]
+    x0 = logits(shape, torch.float64, seed=13)
+    t = torch.randint(0, C, (shape[0],) + shape[2:], generator=gen(14))
+    p = torch.softmax(logits(shape, torch.float64, seed=15), 1)
+    for fl_fn, t_fn, tgt in ((FL.cross_entropy, F.cross_entropy, t),
+                             (FL.cross_entropy, F.cross_entropy, p),
+                             (FL.nll_loss, F.nll_loss, t)):
+        xa, xb = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+        t_fn(xa, tgt, reduction="sum").backward()
+        fl_fn(xb, tgt, reduction="sum").backward()
+        assert torch.equal(xb.detach(), x0)
+        torch.testing.assert_close(xb.grad, xa.grad)
+
+
 def test_cross_entropy_threads_bitwise_identical(fast_only):
     x = logits((512, 300), torch.float32, seed=13)
     t = torch.randint(0, 300, (512,), generator=gen(14))

@@ -56,7 +56,10 @@ class _Rows:
                 owned = True
             self.batch_shape = () if nd == 1 else (shape[0],)
         else:
-            rows = np.ascontiguousarray(np.moveaxis(a, 1, -1)).reshape(-1, C)
+            # Always a private copy: with d1*...*dk == 1 (or C == 1) the moved
+            # view is already C-contiguous, and ascontiguousarray would hand back
+            # the input itself, which the kernels then overwrite with the gradient.
+            rows = np.array(np.moveaxis(a, 1, -1), order="C").reshape(-1, C)
             owned = True
             self.batch_shape = (shape[0],) + shape[2:]
         self.a, self.rows, self.C, self.owned = a, rows, C, owned
