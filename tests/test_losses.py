@@ -5,6 +5,7 @@ autograd of the loss, summed for reduction='none'), fastlog._reference (plain
 NumPy float64) and 4th-order finite differences in float64.
 """
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -462,3 +463,61 @@ def test_kl_div_partial_sum_overflow_is_not_inf():
     assert np.isfinite(got) and got == pytest.approx(exact, rel=1e-12)
     ref = F.kl_div(torch.tensor(x), torch.tensor(t), reduction="sum").item()
     assert got == pytest.approx(ref, rel=1e-12) or not np.isfinite(ref)
+
+
+def test_smoothing_with_minus_inf_logit_when_gradient_overwrites_rows():
+    """float32, label smoothing, a -inf logit: the loss is +inf (eps/C * -log 0), also
+    where the gradient is written over the rows (K-dim private copy, out=input).
+    The float64-overflow fix once re-read those rows and gave a finite loss (fuzz,
+    issue 12)."""
+    inf = np.inf
+    x2 = np.array([[3.0, -inf, -1.5], [1.0, 2.0, 3.0]], np.float32)
+    t = np.array([2, 0])
+    want = torch_loss_grad(F.cross_entropy, x2, t, reduction="none", label_smoothing=0.1)
+    xk = np.ascontiguousarray(x2[:, :, None])                  # (N, C, 1)
+    got_k = fl.cross_entropy_and_grad(xk, t[:, None], reduction="none", label_smoothing=0.1)
+    check_loss_grad((got_k[0][:, 0], got_k[1][:, :, 0]), want, np.dtype(np.float32), "K-dim")
+    xi = x2.copy()
+    got_i = fl.cross_entropy_and_grad(xi, t, reduction="none", label_smoothing=0.1, out=xi)
+    check_loss_grad(got_i, want, np.dtype(np.float32), "out=input")
+    p = np.full((2, 3, 1), 1 / 3, np.float32)
+    got_p = fl.cross_entropy_and_grad(xk, p, reduction="none", label_smoothing=0.1)
+    assert got_p[0][0, 0] == inf and np.isfinite(got_p[0][1, 0])
+
+
+def _exact_sum(terms):
+    from fractions import Fraction
+    s = sum(Fraction(float(v)) for v in terms)
+    try:
+        return float(s)   # correctly rounded
+    except OverflowError:
+        return math.inf if s > 0 else -math.inf
+
+
+@pytest.mark.parametrize("signs", [(1, 1, -1, -1, 1), (1, 1, 1, -1), (-1, -1, 1),
+                                   (1, -1, 1, -1, 1, 1)], ids=str)
+def test_batch_sums_near_float64_limit_are_exact(signs):
+    """Per-position losses of +-0.9 * float64 max: the batch total is the exact sum
+    (finite where it is, +-inf only where the exact sum overflows, never NaN from an
+    intermediate inf - inf), whatever the summation order (fuzz, issue 12)."""
+    big = 0.9 * np.finfo(np.float64).max
+    n = len(signs)
+    # nll: loss_i = -x[i, t_i]
+    x = np.zeros((n, 2))
+    x[np.arange(n), 0] = [-s * big for s in signs]
+    t = np.zeros(n, np.int64)
+    want = _exact_sum([s * big for s in signs])
+    for fn in (fl.nll_loss, lambda *a, **k: fl.nll_loss_and_grad(*a, **k)[0]):
+        assert fn(x, t, reduction="sum") == want
+        assert fn(np.ascontiguousarray(x[:, :, None]), t[:, None], reduction="sum") == want
+        m = fn(x, t, reduction="mean")
+        assert m == (want / n if math.isfinite(want) else want)
+    # kl_div: pointwise -t * x with t = 1
+    assert fl.kl_div(np.array([-s * big for s in signs]), np.ones(n), reduction="sum") == want
+    # BCE with logits, y = 0: weights carry the size and sign of the terms
+    xb = np.full(n, math.log(math.e - 1))   # loss ~1 per unit weight
+    unit = float(fl.binary_cross_entropy_with_logits(xb[:1], np.zeros(1), reduction="sum"))
+    w = np.array([s * big for s in signs]) / unit
+    got = fl.binary_cross_entropy_with_logits(xb, np.zeros(n), weight=w, reduction="sum")
+    terms = fl.binary_cross_entropy_with_logits(xb, np.zeros(n), weight=w, reduction="none")
+    assert got == _exact_sum(terms)

@@ -114,10 +114,29 @@ def _ratio(total, denom):
     return math.copysign(math.inf, total)
 
 
+def _exact_total(terms):
+    """The sum of float64 `terms` without intermediate overflow: correctly rounded
+    (+-inf only when the exact sum overflows), +-inf if a term is, NaN if one is
+    NaN or both infinities occur.  For a batch total that came out non-finite: the
+    kernels' row-order sums of terms near the float64 limits can overflow (or give
+    inf - inf = NaN) although the exact total is finite."""
+    terms = np.asarray(terms, np.float64).reshape(-1)
+    if not np.isfinite(terms).all():
+        if np.isnan(terms).any():
+            return math.nan
+        pos, neg = bool((terms == math.inf).any()), bool((terms == -math.inf).any())
+        return math.nan if pos and neg else (math.inf if pos else -math.inf)
+    # Scaling by a power of two is exact (bar subnormals, far below such a total);
+    # fsum is exact and correctly rounded; scaling back overflows iff the sum does.
+    return math.fsum((terms * 2.0**-64).tolist()) * 2.0**64
+
+
 def _finish_loss(losses, total, denom, red, dtype, batch_shape):
     if red == 0:
         v = losses.astype(dtype).reshape(batch_shape)
         return v[()] if v.ndim == 0 else v
+    if not math.isfinite(total):
+        total = _exact_total(losses)
     return _half.loss_dtype(dtype).type(total if red == 2 else _ratio(total, denom))
 
 
@@ -187,8 +206,8 @@ def _prob_overflow_rows(x_rows, tr, w, eps, losses):
     """As _smoothing_overflow_rows, for class-probability targets:
     loss_i = -sum_c w_c t'_c log p_c with t' = (1 - eps) t + eps / C."""
     bad = np.flatnonzero(~np.isfinite(losses))
-    if not bad.size or (w is not None and not np.isfinite(w).all()):
-        return False
+    if not bad.size or x_rows.dtype != _F64 or (w is not None and not np.isfinite(w).all()):
+        return False   # (see _pre_kernel_rows: only float64 logits can need this)
     x = x_rows[bad].astype(np.float64)
     t = tr[bad].astype(np.float64)
     fin = np.isfinite(x).all(axis=1) & np.isfinite(t).all(axis=1)
@@ -217,7 +236,10 @@ def _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, x_rows=None):
     row changed.  (The kernel's formula in fl_rows_impl.h could do this itself.)
     """
     bad = np.flatnonzero(~np.isfinite(losses))
-    if not bad.size:
+    if not bad.size or R.rows.dtype != _F64:
+        # float32 (and half) losses are formed in float64: nothing overflows, and
+        # R.rows may hold the gradient by now (out=input, K-dim copy), not the
+        # logits (see _pre_kernel_rows).
         return False
     x = (R.rows if x_rows is None else x_rows)[bad].astype(np.float64)
     fin = np.isfinite(x).all(axis=1)
@@ -375,6 +397,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
             red = 1 if reduction == "mean" else 2
             bad, wsum, total = core.ce_index(input, target, None, ignore_index, 0.0, red, g, losses)
             if bad < 0:
+                if not math.isfinite(total):
+                    total = _exact_total(losses)
                 return dt.type(total if red == 2 else _ratio(total, wsum)), g
             # fall through: the general path raises the IndexError
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, True, out)
@@ -467,6 +491,11 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
             g = np.empty(n, dtype)
     gscale = 1.0 / n if (red == 1 and n) else 1.0
     total = core.bce_with_logits(x, y, w, pw, gscale, losses, g)
+    if red and not math.isfinite(total):
+        # rare: the terms again (loss only), summed without intermediate overflow
+        terms = np.empty(n, dtype)
+        core.bce_with_logits(x, y, w, pw, gscale, terms, None)
+        total = _exact_total(terms)
     if red == 0:
         loss = losses.reshape(a.shape)
     else:
@@ -564,11 +593,8 @@ def kl_div(input, target, reduction="mean", log_target=False):
         return pw.astype(dtype, copy=False)
     with np.errstate(over="ignore", invalid="ignore"):
         total = np.sum(pw, dtype=np.float64)
-    if not np.isfinite(total) and pw.dtype == np.float64 and pw.size and np.isfinite(pw).all():
-        # A partial sum overflowed although every term is finite: sum the terms
-        # scaled by 2**-64 (exact) and scale back, so the total is +-inf only when
-        # its exact value overflows.  (float32 terms cannot overflow a float64 sum.)
-        total = np.sum(pw * 2.0**-64) * 2.0**64
+    if not np.isfinite(total):
+        total = _exact_total(pw)
     if red == 2:
         return dtype.type(total)
     if red == 1:

@@ -116,6 +116,11 @@ have no log-softmax, as PyTorch's is.  The deliberate differences:
    logits does not turn other rows' (or ignored rows') gradients into NaN, as
    PyTorch's chunked implementation can; its invalid arguments raise
    fastlog's ValueError/TypeError/IndexError.
+4. A reduced loss ('sum', 'mean', 'batchmean') is the correctly rounded sum of
+   the per-position losses (divided by PyTorch's denominator): where float64
+   terms near the float64 limits make PyTorch's summation order overflow (to
+   +-inf, or inf - inf = NaN) although the exact total is finite, fastlog
+   returns the finite total; it is +-inf only where the exact sum overflows.
 
 Importing :mod:`fastlog` never imports torch; only ``import fastlog.torch``
 does.
