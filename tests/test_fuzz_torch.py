@@ -593,6 +593,10 @@ class _ExactReduced:
                 per = t_fn(*a, **k).detach().reshape(-1).numpy()
         except Exception:  # noqa: BLE001
             return None
+        # Only where some summation order can overflow: sum |terms| beyond float64 max.
+        fin = per[np.isfinite(per)]
+        if not _overflows(np.abs(fin)):
+            return None
         total = _exact_sum(per)
         if red == "sum":
             return torch.tensor(total, dtype=torch.float64)
@@ -601,6 +605,11 @@ class _ExactReduced:
             return torch.tensor(total, dtype=torch.float64) / n
         denom = _mean_denominator(t_fn, args, kw, per)
         return torch.tensor(total, dtype=torch.float64) / denom
+
+
+def _overflows(mags):
+    from fractions import Fraction
+    return sum(Fraction(float(v)) for v in mags) > Fraction(F64MAX)
 
 
 def _exact_sum(per):

@@ -766,3 +766,17 @@ def test_torch_uint8_targets_where_torch_accepts_them():
         with pytest.raises(RuntimeError):
             call(F)
         _one_exception(lambda: call(FL), RuntimeError)
+
+
+@pytest.mark.parametrize("ign", [-100, 2**40, 256 + 3])
+def test_torch_uint8_targets_smoothing_ignore_index_wraps_like_torch(ign):
+    """PyTorch's smoothing term masks ignored positions by `target == ignore_index`
+    in uint8, so an ignore_index outside [0, 256) matches the class it wraps to
+    (for that term only); fastlog.torch gives PyTorch's result (fuzz, issue 12)."""
+    C = 200
+    x = torch.randn(4, C, dtype=torch.float64, generator=gen(21))
+    t = torch.tensor([ign % 256, 1, ign % 256, 7], dtype=torch.uint8)
+    for red in ("none", "mean", "sum"):
+        kw = dict(ignore_index=ign, label_smoothing=0.1, reduction=red)
+        torch.testing.assert_close(FL.cross_entropy(x, t, **kw), F.cross_entropy(x, t, **kw),
+                                   equal_nan=True)
