@@ -37,45 +37,77 @@
 #define FL_BLK 1024
 #define FL_VL ((ptrdiff_t)(64 / sizeof(T)))   /* one 512-bit vector of T */
 
+/* Order-explicit sums (issue 12).  A float sum's rounding depends on the
+ * order of its additions, and `omp simd reduction` leaves that order to the
+ * vectorizer: -O1, sanitizer instrumentation or another vector width sum in
+ * another order, with a different (for a long scalar chain: several times
+ * larger) error.  So every floating-point reduction in these kernels is
+ * written with its lanes spelled out: lane l (l < FL_VL) adds the terms
+ * j = l, l + FL_VL, l + 2 FL_VL, ... in order, and the lanes are combined
+ * pairwise (l + FL_VL/2 into l, halving).  The source fixes the order, so
+ * it is the same at every ISA level and optimisation level, vectorized or
+ * not (built at -O1 without -fopenmp-simd, the accuracy tests pass).
+ *
+ * FL_LANE_LOOP(lo, hi, stmts) runs stmts with `j` (the element) and `l` (its
+ * lane, (j - lo) % FL_VL) for lo <= j < hi.  The inner lane loop is an
+ * `omp simd` loop that GCC turns into vector code with the accumulator
+ * arrays in registers, provided the body has no branches left after
+ * if-conversion (check with -fopt-info-vec when changing a body). */
+#define FL_LANE_LOOP(lo, hi, ...)                                               \
+    do {                                                                       \
+        ptrdiff_t j0_ = (lo), l;                                               \
+        for (; j0_ + FL_VL <= (hi); j0_ += FL_VL) {                            \
+            _Pragma("omp simd")                                                \
+            for (l = 0; l < FL_VL; l++) { const ptrdiff_t j = j0_ + l; __VA_ARGS__ } \
+        }                                                                      \
+        for (l = 0; j0_ + l < (hi); l++) { const ptrdiff_t j = j0_ + l; __VA_ARGS__ } \
+    } while (0)
+
+/* Pairwise total of FL_VL lanes (T or double accumulators). */
+static inline T FL_(lanes_total)(T *a)
+{
+    for (ptrdiff_t w = FL_VL / 2; w >= 1; w /= 2)
+        for (ptrdiff_t l = 0; l < w; l++) a[l] += a[l + w];
+    return a[0];
+}
+
+static inline double FL_(lanes_total_d)(double *a)
+{
+    for (ptrdiff_t w = FL_VL / 2; w >= 1; w /= 2)
+        for (ptrdiff_t l = 0; l < w; l++) a[l] += a[l + w];
+    return a[0];
+}
+
+#define FL_LANES_T(name) T name[64 / sizeof(T)] = {0}
+#define FL_LANES_D(name) double name[64 / sizeof(T)] = {0}
+
 /* sum over j < n of exp(x_j - sh), split into non-max terms (*ps) and the
  * count of max terms (*pc, where x_j - sh == 0); e[j] = exp(x_j - sh) if e.
- * fin == 0: plain sum of exp(x_j) (sh = 0, no max terms). */
+ * fin == 0: plain sum of exp(x_j) (sh = 0, no max terms).
+ * n is a multiple of FL_VL at every call. */
 static inline void FL_(expsum_block)(const T *x, ptrdiff_t n, T *e, T sh, int fin,
                                      T *ps_out, T *pc_out)
 {
-    T ps = 0, pc = 0;
-    ptrdiff_t j;
+    FL_LANES_T(ps);
+    FL_LANES_T(pc);
     if (fin) {
-        if (e) {
-#pragma omp simd reduction(+:ps, pc)
-            for (j = 0; j < n; j++) {
-                const T d = x[j] - sh;
-                const T ev = FL_EXP_NP(d);
-                e[j] = ev;
-                ps += d == 0 ? (T)0 : ev;
-                pc += d == 0 ? (T)1 : (T)0;
-            }
-        } else {
-#pragma omp simd reduction(+:ps, pc)
-            for (j = 0; j < n; j++) {
-                const T d = x[j] - sh;
-                const T ev = FL_EXP_NP(d);
-                ps += d == 0 ? (T)0 : ev;
-                pc += d == 0 ? (T)1 : (T)0;
-            }
-        }
+        /* ism = 1 for a max term (exp(0) = 1, so ev - ism * ev = 0 exactly),
+         * written without a select so the lane loop vectorizes. */
+        if (e)
+            FL_LANE_LOOP(0, n, const T d = x[j] - sh; const T ev = FL_EXP_NP(d); e[j] = ev;
+                         const T ism = (T)(d == 0); ps[l] += ev - ism * ev; pc[l] += ism;);
+        else
+            FL_LANE_LOOP(0, n, const T d = x[j] - sh; const T ev = FL_EXP_NP(d);
+                         const T ism = (T)(d == 0); ps[l] += ev - ism * ev; pc[l] += ism;);
     } else {
         /* +inf, all -inf, or NaN: plain sum of exp(x), SciPy's fallback. */
-        if (e) {
-#pragma omp simd reduction(+:ps)
-            for (j = 0; j < n; j++) { const T ev = FL_EXP(x[j]); e[j] = ev; ps += ev; }
-        } else {
-#pragma omp simd reduction(+:ps)
-            for (j = 0; j < n; j++) ps += FL_EXP(x[j]);
-        }
+        if (e)
+            FL_LANE_LOOP(0, n, const T ev = FL_EXP(x[j]); e[j] = ev; ps[l] += ev;);
+        else
+            FL_LANE_LOOP(0, n, ps[l] += FL_EXP(x[j]););
     }
-    *ps_out = ps;
-    *pc_out = pc;
+    *ps_out = FL_(lanes_total)(ps);
+    *pc_out = FL_(lanes_total)(pc);
 }
 
 static inline int FL_(row_stats)(const T *x, ptrdiff_t n, T *e,
@@ -379,10 +411,9 @@ static void FL_(log_softmax_backward_rows)(const T *go, const T *out, ptrdiff_t 
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const T *g = go + i * C, *y = out + i * C;
         T *r = gi + i * C;
-        double s = 0.0;
-#pragma omp simd reduction(+:s)
-        for (ptrdiff_t j = 0; j < C; j++) s += g[j];
-        const T ts = (T)s;
+        FL_LANES_D(sl);
+        FL_LANE_LOOP(0, C, sl[l] += (double)g[j];);
+        const T ts = (T)FL_(lanes_total_d)(sl);
 #pragma omp simd
         for (ptrdiff_t j = 0; j < C; j++) r[j] = g[j] - FL_EXP(y[j]) * ts;
     }
@@ -395,9 +426,9 @@ static void FL_(softmax_backward_rows)(const T *go, const T *out, ptrdiff_t nrow
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const T *g = go + i * C, *y = out + i * C;
         T *r = gi + i * C;
-        double s = 0.0;
-#pragma omp simd reduction(+:s)
-        for (ptrdiff_t j = 0; j < C; j++) s += (double)g[j] * (double)y[j];
+        FL_LANES_D(sl);
+        FL_LANE_LOOP(0, C, sl[l] += (double)g[j] * (double)y[j];);
+        const double s = FL_(lanes_total_d)(sl);
         /* s as hi + lo in T: where g[j] is close to s (a dominant class,
          * y ~ 1) g[j] - hi is exact (Sterbenz) and lo keeps the bits a single
          * T would lose to the cancellation. */
@@ -454,13 +485,12 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
         const double r0 = (xy > -INFINITY && xy < INFINITY) ? xy : 0.0;
         double swx = 0.0;   /* sum_c w_c (x_c - r0) */
         if (eps != 0.0) {
-            if (w) {
-#pragma omp simd reduction(+:swx)
-                for (ptrdiff_t j = 0; j < C; j++) swx += (double)w[j] * ((double)xr[j] - r0);
-            } else {
-#pragma omp simd reduction(+:swx)
-                for (ptrdiff_t j = 0; j < C; j++) swx += (double)xr[j] - r0;
-            }
+            FL_LANES_D(sl);
+            if (w)
+                FL_LANE_LOOP(0, C, sl[l] += (double)w[j] * ((double)xr[j] - r0););
+            else
+                FL_LANE_LOOP(0, C, sl[l] += (double)xr[j] - r0;);
+            swx = FL_(lanes_total_d)(sl);
         }
         double a, L, S;
         if (!FL_(row_stats)(xr, C, g, &a, &L, &S)) {
@@ -509,22 +539,15 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
         double r0 = 0.0;
         for (ptrdiff_t j = 0; j < C; j++)
             if (xr[j] > -INFINITY && xr[j] < INFINITY) { r0 = (double)xr[j]; break; }
-        double swt = 0.0, swtx = 0.0;   /* sum wt, sum wt (x - r0) */
-        if (w) {
-#pragma omp simd reduction(+:swt, swtx)
-            for (ptrdiff_t j = 0; j < C; j++) {
-                double wt = (double)w[j] * (double)(tr[j] * keep + epc);
-                swt += wt;
-                swtx += wt * ((double)xr[j] - r0);
-            }
-        } else {
-#pragma omp simd reduction(+:swt, swtx)
-            for (ptrdiff_t j = 0; j < C; j++) {
-                double wt = (double)(tr[j] * keep + epc);
-                swt += wt;
-                swtx += wt * ((double)xr[j] - r0);
-            }
-        }
+        FL_LANES_D(st);    /* sum wt */
+        FL_LANES_D(stx);   /* sum wt (x - r0) */
+        if (w)
+            FL_LANE_LOOP(0, C, const double wt = (double)w[j] * (double)(tr[j] * keep + epc);
+                         st[l] += wt; stx[l] += wt * ((double)xr[j] - r0););
+        else
+            FL_LANE_LOOP(0, C, const double wt = (double)(tr[j] * keep + epc);
+                         st[l] += wt; stx[l] += wt * ((double)xr[j] - r0););
+        const double swt = FL_(lanes_total_d)(st), swtx = FL_(lanes_total_d)(stx);
         double a, L, S;
         if (!FL_(row_stats)(xr, C, g, &a, &L, &S)) {
             FL_(nan_row)(loss + i, g, C);
@@ -561,7 +584,7 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
         const T ev = FL_EXP_NP(-ax);                                           \
         const T sp = FL_LOG1P(ev) + (xj < 0 ? -xj : (T)0);                     \
         const T lj = wj * (((T)1 - yj) * xj + lwj * sp);                       \
-        ps += lj;                                                              \
+        ps[l] += lj;                                                           \
         if (loss) loss[j] = lj;                                                \
         if (grad) {                                                            \
             const T inv = (T)1 / ((T)1 + ev);                                  \
@@ -577,22 +600,16 @@ static double FL_(bce_n)(const T *x, const T *y, const T *w, const T *pw, ptrdif
     double total = 0.0;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += FL_BLK) {
         const ptrdiff_t j1 = j0 + FL_BLK < n ? j0 + FL_BLK : n;
-        T ps = 0;
-        ptrdiff_t j;
-        if (w && pw) {
-#pragma omp simd reduction(+:ps)
-            for (j = j0; j < j1; j++) FL_BCE_BODY(w[j], (T)1 + (pw[j] - (T)1) * y[j])
-        } else if (w) {
-#pragma omp simd reduction(+:ps)
-            for (j = j0; j < j1; j++) FL_BCE_BODY(w[j], (T)1)
-        } else if (pw) {
-#pragma omp simd reduction(+:ps)
-            for (j = j0; j < j1; j++) FL_BCE_BODY((T)1, (T)1 + (pw[j] - (T)1) * y[j])
-        } else {
-#pragma omp simd reduction(+:ps)
-            for (j = j0; j < j1; j++) FL_BCE_BODY((T)1, (T)1)
-        }
-        total += (double)ps;
+        FL_LANES_T(ps);
+        if (w && pw)
+            FL_LANE_LOOP(j0, j1, FL_BCE_BODY(w[j], (T)1 + (pw[j] - (T)1) * y[j]));
+        else if (w)
+            FL_LANE_LOOP(j0, j1, FL_BCE_BODY(w[j], (T)1));
+        else if (pw)
+            FL_LANE_LOOP(j0, j1, FL_BCE_BODY((T)1, (T)1 + (pw[j] - (T)1) * y[j]));
+        else
+            FL_LANE_LOOP(j0, j1, FL_BCE_BODY((T)1, (T)1));
+        total += (double)FL_(lanes_total)(ps);
     }
     return total;
 }
@@ -619,6 +636,9 @@ static void FL_(log_n)(const T *x, ptrdiff_t n, T *out)
     for (ptrdiff_t j = 0; j < n; j++) out[j] = FL_LOG(x[j]);
 }
 
+#undef FL_LANE_LOOP
+#undef FL_LANES_T
+#undef FL_LANES_D
 #undef FL_
 #undef FL_CAT
 #undef FL_CAT2
