@@ -521,3 +521,24 @@ def test_batch_sums_near_float64_limit_are_exact(signs):
     got = fl.binary_cross_entropy_with_logits(xb, np.zeros(n), weight=w, reduction="sum")
     terms = fl.binary_cross_entropy_with_logits(xb, np.zeros(n), weight=w, reduction="none")
     assert got == _exact_sum(terms)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_probability_targets_first_logit_far_below_max(dt):
+    """Probability-target CE with a first logit far below the row's max (-1e28
+    against 4e15): the kernel's reference logit was the first finite one, every
+    term w t (x - r0) was ~1e28 and the loss lost 4 digits (fuzz, issue 12).
+    Oracle: mpmath."""
+    import mpmath as mp
+    x = np.array([[-1.1263748671186148e+28, 1535403349065.5593, -929564258953438.2,
+                   -1531987395093.7896, 3898818291858705.5, -1.7209018493615055e+19]], dt)
+    t = np.array([[0.0, 1.0, 1.0, 1.0, 0.0, 0.25]], dt)
+    w = np.array([1e-3, 0.5, 1.25, 1.75, 1.0, 0.5], dt)
+    with mp.workdps(60):
+        xr = [mp.mpf(float(v)) for v in x[0]]
+        m = max(xr)
+        lse = m + mp.log(sum(mp.e ** (v - m) for v in xr))
+        want = float(sum(-float(w[c]) * float(t[0, c]) * (xr[c] - lse) for c in range(6)))
+    for fn in (fl.cross_entropy, lambda *a, **k: fl.cross_entropy_and_grad(*a, **k)[0]):
+        got = fn(x, t, weight=w, reduction="none")
+        assert_close(got.astype(np.float64), np.array([want]), 4 * tol(dt), 0, "CE prob")

@@ -533,12 +533,16 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const T *xr = x + i * C, *tr = t + i * C;
         T *g = grad ? grad + i * C : NULL;
-        /* Logits enter relative to r0, the row's first finite logit, and
+        /* Logits enter relative to r0, the row's largest finite logit, and
          * lse - r0 as (a - r0) + L: with a large common offset (logits ~1e6)
-         * swt * lse - sum wt x would cancel. */
-        double r0 = 0.0;
+         * swt * lse - sum wt x would cancel.  (Not the first finite logit:
+         * one far below the max, e.g. -1e28 against 4e15, made every
+         * wt (x_c - r0) ~1e28 and the loss lost 4 digits -- torch fuzz,
+         * issue 12.)  NaN and +-inf are skipped. */
+        double r0 = -INFINITY;
         for (ptrdiff_t j = 0; j < C; j++)
-            if (xr[j] > -INFINITY && xr[j] < INFINITY) { r0 = (double)xr[j]; break; }
+            if (xr[j] < INFINITY && (double)xr[j] > r0) r0 = (double)xr[j];
+        if (r0 == -INFINITY) r0 = 0.0;
         FL_LANES_D(st);    /* sum wt */
         FL_LANES_D(stx);   /* sum wt (x - r0) */
         if (w)
