@@ -413,7 +413,9 @@ def run_case(name, seed):
     fl_fn, t_fn, args, kw, deliberate = CASES[name](g)
     # documented difference 2: with finite logits the exact loss is finite or
     # overflows to +inf; torch can give NaN there (0 * inf)
-    _inf_for_nan = kw.get("label_smoothing") == 1.0 or _all_finite(args, kw)
+    # (finite logits: only where some are large enough for torch's intermediates to
+    # overflow; a NaN from a zero 'mean' denominator is torch's and fastlog's alike)
+    _inf_for_nan = kw.get("label_smoothing") == 1.0 or (_all_finite(args, kw) and _large(args))
     grad_pos = GRAD_ARGS.get(name, (0,))
     a1, k1 = _clone_args(args, kw, grad_pos)
     a2, k2 = _clone_args(args, kw, grad_pos)
@@ -469,7 +471,7 @@ def run_case(name, seed):
             # nothing to compare against.
             return "value"
         r_f.backward(go.clone())
-    relaxed = name == "linear_cross_entropy" and not _all_moderate(args)
+    relaxed = name == "linear_cross_entropy" and not _finite_logits(args, kw)
     grads = [(i, a2[i].grad, a1[i].grad) for i in grad_pos]
     if k2.get("linear_bias") is not None:
         grads.append(("bias", k2["linear_bias"].grad, k1["linear_bias"].grad))
@@ -500,15 +502,24 @@ def run_case(name, seed):
     return "grad"
 
 
+def _large(args):
+    return any(isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()
+               and float(t.detach().abs().max()) > 1e18 for t in args)
+
+
 def _all_finite(args, kw):
     ts = list(args) + list(kw.values())
     return all(not isinstance(t, torch.Tensor) or not t.is_floating_point()
                or bool(torch.isfinite(t).all()) for t in ts)
 
 
-def _all_moderate(args):
-    return all(not isinstance(t, torch.Tensor) or not t.is_floating_point()
-               or bool((t.abs() < 1e30).all()) for t in args)
+def _finite_logits(args, kw):
+    """linear_cross_entropy: the logits x W^T + b, formed in the input's dtype as
+    torch does, are all finite (documented difference 3 is about rows whose
+    logits are not; x and W of 1e28 and 1e25 overflow float32 logits)."""
+    with torch.no_grad():
+        z = F.linear(args[0].detach(), args[1].detach(), kw.get("linear_bias"))
+    return bool(torch.isfinite(z).all())
 
 
 class _Alt:

@@ -42,7 +42,7 @@ class _Rows:
         # Fast path first: a native float32/float64 ndarray (the per-call
         # overhead matters at N x C = 64 x 10).
         dt = x.dtype if type(x) is np.ndarray else None
-        a = x if (dt is _F32 or dt is _F64) else float_array(x, name, promote_int=False)
+        a = x if (dt is _F32 or dt is _F64) and x.flags.aligned else float_array(x, name, promote_int=False)
         nd = a.ndim
         if nd == 0:
             raise ValueError(f"{name} must have shape (C,), (N, C) or (N, C, d1, ...), got a 0-d array")
@@ -71,6 +71,8 @@ class _Rows:
             raise ValueError(f"{name} has shape {t.shape}; probability targets must have the "
                              f"input's shape {a.shape}")
         t = t.astype(a.dtype, copy=False)
+        if not t.flags.aligned:
+            t = t.copy()
         if a.ndim <= 2:
             return np.ascontiguousarray(t).reshape(self.rows.shape)
         return np.ascontiguousarray(np.moveaxis(t, 1, -1)).reshape(self.rows.shape)
@@ -80,7 +82,7 @@ class _Rows:
         a = self.a
         if out is not None:
             if not (type(out) is np.ndarray and out.dtype is a.dtype and out.shape == a.shape
-                    and out.flags.writeable):
+                    and out.flags.writeable and out.flags.aligned):
                 check_out(out, a.shape, a.dtype)
             if a.ndim <= 2 and out.flags.c_contiguous:
                 return out if a.ndim == 2 else out.reshape(self.rows.shape)
@@ -131,12 +133,16 @@ def _exact_total(terms):
     return math.fsum((terms * 2.0**-64).tolist()) * 2.0**64
 
 
-def _finish_loss(losses, total, denom, red, dtype, batch_shape):
+def _finish_loss(losses, total, denom, red, dtype, batch_shape, eps=0.0):
     if red == 0:
         v = losses.astype(dtype).reshape(batch_shape)
         return v[()] if v.ndim == 0 else v
     if not math.isfinite(total):
         total = _exact_total(losses)
+    if red == 1 and eps and not denom:
+        # torch: a smoothed 'mean' with zero total target weight is NaN (its NLL
+        # part is 0/0), not smoothing_total/0 = inf
+        total = math.nan
     return _half.loss_dtype(dtype).type(total if red == 2 else _ratio(total, denom))
 
 
@@ -287,7 +293,7 @@ def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params
     if eps and (not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all())):
         if _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, keep):
             total = float(np.sum(losses))
-    loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape)
+    loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape, eps)
     if not want_grad:
         return loss
     return loss, R.finish_grad(g, out)
@@ -385,9 +391,10 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
         if ((dt is _F32 or dt is _F64) and input.ndim == 2 and target.dtype is _I64
                 and target.ndim == 1 and target.shape[0] == input.shape[0]
                 and input.shape[1] > 0 and input.flags.c_contiguous and target.flags.c_contiguous
+                and input.flags.aligned and target.flags.aligned
                 and (out is None or (type(out) is np.ndarray and out.dtype is dt
                                      and out.shape == input.shape and out.flags.c_contiguous
-                                     and out.flags.writeable))):
+                                     and out.flags.writeable and out.flags.aligned))):
             # (a bounds pre-test inline; the rule itself is check_overlap's)
             if out is not None and (np.may_share_memory(out, target) or (
                     out is not input and np.may_share_memory(out, input))):
