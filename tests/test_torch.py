@@ -780,3 +780,30 @@ def test_torch_uint8_targets_smoothing_ignore_index_wraps_like_torch(ign):
         kw = dict(ignore_index=ign, label_smoothing=0.1, reduction=red)
         torch.testing.assert_close(FL.cross_entropy(x, t, **kw), F.cross_entropy(x, t, **kw),
                                    equal_nan=True)
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_torch_smoothed_mean_with_zero_target_weight_is_nan_like_torch(linear):
+    """'mean' with label smoothing where the counted targets' class weights sum to 0:
+    torch's loss is NaN (its NLL part is 0/0) and so is its gradient through the
+    counted rows; fastlog once gave +inf (smoothing_total / 0) (fuzz, issue 12)."""
+    x = torch.randn(3, 4, dtype=torch.float64, generator=gen(31))
+    W = torch.randn(5, 4, dtype=torch.float64, generator=gen(32))
+    t = torch.tensor([3, -100, 3])
+    w = torch.tensor([0.5, 1.0, 2.0, 0.0, 1.5], dtype=torch.float64)
+    for eps in (0.1, 1.0):
+        res = []
+        for mod in (F, FL):
+            xa, Wa = x.clone().requires_grad_(), W.clone().requires_grad_()
+            if linear:
+                loss = mod.linear_cross_entropy(xa, Wa, t, weight=w, label_smoothing=eps)
+            else:
+                loss = mod.cross_entropy(xa @ W.T.detach(), t, weight=w, label_smoothing=eps)
+            loss.backward()
+            res.append((loss.detach(), xa.grad, Wa.grad))
+        for a, b in zip(res[1], res[0]):
+            if b is None:
+                assert a is None
+            else:
+                torch.testing.assert_close(a, b, equal_nan=True)
+        assert torch.isnan(res[1][0])
