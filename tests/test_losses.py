@@ -542,3 +542,35 @@ def test_probability_targets_first_logit_far_below_max(dt):
     for fn in (fl.cross_entropy, lambda *a, **k: fl.cross_entropy_and_grad(*a, **k)[0]):
         got = fn(x, t, weight=w, reduction="none")
         assert_close(got.astype(np.float64), np.array([want]), 4 * tol(dt), 0, "CE prob")
+
+
+@pytest.mark.parametrize("C", [3, 40])      # the small-C (grouped) kernel and the row kernel
+@pytest.mark.parametrize("big", [1e300, np.finfo(np.float64).max])
+def test_smoothing_with_target_far_below_max(C, big):
+    """Label smoothing, target logit far below the row's max (1e300 or float64 max
+    against -0.29): the smoothing sum was taken relative to the target logit and
+    W (lse - x_y) - sum_c w_c (x_c - x_y) cancelled to 1e283 (or inf - inf, then
+    0 from the overflow fix) where the loss is 0.227 (fuzz, issue 12).  Oracle:
+    mpmath."""
+    import mpmath as mp
+    x = np.full((2, C), big)
+    x[:, 2] = -0.29
+    x[1] = np.linspace(-1, 1, C)   # an ordinary row alongside
+    w = np.linspace(0.3, 1.7, C)
+    w[2] = 0.0
+    t = np.array([2, 2])
+    eps = 0.5
+    want = []
+    with mp.workdps(80):
+        for r in range(2):
+            xr = [mp.mpf(float(v)) for v in x[r]]
+            m = max(xr)
+            ls = mp.log(sum(mp.e ** (v - m) for v in xr))   # lse - x_c = (m - x_c) + ls
+            sm = sum(float(w[c]) * ((m - xr[c]) + ls) for c in range(C))
+            want.append(float((1 - eps) * float(w[2]) * ((m - xr[2]) + ls) + eps / C * sm))
+    for fn in (fl.cross_entropy, lambda *a, **k: fl.cross_entropy_and_grad(*a, **k)[0]):
+        got = fn(x, t, w, reduction="none", label_smoothing=eps)
+        assert_close(got, np.array(want), 1e-12, 0, f"C={C} big={big}")
+    ref = F.cross_entropy(torch.tensor(x), torch.tensor(t), torch.tensor(w), reduction="none",
+                          label_smoothing=eps).numpy()
+    assert_close(ref, np.array(want), 1e-12, 0, "torch agrees")

@@ -310,12 +310,19 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
             wy[k] = ign ? 0.0 : (w ? (double)w[y] : 1.0);
         }
         FL_(to_cols)(xb, g, C, xt);
-        /* As in ce_index_rows: logits enter relative to r0 = x_y (when
-         * finite) and lse - r0 as (a - r0) + L, so a large common offset
-         * does not cancel. */
-        for (ptrdiff_t k = 0; k < FL_G; k++)
-            r0[k] = (k < g && xy[k] > -INFINITY && xy[k] < INFINITY) ? xy[k] : 0.0;
+        /* As in ce_index_rows: the smoothing sum takes the logits relative
+         * to r0, the row's largest finite logit, and lse - r0 as
+         * (a - r0) + L, so neither a large common offset nor a target far
+         * below the max cancels. */
         if (eps != 0.0) {
+            for (ptrdiff_t k = 0; k < FL_G; k++) r0[k] = -INFINITY;
+            for (ptrdiff_t c = 0; c < C; c++)
+                for (ptrdiff_t k = 0; k < FL_G; k++) {
+                    const double v = (double)xt[c * FL_G + k];
+                    if (v < INFINITY && v > r0[k]) r0[k] = v;
+                }
+            for (ptrdiff_t k = 0; k < FL_G; k++)
+                if (k >= g || r0[k] == -INFINITY) r0[k] = 0.0;
             for (ptrdiff_t k = 0; k < FL_G; k++) swx[k] = 0.0;
             for (ptrdiff_t c = 0; c < C; c++) {
                 const double wc = w ? (double)w[c] : 1.0;
@@ -452,7 +459,8 @@ static inline void FL_(nan_row)(double *loss, T *g, ptrdiff_t C)
  * Row i with target y (already range-checked by the caller), class weights w
  * (NULL = all ones, W = sum of w), label smoothing eps:
  *   loss_i = (1-eps) w_y (lse - x_y) + eps/C * (W (lse - r0) - sum_c w_c (x_c - r0))
- * with r0 = x_y (0 if x_y is not finite), lse - r0 evaluated as (max - r0) + log(...)
+ * with r0 = the row's largest finite logit (0 if none), lse - x_y and lse - r0
+ * evaluated as (max - x_y) + log(...) and (max - r0) + log(...)
  *   dloss_i/dx_c = ((1-eps) w_y + eps W / C) p_c - (1-eps) w_y [c == y] - eps/C w_c
  * Rows whose target is ignore_index get loss 0 and gradient 0.
  * loss[i] (double) receives loss_i; if grad != NULL it receives
@@ -479,12 +487,18 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
         }
         const double xy = (double)xr[y];
         const double wy = w ? (double)w[y] : 1.0;
-        /* Logits enter relative to x_y, and lse - x_y as (a - x_y) + L: with a
-         * large common offset (logits ~1e6) lse - x_y would cancel.  (A masked
-         * target, x_y = -inf, keeps the plain sums: its loss is inf.) */
-        const double r0 = (xy > -INFINITY && xy < INFINITY) ? xy : 0.0;
+        /* lse - x_y as (a - x_y) + L: with a large common offset (logits
+         * ~1e6) lse - x_y would cancel.  The smoothing sum takes the logits
+         * relative to r0, the row's largest finite logit (not x_y: a target
+         * far below the max, 1e300 against -0.3, made W (a - r0) and swx
+         * cancel to garbage -- torch fuzz, issue 12). */
+        double r0 = 0.0;
         double swx = 0.0;   /* sum_c w_c (x_c - r0) */
         if (eps != 0.0) {
+            r0 = -INFINITY;
+            for (ptrdiff_t j = 0; j < C; j++)
+                if (xr[j] < INFINITY && (double)xr[j] > r0) r0 = (double)xr[j];
+            if (r0 == -INFINITY) r0 = 0.0;
             FL_LANES_D(sl);
             if (w)
                 FL_LANE_LOOP(0, C, sl[l] += (double)w[j] * ((double)xr[j] - r0););
@@ -522,7 +536,7 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
 /* Cross-entropy with class-probability targets t (same shape as x), fused
  * with its gradient.  t' = (1-eps) t + eps/C;
  *   loss_i = sum_c w_c t'_c (lse - x_c) = swt ((max - r0) + L) - sum_c w_c t'_c (x_c - r0)
- * (swt = sum_c w_c t'_c; r0 = the row's first finite logit, against cancellation)
+ * (swt = sum_c w_c t'_c; r0 = the row's largest finite logit, against cancellation)
  *   dloss_i/dx_c = p_c sum_k w_k t'_k - w_c t'_c
  * grad may alias x, but not t. */
 static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T *t,
