@@ -323,37 +323,43 @@ def _tols(dtype):
     return (2e-4, 1e-5) if dtype == torch.float32 else (1e-9, 1e-12)
 
 
-def _close(name, what, got, ref, scale=None):
-    """Values agree: same NaN and inf positions, finite values within a
-    tolerance relative to the magnitude `scale` (per element) of the terms."""
+def _ok(got, ref, scale=None):
+    """Per element: the values agree (same NaN, same inf, finite values within a
+    tolerance relative to the magnitude `scale` (per element) of the terms)."""
     got = got.detach().to(torch.float64).numpy()
     ref = ref.detach().to(torch.float64).numpy()
-    assert got.shape == ref.shape, f"{name} {what}: shape {got.shape} vs torch {ref.shape}"
     if _inf_for_nan:
         # documented difference: label_smoothing=1 with an overflowing logit
         # difference is +inf (exact), where torch's 0 * inf gives NaN
         ref = np.where(np.isnan(ref) & (got == np.inf), np.inf, ref)
-    gn, rn = np.isnan(got), np.isnan(ref)
-    assert np.array_equal(gn, rn), f"{name} {what}: NaN pattern differs:\n{got}\nvs torch\n{ref}"
-    if _inf_for_nan:
         # documented difference 2 (float64): fastlog's exact finite value near the
         # overflow threshold where torch's intermediate (lse - x_c) overflowed
         near = np.isinf(ref) & np.isfinite(got) & (np.abs(got) > 1e307) & (np.sign(got) == np.sign(ref))
         ref = np.where(near, got, ref)
+    gn, rn = np.isnan(got), np.isnan(ref)
     gi, ri = np.isinf(got), np.isinf(ref)
-    mism = gi != ri
-    assert not mism.any() and np.array_equal(got[gi], ref[ri]), \
-        f"{name} {what}: inf pattern differs:\n{got}\nvs torch\n{ref}"
-    fin = ~(gn | gi)
-    if not fin.any():
-        return
+    ok = (gn & rn) | (gi & ri & (got == ref))
+    fin = ~(gn | gi | rn | ri)
     rtol, atol = _tols_cur
     s = np.abs(ref) if scale is None else np.broadcast_to(scale, ref.shape)
     with np.errstate(over="ignore", invalid="ignore"):
-        err = np.abs(got - ref)[fin]
-        lim = (atol + rtol * (np.abs(ref) + s))[fin]
-    assert (err <= lim).all(), (f"{name} {what}: max error {err.max():.3g} (limit {lim.min():.3g}):"
-                                f"\n{got}\nvs torch\n{ref}")
+        ok |= fin & (np.abs(got - ref) <= atol + rtol * (np.abs(ref) + s))
+    return ok, got, ref
+
+
+def _close(name, what, got, ref, scale=None):
+    """Values agree everywhere (see _ok)."""
+    assert tuple(got.shape) == tuple(ref.shape), f"{name} {what}: shape {tuple(got.shape)} vs torch {tuple(ref.shape)}"
+    ok, g, r = _ok(got, ref, scale)
+    assert ok.all(), _mismatch(name, what, g, r, ok)
+
+
+def _mismatch(name, what, g, r, ok):
+    kind = ("NaN pattern" if (np.isnan(g) != np.isnan(r)).any() else
+            "inf pattern" if (np.isinf(g) != np.isinf(r)).any() else "max error")
+    with np.errstate(invalid="ignore"):
+        err = np.abs(g - r)[~ok]
+    return f"{name} {what}: {kind} differs (max error {np.nanmax(err) if err.size else 0:.3g}):\n{g}\nvs torch\n{r}"
 
 
 _tols_cur = (0, 0)
@@ -480,12 +486,14 @@ def run_case(name, seed):
             assert (gt is None or not gt.any()) and (gf is None or not gf.any()), \
                 f"{ctx}: gradient {i} present on one side only"
             continue
+        ov = _gemm_overflow(args, kw, i, go) if name == "linear_cross_entropy" else None
         if relaxed:
             # torch's linear_cross_entropy spreads NaN from a row with non-finite
             # logits to other rows' gradients; fastlog keeps rows independent.
             # Compare where torch's gradient is not NaN.
             keep = ~torch.isnan(gt)
             gt, gf = gt[keep], gf[keep]
+            ov = None if ov is None else ov[keep.numpy()]
         gs = np.abs(gt.detach().double().numpy())
         gs = gs[np.isfinite(gs)]
         gs = float(gs.max()) if gs.size else 0.0
@@ -497,8 +505,11 @@ def run_case(name, seed):
             wmax = 1.0 if w is None or not w.numel() else max(1.0, float(w.abs().max()))
             rows = max(1, args[0].shape[0]) if (i == 1 and args[0].dim() == 2) else 1
             gs = max(gs, (float(other.max()) if other.numel() else 0.0) * wmax * rows)
+        if name == "linear_cross_entropy":
+            gs = max(gs, _logit_rounding_allowance(args, kw, i, go) / _tols_cur[0])
         _close_or_alt(name, f"grad[{i}] {ctx}", gf, gt, gs,
-                      None if relaxed else alt, i)
+                      None if relaxed else alt, i,
+                      overflow=ov)
     return "grad"
 
 
@@ -511,6 +522,55 @@ def _all_finite(args, kw):
     ts = list(args) + list(kw.values())
     return all(not isinstance(t, torch.Tensor) or not t.is_floating_point()
                or bool(torch.isfinite(t).all()) for t in ts)
+
+
+def _logit_rounding_allowance(args, kw, i, go):
+    """linear_cross_entropy's gradients depend on the logits x W^T + b, which any
+    implementation forms in the input's dtype with an error up to
+    dz = H eps max_c sum_h |x_h W_ch| (+|b_c|).  That moves each probability by a
+    factor up to exp(+-2 dz), so d(loss)/d(logits) by up to 2 expm1(2 dz) per row
+    (weights and grad_output scale it), and grad_input = dlogits W, grad_weight =
+    dlogits^T x, grad_bias = sum_rows dlogits by that times max|W|, rows * max|x|,
+    rows.  With float32 logits of 1e8 and more (dz >= 1) the gradient is not
+    determined by the inputs at all; float64 and moderate float32 logits get a
+    negligible allowance."""
+    x, W = args[0].detach().double(), args[1].detach().double()
+    b = kw.get("linear_bias")
+    with torch.no_grad():
+        m = x.abs() @ W.abs().T
+        if b is not None:
+            m = m + b.detach().double().abs()
+    m = m[torch.isfinite(m)]
+    if not m.numel():
+        return 0.0
+    dz = x.shape[-1] * float(torch.finfo(args[0].dtype).eps) * float(m.max())
+    cond = 2.0 * math.expm1(min(2.0 * dz, 700.0))
+    w = kw.get("weight")
+    wmax = 1.0 if w is None or not w.numel() else max(1.0, float(w.abs().max()))
+    gmax = 1.0 if go is None or not go.numel() else max(1.0, float(go.abs().max()))
+    rows = max(1, x.shape[0]) if x.dim() == 2 else 1
+    fin = lambda t: float(t[torch.isfinite(t)].abs().max()) if torch.isfinite(t).any() else 0.0  # noqa: E731
+    factor = {0: fin(W), 1: rows * fin(x), "bias": rows}[i]
+    return cond * wmax * gmax * factor
+
+
+def _gemm_overflow(args, kw, i, go):
+    """linear_cross_entropy: the gradient elements whose GEMM sum can overflow in
+    some summation order (|dlogits| <= 2 max|w| max|grad_output| per row):
+    grad_weight[c, h] = sum_r dlogits[r, c] x[r, h], grad_input[r, h] =
+    sum_c dlogits[r, c] W[c, h].  None where nothing comes near the limit."""
+    x, W = args[0].detach().double().abs(), args[1].detach().double().abs()
+    w = kw.get("weight")
+    wmax = 1.0 if w is None or not w.numel() else max(1.0, float(w.abs().max()))
+    gmax = 1.0 if go is None or not go.numel() else max(1.0, float(go.abs().max()))
+    big = float(torch.finfo(args[0].dtype).max) / (2.0 * wmax * gmax)
+    if i == 1:
+        xs = x.reshape(-1, x.shape[-1]).sum(0)                  # (H,)
+        return np.broadcast_to((xs >= big).numpy(), tuple(W.shape))
+    if i == 0:
+        ws = W.sum(0)                                           # (H,)
+        return np.broadcast_to((ws >= big).numpy(), tuple(x.shape))
+    return None
 
 
 def _finite_logits(args, kw):
@@ -556,23 +616,33 @@ class _Alt:
         return self.res.get(key)
 
 
-def _close_or_alt(name, what, got, ref, scale, alt, key, exact=None):
-    try:
-        _close(name, what, got, ref, scale)
-    except AssertionError:
-        ref2 = alt.get(key) if alt is not None else None
-        if ref2 is not None:
-            try:
-                _close(name, what + " (and vs torch in float64)", got, ref2, scale)
-                return
-            except AssertionError:
-                if exact is None:
-                    raise
-        ref3 = exact.get() if exact is not None else None
-        if ref3 is None:
-            raise
-        _close(name, what + " (and vs the exact sum of torch's float64 terms)", got,
-               ref3.to(got.dtype), scale)
+def _close_or_alt(name, what, got, ref, scale, alt, key, exact=None, overflow=None):
+    """got agrees with torch; or (float32) each element agrees with torch or with
+    torch run in float64 (documented difference 2: fastlog's float64
+    accumulation keeps finite what torch's float32 sums overflow; which elements
+    that touches depends on the summation order); or a reduced loss equals the
+    exact sum of torch's terms (documented difference 4)."""
+    assert tuple(got.shape) == tuple(ref.shape), f"{name} {what}: shape {tuple(got.shape)} vs torch {tuple(ref.shape)}"
+    ok, g, r = _ok(got, ref, scale)
+    if overflow is not None:
+        # documented difference 4: elements whose sum can overflow in some order
+        # may be non-finite on either side
+        ok |= overflow & ~(np.isfinite(g) & np.isfinite(r))
+    if ok.all():
+        return
+    ref2 = alt.get(key) if alt is not None else None
+    if ref2 is not None:
+        ok2, _, r2 = _ok(got, ref2, scale)
+        if (ok | ok2).all():
+            return
+    ref3 = exact.get() if exact is not None else None
+    if ref3 is not None:
+        _close(name, what + " (and vs the exact sum of torch's float64 terms)", got, ref3.to(got.dtype),
+               scale)
+        return
+    if ref2 is not None:
+        what += " (and vs torch in float64)"
+    raise AssertionError(_mismatch(name, what, g, r, ok))
 
 
 class _ExactReduced:

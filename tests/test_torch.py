@@ -789,8 +789,8 @@ def test_torch_smoothed_mean_with_zero_target_weight_is_nan_like_torch(linear):
     counted rows; fastlog once gave +inf (smoothing_total / 0) (fuzz, issue 12)."""
     x = torch.randn(3, 4, dtype=torch.float64, generator=gen(31))
     W = torch.randn(5, 4, dtype=torch.float64, generator=gen(32))
-    t = torch.tensor([3, -100, 3])
-    w = torch.tensor([0.5, 1.0, 2.0, 0.0, 1.5], dtype=torch.float64)
+    t = torch.tensor([3, -100, 0])
+    w = torch.tensor([0.0, 1.0, 2.0, 0.0, 1.5], dtype=torch.float64)
     for eps in (0.1, 1.0):
         res = []
         for mod in (F, FL):

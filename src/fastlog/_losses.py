@@ -296,6 +296,10 @@ def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params
     loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape, eps)
     if not want_grad:
         return loss
+    if red == 1 and eps and not wsum:
+        # the NaN loss of _finish_loss: its gradient is NaN through every counted
+        # row, as torch's (the kernel's 1/wsum scale gives inf - inf or +-inf)
+        g[tt != ignore_index] = np.nan
     return loss, R.finish_grad(g, out)
 
 
