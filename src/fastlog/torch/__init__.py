@@ -121,6 +121,15 @@ have no log-softmax, as PyTorch's is.  The deliberate differences:
    terms near the float64 limits make PyTorch's summation order overflow (to
    +-inf, or inf - inf = NaN) although the exact total is finite, fastlog
    returns the finite total; it is +-inf only where the exact sum overflows.
+   ``linear_cross_entropy``'s gradients are GEMM sums in BLAS's order: with
+   inputs within a factor of the batch size of the float limit, an element
+   may overflow (or not) where PyTorch's does not (or does).
+
+Where PyTorch itself is inconsistent, fastlog follows what PyTorch returns:
+uint8 targets with label smoothing and an ``ignore_index`` outside [0, 256)
+go to PyTorch (its smoothing term compares ``target == ignore_index`` in
+uint8, so -100 matches class 156); a smoothed 'mean' whose counted targets
+have zero total weight is NaN (PyTorch's NLL part is 0/0), gradient included.
 
 Importing :mod:`fastlog` never imports torch; only ``import fastlog.torch``
 does.
