@@ -807,3 +807,15 @@ def test_torch_smoothed_mean_with_zero_target_weight_is_nan_like_torch(linear):
             else:
                 torch.testing.assert_close(a, b, equal_nan=True)
         assert torch.isnan(res[1][0])
+
+
+def test_torch_no_classes_with_smoothing_like_torch():
+    """(0, 0) logits, index targets, label smoothing: torch's 'sum' is NaN (eps / C
+    with C == 0 times an empty sum), its 'mean' NaN, 'none' empty (fuzz, issue 12)."""
+    x = torch.zeros(0, 0, dtype=torch.float64)
+    t = torch.zeros(0, dtype=torch.int64)
+    for eps in (0.0, 0.5):
+        for red in ("sum", "mean", "none"):
+            torch.testing.assert_close(FL.cross_entropy(x, t, label_smoothing=eps, reduction=red),
+                                       F.cross_entropy(x, t, label_smoothing=eps, reduction=red),
+                                       equal_nan=True)

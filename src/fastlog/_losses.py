@@ -294,6 +294,8 @@ def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params
         if _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, keep):
             total = float(np.sum(losses))
     loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape, eps)
+    if eps and not R.C and red == 2:
+        loss = type(loss)(math.nan)   # torch: eps / C = inf with C == 0, times an empty sum
     if not want_grad:
         return loss
     if red == 1 and eps and not wsum:
