@@ -121,9 +121,10 @@ have no log-softmax, as PyTorch's is.  The deliberate differences:
    terms near the float64 limits make PyTorch's summation order overflow (to
    +-inf, or inf - inf = NaN) although the exact total is finite, fastlog
    returns the finite total; it is +-inf only where the exact sum overflows.
-   ``linear_cross_entropy``'s gradients are GEMM sums in BLAS's order: with
-   inputs within a factor of the batch size of the float limit, an element
-   may overflow (or not) where PyTorch's does not (or does).
+   ``linear_cross_entropy``'s logits and gradients are GEMM sums in BLAS's
+   order: where such a sum of terms near the float limit can overflow, a
+   logit (so that row's loss: NaN for inf - inf) or a gradient element may
+   be non-finite where PyTorch's is finite, or the other way round.
 
 Where PyTorch itself is inconsistent, fastlog follows what PyTorch returns:
 uint8 targets with label smoothing and an ``ignore_index`` outside [0, 256)
