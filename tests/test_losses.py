@@ -574,3 +574,19 @@ def test_smoothing_with_target_far_below_max(C, big):
     ref = F.cross_entropy(torch.tensor(x), torch.tensor(t), torch.tensor(w), reduction="none",
                           label_smoothing=eps).numpy()
     assert_close(ref, np.array(want), 1e-12, 0, "torch agrees")
+
+
+def test_kl_div_float32_terms_beyond_float32_are_summed_in_float64():
+    """float32 KL terms that overflow float32 on their own (e * -3.4e38) while the
+    float64 total is finite: the reduced loss is that total (float32 losses are
+    accumulated in float64), not -inf or NaN (fuzz, issue 12)."""
+    big = float(np.finfo(np.float32).max)
+    x = np.array([big, -big, -big, -big / 2], np.float32)
+    t = np.array([1.0, 0.0, 0.0, 0.0], np.float32)             # log targets
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    terms = np.exp(t64) * (t64 - x64)
+    want = _exact_sum(terms)
+    assert np.isfinite(want) and abs(want) < big
+    assert fl.kl_div(x, t, reduction="sum", log_target=True) == np.float32(want)
+    assert fl.kl_div(x, t, reduction="mean", log_target=True) == np.float32(want / 4)
+    assert np.isneginf(fl.kl_div(x, t, reduction="none", log_target=True)[0])   # as torch

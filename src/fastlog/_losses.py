@@ -606,6 +606,11 @@ def kl_div(input, target, reduction="mean", log_target=False):
         return pw.astype(dtype, copy=False)
     with np.errstate(over="ignore", invalid="ignore"):
         total = np.sum(pw, dtype=np.float64)
+        if not np.isfinite(total) and pw.dtype != np.float64:
+            # float32 terms that overflowed on their own: the sum is accumulated in
+            # float64, so form the terms in float64 too (rare path)
+            x64, y64 = x.astype(np.float64), y.astype(np.float64)
+            pw = np.exp(y64) * (y64 - x64) if log_target else xlogy(y64, y64) - y64 * x64
     if not np.isfinite(total):
         total = _exact_total(pw)
     if red == 2:
