@@ -6,9 +6,10 @@ whole pytest suite under the best level, then again under every other level
 this CPU supports, so every compiled path is tested on one machine.
 
 Test files that exercise no kernel path of their own (process groups, Dask
-clusters, the command line, examples, model files, the benchmark report,
-packaging) run once, under the best level: their kernels are the ones the
-other files test at every level, and they are the slow part of the suite.
+clusters, the command line, examples, docstring examples, model files, the
+benchmark report, packaging) run once, under the best level: their kernels
+are the ones the other files test at every level, and they are the slow part
+of the suite.
 
     python scripts/run_tests.py            # all levels
     python scripts/run_tests.py -x -k ce   # extra arguments go to pytest
@@ -21,7 +22,7 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Run under the best ISA level only (see the module docstring).
 ONCE = ("test_bench.py", "test_dask.py", "test_data.py", "test_dependencies.py",
-        "test_distributed.py", "test_examples.py", "test_patch.py", "test_workflow_doctests.py",
+        "test_distributed.py", "test_docs.py", "test_examples.py", "test_patch.py",
         "test_workflow_io.py", "test_workflow_train.py")
 
 

@@ -128,7 +128,8 @@ def call(f, *args, **kwargs):
 
 
 def assert_close(ours, ref, rtol, atol=0.0, what=""):
-    """Same shape, same nan positions, same infinities, close finite values."""
+    """Same shape, same nan positions, same infinities, close finite values
+    (`rtol` a number or an array broadcastable to `ref`)."""
     ours = np.asarray(ours)
     ref = np.asarray(ref)
     assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != {ref.shape}"
@@ -142,6 +143,8 @@ def assert_close(ours, ref, rtol, atol=0.0, what=""):
     o = ours[fin].astype(np.float64)
     r = ref[fin].astype(np.float64)
     err = np.abs(o - r)
+    if np.ndim(rtol):   # a tolerance per element
+        rtol = np.broadcast_to(rtol, ref.shape)[fin]
     lim = rtol * np.abs(r) + atol
     if err.size:
         k = int(np.argmax(err - lim))

@@ -403,6 +403,37 @@ def test_bit_identical_for_any_thread_count(dt):
 
 
 @pytest.mark.parametrize("dt", HALVES, ids=IDS)
+@pytest.mark.parametrize("C", [1001, 4096])
+def test_streaming_stores_write_the_same_bytes(dt, C):
+    """Outputs larger than the caches are written with streaming stores (the
+    fused large-row kernels, fl_stream.h); with the threshold lowered to one
+    byte every output here streams, also in place and on rows that do not
+    start on a vector boundary (C odd).  The bytes must be those of the
+    ordinary stores, which the other tests hold to the float64 reference."""
+    rng = np.random.default_rng(C)
+    x = logits(rng, (13, C), dt, "dominant")
+    t = rng.integers(0, C, 13)
+    t[3] = -100
+    w = rng.random(C).astype(np.float32)
+
+    def run():
+        xi = x.copy()
+        l, g = fl.cross_entropy_and_grad(xi, t, out=xi)
+        return (l, g.view(np.uint16).copy(), fl.log_softmax(x, axis=-1).view(np.uint16),
+                fl.softmax(x, axis=-1).view(np.uint16), fl.logsumexp(x, axis=-1).view(np.uint16),
+                fl.cross_entropy_and_grad(x, t, weight=w, label_smoothing=0.2)[1].view(np.uint16))
+    want = run()
+    old = core._set_stream_min_bytes(1)
+    try:
+        with fl.num_threads(2):
+            got = run()
+    finally:
+        core._set_stream_min_bytes(old)
+    for a, b in zip(want, got):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("dt", HALVES, ids=IDS)
 def test_out_and_in_place(dt):
     rng = np.random.default_rng(9)
     x = logits(rng, (20, 300), dt)

@@ -590,3 +590,24 @@ def test_kl_div_float32_terms_beyond_float32_are_summed_in_float64():
     assert fl.kl_div(x, t, reduction="sum", log_target=True) == np.float32(want)
     assert fl.kl_div(x, t, reduction="mean", log_target=True) == np.float32(want / 4)
     assert np.isneginf(fl.kl_div(x, t, reduction="none", log_target=True)[0])   # as torch
+
+
+@pytest.mark.parametrize("C", [3, 40])
+def test_smoothing_with_target_far_below_max_half(C):
+    """As above through the half-precision rows (bfloat16 storage, float32 compute):
+    the reference logit must be the largest logit's value, not its storage bits."""
+    from fastlog import _half
+    bf16 = _half.bfloat16()
+    if bf16 is None:
+        pytest.skip("ml_dtypes not installed")
+    x = np.full((2, C), 1e30)
+    x[:, 2] = -0.29
+    x[1] = np.linspace(-1, 1, C)
+    xb = x.astype(bf16)
+    w = np.linspace(0.3, 1.7, C).astype(np.float32)
+    w[2] = 0.0
+    t = np.array([2, 2])
+    want = fl.cross_entropy(xb.astype(np.float64), t, w.astype(np.float64), reduction="none",
+                            label_smoothing=0.5)
+    got = fl.cross_entropy(xb, t, w, reduction="none", label_smoothing=0.5)
+    assert_close(np.asarray(got, np.float64), want, 1e-2, 0, f"bf16 C={C}")

@@ -77,11 +77,13 @@ def test_default_thread_count_adapts_but_a_chosen_one_is_kept():
         "run = core.runnable_tasks(); assert run == -1 or run >= 1, run\n"
         "fl.set_num_threads(3); assert core.threads_explicit() and core.call_threads() == 3\n"
         "with fl.num_threads(2): assert core.call_threads() == 2\n"
+        "fl.set_num_threads(None); assert not core.threads_explicit() and fl.get_num_threads() == n\n"
         "print('ok')\n")
     env = {k: v for k, v in os.environ.items() if k != "FASTLOG_NUM_THREADS"}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
     r = subprocess.run([sys.executable, "-c", "from fastlog._dispatch import core; import fastlog as fl;"
+                        "fl.set_num_threads(1); fl.set_num_threads(None);"
                         "print(core.threads_explicit(), core.call_threads())"],
                        env=dict(env, FASTLOG_NUM_THREADS="2"), capture_output=True, text=True, timeout=120)
     assert r.stdout.split() == ["True", "2"], r.stderr

@@ -25,7 +25,23 @@ def _openmp_works():
 
 
 def config():
-    """The build and run-time configuration as a dict."""
+    """The build and run-time configuration as a dict.
+
+    Returns
+    -------
+    dict
+        ``version``, ``python``, ``numpy``, ``cpu``, ``isa`` (the kernel build in
+        use), ``isa_supported``, ``openmp``, ``openmp_threads_ok`` (an OpenMP
+        region asked for 2 threads ran 2), ``threads``, ``threads_policy``,
+        ``threads_now`` (what a call made now would use), ``max_threads``.
+
+    Examples
+    --------
+    >>> import fastlog
+    >>> c = fastlog.config()
+    >>> c["version"] == fastlog.__version__, c["isa"] in c["isa_supported"]
+    (True, True)
+    """
     from . import __version__
     import numpy as np
 
@@ -46,7 +62,23 @@ def config():
 
 
 def show_config(file=None):
-    """Print version, CPU, chosen ISA build, OpenMP status and threads."""
+    """Print version, CPU, chosen ISA build, OpenMP status and threads.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print (default ``sys.stdout``).
+
+    Examples
+    --------
+    >>> import fastlog
+    >>> fastlog.show_config()
+    fastlog ... (python ..., numpy ...)
+      cpu: ...
+      isa: ...  (this CPU supports: ...; force one with FASTLOG_ISA)
+      openmp: ...
+      threads: ...
+    """
     c = config()
     lines = [
         f"fastlog {c['version']} (python {c['python']}, numpy {c['numpy']})",

@@ -109,7 +109,19 @@ cdef bint _threads_explicit = False
 cdef Py_ssize_t PAR_MIN_ELEMS = 1 << 16
 # Work unit: ~32K elements (128 KB of float32) per chunk, whole rows.
 cdef Py_ssize_t CHUNK_ELEMS = 1 << 15
+# Outputs of at least this many bytes are written with streaming stores (they
+# would leave the caches before anything reads them again; fl_stream.h).
+cdef Py_ssize_t STREAM_MIN_BYTES = 16 << 20
 cdef int MAX_THREADS = 1 << 16
+
+
+def _set_stream_min_bytes(Py_ssize_t nbytes):
+    """Set the output size from which kernels use streaming stores; returns the
+    old value (for tests: the streamed and the cached writes give the same bytes)."""
+    global STREAM_MIN_BYTES
+    old = STREAM_MIN_BYTES
+    STREAM_MIN_BYTES = nbytes if nbytes > 0 else 1
+    return old
 
 
 def cpu_has_avx2_fma():

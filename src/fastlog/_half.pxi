@@ -4,8 +4,10 @@
 # Arrays: C-contiguous numpy.float16 or ml_dtypes.bfloat16 (checked here, as
 # the float entry points check theirs); class / element weights float32,
 # per-row losses float64.  The math is the
-# float32 row kernels run on float32 copies of fixed chunks of rows in a
-# per-thread scratch buffer (fl_half.h); chunks are the same as for float32
+# float32 row kernels, run on rows widened as they are read (long rows of
+# log_softmax / softmax / logsumexp / class-index CE) or on float32 copies of
+# fixed chunks of rows, in a per-thread scratch buffer (fl_half.h); outputs of
+# STREAM_MIN_BYTES or more are written with streaming stores; chunks are the same as for float32
 # (_chunk_rows depends only on C), so results do not depend on the thread
 # count.  The core's float entry points (unary_rows, ce_index, ...) forward
 # 2-byte arrays here before their float32/float64 checks.
@@ -49,10 +51,12 @@ cdef inline const float *_f32p(object a):
     return <const float *>_ptr(a)
 
 
-cdef int _half_run(fl_half_args *a, Py_ssize_t n, double *part) except -1:
+cdef int _half_run(fl_half_args *a, Py_ssize_t n, double *part, int stream=-1) except -1:
     """fl_half_rows over fixed chunks of rows (threads over chunks), each
     thread with its own float32 scratch.  part: NULL or one double per chunk
-    (the BCE chunk sums, added afterwards in chunk order)."""
+    (the BCE chunk sums, added afterwards in chunk order).  stream: -1 =
+    streaming stores for outputs of STREAM_MIN_BYTES or more, 0 = never (the
+    caller reads the output right away: a block of fused linear + CE)."""
     cdef Py_ssize_t C = a.C, cr = _chunk_rows(C), nch, k, r0, m, ss
     cdef int nt, tid, nthr = _call_threads()
     cdef float *scr
@@ -60,6 +64,8 @@ cdef int _half_run(fl_half_args *a, Py_ssize_t n, double *part) except -1:
     if n <= 0:
         return 0
     nch = (n + cr - 1) // cr
+    a.nrows = n
+    a.stream = stream != 0 and n * (C if C > 0 else 1) * 2 >= STREAM_MIN_BYTES
     nt = _threads_for(nthr, n, C if C > 0 else 1)
     ss = fl_half_scratch(cr if cr < n else n, C)
     scr = <float *>malloc(nt * ss * sizeof(float))
@@ -129,10 +135,12 @@ def half_backward_rows(int op, cnp.ndarray grad_output, cnp.ndarray output, cnp.
 
 
 def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index,
-                  double eps, int reduction, object grad, cnp.ndarray loss, double gscale=-1.0):
+                  double eps, int reduction, object grad, cnp.ndarray loss, double gscale=-1.0,
+                  bint stream=True):
     """ce_index for 2-byte x; weight None or float32 (C,); grad None or like x.
     gscale >= 0 replaces the gradient scale the reduction implies (a block of a
-    larger batch: fused linear + cross-entropy, torch/linear_ce_half.py)."""
+    larger batch: fused linear + cross-entropy, torch/linear_ce_half.py);
+    stream=False keeps a large gradient in the caches (it is read next)."""
     cdef int tn = _half_x(x, "x")
     cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1), bad, j
     cdef double wsum = 0.0, W = <double>C
@@ -160,7 +168,7 @@ def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ig
     a.gscale = gscale if gscale >= 0 else ((1.0 / wsum) if reduction == 1 else 1.0)
     a.loss = <double *>cnp.PyArray_DATA(loss)
     a.out = _u16w(grad)
-    _half_run(&a, n, NULL)
+    _half_run(&a, n, NULL, -1 if stream else 0)
     return -1, wsum, _sum_rows(a.loss, n)
 
 

@@ -73,6 +73,8 @@ cdef extern from "fl_kernels.h" nogil:
         double W, eps, gscale
         int64_t ignore_index
         double *loss
+        int stream
+        Py_ssize_t nrows
     Py_ssize_t fl_half_scratch(Py_ssize_t m, Py_ssize_t C)
     ctypedef struct fl_kt_half:
         void (*h2f_n)(int kind, const uint16_t *s, Py_ssize_t n, float *d) noexcept nogil

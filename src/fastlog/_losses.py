@@ -435,6 +435,24 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     Same shapes, weights, ignore_index and reductions as :func:`cross_entropy`
     with index targets; loss_i = -weight[y_i] * input[i, y_i].
 
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Log-probabilities, ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``.
+    target : int ndarray
+        Class indices of shape ``()``, ``(N,)`` or ``(N, d1, ..., dk)``.
+    weight : ndarray of shape (C,), optional
+        Per-class rescaling weights.
+    ignore_index : int, default -100
+        Target value that contributes neither loss nor gradient.
+    reduction : {'mean', 'sum', 'none'}
+        As in :func:`cross_entropy`.
+
+    Returns
+    -------
+    loss : scalar of the input's dtype, or an array of the target's shape for
+        ``reduction='none'``.
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -453,6 +471,13 @@ def nll_loss_and_grad(input, target, weight=None, ignore_index=-100, reduction="
 
     ``out`` (keyword-only) receives the gradient and may be the input itself;
     any other overlap with the input, target or weight is a ValueError.
+
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction
+        As in :func:`nll_loss`.
+    out : ndarray, optional, keyword-only
+        Receives the gradient (the input's shape and dtype); may be the input.
 
     Examples
     --------
@@ -530,6 +555,24 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     broadcast against the input (pos_weight along the last, class, axis).
     'mean' averages over all elements.
 
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Logits, any shape.
+    target : ndarray
+        Targets in [0, 1], the input's shape.
+    weight : ndarray, optional
+        Rescaling weights, broadcast against the input.
+    reduction : {'mean', 'sum', 'none'}
+        'mean' averages over all elements.
+    pos_weight : ndarray, optional
+        Weight of the positive term, broadcast along the last (class) axis.
+
+    Returns
+    -------
+    loss : scalar of the input's dtype, or an array of the input's shape for
+        ``reduction='none'``.
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -550,6 +593,13 @@ def binary_cross_entropy_with_logits_and_grad(input, target, weight=None, reduct
     Returns ``(loss, grad_input)``.  ``out`` (keyword-only) receives the
     gradient and may be the input itself; any other overlap with the input,
     target, weight or pos_weight is a ValueError.
+
+    Parameters
+    ----------
+    input, target, weight, reduction, pos_weight
+        As in :func:`binary_cross_entropy_with_logits`.
+    out : ndarray, optional, keyword-only
+        Receives the gradient (the input's shape and dtype); may be the input.
 
     Examples
     --------
@@ -572,6 +622,22 @@ def kl_div(input, target, reduction="mean", log_target=False):
     Pointwise ``exp(t) * (t - x)`` if `log_target` else ``xlogy(t, t) - t * x``;
     'mean' averages over all elements, 'batchmean' divides the sum by the
     first dimension (the batch size), as torch does.
+
+    Parameters
+    ----------
+    input : ndarray, float32 or float64
+        Log-probabilities, any shape (batch first).
+    target : ndarray
+        Probabilities (log-probabilities if `log_target`), the input's shape.
+    reduction : {'mean', 'batchmean', 'sum', 'none'}
+        How the pointwise losses are reduced.
+    log_target : bool, default False
+        Whether `target` holds log-probabilities.
+
+    Returns
+    -------
+    loss : scalar of the input's dtype, or an array of the input's shape for
+        ``reduction='none'``.
 
     Examples
     --------

@@ -209,6 +209,19 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     ``(out, sign)``).  Empty input gives -inf.  The b=None path runs in the
     compiled kernel; the b path is plain NumPy.
 
+    Parameters
+    ----------
+    a : array_like
+        Input values.
+    axis : None, int or tuple of ints
+        Axes to reduce (None: all).
+    b : array_like, optional
+        Scale factors broadcast against `a` (``b == 0`` counts as -inf).
+    keepdims : bool, default False
+        Keep the reduced axes with length 1.
+    return_sign : bool, default False
+        Also return the sign of the sum (a negative sum gives nan without it).
+
     Returns
     -------
     ndarray or scalar

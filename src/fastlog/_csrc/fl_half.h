@@ -5,13 +5,22 @@
  * its own copy compiled with its own flags; exported through the level's
  * kernel table (fl_ktab.half; the argument struct is in fl_kernels.h).
  *
- * Design (issue 13): a block of rows (a chunk of ~32K elements, sized by the
- * Cython caller) is converted from half into a float32 scratch buffer that
- * stays in L1/L2, the existing float32 row kernel runs on the scratch (it
- * accumulates batch sums in double), and the outputs/gradients are converted
- * back with ONE round-to-nearest-even from float32.  Memory traffic is then
- * that of the half-precision arrays: half of float32's.  Every operation gets
- * half support from one driver, not a second copy of each kernel.
+ * Design (issue 13).  Rows longer than FL_SMALL_C in log_softmax, softmax,
+ * logsumexp and class-index cross-entropy (the large, memory-bound cases) go
+ * through fl_rows_impl.h's large-row kernels compiled once more per half type
+ * (storage type uint16_t, math in float32): each row is widened while it is
+ * read (the max pass in registers, the exp pass a block of FL_BLK at a time
+ * into L1), exp values are kept in the float32 scratch, and results are
+ * rounded once while written -- with streaming stores when the output is
+ * larger than the caches (the caller sets `stream`).  The row is read from
+ * memory once and written once.  Everything else (short rows, backward
+ * passes, probability targets, BCE) uses the block driver: a block of rows
+ * (a chunk of ~32K elements, sized by the Cython caller) is converted from
+ * half into a float32 scratch buffer that stays in L1/L2, the existing
+ * float32 row kernel runs on the scratch (it accumulates batch sums in
+ * double), and the outputs/gradients are converted back with ONE
+ * round-to-nearest-even from float32.  Both give the same bits (the same
+ * float32 arithmetic); neither is a second copy of a kernel.
  *
  * Conversions:
  *   bfloat16 -> float32: a 16-bit shift (exact).
@@ -109,6 +118,26 @@ static void fl_f32_to_bf16_n(const float *restrict s, ptrdiff_t n, uint16_t *res
 #if defined(__AVX512F__)
     const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
                   qbit = _mm512_set1_epi32(0x40);
+#if defined(__AVX512BW__)
+    /* 32 at a time: the rounded value's upper 16 bits (NaN: the quiet bit
+     * set in them) taken from two vectors by one word permute, instead of a
+     * shift and a narrowing move per vector. */
+    const __m512i qhi = _mm512_set1_epi32(0x400000);
+    const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
+                                         31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+    for (; j + 32 <= n; j += 32) {
+        __m512i r2[2];
+        for (int h = 0; h < 2; h++) {
+            const __m512 f = _mm512_loadu_ps(s + j + 16 * h);
+            const __m512i u = _mm512_castps_si512(f);
+            const __m512i r = _mm512_add_epi32(
+                _mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one));
+            const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+            r2[h] = _mm512_mask_or_epi32(r, nan, u, qhi);
+        }
+        _mm512_storeu_si512((void *)(d + j), _mm512_permutex2var_epi16(r2[0], odd, r2[1]));
+    }
+#endif
     for (; j + 16 <= n; j += 16) {
         const __m512 f = _mm512_loadu_ps(s + j);
         const __m512i u = _mm512_castps_si512(f);
@@ -169,6 +198,51 @@ static void fl_f32_to_f16_n(const float *restrict s, ptrdiff_t n, uint16_t *rest
     for (; j < n; j++) d[j] = fl_f32_to_f16_1(s[j]);
 }
 
+/* Running maxima (64 lanes, fl_rows_impl.h's max_acc for float) of n
+ * widened values, widened in registers.  max(x, m) keeps m when x is NaN, as
+ * `x > m ? x : m` does. */
+static void fl_bf16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
+{
+    ptrdiff_t j = 0, l;
+    for (; j + 64 <= n; j += 64) {
+#pragma omp simd
+        for (l = 0; l < 64; l++) {
+            const float v = fl_bf16_to_f32_1(s[j + l]);
+            mx[l] = v > mx[l] ? v : mx[l];
+        }
+    }
+    for (l = 0; j + l < n; l++) {
+        const float v = fl_bf16_to_f32_1(s[j + l]);
+        mx[l] = v > mx[l] ? v : mx[l];
+    }
+}
+
+static void fl_f16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
+{
+    ptrdiff_t j = 0;
+#if defined(__AVX512F__)
+    __m512 m0 = _mm512_loadu_ps(mx), m1 = _mm512_loadu_ps(mx + 16), m2 = _mm512_loadu_ps(mx + 32),
+           m3 = _mm512_loadu_ps(mx + 48);
+    for (; j + 64 <= n; j += 64) {
+        m0 = _mm512_max_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j))), m0);
+        m1 = _mm512_max_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j + 16))), m1);
+        m2 = _mm512_max_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j + 32))), m2);
+        m3 = _mm512_max_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + j + 48))), m3);
+    }
+    _mm512_storeu_ps(mx, m0); _mm512_storeu_ps(mx + 16, m1);
+    _mm512_storeu_ps(mx + 32, m2); _mm512_storeu_ps(mx + 48, m3);
+#elif defined(__F16C__)
+    for (; j + 64 <= n; j += 64)
+        for (ptrdiff_t l = 0; l < 64; l += 8)
+            _mm256_storeu_ps(mx + l, _mm256_max_ps(
+                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + j + l))), _mm256_loadu_ps(mx + l)));
+#endif
+    for (; j < n; j++) {
+        const float v = fl_f16_to_f32_1(s[j]);
+        mx[j % 64] = v > mx[j % 64] ? v : mx[j % 64];
+    }
+}
+
 /* kind: FL_KIND_BF16 or FL_KIND_F16. */
 static inline void fl_h2f_n(int kind, const uint16_t *s, ptrdiff_t n, float *d)
 {
@@ -182,6 +256,89 @@ static inline void fl_f2h_n(int kind, const float *s, ptrdiff_t n, uint16_t *d)
     else fl_f32_to_bf16_n(s, n, d);
 }
 
+/* ------------------------------------------- fused large-row kernels ---- */
+/* log_softmax, softmax, logsumexp and class-index cross-entropy of rows
+ * longer than FL_SMALL_C: the large-row kernels of fl_rows_impl.h compiled
+ * once more per half type (FL_TS = uint16_t).  They widen the row a block at
+ * a time while reading it and round once while writing, so each row is read
+ * from memory once (then from L1/L2) and written once; exp values are kept
+ * in the float32 scratch.  Same float32 arithmetic as the block driver below,
+ * the same results. */
+#define T float
+#define FL_TS uint16_t
+#define FL_TS_IS_T 0
+#define FL_HALF_ROWS 1
+#define FL_EXP fl_expf
+#define FL_EXP_NP fl_expf_nonpos
+#define FL_LOG fl_logf
+#define FL_LOG1P fl_log1pf
+
+#define FL_SFX bf16
+#define FL_HLD1 fl_bf16_to_f32_1
+#define FL_HLDN fl_bf16_to_f32_n
+#define FL_HST1 fl_f32_to_bf16_1
+#define FL_HSTN fl_f32_to_bf16_n
+#define FL_HMAXACC fl_bf16_max_acc
+#include "fl_rows_impl.h"
+#undef FL_HMAXACC
+#undef FL_SFX
+#undef FL_HLD1
+#undef FL_HLDN
+#undef FL_HST1
+#undef FL_HSTN
+
+#define FL_HALF_ROWS 1
+#define FL_SFX f16
+#define FL_HLD1 fl_f16_to_f32_1
+#define FL_HLDN fl_f16_to_f32_n
+#define FL_HST1 fl_f32_to_f16_1
+#define FL_HSTN fl_f32_to_f16_n
+#define FL_HMAXACC fl_f16_max_acc
+#include "fl_rows_impl.h"
+#undef FL_HMAXACC
+#undef FL_SFX
+#undef FL_HLD1
+#undef FL_HLDN
+#undef FL_HST1
+#undef FL_HSTN
+
+#undef T
+#undef FL_TS
+#undef FL_TS_IS_T
+#undef FL_EXP
+#undef FL_EXP_NP
+#undef FL_LOG
+#undef FL_LOG1P
+
+/* The fused kernels for rows [r0, r0 + m) of `a`, if the op has one (else
+ * 0).  s: at least C floats of scratch. */
+#define FL_HFUSED(sfx)                                                                     \
+    static int fl_half_fused_##sfx(const fl_half_args *a, ptrdiff_t r0, ptrdiff_t m, float *s) \
+    {                                                                                      \
+        const ptrdiff_t C = a->C, off = r0 * C, npf = a->nrows - r0;                       \
+        switch (a->op) {                                                                   \
+        case FL_H_LOG_SOFTMAX:                                                             \
+            fl_log_softmax_rows_x_##sfx(a->x + off, m, C, a->out + off, a->stream, npf);   \
+            return 1;                                                                      \
+        case FL_H_SOFTMAX:                                                                 \
+            fl_softmax_rows_x_##sfx(a->x + off, m, C, a->out + off, s, a->stream, npf);    \
+            return 1;                                                                      \
+        case FL_H_LSE:                                                                     \
+            fl_lse_rows_x_##sfx(a->x + off, m, C, a->out + r0, npf);                       \
+            return 1;                                                                      \
+        case FL_H_CE_INDEX:                                                                \
+            fl_ce_index_rows_x_##sfx(a->x + off, m, C, a->target + r0, a->w, a->W,         \
+                                     a->ignore_index, a->eps, a->gscale, a->loss + r0,     \
+                                     a->out ? a->out + off : NULL, s, a->stream, npf);     \
+            return 1;                                                                      \
+        default:                                                                           \
+            return 0;                                                                      \
+        }                                                                                  \
+    }
+FL_HFUSED(bf16)
+FL_HFUSED(f16)
+#undef FL_HFUSED
+
 /* ------------------------------------------------------ block driver ---- */
 /* Rows [r0, r0 + m) of the call described by `a`, through the float32
  * scratch `s` (fl_half_scratch(m, C) floats).  Returns the BCE chunk sum
@@ -192,6 +349,9 @@ static double fl_half_rows(const fl_half_args *a, ptrdiff_t r0, ptrdiff_t m, flo
     const ptrdiff_t C = a->C, nC = m * C, off = r0 * C;
     float *s1 = s + nC;
     double total = 0.0;
+    if (C > FL_SMALL_C && (a->kind == FL_KIND_F16 ? fl_half_fused_f16(a, r0, m, s)
+                                                  : fl_half_fused_bf16(a, r0, m, s)))
+        return 0.0;
     fl_h2f_n(a->kind, a->x + off, nC, s);
     switch (a->op) {
     case FL_H_LOG_SOFTMAX:

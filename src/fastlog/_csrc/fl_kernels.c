@@ -9,6 +9,7 @@
 
 #include "fl_kernels.h"
 #include "fl_math.h"
+#include "fl_stream.h"
 #include "fl_transpose.h"
 
 #ifndef FL_ISA

@@ -95,6 +95,8 @@ typedef struct {
     double W, eps, gscale;
     int64_t ignore_index;
     double *loss;            /* CE: per-row losses (double) */
+    int stream;              /* 1: write outputs with streaming stores (larger than the caches) */
+    ptrdiff_t nrows;         /* rows in the whole call (a chunk may prefetch the rows after it) */
 } fl_half_args;
 
 /* Scratch floats the half driver needs for m rows of C. */

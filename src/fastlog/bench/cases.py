@@ -18,10 +18,44 @@ __all__ = ["Case", "Group", "Unavailable", "GROUPS", "ALIASES", "LIBRARIES", "RO
 
 
 def data_for(group, shape, dtype):
-    """The cached inputs of (group name, shape, dtype name)."""
+    """The cached inputs of (group name, shape, dtype name).
+
+    Parameters
+    ----------
+    group : str
+        A group name (a key of ``GROUPS``).
+    shape, dtype
+        As in :func:`fastlog.bench.data.data_for`.
+
+    Examples
+    --------
+    >>> from fastlog.bench.cases import data_for
+    >>> data_for("softmax", (8, 5), "float64")["x"].shape
+    (8, 5)
+    """
     return _data_for(GROUPS[group], shape, dtype)
 
 
 def reference_for(group, d):
-    """The float64 oracle of (group name or Group) on the inputs `d`."""
+    """The float64 oracle of (group name or Group) on the inputs `d`.
+
+    Parameters
+    ----------
+    group : str or Group
+        The operation.
+    d : dict
+        Its inputs (from :func:`data_for`).
+
+    Returns
+    -------
+    Oracle
+        See :func:`fastlog.bench.oracle.reference_for`.
+
+    Examples
+    --------
+    >>> from fastlog.bench.cases import data_for, reference_for
+    >>> ref = reference_for("logsumexp", data_for("logsumexp", (8, 5), "float32"))
+    >>> ref.values[0].shape, ref.values[0].dtype
+    ((8,), dtype('float64'))
+    """
     return _reference_for(GROUPS[group] if isinstance(group, str) else group, d)

@@ -270,7 +270,30 @@ def _write(args, rep):
 
 
 def main(argv=None, prog="fastlog-bench"):
-    """Entry point of ``fastlog-bench``; returns the exit status (1 if fastlog gave a wrong answer)."""
+    """Entry point of ``fastlog-bench``; returns the exit status (1 if fastlog gave a wrong answer).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command-line arguments (default ``sys.argv[1:]``); ``--help`` lists them.
+    prog : str, default "fastlog-bench"
+        The program name shown in help and in the report's command line.
+
+    Returns
+    -------
+    int
+        The exit status: 0, or 1 if fastlog gave a wrong answer or raised.
+
+    Examples
+    --------
+    >>> from fastlog.bench import main
+    >>> main(["--tiny", "--list", "--groups", "softmax", "--threads", "1", "--libraries", "fastlog,numpy"])
+    softmax                  8x5                    float32  1 thread(s)
+    softmax                  8x5                    float64  1 thread(s)
+    softmax                  4x1000                 float32  1 thread(s)
+    3 cases x libraries fastlog, numpy
+    0
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser(prog)
     args = parser.parse_args(argv)

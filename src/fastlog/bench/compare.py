@@ -20,7 +20,42 @@ def _verdict(ra, rb, threshold):
 
 
 def compare_rows(old, new, threshold=0.05, libraries=None):
-    """[(case, library, old Result, new Result, ratio, verdict)] for rows timed in both."""
+    """The rows timed in both reports, with the change and its verdict.
+
+    Parameters
+    ----------
+    old, new : dict
+        Two reports (:func:`fastlog.bench.records.load_json`).
+    threshold : float, default 0.05
+        A change within this fraction of the old median is 'same' (so is one
+        whose interquartile ranges overlap the old ones).
+    libraries : collection of str, optional
+        Only these libraries' rows (default: all).
+
+    Returns
+    -------
+    rows : list of tuple
+        ``(case, library, old Result, new Result, new/old ratio, verdict)`` for
+        the rows timed ('ok') in both; verdict is 'faster', 'slower' or 'same'.
+    old_rows, new_rows : dict
+        ``{(case, library): Result}`` of each report's timed rows.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> old = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "old")
+    >>> new = make_report([timed("fastlog", 1.0), timed("numpy", 8.0)], machine_info(), None, "quick", "new")
+    >>> from fastlog.bench.compare import compare_rows
+    >>> rows, _, _ = compare_rows(old, new)
+    >>> [(lib, ratio, verdict) for _, lib, _, _, ratio, verdict in rows]
+    [('fastlog', 0.5, 'faster'), ('numpy', 1.0, 'same')]
+    """
     def index(rep):
         return {(r.case, r.library): r for r in results_of(rep)
                 if r.status == "ok" and (libraries is None or r.library in libraries)}
@@ -38,6 +73,35 @@ def format_compare(old, new, threshold=0.05, libraries=None, width=WIDTH):
 
     A change counts when the medians differ by more than `threshold` (a
     fraction) and the interquartile ranges do not overlap; otherwise '~'.
+
+    Parameters
+    ----------
+    old, new, threshold, libraries
+        As in :func:`compare_rows`.
+    width : int, default 100
+        Line width of the text.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> old = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "old")
+    >>> new = make_report([timed("fastlog", 1.0), timed("numpy", 8.0)], machine_info(), None, "quick", "new")
+    >>> from fastlog.bench.compare import format_compare
+    >>> text, counts = format_compare(old, new)
+    >>> counts
+    {'faster': 1, 'slower': 0, 'same': 1}
+    >>> print(text[text.index("softmax(x"):text.index("summary:")].strip())
+    softmax(x, axis=-1)
+      shape      dtype    thr  library  old ms  new ms  change  verdict
+      ---------  -------  ---  -------  ------  ------  ------  -------
+      4096x1000  float32  1    fastlog    2.00    1.00    0.50   FASTER
+      4096x1000  float32  1    numpy      8.00    8.00    1.00        ~
     """
     rows, a, b = compare_rows(old, new, threshold, libraries)
     out = ["fastlog benchmark comparison"]

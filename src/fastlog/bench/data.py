@@ -18,7 +18,19 @@ MLP_SIZES = (784, 128, 64, 10)
 
 
 def np_dtype(name):
-    """The NumPy dtype called `name` (ValueError if unknown or if ml_dtypes is missing)."""
+    """The NumPy dtype called `name` (ValueError if unknown or if ml_dtypes is missing).
+
+    Parameters
+    ----------
+    name : str
+        One of ``DTYPES``: 'float32', 'float64', 'bfloat16' (needs ml_dtypes), 'float16'.
+
+    Examples
+    --------
+    >>> from fastlog.bench.data import np_dtype
+    >>> np_dtype("float16")
+    dtype('float16')
+    """
     if name == "bfloat16":
         try:
             import ml_dtypes
@@ -31,11 +43,37 @@ def np_dtype(name):
 
 
 def itemsize(name):
+    """Bytes per element of the dtype called `name` (no import of ml_dtypes).
+
+    Parameters
+    ----------
+    name : str
+        One of ``DTYPES``.
+
+    Examples
+    --------
+    >>> from fastlog.bench.data import itemsize
+    >>> itemsize("bfloat16"), itemsize("float64")
+    (2, 8)
+    """
     return {"float32": 4, "float64": 8, "bfloat16": 2, "float16": 2}[name]
 
 
 def is_float(a):
-    """True for a floating ndarray, bfloat16 (a NumPy 'V' kind) included."""
+    """True for a floating ndarray, bfloat16 (a NumPy 'V' kind) included.
+
+    Parameters
+    ----------
+    a : object
+        Anything; only an ndarray can be True.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.bench.data import is_float
+    >>> is_float(np.zeros(2, np.float16)), is_float(np.zeros(2, np.int64)), is_float(1.0)
+    (True, False, False)
+    """
     return isinstance(a, np.ndarray) and (a.dtype.kind == "f" or a.dtype.name == "bfloat16")
 
 
@@ -81,7 +119,27 @@ _CACHE = {}
 
 
 def data_for(group, shape, dtype):
-    """The cached inputs of (group, shape, dtype) as a dict of arrays (`group` is a Group)."""
+    """The cached inputs of (group, shape, dtype) as a dict of arrays (`group` is a Group).
+
+    Parameters
+    ----------
+    group : Group
+        The operation (its ``kind`` says which inputs it takes).
+    shape : tuple of int
+        (N, C) for the row operations, (batch,) for the MLP, (N, D, V) for linear + CE.
+    dtype : str
+        One of ``DTYPES``.
+
+    Examples
+    --------
+    >>> from fastlog.bench.data import data_for
+    >>> from fastlog.bench.groups import GROUPS
+    >>> d = data_for(GROUPS["cross_entropy"], (8, 5), "float32")
+    >>> sorted(d), d["x"].shape, d["x"].dtype, d["y"].dtype
+    (['x', 'y'], (8, 5), dtype('float32'), dtype('int64'))
+    >>> data_for(GROUPS["cross_entropy"], (8, 5), "float32") is d      # cached
+    True
+    """
     key = (group.name, tuple(shape), dtype)
     d = _CACHE.get(key)
     if d is None:
@@ -90,5 +148,15 @@ def data_for(group, shape, dtype):
 
 
 def clear_data():
-    """Drop the cached inputs (the runner does this between shapes to bound memory)."""
+    """Drop the cached inputs (the runner does this between shapes to bound memory).
+
+    Examples
+    --------
+    >>> from fastlog.bench.data import clear_data, data_for
+    >>> from fastlog.bench.groups import GROUPS
+    >>> d = data_for(GROUPS["softmax"], (8, 5), "float32")
+    >>> clear_data()
+    >>> data_for(GROUPS["softmax"], (8, 5), "float32") is d
+    False
+    """
     _CACHE.clear()

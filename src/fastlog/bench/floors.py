@@ -37,7 +37,24 @@ def _clock(threads):
 
 def copy_rate(nbytes, threads=1, repeats=5):
     """(median, min, max) bytes/s of ``2 * nbytes / time`` for a copy of `nbytes` bytes
-    split across `threads` threads, after one warm-up copy that maps the pages."""
+    split across `threads` threads, after one warm-up copy that maps the pages.
+
+    Parameters
+    ----------
+    nbytes : int
+        Size of the copied array.
+    threads : int, default 1
+        Threads, each copying a slice.
+    repeats : int, default 5
+        Timed copies (after one warm-up copy).
+
+    Examples
+    --------
+    >>> from fastlog.bench.floors import copy_rate
+    >>> median, low, high = copy_rate(1 << 16, repeats=3)
+    >>> 0 < low <= median <= high
+    True
+    """
     clock = _clock(threads)
     n = max(threads, nbytes // 8)
     src, dst = np.ones(n), np.empty(n)
@@ -60,7 +77,27 @@ def copy_rate(nbytes, threads=1, repeats=5):
 
 def gemm_rate(dtype, threads=1, n=1024, repeats=5, clock=None):
     """Best flops/s of an n x n x n GEMM (SciPy's BLAS sgemm/dgemm) with `threads` threads
-    (`clock`: default CPU time for one thread, wall time for more)."""
+    (`clock`: default CPU time for one thread, wall time for more).
+
+    Parameters
+    ----------
+    dtype : {'float32', 'float64'}
+        sgemm or dgemm.
+    threads : int, default 1
+        BLAS threads (pinned for the measurement).
+    n : int, default 1024
+        The matrices are n x n.
+    repeats : int, default 5
+        Timed GEMMs (after one warm-up).
+    clock : callable, optional
+        A clock in seconds (default: CPU time for one thread, wall time for more).
+
+    Examples
+    --------
+    >>> from fastlog.bench.floors import gemm_rate
+    >>> gemm_rate("float32", n=64, repeats=2) > 0
+    True
+    """
     clock = clock or _clock(threads)
     from scipy.linalg import blas
 
@@ -77,7 +114,26 @@ def gemm_rate(dtype, threads=1, n=1024, repeats=5, clock=None):
 
 
 class FloorMeter:
-    """Measures (once per array size / dtype and thread count) and returns each row's floor."""
+    """Measures (once per array size / dtype and thread count) and returns each row's floor.
+
+    Parameters
+    ----------
+    repeats : int, default 5
+        Passes per bandwidth / GEMM-rate measurement.
+    gemm_n : int, default 1024
+        Size of the square GEMM timed for compute-bound rows.
+
+    Examples
+    --------
+    >>> from fastlog.bench.floors import FloorMeter
+    >>> from fastlog.bench.presets import Case
+    >>> meter = FloorMeter(repeats=1, gemm_n=64)
+    >>> meter.floor(Case("softmax", (64, 10), "float32", 1)) is None     # in cache: no floor
+    True
+    >>> f = meter.floor(Case("mlp_predict", (64,), "float32", 1))
+    >>> f["kind"], f["flops"], f["seconds"] > 0
+    ('compute', 13975552, True)
+    """
 
     def __init__(self, repeats=5, gemm_n=1024):
         self.repeats, self.gemm_n = repeats, gemm_n
@@ -86,7 +142,28 @@ class FloorMeter:
         self.rows = {}        # Case -> floor dict (what floor() returned)
 
     def floor(self, case):
-        """A dict describing the floor of `case`, or None (no floor for this row)."""
+        """A dict describing the floor of `case`, or None (no floor for this row).
+
+        Parameters
+        ----------
+        case : Case
+            The row.
+
+        Returns
+        -------
+        dict or None
+            ``kind`` ('memory' or 'compute'), ``bytes`` or ``flops``, ``rate`` (bytes/s
+            or flops/s), ``seconds`` (the floor time); None for a group without a
+            floor or an array under ``MIN_ARRAY_BYTES``.
+
+        Examples
+        --------
+        >>> from fastlog.bench.floors import FloorMeter
+        >>> from fastlog.bench.presets import Case
+        >>> f = FloorMeter(repeats=1).floor(Case("softmax", (1024, 1024), "float32", 1))   # 4 MiB
+        >>> f["kind"], f["bytes"], f["seconds"] > 0
+        ('memory', 8388608, True)
+        """
         if case not in self.rows:
             self.rows[case] = self._floor(case)
         return self.rows[case]
@@ -112,6 +189,18 @@ class FloorMeter:
         return {"kind": "compute", "flops": f.amount, "rate": rate, "seconds": f.amount / rate}
 
     def to_dict(self):
+        """What was measured, for the JSON report: bandwidths, GEMM rates and each row's floor.
+
+        Examples
+        --------
+        >>> from fastlog.bench.floors import FloorMeter
+        >>> from fastlog.bench.presets import Case
+        >>> meter = FloorMeter(repeats=1, gemm_n=64)
+        >>> _ = meter.floor(Case("mlp_predict", (64,), "float32", 1))
+        >>> d = meter.to_dict()
+        >>> sorted(d), [g["dtype"] for g in d["gemm"]], d["rows"][0]["group"]
+        (['bandwidth', 'gemm', 'repeats', 'rows'], ['float32'], 'mlp_predict')
+        """
         return {"repeats": self.repeats, "bandwidth": [{"array_bytes": k[0], "threads": k[1], "bytes_per_s": v[0], "min": v[1],
                                "max": v[2]} for k, v in self.bandwidth.items()],
                 "gemm": [{"dtype": k[0], "threads": k[1], "flops_per_s": v, "n": self.gemm_n}

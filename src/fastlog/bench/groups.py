@@ -27,6 +27,21 @@ class Floor:
 
     For a memory floor, `array_bytes` is the size of the operation's N x C
     array: the bandwidth is measured on a copy of that size.
+
+    Parameters
+    ----------
+    kind : {'memory', 'compute'}
+        What bounds the operation.
+    amount : float
+        Bytes read and written ('memory') or floating-point operations ('compute').
+    array_bytes : int, default 0
+        For a memory floor, the size of the operation's N x C array.
+
+    Examples
+    --------
+    >>> from fastlog.bench.groups import GROUPS
+    >>> GROUPS["softmax"].floor((1024, 1000), "float32")     # read once, write once
+    Floor(kind='memory', amount=8192000, array_bytes=4096000)
     """
     kind: str
     amount: float
@@ -35,6 +50,34 @@ class Floor:
 
 @dataclass
 class Group:
+    """One operation the benchmark times, with its contenders, oracle and floor (see the module docstring).
+
+    Parameters
+    ----------
+    name : str
+        Key in ``GROUPS`` and on the command line.
+    title, short : str
+        Heading of its table; title of its plot panel.
+    kind : {'rows', 'mlp', 'linear'}
+        The shape of its cases: (N, C), (batch,) or (N, D, V).
+    reference : callable
+        ``reference(d)``: the float64 result on the inputs ``d`` (``fastlog._reference``).
+    impls : dict
+        Library name -> builder ``impls[lib](d)`` of a no-argument callable (see :mod:`.impls`).
+    floor : callable, optional
+        ``floor(shape, dtype)`` -> :class:`Floor`.
+    floor_text : str
+        What the floor counts, printed under the table.
+    dtypes : tuple of str
+        The dtypes the operation takes.
+
+    Examples
+    --------
+    >>> from fastlog.bench.groups import GROUPS
+    >>> g = GROUPS["cross_entropy_fwd_bwd"]
+    >>> g.kind, sorted(g.impls), g.dtypes
+    ('rows', ['fastlog', 'numpy', 'torch'], ('float32', 'float64', 'bfloat16', 'float16'))
+    """
     name: str
     title: str          # table heading
     short: str          # plot panel title
@@ -150,7 +193,19 @@ ALIASES = {
 
 
 def expand_groups(names):
-    """Group names and aliases -> ordered group names (ValueError for unknown ones)."""
+    """Group names and aliases -> ordered group names (ValueError for unknown ones).
+
+    Parameters
+    ----------
+    names : iterable of str
+        Group names, aliases (``ALIASES``) or 'all'; case and '-' / '_' do not matter.
+
+    Examples
+    --------
+    >>> from fastlog.bench.groups import expand_groups
+    >>> expand_groups(["ce", "Log-Softmax", "cross_entropy"])
+    ['cross_entropy', 'cross_entropy_fwd_bwd', 'log_softmax']
+    """
     out = []
     for n in names:
         n = n.strip().lower().replace("-", "_")

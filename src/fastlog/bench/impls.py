@@ -22,14 +22,32 @@ MLP_LR = 0.05
 
 
 class Unavailable(Exception):
-    """A library, API or dtype this case needs is not installed / not built."""
+    """A library, API or dtype this case needs is not installed / not built.
+
+    Examples
+    --------
+    >>> from fastlog.bench.impls import Unavailable
+    >>> isinstance(Unavailable("no PyTorch"), Exception)
+    True
+    """
 
 
 _torch_cache = []
 
 
 def torch_modules():
-    """(torch, torch.nn.functional), or raise Unavailable."""
+    """(torch, torch.nn.functional), or raise Unavailable.
+
+    Examples
+    --------
+    >>> from fastlog.bench.impls import Unavailable, torch_modules
+    >>> try:
+    ...     torch, F = torch_modules()
+    ...     print(F.softmax is torch.nn.functional.softmax)
+    ... except Unavailable:                    # PyTorch not installed
+    ...     print(True)
+    True
+    """
     if not _torch_cache:
         try:
             import torch
@@ -44,7 +62,21 @@ def torch_modules():
 
 
 def to_torch(a):
-    """A tensor of the same dtype (bfloat16 arrays go through float32, exactly)."""
+    """A tensor of the same dtype (bfloat16 arrays go through float32, exactly).
+
+    Parameters
+    ----------
+    a : ndarray
+        float32, float64, float16 or bfloat16 (ml_dtypes).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import torch
+    >>> from fastlog.bench.impls import to_torch
+    >>> to_torch(np.array([1.5, 2.0], np.float16))
+    tensor([1.5000, 2.0000], dtype=torch.float16)
+    """
     torch, _ = torch_modules()
     if a.dtype.name == "bfloat16":
         return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
@@ -52,7 +84,20 @@ def to_torch(a):
 
 
 def to_numpy(r):
-    """A library's result as NumPy arrays (tuples kept; torch half tensors widened)."""
+    """A library's result as NumPy arrays (tuples kept; torch half tensors widened).
+
+    Parameters
+    ----------
+    r : ndarray, tensor, scalar, or a tuple / list of them
+        A library's result.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.bench.impls import to_numpy
+    >>> to_numpy((np.float64(1.0), np.array([1, 2])))
+    (array(1.), array([1, 2]))
+    """
     if isinstance(r, (tuple, list)):
         return tuple(to_numpy(v) for v in r)
     if hasattr(r, "detach"):

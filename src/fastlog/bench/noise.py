@@ -19,6 +19,25 @@ __all__ = ["NoisePolicy", "CpuMonitor", "noise_reason", "measure_reliably"]
 
 @dataclass(frozen=True)
 class NoisePolicy:
+    """When a measurement counts as noisy, and how often it is repeated (see the module docstring).
+
+    Parameters
+    ----------
+    max_spread : float, default 0.25
+        Largest interquartile range, as a fraction of the median.
+    retries : int, default 1
+        Re-measurements of a noisy row.
+    slack_cores : float, default 0.5
+        Competing load allowed beyond the cores the row leaves free.
+    pause_s : float, default 0.2
+        Pause before a re-measurement.
+
+    Examples
+    --------
+    >>> from fastlog.bench.noise import NoisePolicy
+    >>> NoisePolicy(retries=0)
+    NoisePolicy(max_spread=0.25, retries=0, slack_cores=0.5, pause_s=0.2)
+    """
     max_spread: float = 0.25
     retries: int = 1
     slack_cores: float = 0.5
@@ -45,7 +64,16 @@ def _own_seconds():
 
 class CpuMonitor:
     """Context manager: `others` = cores kept busy by other processes during the block (or None);
-    `load1` = the 1-minute load average at its end."""
+    `load1` = the 1-minute load average at its end.
+
+    Examples
+    --------
+    >>> from fastlog.bench.noise import CpuMonitor
+    >>> with CpuMonitor() as mon:
+    ...     pass
+    >>> mon.others is None                          # under 50 ms: too short for /proc/stat
+    True
+    """
 
     def __enter__(self):
         self._t, self._busy, self._own = time.perf_counter(), _busy_seconds(), _own_seconds()
@@ -63,7 +91,31 @@ class CpuMonitor:
 
 
 def noise_reason(stats, others, load1, cores, threads, policy):
-    """Why the measurement is unreliable (a short text), or None if it is not."""
+    """Why the measurement is unreliable (a short text), or None if it is not.
+
+    Parameters
+    ----------
+    stats : Stats
+        The measurement.
+    others : float or None
+        Cores kept busy by other processes (:class:`CpuMonitor`).
+    load1 : float or None
+        The 1-minute load average, used when `others` is None.
+    cores, threads : int
+        The machine's usable cores; the row's threads.
+    policy : NoisePolicy
+        The limits.
+
+    Examples
+    --------
+    >>> from fastlog.bench.noise import NoisePolicy, noise_reason
+    >>> from fastlog.bench.timing import Stats
+    >>> s = Stats.from_samples([1.0, 1.0, 2.0, 3.0], 1)
+    >>> noise_reason(s, others=1.8, load1=None, cores=2, threads=1, policy=NoisePolicy())
+    'IQR 83% of the median; other processes kept 1.8 of 2 cores busy'
+    >>> noise_reason(Stats.from_samples([1.0] * 4, 1), 0.0, None, 2, 1, NoisePolicy()) is None
+    True
+    """
     reasons = []
     spread = stats.spread
     if spread > policy.max_spread:
@@ -82,6 +134,27 @@ def measure_reliably(run, cores, threads, policy=NoisePolicy(), monitor=CpuMonit
 
     `noise` is a dict for the JSON: attempts, spread, others, load1 and flag (the
     reason text of the kept attempt, None when it was clean).
+
+    Parameters
+    ----------
+    run : callable
+        ``run()`` -> Stats, one measurement.
+    cores, threads : int
+        The machine's usable cores; the row's threads.
+    policy : NoisePolicy
+        The limits and retries.
+    monitor : callable
+        Makes the context manager that observes the competing load (:class:`CpuMonitor`).
+
+    Examples
+    --------
+    >>> from fastlog.bench.noise import NoisePolicy, measure_reliably
+    >>> from fastlog.bench.timing import Stats
+    >>> wobbly = iter([[1.0, 3.0, 5.0], [1.0, 1.0, 1.1]])
+    >>> stats, noise = measure_reliably(lambda: Stats.from_samples(next(wobbly), 1), cores=64, threads=1,
+    ...                                 policy=NoisePolicy(retries=1, pause_s=0))
+    >>> noise["attempts"], stats.median, noise["flag"]
+    (2, 1.0, None)
     """
     tries = []
     for k in range(1 + max(0, policy.retries)):

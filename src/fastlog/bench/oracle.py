@@ -32,7 +32,25 @@ def _as_float64(d):
 
 
 def reference_for(group, d):
-    """The float64 oracle (an :class:`Oracle`) of `group` (a Group) on the inputs `d`."""
+    """The float64 oracle (an :class:`Oracle`) of `group` (a Group) on the inputs `d`.
+
+    Parameters
+    ----------
+    group : Group
+        The operation.
+    d : dict
+        Its inputs (:func:`fastlog.bench.data.data_for`), upcast to float64 here.
+
+    Examples
+    --------
+    >>> from fastlog.bench.data import data_for
+    >>> from fastlog.bench.groups import GROUPS
+    >>> from fastlog.bench.oracle import reference_for
+    >>> g = GROUPS["cross_entropy_fwd_bwd"]
+    >>> ref = reference_for(g, data_for(g, (8, 5), "float32"))
+    >>> [v.shape for v in ref.values]                   # loss, gradient
+    [(), (8, 5)]
+    """
     return Oracle(group.reference(_as_float64(d)))
 
 
@@ -42,6 +60,21 @@ class Oracle:
     A library's result agrees when every element satisfies
     ``|out - ref| <= rtol * |ref| + atol * max|ref|`` (see TOLERANCES) and the
     shapes match.  NaN or inf where the oracle is finite fails.
+
+    Parameters
+    ----------
+    values : ndarray, tensor or tuple of them
+        The float64 reference result(s).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.bench.oracle import Oracle
+    >>> ref = Oracle(np.array([1.0, 2.0]))
+    >>> ref.check(np.array([1.0, 2.00001], np.float32), "float32")[0]
+    True
+    >>> ref.check(np.array([1.0, 2.1]), "float64")[0]
+    False
     """
 
     def __init__(self, values):
@@ -59,7 +92,23 @@ class Oracle:
         return self._tol[name]
 
     def check(self, out, dtype):
-        """``(ok, err)``; err is the largest ``|out - ref| / max|ref|``."""
+        """``(ok, err)``; err is the largest ``|out - ref| / max|ref|``.
+
+        Parameters
+        ----------
+        out : ndarray, tensor or tuple of them
+            A library's result (as many parts as the oracle).
+        dtype : str or dtype
+            The case's dtype: it picks the tolerances (``TOLERANCES``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from fastlog.bench.oracle import Oracle
+        >>> ok, err = Oracle(np.array([2.0, 4.0])).check(np.array([2.0, 4.004]), "float16")
+        >>> ok, round(err, 6)
+        (True, 0.001)
+        """
         out = to_numpy(out)
         out = out if isinstance(out, tuple) else (out,)
         if len(out) != len(self.values):
@@ -82,5 +131,22 @@ class Oracle:
 
 
 def agreement(out, ref, dtype):
-    """Compare a result with the oracle (an :class:`Oracle` or plain values): ``(ok, err)``."""
+    """Compare a result with the oracle (an :class:`Oracle` or plain values): ``(ok, err)``.
+
+    Parameters
+    ----------
+    out : ndarray, tensor or tuple of them
+        A library's result.
+    ref : Oracle or array_like
+        The oracle, or plain float64 values to make one from.
+    dtype : str or dtype
+        The case's dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.bench.oracle import agreement
+    >>> agreement(np.float32(0.5), np.array(0.5), "float32")
+    (True, 0.0)
+    """
     return (ref if isinstance(ref, Oracle) else Oracle(ref)).check(out, dtype)

@@ -161,6 +161,33 @@ def plot_report(report, path):
     """Save a PNG: one panel per operation (fastlog's speed-up over each library), plus thread scaling.
 
     Raises ImportError without matplotlib and ValueError when nothing was timed.
+
+    Parameters
+    ----------
+    report : dict
+        A report with rows timed for fastlog and at least one other library.
+    path : str or os.PathLike
+        The PNG file to write.
+
+    Returns
+    -------
+    list of str
+        The panel titles.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> rep = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "example")
+    >>> import os, tempfile
+    >>> from fastlog.bench.plot import plot_report
+    >>> plot_report(rep, os.path.join(tempfile.mkdtemp(), "speedup.png"))
+    ['softmax']
     """
     cases = by_case(results_of(report))
     panels = _speedup_panels(cases)
@@ -205,7 +232,35 @@ def plot_report(report, path):
 
 
 def plot_compare(old, new, path, libraries=None):
-    """Save a PNG of old median / new median per row (above 1x: the new run is faster)."""
+    """Save a PNG of old median / new median per row (above 1x: the new run is faster).
+
+    Parameters
+    ----------
+    old, new : dict
+        Two reports with rows timed in both.
+    path : str or os.PathLike
+        The PNG file to write.
+    libraries : collection of str, optional
+        Only these libraries' rows (default: all).
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> old = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "old")
+    >>> new = make_report([timed("fastlog", 1.0), timed("numpy", 8.0)], machine_info(), None, "quick", "new")
+    >>> import os, tempfile
+    >>> from fastlog.bench.plot import plot_compare
+    >>> path = os.path.join(tempfile.mkdtemp(), "change.png")
+    >>> _ = plot_compare(old, new, path)
+    >>> os.path.getsize(path) > 0
+    True
+    """
     rows, _, _ = compare_rows(old, new, libraries=libraries)
     if not rows:
         raise ValueError("the two reports have no timed row in common")

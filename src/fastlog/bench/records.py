@@ -41,7 +41,21 @@ def load_average():
 
 
 def machine_info(load_at_start=None):
-    """CPU model, cores, the ISA build fastlog chose, OpenMP, versions, how threads were pinned."""
+    """CPU model, cores, the ISA build fastlog chose, OpenMP, versions, how threads were pinned.
+
+    Parameters
+    ----------
+    load_at_start : float, optional
+        The load average when the run began (recorded as given).
+
+    Examples
+    --------
+    >>> import fastlog
+    >>> from fastlog.bench.records import machine_info
+    >>> m = machine_info()
+    >>> m["fastlog"] == fastlog.__version__, m["isa"] in m["isa_supported"], m["cores"] >= 1
+    (True, True, True)
+    """
     import fastlog
 
     c = fastlog.config()
@@ -67,7 +81,36 @@ def machine_info(load_at_start=None):
 
 
 def make_report(results, machine, floors, preset, command, elapsed_s=None, policy=None):
-    """The JSON-able report of one run (`floors`: a FloorMeter's to_dict())."""
+    """The JSON-able report of one run (`floors`: a FloorMeter's to_dict()).
+
+    Parameters
+    ----------
+    results : list of Result
+        The rows (:func:`fastlog.bench.runner.run_cases`).
+    machine : dict
+        :func:`machine_info`.
+    floors : dict or None
+        A :class:`~fastlog.bench.floors.FloorMeter`'s ``to_dict()``.
+    preset, command : str
+        The preset run and the command line that ran it.
+    elapsed_s : float, optional
+        Wall time of the run.
+    policy : dict, optional
+        The noise policy (``dataclasses.asdict(NoisePolicy)``).
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> rep = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "example")
+    >>> rep["format"], rep["command"], [r["library"] for r in rep["results"]]
+    ('fastlog-bench/2', 'example', ['fastlog', 'numpy'])
+    """
     return {
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -82,12 +125,56 @@ def make_report(results, machine, floors, preset, command, elapsed_s=None, polic
 
 
 def save_json(report, path):
+    """Write a report as indented JSON.
+
+    Parameters
+    ----------
+    report : dict
+        :func:`make_report`.
+    path : str or os.PathLike
+        The file to write.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> rep = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "example")
+    >>> import os, tempfile
+    >>> from fastlog.bench.records import load_json, save_json
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.json")
+    >>> save_json(rep, path)
+    >>> load_json(path) == rep
+    True
+    """
     with open(path, "w") as f:
         json.dump(report, f, indent=1)
         f.write("\n")
 
 
 def load_json(path):
+    """Read a report saved by :func:`save_json` (ValueError if the file is not one).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The JSON file.
+
+    Examples
+    --------
+    >>> import json, os, tempfile
+    >>> from fastlog.bench.records import load_json
+    >>> path = os.path.join(tempfile.mkdtemp(), "other.json")
+    >>> with open(path, "w") as f:
+    ...     json.dump({"format": "something else"}, f)
+    >>> load_json(path)
+    Traceback (most recent call last):
+    ValueError: ... is not a fastlog-bench report (expected format 'fastlog-bench/2')
+    """
     with open(path) as f:
         rep = json.load(f)
     if not isinstance(rep, dict) or rep.get("format") not in READABLE:
@@ -96,4 +183,25 @@ def load_json(path):
 
 
 def results_of(report):
+    """The report's rows as :class:`~fastlog.bench.runner.Result` objects.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`make_report` or :func:`load_json`).
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> rep = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "example")
+    >>> from fastlog.bench.records import results_of
+    >>> [(r.library, r.stats.median) for r in results_of(rep)]
+    [('fastlog', 0.002), ('numpy', 0.008)]
+    """
     return [Result.from_dict(d) for d in report["results"]]

@@ -28,6 +28,19 @@ class Table:
 
 
 def fmt_ms(seconds):
+    """Seconds as milliseconds with 3 significant digits (at least the integer part).
+
+    Parameters
+    ----------
+    seconds : float
+        A time.
+
+    Examples
+    --------
+    >>> from fastlog.bench.report import fmt_ms
+    >>> fmt_ms(0.1234), fmt_ms(0.01234), fmt_ms(0.001234), fmt_ms(1.234e-5)
+    ('123', '12.3', '1.23', '0.0123')
+    """
     ms = seconds * 1e3
     if ms >= 100:
         return f"{ms:.0f}"
@@ -39,6 +52,19 @@ def fmt_ms(seconds):
 
 
 def fmt_ratio(r):
+    """A speed ratio with 3 significant digits and an 'x'.
+
+    Parameters
+    ----------
+    r : float
+        The ratio.
+
+    Examples
+    --------
+    >>> from fastlog.bench.report import fmt_ratio
+    >>> fmt_ratio(123.4), fmt_ratio(12.34), fmt_ratio(1.234), fmt_ratio(0.01234)
+    ('123x', '12.3x', '1.23x', '0.012x')
+    """
     return f"{r:.0f}x" if r >= 100 else f"{r:.1f}x" if r >= 10 else f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
 
 
@@ -126,7 +152,33 @@ def _scaling_table(cases):
 
 
 def tables_of(report):
-    """The report's tables: one per operation, then thread scaling."""
+    """The report's tables: one per operation, then thread scaling.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`fastlog.bench.records.make_report` or ``load_json``).
+
+    Returns
+    -------
+    list of Table
+        ``title``, ``header``, ``rows`` (lists of cells), ``notes``.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> rep = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "example")
+    >>> from fastlog.bench.report import tables_of
+    >>> [t] = tables_of(rep)
+    >>> t.title, t.rows
+    ('softmax(x, axis=-1)', [['4096x1000', 'float32', '1', '2.00 (0%)', '8.00 (0%)', '4.00x']])
+    """
     cases = by_case(results_of(report))
     floors = floors_of(report)
     groups = list(dict.fromkeys(c.group for c in cases))
@@ -287,6 +339,38 @@ def render_table_text(t, width=WIDTH):
 
 
 def render_text(report, title="fastlog benchmark report", width=WIDTH):
+    """The report as text: a header on the machine and the method, one table per operation, a summary.  Also ``format_report``.
+
+    Parameters
+    ----------
+    report : dict
+        A report (:func:`fastlog.bench.records.make_report` or ``load_json``).
+    title : str
+        The first line.
+    width : int, default 100
+        Line width; wider tables are split.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> rep = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "example")
+    >>> from fastlog.bench.report import render_text
+    >>> text = render_text(rep)
+    >>> print(text[text.index("softmax(x"):].strip())
+    softmax(x, axis=-1)
+      shape      dtype    thr  fastlog ms   numpy ms  vs numpy
+      ---------  -------  ---  ----------  ---------  --------
+      4096x1000  float32  1     2.00 (0%)  8.00 (0%)     4.00x
+    <BLANKLINE>
+    summary:
+      2 timings, 0 fastlog failures, 0 flagged as noisy (*)
+    """
     out = [f"{title}  ({report['created']})"]
     for label, text in header_items(report):
         out += textwrap.wrap(text, width, initial_indent=f"{label + ':':10s} ", subsequent_indent=" " * 11)
@@ -315,6 +399,34 @@ def render_table_markdown(t):
 
 
 def render_markdown(report, title="fastlog benchmark report"):
+    """The report as Markdown (the same tables as :func:`render_text`).  Also ``format_markdown``.
+
+    Parameters
+    ----------
+    report : dict
+        A report.
+    title : str
+        The level-1 heading.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> def timed(lib, ms):
+    ...     return Result(case, lib, "ok", err=0.0, stats=Stats.from_samples([ms / 1e3] * 5, 1))
+    >>> rep = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "example")
+    >>> from fastlog.bench.report import render_markdown
+    >>> md = render_markdown(rep)
+    >>> print(md[md.index("###"):md.index("**summary**")].strip())
+    ### softmax(x, axis=-1)
+    <BLANKLINE>
+    | shape | dtype | thr | fastlog ms | numpy ms | vs numpy |
+    |:---|:---|:---|---:|---:|---:|
+    | 4096x1000 | float32 | 1 | 2.00 (0%) | 8.00 (0%) | 4.00x |
+    """
     took = f" in {report['elapsed_s']:.0f} s" if report.get("elapsed_s") else ""
     out = [f"# {title}", "", f"Generated by `{report['command']}` on {report['created']}{took}.", ""]
     out += [f"- **{label}**: {_md_escape(text)}" for label, text in header_items(report) if label != "command"]

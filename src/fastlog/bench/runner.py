@@ -31,6 +31,31 @@ class Result:
     timed, a failure), 'error' (raised), 'skipped' (library, API or dtype
     missing).  err: largest |result - oracle| / max|oracle|.  noise: see
     :func:`.noise.measure_reliably` (None for rows not timed).
+
+    Parameters
+    ----------
+    case : Case
+        The row.
+    library : str
+        The contender.
+    status : {'ok', 'wrong', 'error', 'skipped'}
+        See above.
+    reason : str
+        Why it is not 'ok'.
+    err : float, optional
+        Largest ``|result - oracle| / max|oracle|``.
+    stats : Stats, optional
+        The timing ('ok' rows).
+    noise : dict, optional
+        See :func:`~fastlog.bench.noise.measure_reliably`.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.runner import Result
+    >>> r = Result(Case("nll", (64, 10), "float32", 1), "torch", "skipped", "PyTorch is not installed")
+    >>> r.noisy, Result.from_dict(r.to_dict()) == r
+    (False, True)
     """
     case: Case
     library: str
@@ -42,9 +67,19 @@ class Result:
 
     @property
     def noisy(self):
+        """True when the kept measurement was flagged as noisy."""
         return bool(self.noise and self.noise.get("flag"))
 
     def to_dict(self):
+        """The row as a JSON-able dict (the report's ``results`` entries).
+
+        Examples
+        --------
+        >>> from fastlog.bench.presets import Case
+        >>> from fastlog.bench.runner import Result
+        >>> Result(Case("nll", (64, 10), "float32", 1), "fastlog", "wrong", "disagrees", 0.5).to_dict()["status"]
+        'wrong'
+        """
         c = self.case
         return {"group": c.group, "shape": list(c.shape), "dtype": c.dtype, "threads": c.threads,
                 "library": self.library, "status": self.status, "reason": self.reason,
@@ -53,6 +88,21 @@ class Result:
 
     @classmethod
     def from_dict(cls, d):
+        """The Result a :meth:`to_dict` dict describes.
+
+        Parameters
+        ----------
+        d : dict
+            An entry of a report's ``results``.
+
+        Examples
+        --------
+        >>> from fastlog.bench.runner import Result
+        >>> d = {"group": "softmax", "shape": [8, 5], "dtype": "float64", "threads": 1, "library": "numpy",
+        ...      "status": "error", "reason": "ValueError: ..."}
+        >>> Result.from_dict(d).case
+        Case(group='softmax', shape=(8, 5), dtype='float64', threads=1)
+        """
         c = Case(d["group"], tuple(d["shape"]), d["dtype"], int(d["threads"]))
         st = Stats(**d["stats"]) if d.get("stats") else None
         return cls(c, d["library"], d["status"], d.get("reason", ""), d.get("err"), st, d.get("noise"))
@@ -63,7 +113,27 @@ SETTLE_S = 0.25
 
 
 def prepare(group, library, data):
-    """(fn, result_getter) for this library, or raise Unavailable."""
+    """(fn, result_getter) for this library, or raise Unavailable.
+
+    Parameters
+    ----------
+    group : Group
+        The operation.
+    library : str
+        A key of ``group.impls``.
+    data : dict
+        The inputs (:func:`fastlog.bench.data.data_for`).
+
+    Examples
+    --------
+    >>> from fastlog.bench.data import data_for
+    >>> from fastlog.bench.groups import GROUPS
+    >>> from fastlog.bench.runner import prepare
+    >>> g = GROUPS["logsumexp"]
+    >>> fn, getter = prepare(g, "fastlog", data_for(g, (8, 5), "float32"))
+    >>> fn().shape, getter
+    ((8,), None)
+    """
     built = group.impls[library](data)
     return built if isinstance(built, tuple) else (built, None)
 
@@ -72,6 +142,38 @@ def run_one(case, library, data, reference, budget, policy=NoisePolicy(), cores=
     """Check one library's version of `case` against `reference`, then time it.
 
     Must be called with threads already pinned to ``case.threads``.
+
+    Parameters
+    ----------
+    case : Case
+        The row.
+    library : str
+        The contender.
+    data : dict
+        The case's inputs.
+    reference : Oracle
+        The float64 oracle (:func:`fastlog.bench.oracle.reference_for`).
+    budget : Budget
+        How long to time.
+    policy : NoisePolicy
+        When to re-measure.
+    cores : int, optional
+        Usable cores (default: :func:`fastlog.bench.presets.usable_cores`).
+
+    Examples
+    --------
+    >>> from fastlog.bench.data import data_for
+    >>> from fastlog.bench.groups import GROUPS
+    >>> from fastlog.bench.oracle import reference_for
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.runner import BUDGETS, POLICIES, run_one
+    >>> from fastlog.bench.timing import pinned_threads
+    >>> case = Case("softmax", (8, 5), "float32", 1)
+    >>> d = data_for(GROUPS["softmax"], case.shape, case.dtype)
+    >>> with pinned_threads(1):
+    ...     r = run_one(case, "fastlog", d, reference_for(GROUPS["softmax"], d), BUDGETS["tiny"], POLICIES["tiny"])
+    >>> r.status, r.err < 1e-6, r.stats.samples >= 2
+    ('ok', True, True)
     """
     try:
         fn, getter = prepare(GROUPS[case.group], library, data)
@@ -100,6 +202,32 @@ def run_cases(case_list, libraries=("fastlog", "numpy", "scipy", "torch"), budge
     Inputs are made once per (group, shape, dtype) and shared by all libraries
     and thread counts; the oracle runs once on their float64 copies.  With a
     :class:`.floors.FloorMeter`, each case's floor is measured just before it.
+
+    Parameters
+    ----------
+    case_list : list of Case
+        What to run (:func:`fastlog.bench.presets.plan`).
+    libraries : sequence of str
+        The contenders (those that implement a case's group run it).
+    budget : Budget
+        How long to time each (case, library).
+    progress : bool, default True
+        Show progress on stderr.
+    keep_data : bool, default False
+        Keep the cached inputs after each (group, shape, dtype).
+    policy : NoisePolicy
+        When to re-measure.
+    floors : FloorMeter, optional
+        Measure each case's floor just before it.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import plan
+    >>> from fastlog.bench.runner import BUDGETS, POLICIES, run_cases
+    >>> cases = plan("tiny", groups=["logsumexp"], shapes=[(8, 5)], dtypes=["float32"], threads=[1])
+    >>> results = run_cases(cases, ("fastlog", "numpy"), BUDGETS["tiny"], progress=False, policy=POLICIES["tiny"])
+    >>> [(r.library, r.status) for r in results]
+    [('fastlog', 'ok'), ('numpy', 'ok')]
     """
     todo = [(c, lib) for c in case_list for lib in libraries if lib in GROUPS[c.group].impls]
     bar = Progress(len(todo), bool(progress))

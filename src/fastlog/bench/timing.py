@@ -16,7 +16,24 @@ __all__ = ["Stats", "Budget", "measure", "pinned_threads", "pinning_text"]
 
 @dataclass(frozen=True)
 class Stats:
-    """Per-call times in seconds over `samples` samples of `number` calls each."""
+    """Per-call times in seconds over `samples` samples of `number` calls each.
+
+    Parameters
+    ----------
+    median, q1, q3, min, max : float
+        Per-call seconds: median, quartiles, extremes over the samples.
+    samples : int
+        Number of samples.
+    number : int
+        Calls per sample.
+
+    Examples
+    --------
+    >>> from fastlog.bench.timing import Stats
+    >>> s = Stats.from_samples([1e-3, 2e-3, 2e-3, 3e-3, 9e-3], number=10)
+    >>> s.median, s.q1, s.q3, round(s.iqr_pct)
+    (0.002, 0.002, 0.003, 50)
+    """
     median: float
     q1: float
     q3: float
@@ -36,10 +53,33 @@ class Stats:
         return 100.0 * (self.q3 - self.q1) / self.median if self.median > 0 else 0.0
 
     def to_dict(self):
+        """The fields as a dict (for the JSON report; ``Stats(**d)`` reads it back).
+
+        Examples
+        --------
+        >>> from fastlog.bench.timing import Stats
+        >>> Stats.from_samples([0.5], 1).to_dict()
+        {'median': 0.5, 'q1': 0.5, 'q3': 0.5, 'min': 0.5, 'max': 0.5, 'samples': 1, 'number': 1}
+        """
         return asdict(self)
 
     @classmethod
     def from_samples(cls, per_call, number):
+        """Stats of per-call times (percentiles by NumPy's default linear interpolation).
+
+        Parameters
+        ----------
+        per_call : array_like of float
+            Seconds per call, one value per sample.
+        number : int
+            Calls per sample.
+
+        Examples
+        --------
+        >>> from fastlog.bench.timing import Stats
+        >>> Stats.from_samples([4.0, 1.0, 2.0, 3.0], 1)
+        Stats(median=2.5, q1=1.75, q3=3.25, min=1.0, max=4.0, samples=4, number=1)
+        """
         a = np.asarray(per_call, dtype=np.float64)
         q1, med, q3 = np.percentile(a, [25, 50, 75])
         return cls(float(med), float(q1), float(q3), float(a.min()), float(a.max()), int(a.size), int(number))
@@ -55,6 +95,27 @@ class Budget:
     resolution and call overhead stay negligible).  `warmup` untimed calls
     come first.  Calls slower than `slow_call_s` need only
     `slow_min_samples` samples.
+
+    Parameters
+    ----------
+    target_s : float
+        Seconds of samples to take at least.
+    min_samples, max_samples : int
+        Bounds on the number of samples.
+    min_sample_s : float
+        A sample lasts at least this long (calls per sample chosen for it).
+    warmup : int
+        Untimed calls first.
+    slow_call_s : float
+        Calls at least this slow ...
+    slow_min_samples : int
+        ... need only this many samples.
+
+    Examples
+    --------
+    >>> from fastlog.bench.timing import Budget
+    >>> Budget(target_s=0.0, min_samples=2, max_samples=3)
+    Budget(target_s=0.0, min_samples=2, max_samples=3, min_sample_s=0.0002, warmup=1, slow_call_s=0.05, slow_min_samples=3)
     """
     target_s: float = 0.25
     min_samples: int = 5
@@ -70,6 +131,24 @@ def measure(fn, budget=Budget(), warmed=False):
 
     ``warmed=True`` says the caller has just called `fn` (e.g. to check its
     result), which then counts as the first warm-up call.
+
+    Parameters
+    ----------
+    fn : callable
+        Called with no arguments.
+    budget : Budget
+        How long to time it.
+    warmed : bool, default False
+        The caller has just called `fn` once (one warm-up call fewer).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastlog.bench.timing import Budget, measure
+    >>> x = np.ones(1000)
+    >>> s = measure(lambda: x.sum(), Budget(target_s=0.0, min_samples=3, max_samples=3))
+    >>> s.samples, s.median > 0
+    (3, True)
     """
     for _ in range(max(0, budget.warmup - bool(warmed))):
         fn()
@@ -104,7 +183,14 @@ def _torch_or_none():
 
 
 def pinning_text():
-    """How threads are pinned in this process, naming only what is present."""
+    """How threads are pinned in this process, naming only what is present.
+
+    Examples
+    --------
+    >>> from fastlog.bench.timing import pinning_text
+    >>> pinning_text().startswith("fastlog.set_num_threads, threadpoolctl (BLAS, OpenMP)")
+    True
+    """
     how = ["fastlog.set_num_threads", "threadpoolctl (BLAS, OpenMP)"]
     if _torch_or_none() is not None:
         how.append("torch.set_num_threads")
@@ -117,10 +203,28 @@ def pinned_threads(n):
 
     Restores the previous settings on exit.  PyTorch is only touched if it has
     been imported already (the benchmark never imports it just to pin it).
+
+    Parameters
+    ----------
+    n : int
+        Thread count for every library inside the block.
+
+    Examples
+    --------
+    >>> import fastlog
+    >>> from fastlog.bench.timing import pinned_threads
+    >>> before = fastlog.get_num_threads()
+    >>> with pinned_threads(1):
+    ...     fastlog.get_num_threads()
+    1
+    >>> fastlog.get_num_threads() == before
+    True
     """
     import fastlog
 
-    old_fl = fastlog.get_num_threads()
+    from .._dispatch import core
+    # restored as it was: a count the user chose, else the default policy
+    old_fl = fastlog.get_num_threads() if core.threads_explicit() else None
     torch = _torch_or_none()
     old_torch = torch.get_num_threads() if torch is not None else None
     try:

@@ -105,6 +105,10 @@ def fit_mlp(model, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, wei
         Each epoch visits the rows in a fresh random order (``shuffle``; from
         ``numpy.random.default_rng(seed)``) in batches of `batch_size` (the
         last one may be smaller).
+    shuffle : bool, default True
+        Visit the rows in a fresh random order every epoch.
+    seed : int or None, default 0
+        Seed of the shuffling.
     lr, momentum, weight_decay, dampening : float
         ``torch.optim.SGD``'s rule (see :meth:`MLP.train_step`).
     validation_data : (X_val, y_val), optional
@@ -114,6 +118,8 @@ def fit_mlp(model, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, wei
         validation accuracy), or one line per epoch to `file` (default
         stdout) if tqdm is not installed or ``progress="plain"``; False:
         silent.
+    file : file-like, optional
+        Where the plain progress lines go (default ``sys.stdout``).
     checkpoint_dir : str or os.PathLike, optional
         Write the model after every epoch as ``relu_model_epoch_1.json``,
         ``relu_model_epoch_2.json``, ... and at the end as

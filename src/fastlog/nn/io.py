@@ -97,6 +97,11 @@ def _check_finite_params(params):
 def mlp_to_json(model):
     """The model's parameters as the text of a JSON model file (keys ``param_0`` ...).
 
+    Parameters
+    ----------
+    model : MLP
+        Its parameters must be finite.
+
     Examples
     --------
     >>> import json
@@ -462,7 +467,8 @@ def save_logreg(model, path, *, final_accuracy, training_samples, learning_rate,
     >>> path = os.path.join(tempfile.mkdtemp(), "p.json")
     >>> save_logreg(LogisticRegression(784), path, final_accuracy=0.5, training_samples=10,
     ...             learning_rate=0.1)
-    >>> d = json.load(open(path))
+    >>> with open(path) as f:
+    ...     d = json.load(f)
     >>> sorted(d), len(d["weights"]), len(d["weights"][0]), d["final_accuracy"]
     (['bias', 'data_type', 'final_accuracy', 'learning_rate', 'training_samples', 'weights'], 28, 28, 50.0)
     """
@@ -543,6 +549,13 @@ def load_logreg(path, dtype=np.float32):
 def checkpoint_files(directory, format=None):
     """The per-epoch checkpoints ``relu_model_epoch_<k>.<json|npz>`` in a directory, by epoch.
 
+    Parameters
+    ----------
+    directory : str or os.PathLike
+        Where :func:`fastlog.nn.fit.fit_mlp` wrote its checkpoints.
+    format : {None, 'json', 'npz'}
+        Only files of this format (None: both).
+
     Returns
     -------
     list of (int, str)
@@ -579,6 +592,12 @@ def checkpoint_files(directory, format=None):
 class WeightEvolution:
     """Per-layer parameter norms and their changes across training checkpoints.
 
+    Parameters
+    ----------
+    epochs, names, norms, changes
+        The attributes below, in this order (:func:`weight_evolution` builds
+        it; ``relative`` is computed).
+
     Attributes
     ----------
     epochs : list of int
@@ -594,7 +613,12 @@ class WeightEvolution:
 
     Examples
     --------
-    See :func:`weight_evolution`.
+    >>> import numpy as np
+    >>> from fastlog.nn import WeightEvolution
+    >>> ev = WeightEvolution([1, 2], ["layer1.weight"], [[2.0], [3.0]], [[np.nan], [1.0]])
+    >>> ev.relative
+    array([[nan],
+           [0.5]])
     """
 
     def __init__(self, epochs, names, norms, changes):

@@ -93,6 +93,11 @@ class LogisticRegression:
     def decision_function(self, x):
         """The logits ``x @ weight.T + bias``, shape (n,).
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs.
+
         Examples
         --------
         >>> import numpy as np
@@ -107,6 +112,11 @@ class LogisticRegression:
     def predict_proba(self, x):
         """P(y = 1), shape (n,).
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs.
+
         Examples
         --------
         >>> import numpy as np
@@ -119,6 +129,11 @@ class LogisticRegression:
 
     def predict(self, x):
         """1 where the logit is > 0, else 0 (int64, shape (n,)).
+
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs.
 
         Examples
         --------
@@ -133,6 +148,13 @@ class LogisticRegression:
 
     def loss_and_grad(self, x, y):
         """(mean BCE, dW, db) on the batch.
+
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs.
+        y : array_like of 0/1, shape (n,)
+            Binary labels.
 
         Examples
         --------
@@ -152,6 +174,15 @@ class LogisticRegression:
     def train_step(self, x, y, lr=0.1):
         """One SGD step; returns the batch's mean loss before it.
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs.
+        y : array_like of 0/1, shape (n,)
+            Binary labels.
+        lr : float, default 0.1
+            Learning rate.
+
         Examples
         --------
         >>> import numpy as np
@@ -169,6 +200,25 @@ class LogisticRegression:
     def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.1, seed=0, progress=True, file=None,
             validation_data=None):
         """Mini-batch SGD for `epochs` epochs (rows shuffled each epoch).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_features)
+            Finite inputs.
+        y : array_like of 0/1, shape (n,)
+            Binary labels.
+        epochs, batch_size : int
+            Number of passes, rows per SGD step (the last batch may be smaller).
+        lr : float, default 0.1
+            Learning rate.
+        seed : int or None, default 0
+            Seed of the row shuffling.
+        progress : bool or "plain"
+            As in :func:`fastlog.nn.fit.fit_mlp`.
+        file : file-like, optional
+            Where the plain progress lines go (default ``sys.stdout``).
+        validation_data : (X_val, y_val), optional
+            Evaluated after every epoch.
 
         Returns
         -------
@@ -227,6 +277,13 @@ class LogisticRegression:
     def evaluate(self, x, y):
         """(mean BCE, accuracy).
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs.
+        y : array_like of 0/1, shape (n,)
+            Binary labels.
+
         Examples
         --------
         >>> import numpy as np
@@ -244,6 +301,13 @@ class LogisticRegression:
     def save(self, path, *, final_accuracy, training_samples, learning_rate, data_type="real_mnist",
              image_shape=(28, 28)):
         """Write the perceptron JSON format; see :func:`fastlog.nn.io.save_logreg`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file to write.
+        final_accuracy, training_samples, learning_rate, data_type, image_shape
+            As in :func:`fastlog.nn.io.save_logreg`.
 
         Examples
         --------
@@ -263,9 +327,24 @@ class LogisticRegression:
     def load(cls, path, dtype=np.float32):
         """Read a perceptron JSON file (validated); the file's other fields land in ``model.info``.
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save` (see :func:`fastlog.nn.io.load_logreg`).
+        dtype : float32 or float64, default float32
+            The model's dtype.
+
         Examples
         --------
-        See :meth:`save`.
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> from fastlog.nn import LogisticRegression
+        >>> path = os.path.join(tempfile.mkdtemp(), "p.json")
+        >>> LogisticRegression(4).save(path, final_accuracy=0.75, training_samples=8, learning_rate=0.1,
+        ...                            image_shape=(2, 2))
+        >>> model = LogisticRegression.load(path, dtype=np.float64)
+        >>> model, model.info["final_accuracy"]
+        (LogisticRegression(n_features=4, dtype=float64), 75.0)
         """
         from .io import load_logreg
         model, info = load_logreg(path, dtype=dtype)

@@ -9,6 +9,11 @@ __all__ = ["lr_find", "LRFinderResult"]
 class LRFinderResult:
     """What :func:`lr_find` measured.
 
+    Parameters
+    ----------
+    lrs, losses, raw_losses, suggestion, suggestion_loss, stopped
+        The attributes below, in this order (:func:`lr_find` builds it).
+
     Attributes
     ----------
     lrs : ndarray
@@ -30,7 +35,16 @@ class LRFinderResult:
 
     Examples
     --------
-    See :func:`lr_find`.
+    >>> import numpy as np
+    >>> from fastlog.nn import LRFinderResult
+    >>> lrs = np.logspace(-4, 0, 5)
+    >>> res = LRFinderResult(lrs, 2 - lrs, 2 - lrs, 0.01, 1.99, "end")
+    >>> res
+    LRFinderResult(suggestion=0.01, steps=5, stopped='end')
+    >>> print(res)
+    learning-rate finder: 5 mini-batches from lr 0.0001 to 1 (stopped after the last rate)
+    lowest smoothed loss 1.0000 at lr 1
+    suggested lr (steepest descent of the smoothed loss): 0.01
     """
 
     def __init__(self, lrs, losses, raw_losses, suggestion, suggestion_loss, stopped):
@@ -58,6 +72,11 @@ class LRFinderResult:
     def plot(self, path):
         """Save the loss-against-learning-rate curve to `path`; see :func:`fastlog.nn.plot.plot_lr_find`.
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The image file to write (PNG; needs matplotlib).
+
         Examples
         --------
         >>> import os, tempfile
@@ -65,7 +84,9 @@ class LRFinderResult:
         >>> from fastlog.nn import LRFinderResult
         >>> lrs = np.logspace(-4, 0, 30)
         >>> res = LRFinderResult(lrs, 2 - lrs, 2 - lrs, 0.01, 1.99, "end")
-        >>> path = res.plot(os.path.join(tempfile.mkdtemp(), "lr.png"))  # doctest: +SKIP
+        >>> path = res.plot(os.path.join(tempfile.mkdtemp(), "lr.png"))
+        >>> os.path.getsize(path) > 0
+        True
         """
         from .plot import plot_lr_find
         return plot_lr_find(self, path)

@@ -259,6 +259,13 @@ class MLP:
     def reset_parameters(self, seed=0, init="he"):
         """Gaussian He/Xavier initialisation (see the class docstring); clears momentum.
 
+        Parameters
+        ----------
+        seed : int or None, default 0
+            Seed of the Gaussian initialisation.
+        init : {'he', 'xavier'}
+            As in the class docstring.
+
         Examples
         --------
         >>> import numpy as np
@@ -324,6 +331,13 @@ class MLP:
 
         What :func:`mlp_gemms_only` runs on: the model's training workspace,
         or (``train=False``) the calling thread's inference workspace.
+
+        Parameters
+        ----------
+        rows : int
+            The largest batch the workspace must hold (it grows, never shrinks).
+        train : bool, default True
+            The training workspace (True) or this thread's inference one.
 
         Examples
         --------
@@ -415,6 +429,11 @@ class MLP:
     def forward(self, x):
         """Logits, shape (n, n_classes).  Also ``model(x)``.
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs (float32/float64; other dtypes are converted).
+
         Examples
         --------
         >>> import numpy as np
@@ -429,6 +448,11 @@ class MLP:
     def predict_log_proba(self, x):
         """log_softmax of the logits (fastlog's stable row kernel), shape (n, n_classes).
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs (float32/float64; other dtypes are converted).
+
         Examples
         --------
         >>> import numpy as np
@@ -441,6 +465,11 @@ class MLP:
     def predict_proba(self, x):
         """softmax of the logits, shape (n, n_classes).
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs (float32/float64; other dtypes are converted).
+
         Examples
         --------
         >>> import numpy as np
@@ -452,6 +481,11 @@ class MLP:
 
     def predict(self, x):
         """Predicted class (first maximum of the logits), int64 of shape (n,).
+
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs (float32/float64; other dtypes are converted).
 
         Examples
         --------
@@ -466,6 +500,13 @@ class MLP:
 
     def evaluate(self, x, y):
         """(mean cross-entropy, accuracy) on (x, y).
+
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs (float32/float64; other dtypes are converted).
+        y : array_like of int, shape (n,)
+            Class labels in ``[0, n_classes)``.
 
         Examples
         --------
@@ -506,6 +547,13 @@ class MLP:
     def loss_and_grad(self, x, y):
         """Mean cross-entropy over the batch and its gradients.
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs (float32/float64; other dtypes are converted).
+        y : array_like of int, shape (n,)
+            Class labels in ``[0, n_classes)``.
+
         Returns
         -------
         loss : float
@@ -538,6 +586,17 @@ class MLP:
         (1 - dampening) * g`` (``v = g`` on the first step) and ``p -= lr * v``,
         else ``p -= lr * g``.
 
+        Parameters
+        ----------
+        x : array_like, shape (n, n_features)
+            Finite inputs (float32/float64; other dtypes are converted).
+        y : array_like of int, shape (n,)
+            Class labels in ``[0, n_classes)``.
+        lr : float >= 0, default 0.01
+            Learning rate.
+        momentum, weight_decay, dampening : float >= 0, keyword-only
+            As ``torch.optim.SGD``'s.
+
         Examples
         --------
         >>> import numpy as np
@@ -560,6 +619,11 @@ class MLP:
             dampening=0.0, shuffle=True, seed=0, validation_data=None, progress=True, file=None,
             checkpoint_dir=None, checkpoint_format="json"):
         """Mini-batch SGD over (X, y) for `epochs` epochs; see :func:`fastlog.nn.fit.fit_mlp`.
+
+        Parameters
+        ----------
+        X, y, epochs, batch_size, lr, momentum, weight_decay, dampening, shuffle, seed, validation_data, progress, file, checkpoint_dir, checkpoint_format
+            As in :func:`fastlog.nn.fit.fit_mlp`.
 
         Returns
         -------
@@ -591,6 +655,11 @@ class MLP:
 
         Keys "0.weight", "0.bias", "2.weight", ...; torch tensors if ``tensors``.
 
+        Parameters
+        ----------
+        tensors : bool, default False
+            Return ``torch.Tensor`` values (sharing the copies' memory) instead of arrays.
+
         Examples
         --------
         >>> from fastlog.nn import MLP
@@ -607,6 +676,16 @@ class MLP:
 
     def load_state_dict(self, state_dict):
         """Copy parameters from a state_dict (arrays or tensors) of the same sizes; clears momentum.
+
+        Parameters
+        ----------
+        state_dict : mapping of str to ndarray or torch.Tensor
+            Keys "0.weight", "0.bias", "2.weight", ... with the model's shapes.
+
+        Returns
+        -------
+        MLP
+            The model itself.
 
         Examples
         --------
@@ -639,6 +718,13 @@ class MLP:
 
         Arrays or tensors; keys "0.weight", "0.bias", "2.weight", ...  The
         dtype defaults to the first weight's (float32 unless it is float64).
+
+        Parameters
+        ----------
+        state_dict : mapping of str to ndarray or torch.Tensor
+            The weights and biases of ``nn.Sequential(Linear, ReLU, ..., Linear)``.
+        dtype : float32 or float64, optional
+            The model's dtype (default: from the first weight).
 
         Examples
         --------
@@ -677,7 +763,7 @@ class MLP:
         Examples
         --------
         >>> from fastlog.nn import MLP
-        >>> MLP((4, 3, 2)).to_torch()  # doctest: +SKIP
+        >>> MLP((4, 3, 2)).to_torch()
         Sequential(
           (0): Linear(in_features=4, out_features=3, bias=True)
           (1): ReLU()

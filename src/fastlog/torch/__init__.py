@@ -220,6 +220,13 @@ def fast_path_available(input, *others):
     ``__torch_function__``/dispatch modes.  (Per-function checks on targets and
     weights come on top.)
 
+    Parameters
+    ----------
+    input : torch.Tensor
+        The loss's input.
+    *others : torch.Tensor or None
+        Further tensor arguments (target, weight, ...).
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -269,6 +276,11 @@ def set_buffer_reuse(enabled):
     of the same shape, saving the page faults of a fresh allocation.  Peak memory
     is unchanged; between steps one such buffer per shape stays allocated.
     Turning it off releases them.
+
+    Parameters
+    ----------
+    enabled : bool
+        Keep the buffers (True) or release them and stop keeping them (False).
 
     Examples
     --------
@@ -487,6 +499,13 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     gradient in one pass; backward scales the saved gradient by grad_output.
     Falls back to PyTorch as described in the module docstring.
 
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction, label_smoothing
+        As ``torch.nn.functional.cross_entropy``'s.
+    size_average, reduce
+        ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
+
     Examples
     --------
     >>> import torch, torch.nn.functional as F, fastlog.torch as FL
@@ -551,6 +570,13 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
              reduction="mean"):
     """``torch.nn.functional.nll_loss`` computed by fastlog (same parameters and results).
 
+    Parameters
+    ----------
+    input, target, weight, ignore_index, reduction
+        As ``torch.nn.functional.nll_loss``'s.
+    size_average, reduce
+        ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -605,6 +631,13 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 
     `target` has the input's shape and dtype; `weight` and `pos_weight`
     broadcast against the input.  Loss and gradient come from one pass.
+
+    Parameters
+    ----------
+    input, target, weight, reduction, pos_weight
+        As ``torch.nn.functional.binary_cross_entropy_with_logits``'s.
+    size_average, reduce
+        ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
 
     Examples
     --------
@@ -668,6 +701,13 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     'mean' averages over all elements (with PyTorch's warning), 'batchmean'
     divides the sum by the batch size.  The gradient (-t or -exp(t), scaled)
     is formed in backward from the saved target.
+
+    Parameters
+    ----------
+    input, target, reduction, log_target
+        As ``torch.nn.functional.kl_div``'s (`reduction` also 'batchmean').
+    size_average, reduce
+        ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
 
     Examples
     --------
@@ -766,6 +806,15 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     `dim` None picks PyTorch's legacy implicit dimension (with its warning);
     `dtype` casts the input first.  Backward uses the saved output.
 
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+    dim : int or None
+        The axis to normalise (None: PyTorch's legacy implicit choice, with its warning).
+    dtype : torch.dtype, optional
+        Cast the input to it first.
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -781,6 +830,15 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """``torch.nn.functional.softmax`` computed by fastlog's kernel (same parameters).
 
+    Parameters
+    ----------
+    input : torch.Tensor
+        Any shape.
+    dim : int or None
+        The axis to normalise (None: PyTorch's legacy implicit choice, with its warning).
+    dtype : torch.dtype, optional
+        Cast the input to it first.
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -795,6 +853,11 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
 class CrossEntropyLoss(nn.CrossEntropyLoss):
     """``torch.nn.CrossEntropyLoss`` whose forward is :func:`fastlog.torch.cross_entropy`.
 
+    Parameters
+    ----------
+    weight, size_average, ignore_index, reduce, reduction, label_smoothing
+        As ``torch.nn.CrossEntropyLoss``'s (the same constructor).
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -804,32 +867,157 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
     """
 
     def forward(self, input, target):
+        """The loss of `input` against `target` (also ``module(input, target)``).
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            Logits, class axis 1 (or 0 for a single sample).
+        target : torch.Tensor
+            Class indices or class probabilities.
+
+        Returns
+        -------
+        torch.Tensor
+            :func:`cross_entropy` of the arguments with the module's settings.
+
+        Examples
+        --------
+        >>> import torch, fastlog.torch as FL
+        >>> crit = FL.CrossEntropyLoss(reduction="sum")
+        >>> round(crit.forward(torch.tensor([[0.0, 0.0]]), torch.tensor([1])).item(), 4)
+        0.6931
+        """
         return cross_entropy(input, target, weight=self.weight, ignore_index=self.ignore_index,
                              reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
 class NLLLoss(nn.NLLLoss):
-    """``torch.nn.NLLLoss`` whose forward is :func:`fastlog.torch.nll_loss`."""
+    """``torch.nn.NLLLoss`` whose forward is :func:`fastlog.torch.nll_loss`.
+
+    Parameters
+    ----------
+    weight, size_average, ignore_index, reduce, reduction
+        As ``torch.nn.NLLLoss``'s (the same constructor).
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> logp = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))
+    >>> round(FL.NLLLoss()(logp, torch.tensor([0, 2])).item(), 4)
+    0.4581
+    """
 
     def forward(self, input, target):
+        """The loss of `input` against `target` (also ``module(input, target)``).
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            Log-probabilities, class axis 1.
+        target : torch.Tensor
+            Class indices.
+
+        Returns
+        -------
+        torch.Tensor
+            :func:`nll_loss` of the arguments with the module's settings.
+
+        Examples
+        --------
+        >>> import torch, fastlog.torch as FL
+        >>> crit = FL.NLLLoss(weight=torch.tensor([1.0, 3.0]))
+        >>> crit.forward(torch.tensor([[-0.5, -1.0], [-2.0, -0.25]]), torch.tensor([0, 1])).item()
+        0.3125
+        """
         return nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index,
                         reduction=self.reduction)
 
 
 class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
     """``torch.nn.BCEWithLogitsLoss`` whose forward is
-    :func:`fastlog.torch.binary_cross_entropy_with_logits`."""
+    :func:`fastlog.torch.binary_cross_entropy_with_logits`.
+
+    Parameters
+    ----------
+    weight, size_average, reduce, reduction, pos_weight
+        As ``torch.nn.BCEWithLogitsLoss``'s (the same constructor).
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> z, y = torch.tensor([0.0, 2.0, -1.0]), torch.tensor([1.0, 1.0, 0.0])
+    >>> round(FL.BCEWithLogitsLoss(pos_weight=torch.tensor(2.0))(z, y).item(), 4)
+    0.6511
+    """
 
     def forward(self, input, target):
+        """The loss of `input` against `target` (also ``module(input, target)``).
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            Logits.
+        target : torch.Tensor
+            Targets in [0, 1], the input's shape and dtype.
+
+        Returns
+        -------
+        torch.Tensor
+            :func:`binary_cross_entropy_with_logits` of the arguments with the module's settings.
+
+        Examples
+        --------
+        >>> import torch, fastlog.torch as FL
+        >>> crit = FL.BCEWithLogitsLoss(reduction="none")
+        >>> crit.forward(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0])).round(decimals=4)
+        tensor([0.6931, 0.6931])
+        """
         return binary_cross_entropy_with_logits(input, target, self.weight,
                                                 pos_weight=self.pos_weight,
                                                 reduction=self.reduction)
 
 
 class KLDivLoss(nn.KLDivLoss):
-    """``torch.nn.KLDivLoss`` whose forward is :func:`fastlog.torch.kl_div`."""
+    """``torch.nn.KLDivLoss`` whose forward is :func:`fastlog.torch.kl_div`.
+
+    Parameters
+    ----------
+    size_average, reduce, reduction, log_target
+        As ``torch.nn.KLDivLoss``'s (the same constructor).
+
+    Examples
+    --------
+    >>> import torch, fastlog.torch as FL
+    >>> logq = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75]]))
+    >>> p = torch.tensor([[0.5, 0.5], [0.5, 0.5]])
+    >>> round(FL.KLDivLoss(reduction="batchmean")(logq, p).item(), 4)
+    0.0719
+    """
 
     def forward(self, input, target):
+        """The loss of `input` against `target` (also ``module(input, target)``).
+
+        Parameters
+        ----------
+        input : torch.Tensor
+            Log-probabilities.
+        target : torch.Tensor
+            Probabilities (log-probabilities with ``log_target=True``), the input's shape.
+
+        Returns
+        -------
+        torch.Tensor
+            :func:`kl_div` of the arguments with the module's settings.
+
+        Examples
+        --------
+        >>> import torch, fastlog.torch as FL
+        >>> crit = FL.KLDivLoss(reduction="sum", log_target=True)
+        >>> logq = torch.log(torch.tensor([[0.5, 0.5]]))
+        >>> crit.forward(logq, logq).item()
+        0.0
+        """
         return kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
 

@@ -150,6 +150,11 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     arguments raise fastlog's exceptions (ValueError/TypeError/IndexError
     naming the argument) rather than torch's RuntimeError.
 
+    Parameters
+    ----------
+    input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing, options
+        As ``torch.nn.functional.linear_cross_entropy``'s (see above).
+
     Examples
     --------
     >>> import torch, torch.nn.functional as F, fastlog.torch as FL
@@ -201,9 +206,46 @@ class LinearCrossEntropyLoss(_TorchLCELoss):
 
     Same constructor, parameters (``self.linear``) and state dict as the torch
     module; ``forward(input, target)`` calls :func:`linear_cross_entropy`.
+
+    Parameters
+    ----------
+    in_features, num_classes, out_features, bias, device, dtype, reduction, weight, ignore_index, label_smoothing, options
+        As ``torch.nn.LinearCrossEntropyLoss``'s (the same constructor).
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F, fastlog.torch as FL
+    >>> _ = torch.manual_seed(0)
+    >>> crit = FL.LinearCrossEntropyLoss(3, 5)          # a Linear(3, 5) without bias, then CE
+    >>> h, t = torch.randn(4, 3), torch.tensor([0, 4, 2, 1])
+    >>> torch.allclose(crit(h, t), F.cross_entropy(crit.linear(h), t))
+    True
     """
 
     def forward(self, input, target):
+        """The loss of ``self.linear(input)`` against `target`, the logits never built.
+
+        Parameters
+        ----------
+        input : torch.Tensor, (in_features,) or (N, in_features)
+            Features.
+        target : torch.Tensor
+            Class indices (or probabilities: then PyTorch's own path).
+
+        Returns
+        -------
+        torch.Tensor
+            :func:`linear_cross_entropy` with the module's weight, bias and settings.
+
+        Examples
+        --------
+        >>> import torch, fastlog.torch as FL
+        >>> crit = FL.LinearCrossEntropyLoss(2, 3, reduction="sum")
+        >>> with torch.no_grad():
+        ...     _ = crit.linear.weight.zero_()
+        >>> round(crit.forward(torch.ones(2, 2), torch.tensor([0, 2])).item(), 4)   # 2 * log(3)
+        2.1972
+        """
         linear_weight = self.linear.weight.reshape(
             (self.num_classes, *self.out_features, self.linear.in_features))
         linear_bias = (self.linear.bias.reshape((self.num_classes, *self.out_features))

@@ -1,14 +1,25 @@
 """Fused linear + cross-entropy for bfloat16 / float16 tensors (issue 13).
 
-Rows are processed in blocks: the block's logits ``x_blk @ W.T (+ b)`` come
-from PyTorch's own bf16/fp16 matmul (the CPU's bf16 instructions), fastlog's
-half-precision cross-entropy kernel turns them in place into the block's
-gradient (float32 math, rounded once), ``grad_input`` for the block is
-``g_blk @ W`` (PyTorch's matmul again) and ``grad_weight`` / ``grad_bias`` are
-accumulated in float32 across blocks (``g_blk.T @ x_blk`` in float32) and
-rounded once at the end.  The N x V logits never exist: the extra memory is
-one block of logits (``rows x V``, half precision) and its float32 copy for the
-weight-gradient GEMM, plus the float32 ``grad_weight`` accumulator (V x H).
+Two passes, every GEMM through PyTorch's own bf16/fp16 matmul (the CPU's bf16
+instructions; they accumulate in float32 and round the result once), and no
+float32 GEMM (on this CPU 4x slower than bf16):
+
+1. Row blocks (``rows x V`` logits, full vocabulary): the block's logits
+   ``x_blk @ W.T (+ b)``; fastlog's half-precision cross-entropy kernel reads
+   them once for each row's log-sum-exp (kept, float64, one number per row)
+   and then turns them in place into the block's gradient (float32 math,
+   rounded once); ``grad_input`` for the block is ``g_blk @ W``.
+2. Vocabulary blocks (``N x cols`` logits, all rows), only if ``grad_weight``
+   or ``grad_bias`` is wanted: the block's logits again, the gradient
+   ``gscale (coef_n exp(z - lse_n) - eps/C w_v - [v = y_n] (1-eps) w_y)`` in
+   float32 from the saved log-sum-exp, rounded once, and
+   ``grad_weight[cols] = g.T @ x`` in ONE GEMM over all N rows (so it is
+   accumulated in float32 and rounded once, with no V x H float32
+   accumulator); ``grad_bias`` is the float32 column sum.
+
+The N x V logits never exist: the extra memory is one block of logits in each
+pass (about ``BLOCK_BYTES`` of half precision, and the float32 copy of a
+vocabulary block), a few numbers per row and the float32 bias accumulator.
 
 Used by :func:`fastlog.torch.linear_cross_entropy` for 2-D bf16/fp16 inputs
 with class-index targets and reduction 'mean' or 'sum'.
@@ -20,11 +31,35 @@ from .._dispatch import core
 from .._validation import reduction_code, smoothing_param
 
 HALVES = (torch.bfloat16, torch.float16)
-# Rows per block: about 4 MiB of half-precision logits (at least 16 rows).
-BLOCK_BYTES = 4 << 20
+# Logits per block: about 16 MiB of half precision (at least 16 rows or 64
+# columns).  Row blocks of a few hundred rows keep PyTorch's GEMMs efficient
+# (65-row blocks made them 1.9-3.2x slower per flop at V = 32000).
+BLOCK_BYTES = 16 << 20
 
 
 def can_run(input, linear_weight, target, linear_bias, weight, reduction):
+    """Whether :func:`linear_cross_entropy_half` handles these arguments (else float32/64 or PyTorch).
+
+    Parameters
+    ----------
+    input, linear_weight, target, linear_bias, weight, reduction
+        As :func:`fastlog.torch.linear_cross_entropy` receives them.
+
+    Returns
+    -------
+    bool
+        True for 2-D bfloat16/float16 `input` and `linear_weight` of one dtype
+        (bfloat16 only where ml_dtypes is installed), class-index targets,
+        reduction 'mean' or 'sum', all on the CPU.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from fastlog.torch.linear_ce_half import can_run
+    >>> x, W, t = torch.zeros(2, 3, dtype=torch.float16), torch.zeros(4, 3, dtype=torch.float16), torch.tensor([0, 1])
+    >>> can_run(x, W, t, None, None, "mean"), can_run(x.float(), W.float(), t, None, None, "mean")
+    (True, False)
+    """
     from . import _half_ok, _np  # noqa: F401  (fastlog.torch is imported by now)
 
     return (input.dtype in HALVES and _half_ok(input.dtype) and linear_weight.dtype == input.dtype
@@ -38,6 +73,11 @@ def can_run(input, linear_weight, target, linear_bias, weight, reduction):
 
 def _block_rows(V):
     return max(16, BLOCK_BYTES // (2 * max(V, 1)))
+
+
+def _block_cols(N):
+    # the vocabulary pass holds the half block and its float32 copy: 6 bytes
+    return max(64, BLOCK_BYTES // (6 * max(N, 1)) // 64 * 64)
 
 
 def _run(x, W, b, target, weight, reduction, ign, eps, need_x, need_w, need_b):
@@ -59,39 +99,84 @@ def _run(x, W, b, target, weight, reduction, ign, eps, need_x, need_w, need_b):
     red = reduction_code(reduction)
     gscale = (1.0 / wsum if wsum else 0.0) if red == 1 else 1.0
     want_grad = need_x or need_w or need_b
+    two_pass = need_w or need_b
     x = x.detach().contiguous()
     Wd = W.detach().contiguous()
     bd = None if b is None else b.detach()
     gX = torch.empty_like(x) if need_x else None
-    gW = torch.zeros(V, H, dtype=torch.float32) if need_w else None
-    gb = torch.zeros(V, dtype=torch.float32) if need_b else None
     losses = np.empty(N, np.float64)
+    if two_pass:
+        # log-sum-exp per row = the plain (unweighted, unsmoothed) CE loss
+        # plus the target's logit; ignored rows get class 0 for this pass.
+        t0 = np.where(keep, tn, 0)
+        lse = np.empty(N, np.float64)
     bs = min(_block_rows(V), max(N, 1))
     lbuf = torch.empty(bs, V, dtype=x.dtype)
     for r0 in range(0, N, bs):
         r1 = min(N, r0 + bs)
         lb = lbuf[: r1 - r0]
-        xb = x[r0:r1]
-        torch.mm(xb, Wd.t(), out=lb)
+        torch.mm(x[r0:r1], Wd.t(), out=lb)
         if bd is not None:
             lb += bd
         ln = _np(lb)
+        if two_pass:
+            core.half_ce_index(ln, t0[r0:r1], None, -1, 0.0, 0, None, lse[r0:r1], 1.0)
+            lse[r0:r1] += lb[np.arange(r1 - r0), t0[r0:r1]].double().numpy()
         core.half_ce_index(ln, tn[r0:r1], cw, ign, eps, red, ln if want_grad else None,
-                           losses[r0:r1], gscale)
+                           losses[r0:r1], gscale, stream=False)   # the GEMMs read it next
         if need_x:
             torch.mm(lb, Wd, out=gX[r0:r1])
-        if need_w or need_b:
-            lf = lb.float()
-            if need_w:
-                gW.addmm_(lf.t(), xb.float())
-            if need_b:
-                gb += lf.sum(0)
+    del lbuf
+    gW = gb = None
+    if two_pass:
+        gW, gb = _vocab_pass(x, Wd, bd, tn, keep, cw, eps, gscale, lse, need_w, need_b)
     total = float(np.sum(losses))
     loss = total / wsum if red == 1 else total
     if red == 1 and not wsum:
         loss = float("nan")
-    return (loss, gX, None if gW is None else gW.to(W.dtype),
-            None if gb is None else gb.to(b.dtype))
+    return loss, gX, gW, gb
+
+
+def _vocab_pass(x, W, b, tn, keep, cw, eps, gscale, lse, need_w, need_b):
+    """grad_weight and grad_bias by vocabulary blocks (pass 2, see the module
+    docstring): each block's gradient over all N rows, one GEMM per block."""
+    N, H = x.shape
+    V = W.shape[0]
+    wv = None if cw is None else torch.from_numpy(cw)
+    Wsum = float(V) if cw is None else float(np.sum(cw, dtype=np.float64))
+    epc = eps / V
+    wy = np.ones(N) if cw is None else cw[np.where(keep, tn, 0)].astype(np.float64)
+    kf = keep.astype(np.float64)
+    # per row: gscale coef (0 for ignored rows), the shift, the target's term
+    coef = torch.from_numpy((gscale * kf * ((1.0 - eps) * wy + epc * Wsum)).astype(np.float32))[:, None]
+    shift = torch.from_numpy(lse.astype(np.float32))[:, None]
+    smooth = torch.from_numpy((gscale * epc * kf).astype(np.float32))[:, None]
+    tgt = torch.from_numpy((gscale * (1.0 - eps) * kf * wy).astype(np.float32))
+    rows = np.flatnonzero(keep)
+    gW = torch.empty(V, H, dtype=W.dtype) if need_w else None
+    gb = torch.empty(V, dtype=b.dtype) if need_b else None
+    bc = min(_block_cols(N), V)
+    zbuf = torch.empty(N, bc, dtype=x.dtype)
+    fbuf = torch.empty(N, bc, dtype=torch.float32)
+    for c0 in range(0, V, bc):
+        c1 = min(V, c0 + bc)
+        z, f = zbuf[:, : c1 - c0], fbuf[:, : c1 - c0]
+        torch.mm(x, W[c0:c1].t(), out=z)
+        if b is not None:
+            z += b[c0:c1]
+        f.copy_(z).sub_(shift).exp_().mul_(coef)
+        if eps:
+            f.sub_(smooth * (1.0 if wv is None else wv[c0:c1]))
+        hit = rows[(tn[rows] >= c0) & (tn[rows] < c1)]
+        if hit.size:
+            hi = torch.from_numpy(hit)
+            f[hi, torch.from_numpy(tn[hit] - c0)] -= tgt[hi]
+        if need_b:
+            gb[c0:c1] = f.sum(0)
+        if need_w:
+            z.copy_(f)
+            torch.mm(z.t(), x, out=gW[c0:c1])
+    return gW, gb
 
 
 class _HalfLinearCrossEntropy(torch.autograd.Function):
@@ -120,6 +205,27 @@ class _HalfLinearCrossEntropy(torch.autograd.Function):
 
 def linear_cross_entropy_half(input, linear_weight, target, linear_bias, weight, reduction,
                               ignore_index, label_smoothing):
+    """Fused linear + cross-entropy of half-precision tensors (see the module docstring).
+
+    Parameters
+    ----------
+    input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing
+        As :func:`fastlog.torch.linear_cross_entropy` receives them, where
+        :func:`can_run` is true (``ignore_index=None`` means -100).
+
+    Returns
+    -------
+    torch.Tensor
+        The 0-d loss in the input's dtype (differentiable when an input requires grad).
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F
+    >>> from fastlog.torch.linear_ce_half import linear_cross_entropy_half
+    >>> x, W = torch.ones(2, 3, dtype=torch.float16), torch.zeros(4, 3, dtype=torch.float16)
+    >>> linear_cross_entropy_half(x, W, torch.tensor([0, 3]), None, None, "mean", None, 0.0)   # log(4)
+    tensor(1.3867, dtype=torch.float16)
+    """
     ign = -100 if ignore_index is None else int(ignore_index)
     eps = smoothing_param(label_smoothing)
     if torch.is_grad_enabled() and (input.requires_grad or linear_weight.requires_grad or

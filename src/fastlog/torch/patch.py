@@ -57,7 +57,18 @@ def _replacements():
 
 def patch():
     """Replace torch.nn.functional's losses/softmaxes and the nn loss modules' forward
-    by fastlog's, process-wide.  Calling it again while patched does nothing."""
+    by fastlog's, process-wide.  Calling it again while patched does nothing.
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F, fastlog.torch
+    >>> fastlog.torch.patch()
+    >>> F.cross_entropy is fastlog.torch.cross_entropy
+    True
+    >>> fastlog.torch.unpatch()
+    >>> F.cross_entropy is fastlog.torch.cross_entropy
+    False
+    """
     global _saved
     with _lock:
         if _saved is not None:
@@ -72,7 +83,16 @@ def patch():
 
 
 def unpatch():
-    """Restore exactly what :func:`patch` replaced (the same objects).  No-op if not patched."""
+    """Restore exactly what :func:`patch` replaced (the same objects).  No-op if not patched.
+
+    Examples
+    --------
+    >>> import torch.nn.functional as F, fastlog.torch
+    >>> before = F.softmax
+    >>> fastlog.torch.patch(); fastlog.torch.unpatch()
+    >>> F.softmax is before
+    True
+    """
     global _saved
     with _lock:
         if _saved is None:
@@ -83,14 +103,34 @@ def unpatch():
 
 
 def is_patched():
-    """True between :func:`patch` and :func:`unpatch`."""
+    """True between :func:`patch` and :func:`unpatch`.
+
+    Examples
+    --------
+    >>> import fastlog.torch
+    >>> with fastlog.torch.patched():
+    ...     fastlog.torch.is_patched()
+    True
+    >>> fastlog.torch.is_patched()
+    False
+    """
     return _saved is not None
 
 
 @contextlib.contextmanager
 def patched():
     """``with fastlog.torch.patched(): ...`` -- patch for the block, restore after it
-    (also on an exception).  Inside an outer patch() it leaves the patch in place."""
+    (also on an exception).  Inside an outer patch() it leaves the patch in place.
+
+    Examples
+    --------
+    >>> import torch, torch.nn.functional as F, fastlog.torch
+    >>> x, t = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([2])
+    >>> with fastlog.torch.patched():
+    ...     loss = torch.nn.CrossEntropyLoss()(x, t)   # runs fastlog.torch.cross_entropy
+    >>> round(loss.item(), 4), fastlog.torch.is_patched()
+    (0.4076, False)
+    """
     was = is_patched()
     patch()
     try:
@@ -101,5 +141,20 @@ def patched():
 
 
 def originals():
-    """PyTorch's own functions as saved by fastlog.torch (what the fallbacks call)."""
+    """PyTorch's own functions as saved by fastlog.torch (what the fallbacks call).
+
+    Returns
+    -------
+    dict of str to callable
+        ``torch.nn.functional``'s functions (and the loss modules' ``forward``)
+        as they were when fastlog.torch was first imported.
+
+    Examples
+    --------
+    >>> import torch.nn.functional as F, fastlog.torch
+    >>> from fastlog.torch.patch import originals
+    >>> with fastlog.torch.patched():
+    ...     originals()["cross_entropy"] is F.cross_entropy
+    False
+    """
     return {name: getattr(_orig, name) for name in _orig._NAMES}
