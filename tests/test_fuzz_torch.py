@@ -21,7 +21,9 @@ target times an overflowed lse - x_c) may equal the exact loss (mpmath); and
 linear cross-entropy losses and gradient elements whose GEMM sums (logits,
 gradients) can overflow may be non-finite on one side (4).  Linear cross-entropy gradients also get the
 error that rounding the logits in the input's dtype causes in any
-implementation (float32 logits of 1e8 and more do not determine them).
+implementation (float32 logits of 1e8 and more do not determine them), and
+BCE-with-logits values a tolerance relative to the terms of
+(1 - y) x + lw softplus(-x), which cancel for large |x| in both libraries.
 
 In CI the fuzz is deterministic: a fixed number of cases per function from
 fixed seeds (a few seconds in all).  ``FASTLOG_FUZZ_SECONDS=N`` runs an opt-in
@@ -383,6 +385,24 @@ def _loss_scale(t_fn, args, kw):
     linear_cross_entropy also the logits' rounding: sum_h |x_h| |W_ch|."""
     red = kw.get("reduction")
     mag = None
+    if t_fn is F.binary_cross_entropy_with_logits:
+        # (1 - y) x + lw softplus(-x) cancels for large |x| (lw = 1 + (pw - 1) y):
+        # both sides round its terms in the input's dtype, so the tolerance is
+        # relative to their size, not to the result's
+        with torch.no_grad():
+            x, y = args[0].detach().double(), args[1].detach().double()
+            pw, w = kw.get("pos_weight"), kw.get("weight")
+            lw = 1 + (pw.double() - 1) * y if pw is not None else torch.ones_like(y)
+            sp = torch.clamp(-x, min=0) + torch.log1p(torch.exp(-x.abs()))
+            m = (1 - y).abs() * x.abs() + lw.abs() * sp
+            if w is not None:
+                m = m * w.double().abs()
+            m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        if red in (None, "none"):
+            return m.numpy()
+        tot = _reduced_scale(t_fn, args, kw, red)
+        ms = float(m.sum()) / (max(1, m.numel()) if red == "mean" else 1)
+        return ms if tot is None else max(tot, ms)
     if t_fn is F.linear_cross_entropy:
         with torch.no_grad():
             m = args[0].detach().double().abs() @ args[1].detach().double().abs().T
@@ -596,13 +616,17 @@ def _gemm_overflow(args, kw, i, go):
     wmax = 1.0 if w is None or not w.numel() else max(1.0, float(w.abs().max()))
     gmax = 1.0 if go is None or not go.numel() else max(1.0, float(go.abs().max()))
     big = float(torch.finfo(args[0].dtype).max) / (2.0 * wmax * gmax)
+    # rows whose logits can overflow in some order: their whole gradient row (and
+    # anything summed over rows) may be non-finite on either side
+    rows = _logit_overflow(args, kw, (x.reshape(-1, x.shape[-1]).shape[0],))
     if i == 1:
         xs = x.reshape(-1, x.shape[-1]).sum(0)                  # (H,)
-        return np.broadcast_to((xs >= big).numpy(), tuple(W.shape))
+        return np.broadcast_to((xs >= big).numpy() | bool(rows.any()), tuple(W.shape))
     if i == 0:
         ws = W.sum(0)                                           # (H,)
-        return np.broadcast_to((ws >= big).numpy(), tuple(x.shape))
-    return None
+        m = (ws >= big).numpy()[None, :] | rows[:, None]
+        return np.broadcast_to(m.reshape(-1, m.shape[-1]) if x.dim() == 2 else m[0], tuple(x.shape))
+    return np.broadcast_to(np.array(bool(rows.any())), tuple(W.shape[:1]))
 
 
 def _finite_logits(args, kw):
@@ -754,6 +778,10 @@ class _ExactReduced:
                 per = t_fn(*a, **k).detach().reshape(-1).numpy()
         except Exception:  # noqa: BLE001
             return None
+        if (np.isnan(per).any() and t_fn is F.cross_entropy and _inf_for_nan
+                and args[0].dtype == torch.float64):
+            # torch's own terms are NaN from 0 * inf (difference 2): the exact ones
+            per = _mp_ce(a, k).reshape(-1).numpy()
         # Only where some summation order can overflow: sum |terms| beyond float64
         # max; or torch's result is not finite and some term is huge (torch sums
         # the smoothing part, up to C / eps times a term, before scaling it).
