@@ -399,3 +399,54 @@ def test_softmax_empty_rows_is_empty():
     # an empty reduced axis with rows to fill is still an error (as SciPy/NumPy)
     with pytest.raises(ValueError, match="zero-size"):
         fl.softmax(np.zeros((5, 0)), axis=-1)
+
+
+# ---------------------------------------------------------- alignment --
+def _misaligned(a):
+    """A writable copy of `a` whose data starts one byte past an aligned address
+    (what np.frombuffer at an odd offset, or an array unpickled inside a larger
+    frame -- Dask workers -- gives)."""
+    a = np.asarray(a)
+    buf = np.zeros(a.nbytes + a.itemsize + 1, np.uint8)
+    m = buf[1:1 + a.nbytes].view(a.dtype).reshape(a.shape)
+    m[...] = a
+    assert not m.flags.aligned or a.itemsize == 1
+    return m
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_misaligned_arrays_are_read_safely_and_misaligned_out_rejected(dtype):
+    """Misaligned inputs (logits, targets, weights) give the aligned answer -- the
+    wrappers copy them, so no kernel reads through a misaligned typed pointer (the
+    sanitizer job, scripts/sanitize.sh, turns such a read into a failure: UBSan
+    found them via the Dask workers, issue 12); a misaligned `out` is a ValueError."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 5)).astype(dtype)
+    t = rng.integers(0, 5, 6)
+    w = rng.random(5).astype(dtype)
+    p = rng.random((6, 5)).astype(dtype)
+    y = rng.random((6, 5)).astype(dtype)
+    xm, tm, wm, pm, ym = map(_misaligned, (x, t, w, p, y))
+    calls = [
+        lambda x, t, w, p, y: fl.cross_entropy(x, t, w, label_smoothing=0.1),
+        lambda x, t, w, p, y: fl.cross_entropy_and_grad(x, t),
+        lambda x, t, w, p, y: fl.cross_entropy_and_grad(x, p, w),
+        lambda x, t, w, p, y: fl.nll_loss_and_grad(x, t, w, reduction="none"),
+        lambda x, t, w, p, y: fl.binary_cross_entropy_with_logits_and_grad(x, y, w),
+        lambda x, t, w, p, y: fl.kl_div(x, y),
+        lambda x, t, w, p, y: fl.log_softmax(x, axis=-1),
+        lambda x, t, w, p, y: fl.softmax(x, axis=0),
+        lambda x, t, w, p, y: fl.logsumexp(x, axis=1),
+        lambda x, t, w, p, y: fl.linear_cross_entropy_and_grad(x, x[:4], t % 4),
+    ]
+    for i, call in enumerate(calls):
+        want = call(x, t, w, p, y)
+        got = call(xm, tm, wm, pm, ym)
+        for g_, w_ in zip(got if isinstance(got, tuple) else (got,),
+                          want if isinstance(want, tuple) else (want,)):
+            np.testing.assert_array_equal(g_, w_, err_msg=f"call {i}")
+    for call in (lambda o: fl.log_softmax(x, axis=-1, out=o),
+                 lambda o: fl.cross_entropy_and_grad(x, t, out=o),
+                 lambda o: fl.binary_cross_entropy_with_logits_and_grad(x, y, out=o)):
+        with pytest.raises(ValueError, match="out is not aligned"):
+            call(_misaligned(np.zeros_like(x)))

@@ -5,6 +5,7 @@ autograd of the loss, summed for reduction='none'), fastlog._reference (plain
 NumPy float64) and 4th-order finite differences in float64.
 """
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -20,8 +21,11 @@ from fastlog import _reference as ref
 from conftest import assert_close, assert_unchanged, layouts, snapshot, tol
 
 REDUCTIONS = ("none", "mean", "sum")
-# (input shape): 1-D (C,) with a 0-d target, rows, K-dim, empty batch.
-CE_SHAPES = [(7,), (6, 5), (4, 3, 2), (3, 4, 2, 3), (1, 1), (0, 4), (0, 3, 2)]
+# (input shape): 1-D (C,) with a 0-d target, rows, K-dim, empty batch.  K-dim
+# shapes with d1*...*dk == 1 (or C == 1), whose class axis moved last is
+# already C-contiguous: the gradient once overwrote such an input (fuzz, issue 12).
+CE_SHAPES = [(7,), (6, 5), (4, 3, 2), (3, 4, 2, 3), (1, 1), (0, 4), (0, 3, 2), (4, 3, 1),
+             (3, 1, 1, 1), (2, 1, 3)]
 
 pytestmark = pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")
 
@@ -97,7 +101,7 @@ def test_cross_entropy_index_targets_match_torch(shape, dtype):
             check_loss_grad(got, ref.cross_entropy_and_grad(x, t, **kw), dtype, what + " (reference)")
 
 
-@pytest.mark.parametrize("shape", [(7,), (6, 5), (4, 3, 2), (0, 3)], ids=str)
+@pytest.mark.parametrize("shape", [(7,), (6, 5), (4, 3, 2), (0, 3), (4, 3, 1)], ids=str)
 def test_cross_entropy_probability_targets_match_torch(shape, dtype):
     rng = np.random.default_rng(11)
     C, _ = _class_dims(shape)
@@ -459,3 +463,152 @@ def test_kl_div_partial_sum_overflow_is_not_inf():
     assert np.isfinite(got) and got == pytest.approx(exact, rel=1e-12)
     ref = F.kl_div(torch.tensor(x), torch.tensor(t), reduction="sum").item()
     assert got == pytest.approx(ref, rel=1e-12) or not np.isfinite(ref)
+
+
+def test_smoothing_with_minus_inf_logit_when_gradient_overwrites_rows():
+    """float32, label smoothing, a -inf logit: the loss is +inf (eps/C * -log 0), also
+    where the gradient is written over the rows (K-dim private copy, out=input).
+    The float64-overflow fix once re-read those rows and gave a finite loss (fuzz,
+    issue 12)."""
+    inf = np.inf
+    x2 = np.array([[3.0, -inf, -1.5], [1.0, 2.0, 3.0]], np.float32)
+    t = np.array([2, 0])
+    want = torch_loss_grad(F.cross_entropy, x2, t, reduction="none", label_smoothing=0.1)
+    xk = np.ascontiguousarray(x2[:, :, None])                  # (N, C, 1)
+    got_k = fl.cross_entropy_and_grad(xk, t[:, None], reduction="none", label_smoothing=0.1)
+    check_loss_grad((got_k[0][:, 0], got_k[1][:, :, 0]), want, np.dtype(np.float32), "K-dim")
+    xi = x2.copy()
+    got_i = fl.cross_entropy_and_grad(xi, t, reduction="none", label_smoothing=0.1, out=xi)
+    check_loss_grad(got_i, want, np.dtype(np.float32), "out=input")
+    p = np.full((2, 3, 1), 1 / 3, np.float32)
+    got_p = fl.cross_entropy_and_grad(xk, p, reduction="none", label_smoothing=0.1)
+    assert got_p[0][0, 0] == inf and np.isfinite(got_p[0][1, 0])
+
+
+def _exact_sum(terms):
+    from fractions import Fraction
+    s = sum(Fraction(float(v)) for v in terms)
+    try:
+        return float(s)   # correctly rounded
+    except OverflowError:
+        return math.inf if s > 0 else -math.inf
+
+
+@pytest.mark.parametrize("signs", [(1, 1, -1, -1, 1), (1, 1, 1, -1), (-1, -1, 1),
+                                   (1, -1, 1, -1, 1, 1)], ids=str)
+def test_batch_sums_near_float64_limit_are_exact(signs):
+    """Per-position losses of +-0.9 * float64 max: the batch total is the exact sum
+    (finite where it is, +-inf only where the exact sum overflows, never NaN from an
+    intermediate inf - inf), whatever the summation order (fuzz, issue 12)."""
+    big = 0.9 * np.finfo(np.float64).max
+    n = len(signs)
+    # nll: loss_i = -x[i, t_i]
+    x = np.zeros((n, 2))
+    x[np.arange(n), 0] = [-s * big for s in signs]
+    t = np.zeros(n, np.int64)
+    want = _exact_sum([s * big for s in signs])
+    for fn in (fl.nll_loss, lambda *a, **k: fl.nll_loss_and_grad(*a, **k)[0]):
+        assert fn(x, t, reduction="sum") == want
+        assert fn(np.ascontiguousarray(x[:, :, None]), t[:, None], reduction="sum") == want
+        m = fn(x, t, reduction="mean")
+        assert m == (want / n if math.isfinite(want) else want)
+    # kl_div: pointwise -t * x with t = 1
+    assert fl.kl_div(np.array([-s * big for s in signs]), np.ones(n), reduction="sum") == want
+    # BCE with logits, y = 0: weights carry the size and sign of the terms
+    xb = np.full(n, math.log(math.e - 1))   # loss ~1 per unit weight
+    unit = float(fl.binary_cross_entropy_with_logits(xb[:1], np.zeros(1), reduction="sum"))
+    w = np.array([s * big for s in signs]) / unit
+    got = fl.binary_cross_entropy_with_logits(xb, np.zeros(n), weight=w, reduction="sum")
+    terms = fl.binary_cross_entropy_with_logits(xb, np.zeros(n), weight=w, reduction="none")
+    assert got == _exact_sum(terms)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_probability_targets_first_logit_far_below_max(dt):
+    """Probability-target CE with a first logit far below the row's max (-1e28
+    against 4e15): the kernel's reference logit was the first finite one, every
+    term w t (x - r0) was ~1e28 and the loss lost 4 digits (fuzz, issue 12).
+    Oracle: mpmath."""
+    import mpmath as mp
+    x = np.array([[-1.1263748671186148e+28, 1535403349065.5593, -929564258953438.2,
+                   -1531987395093.7896, 3898818291858705.5, -1.7209018493615055e+19]], dt)
+    t = np.array([[0.0, 1.0, 1.0, 1.0, 0.0, 0.25]], dt)
+    w = np.array([1e-3, 0.5, 1.25, 1.75, 1.0, 0.5], dt)
+    with mp.workdps(60):
+        xr = [mp.mpf(float(v)) for v in x[0]]
+        m = max(xr)
+        lse = m + mp.log(sum(mp.e ** (v - m) for v in xr))
+        want = float(sum(-float(w[c]) * float(t[0, c]) * (xr[c] - lse) for c in range(6)))
+    for fn in (fl.cross_entropy, lambda *a, **k: fl.cross_entropy_and_grad(*a, **k)[0]):
+        got = fn(x, t, weight=w, reduction="none")
+        assert_close(got.astype(np.float64), np.array([want]), 4 * tol(dt), 0, "CE prob")
+
+
+@pytest.mark.parametrize("C", [3, 40])      # the small-C (grouped) kernel and the row kernel
+@pytest.mark.parametrize("big", [1e300, np.finfo(np.float64).max])
+def test_smoothing_with_target_far_below_max(C, big):
+    """Label smoothing, target logit far below the row's max (1e300 or float64 max
+    against -0.29): the smoothing sum was taken relative to the target logit and
+    W (lse - x_y) - sum_c w_c (x_c - x_y) cancelled to 1e283 (or inf - inf, then
+    0 from the overflow fix) where the loss is 0.227 (fuzz, issue 12).  Oracle:
+    mpmath."""
+    import mpmath as mp
+    x = np.full((2, C), big)
+    x[:, 2] = -0.29
+    x[1] = np.linspace(-1, 1, C)   # an ordinary row alongside
+    w = np.linspace(0.3, 1.7, C)
+    w[2] = 0.0
+    t = np.array([2, 2])
+    eps = 0.5
+    want = []
+    with mp.workdps(80):
+        for r in range(2):
+            xr = [mp.mpf(float(v)) for v in x[r]]
+            m = max(xr)
+            ls = mp.log(sum(mp.e ** (v - m) for v in xr))   # lse - x_c = (m - x_c) + ls
+            sm = sum(float(w[c]) * ((m - xr[c]) + ls) for c in range(C))
+            want.append(float((1 - eps) * float(w[2]) * ((m - xr[2]) + ls) + eps / C * sm))
+    for fn in (fl.cross_entropy, lambda *a, **k: fl.cross_entropy_and_grad(*a, **k)[0]):
+        got = fn(x, t, w, reduction="none", label_smoothing=eps)
+        assert_close(got, np.array(want), 1e-12, 0, f"C={C} big={big}")
+    ref = F.cross_entropy(torch.tensor(x), torch.tensor(t), torch.tensor(w), reduction="none",
+                          label_smoothing=eps).numpy()
+    assert_close(ref, np.array(want), 1e-12, 0, "torch agrees")
+
+
+def test_kl_div_float32_terms_beyond_float32_are_summed_in_float64():
+    """float32 KL terms that overflow float32 on their own (e * -3.4e38) while the
+    float64 total is finite: the reduced loss is that total (float32 losses are
+    accumulated in float64), not -inf or NaN (fuzz, issue 12)."""
+    big = float(np.finfo(np.float32).max)
+    x = np.array([big, -big, -big, -big / 2], np.float32)
+    t = np.array([1.0, 0.0, 0.0, 0.0], np.float32)             # log targets
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    terms = np.exp(t64) * (t64 - x64)
+    want = _exact_sum(terms)
+    assert np.isfinite(want) and abs(want) < big
+    assert fl.kl_div(x, t, reduction="sum", log_target=True) == np.float32(want)
+    assert fl.kl_div(x, t, reduction="mean", log_target=True) == np.float32(want / 4)
+    assert np.isneginf(fl.kl_div(x, t, reduction="none", log_target=True)[0])   # as torch
+
+
+@pytest.mark.parametrize("C", [3, 40])
+def test_smoothing_with_target_far_below_max_half(C):
+    """As above through the half-precision rows (bfloat16 storage, float32 compute):
+    the reference logit must be the largest logit's value, not its storage bits."""
+    from fastlog import _half
+    bf16 = _half.bfloat16()
+    if bf16 is None:
+        pytest.skip("ml_dtypes not installed")
+    x = np.full((2, C), 1e30)
+    x[:, 2] = -0.29
+    x[1] = np.linspace(-1, 1, C)
+    xb = x.astype(bf16)
+    w = np.linspace(0.3, 1.7, C).astype(np.float32)
+    w[2] = 0.0
+    t = np.array([2, 2])
+    want = fl.cross_entropy(xb.astype(np.float64), t, w.astype(np.float64), reduction="none",
+                            label_smoothing=0.5)
+    got = fl.cross_entropy(xb, t, w, reduction="none", label_smoothing=0.5)
+    assert_close(np.asarray(got, np.float64), want, 1e-2, 0, f"bf16 C={C}")
+

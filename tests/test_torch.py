@@ -179,6 +179,24 @@ def test_cross_entropy_does_not_mutate_inputs(fast_only):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 1), (3, 1, 1, 1), (2, 1, 3)])
+def test_kdim_input_with_unit_spatial_size_not_overwritten(fast_only, shape):
+    """(N, C, 1...) or C == 1: the class axis moved last is already contiguous; the
+    gradient once went over the caller's logits (found by the fuzz, issue 12)."""
+    C = shape[1]
+    x0 = logits(shape, torch.float64, seed=13)
+    t = torch.randint(0, C, (shape[0],) + shape[2:], generator=gen(14))
+    p = torch.softmax(logits(shape, torch.float64, seed=15), 1)
+    for fl_fn, t_fn, tgt in ((FL.cross_entropy, F.cross_entropy, t),
+                             (FL.cross_entropy, F.cross_entropy, p),
+                             (FL.nll_loss, F.nll_loss, t)):
+        xa, xb = x0.clone().requires_grad_(), x0.clone().requires_grad_()
+        t_fn(xa, tgt, reduction="sum").backward()
+        fl_fn(xb, tgt, reduction="sum").backward()
+        assert torch.equal(xb.detach(), x0)
+        torch.testing.assert_close(xb.grad, xa.grad)
+
+
 def test_cross_entropy_threads_bitwise_identical(fast_only):
     x = logits((512, 300), torch.float32, seed=13)
     t = torch.randint(0, 300, (512,), generator=gen(14))
@@ -748,3 +766,56 @@ def test_torch_uint8_targets_where_torch_accepts_them():
         with pytest.raises(RuntimeError):
             call(F)
         _one_exception(lambda: call(FL), RuntimeError)
+
+
+@pytest.mark.parametrize("ign", [-100, 2**40, 256 + 3])
+def test_torch_uint8_targets_smoothing_ignore_index_wraps_like_torch(ign):
+    """PyTorch's smoothing term masks ignored positions by `target == ignore_index`
+    in uint8, so an ignore_index outside [0, 256) matches the class it wraps to
+    (for that term only); fastlog.torch gives PyTorch's result (fuzz, issue 12)."""
+    C = 200
+    x = torch.randn(4, C, dtype=torch.float64, generator=gen(21))
+    t = torch.tensor([ign % 256, 1, ign % 256, 7], dtype=torch.uint8)
+    for red in ("none", "mean", "sum"):
+        kw = dict(ignore_index=ign, label_smoothing=0.1, reduction=red)
+        torch.testing.assert_close(FL.cross_entropy(x, t, **kw), F.cross_entropy(x, t, **kw),
+                                   equal_nan=True)
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_torch_smoothed_mean_with_zero_target_weight_is_nan_like_torch(linear):
+    """'mean' with label smoothing where the counted targets' class weights sum to 0:
+    torch's loss is NaN (its NLL part is 0/0) and so is its gradient through the
+    counted rows; fastlog once gave +inf (smoothing_total / 0) (fuzz, issue 12)."""
+    x = torch.randn(3, 4, dtype=torch.float64, generator=gen(31))
+    W = torch.randn(5, 4, dtype=torch.float64, generator=gen(32))
+    t = torch.tensor([3, -100, 0])
+    w = torch.tensor([0.0, 1.0, 2.0, 0.0, 1.5], dtype=torch.float64)
+    for eps in (0.1, 1.0):
+        res = []
+        for mod in (F, FL):
+            xa, Wa = x.clone().requires_grad_(), W.clone().requires_grad_()
+            if linear:
+                loss = mod.linear_cross_entropy(xa, Wa, t, weight=w, label_smoothing=eps)
+            else:
+                loss = mod.cross_entropy(xa @ W.T.detach(), t, weight=w, label_smoothing=eps)
+            loss.backward()
+            res.append((loss.detach(), xa.grad, Wa.grad))
+        for a, b in zip(res[1], res[0]):
+            if b is None:
+                assert a is None
+            else:
+                torch.testing.assert_close(a, b, equal_nan=True)
+        assert torch.isnan(res[1][0])
+
+
+def test_torch_no_classes_with_smoothing_like_torch():
+    """(0, 0) logits, index targets, label smoothing: torch's 'sum' is NaN (eps / C
+    with C == 0 times an empty sum), its 'mean' NaN, 'none' empty (fuzz, issue 12)."""
+    x = torch.zeros(0, 0, dtype=torch.float64)
+    t = torch.zeros(0, dtype=torch.int64)
+    for eps in (0.0, 0.5):
+        for red in ("sum", "mean", "none"):
+            torch.testing.assert_close(FL.cross_entropy(x, t, label_smoothing=eps, reduction=red),
+                                       F.cross_entropy(x, t, label_smoothing=eps, reduction=red),
+                                       equal_nan=True)

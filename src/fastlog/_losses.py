@@ -42,7 +42,7 @@ class _Rows:
         # Fast path first: a native float32/float64 ndarray (the per-call
         # overhead matters at N x C = 64 x 10).
         dt = x.dtype if type(x) is np.ndarray else None
-        a = x if (dt is _F32 or dt is _F64) else float_array(x, name, promote_int=False)
+        a = x if (dt is _F32 or dt is _F64) and x.flags.aligned else float_array(x, name, promote_int=False)
         nd = a.ndim
         if nd == 0:
             raise ValueError(f"{name} must have shape (C,), (N, C) or (N, C, d1, ...), got a 0-d array")
@@ -56,7 +56,10 @@ class _Rows:
                 owned = True
             self.batch_shape = () if nd == 1 else (shape[0],)
         else:
-            rows = np.ascontiguousarray(np.moveaxis(a, 1, -1)).reshape(-1, C)
+            # Always a private copy: with d1*...*dk == 1 (or C == 1) the moved
+            # view is already C-contiguous, and ascontiguousarray would hand back
+            # the input itself, which the kernels then overwrite with the gradient.
+            rows = np.array(np.moveaxis(a, 1, -1), order="C").reshape(-1, C)
             owned = True
             self.batch_shape = (shape[0],) + shape[2:]
         self.a, self.rows, self.C, self.owned = a, rows, C, owned
@@ -68,6 +71,8 @@ class _Rows:
             raise ValueError(f"{name} has shape {t.shape}; probability targets must have the "
                              f"input's shape {a.shape}")
         t = t.astype(a.dtype, copy=False)
+        if not t.flags.aligned:
+            t = t.copy()
         if a.ndim <= 2:
             return np.ascontiguousarray(t).reshape(self.rows.shape)
         return np.ascontiguousarray(np.moveaxis(t, 1, -1)).reshape(self.rows.shape)
@@ -77,7 +82,7 @@ class _Rows:
         a = self.a
         if out is not None:
             if not (type(out) is np.ndarray and out.dtype is a.dtype and out.shape == a.shape
-                    and out.flags.writeable):
+                    and out.flags.writeable and out.flags.aligned):
                 check_out(out, a.shape, a.dtype)
             if a.ndim <= 2 and out.flags.c_contiguous:
                 return out if a.ndim == 2 else out.reshape(self.rows.shape)
@@ -111,10 +116,33 @@ def _ratio(total, denom):
     return math.copysign(math.inf, total)
 
 
-def _finish_loss(losses, total, denom, red, dtype, batch_shape):
+def _exact_total(terms):
+    """The sum of float64 `terms` without intermediate overflow: correctly rounded
+    (+-inf only when the exact sum overflows), +-inf if a term is, NaN if one is
+    NaN or both infinities occur.  For a batch total that came out non-finite: the
+    kernels' row-order sums of terms near the float64 limits can overflow (or give
+    inf - inf = NaN) although the exact total is finite."""
+    terms = np.asarray(terms, np.float64).reshape(-1)
+    if not np.isfinite(terms).all():
+        if np.isnan(terms).any():
+            return math.nan
+        pos, neg = bool((terms == math.inf).any()), bool((terms == -math.inf).any())
+        return math.nan if pos and neg else (math.inf if pos else -math.inf)
+    # Scaling by a power of two is exact (bar subnormals, far below such a total);
+    # fsum is exact and correctly rounded; scaling back overflows iff the sum does.
+    return math.fsum((terms * 2.0**-64).tolist()) * 2.0**64
+
+
+def _finish_loss(losses, total, denom, red, dtype, batch_shape, eps=0.0):
     if red == 0:
         v = losses.astype(dtype).reshape(batch_shape)
         return v[()] if v.ndim == 0 else v
+    if not math.isfinite(total):
+        total = _exact_total(losses)
+    if red == 1 and eps and not denom:
+        # torch: a smoothed 'mean' with zero total target weight is NaN (its NLL
+        # part is 0/0), not smoothing_total/0 = inf
+        total = math.nan
     return _half.loss_dtype(dtype).type(total if red == 2 else _ratio(total, denom))
 
 
@@ -184,8 +212,8 @@ def _prob_overflow_rows(x_rows, tr, w, eps, losses):
     """As _smoothing_overflow_rows, for class-probability targets:
     loss_i = -sum_c w_c t'_c log p_c with t' = (1 - eps) t + eps / C."""
     bad = np.flatnonzero(~np.isfinite(losses))
-    if not bad.size or (w is not None and not np.isfinite(w).all()):
-        return False
+    if not bad.size or x_rows.dtype != _F64 or (w is not None and not np.isfinite(w).all()):
+        return False   # (see _pre_kernel_rows: only float64 logits can need this)
     x = x_rows[bad].astype(np.float64)
     t = tr[bad].astype(np.float64)
     fin = np.isfinite(x).all(axis=1) & np.isfinite(t).all(axis=1)
@@ -214,7 +242,10 @@ def _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, x_rows=None):
     row changed.  (The kernel's formula in fl_rows_impl.h could do this itself.)
     """
     bad = np.flatnonzero(~np.isfinite(losses))
-    if not bad.size:
+    if not bad.size or R.rows.dtype != _F64:
+        # float32 (and half) losses are formed in float64: nothing overflows, and
+        # R.rows may hold the gradient by now (out=input, K-dim copy), not the
+        # logits (see _pre_kernel_rows).
         return False
     x = (R.rows if x_rows is None else x_rows)[bad].astype(np.float64)
     fin = np.isfinite(x).all(axis=1)
@@ -262,9 +293,15 @@ def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params
     if eps and (not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all())):
         if _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, keep):
             total = float(np.sum(losses))
-    loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape)
+    loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape, eps)
+    if eps and not R.C and red == 2:
+        loss = type(loss)(math.nan)   # torch: eps / C = inf with C == 0, times an empty sum
     if not want_grad:
         return loss
+    if red == 1 and eps and not wsum:
+        # the NaN loss of _finish_loss: its gradient is NaN through every counted
+        # row, as torch's (the kernel's 1/wsum scale gives inf - inf or +-inf)
+        g[tt != ignore_index] = np.nan
     return loss, R.finish_grad(g, out)
 
 
@@ -360,9 +397,10 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
         if ((dt is _F32 or dt is _F64) and input.ndim == 2 and target.dtype is _I64
                 and target.ndim == 1 and target.shape[0] == input.shape[0]
                 and input.shape[1] > 0 and input.flags.c_contiguous and target.flags.c_contiguous
+                and input.flags.aligned and target.flags.aligned
                 and (out is None or (type(out) is np.ndarray and out.dtype is dt
                                      and out.shape == input.shape and out.flags.c_contiguous
-                                     and out.flags.writeable))):
+                                     and out.flags.writeable and out.flags.aligned))):
             # (a bounds pre-test inline; the rule itself is check_overlap's)
             if out is not None and (np.may_share_memory(out, target) or (
                     out is not input and np.may_share_memory(out, input))):
@@ -372,6 +410,8 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
             red = 1 if reduction == "mean" else 2
             bad, wsum, total = core.ce_index(input, target, None, ignore_index, 0.0, red, g, losses)
             if bad < 0:
+                if not math.isfinite(total):
+                    total = _exact_total(losses)
                 return dt.type(total if red == 2 else _ratio(total, wsum)), g
             # fall through: the general path raises the IndexError
     return _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing, True, out)
@@ -489,6 +529,11 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
             g = np.empty(n, dtype)
     gscale = 1.0 / n if (red == 1 and n) else 1.0
     total = core.bce_with_logits(x, y, w, pw, gscale, losses, g)
+    if red and not math.isfinite(total):
+        # rare: the terms again (loss only), summed without intermediate overflow
+        terms = np.empty(n, dtype)
+        core.bce_with_logits(x, y, w, pw, gscale, terms, None)
+        total = _exact_total(terms)
     if red == 0:
         loss = losses.reshape(a.shape)
     else:
@@ -627,11 +672,13 @@ def kl_div(input, target, reduction="mean", log_target=False):
         return pw.astype(dtype, copy=False)
     with np.errstate(over="ignore", invalid="ignore"):
         total = np.sum(pw, dtype=np.float64)
-    if not np.isfinite(total) and pw.dtype == np.float64 and pw.size and np.isfinite(pw).all():
-        # A partial sum overflowed although every term is finite: sum the terms
-        # scaled by 2**-64 (exact) and scale back, so the total is +-inf only when
-        # its exact value overflows.  (float32 terms cannot overflow a float64 sum.)
-        total = np.sum(pw * 2.0**-64) * 2.0**64
+        if not np.isfinite(total) and pw.dtype != np.float64:
+            # float32 terms that overflowed on their own: the sum is accumulated in
+            # float64, so form the terms in float64 too (rare path)
+            x64, y64 = x.astype(np.float64), y.astype(np.float64)
+            pw = np.exp(y64) * (y64 - x64) if log_target else xlogy(y64, y64) - y64 * x64
+    if not np.isfinite(total):
+        total = _exact_total(pw)
     if red == 2:
         return dtype.type(total)
     if red == 1:

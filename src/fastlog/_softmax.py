@@ -69,7 +69,8 @@ def _elementwise(op, x, axis, out, name="x", orig=None):
     # float array (per-call overhead matters for small inputs).
     if out is None and type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
         nd = x.ndim
-        if nd and type(axis) is int and (axis == -1 or axis == nd - 1) and x.flags.c_contiguous:
+        if (nd and type(axis) is int and (axis == -1 or axis == nd - 1) and x.flags.c_contiguous
+                and x.flags.aligned):
             K = x.shape[-1]
             if K and x.size:
                 res = np.empty_like(x)

@@ -17,7 +17,11 @@ REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.S
 
 
 def float_array(x, name, *, promote_int=True):
-    """`x` as a native-endian float32/float64 ndarray (no copy when it already is one).
+    """`x` as a native-endian, aligned float32/float64 ndarray (no copy when it
+    already is one).  A misaligned array (e.g. ``np.frombuffer`` at an odd
+    offset, or a buffer unpickled inside a larger frame, as Dask workers do) is
+    copied: the kernels read typed pointers, and a misaligned load is undefined
+    behaviour in C (UBSan reports it; issue 12).
 
     Integers (and bools) become float64 when ``promote_int`` (SciPy's rule),
     otherwise they are a TypeError (torch's rule for losses).  float16 and
@@ -27,13 +31,13 @@ def float_array(x, name, *, promote_int=True):
     a = x if type(x) is np.ndarray else np.asarray(x)
     dt = a.dtype
     if dt is _F32 or dt is _F64 or dt == _F32 or dt == _F64:
-        return a
+        return a if a.flags.aligned else a.copy()
     if dt.kind == "f" and dt.itemsize in (4, 8) and not dt.isnative:
         # Byte-swapped float32/float64 (a non-native dtype never equals the native one).
         return a.astype(dt.newbyteorder("="))
     if _half.is_half(dt) or (dt.kind == "f" and dt.itemsize == 2):
         # float16 / bfloat16: computed in float32, rounded once (_half.py)
-        return a if dt.isnative else a.astype(dt.newbyteorder("="))
+        return a if dt.isnative and a.flags.aligned else a.astype(dt.newbyteorder("="))
     kind = dt.kind
     if kind in "biu":
         if promote_int:
@@ -75,7 +79,8 @@ def reduction_code(reduction, allowed=REDUCTIONS):
 
 
 def check_out(out, shape, dtype, name="out"):
-    """`out` must be a writable ndarray of exactly this shape and dtype."""
+    """`out` must be a writable, aligned ndarray of exactly this shape and dtype
+    (the kernels write through typed pointers: a misaligned `out` is a ValueError)."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.shape != shape:
@@ -84,6 +89,8 @@ def check_out(out, shape, dtype, name="out"):
         raise TypeError(f"{name} has dtype {out.dtype}, expected {dtype}")
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
+    if not out.flags.aligned:
+        raise ValueError(f"{name} is not aligned to its dtype ({dtype}); pass an aligned array")
     return out
 
 
@@ -202,7 +209,8 @@ def class_weight(weight, C, dtype, name="weight"):
 def index_target(target, expected_shape, name="target"):
     """Class-index target as a flat contiguous int64 array (range checked later)."""
     t = target if type(target) is np.ndarray else np.asarray(target)
-    if t.dtype is _I64 and t.ndim == 1 and t.shape == expected_shape and t.flags.c_contiguous:
+    if (t.dtype is _I64 and t.ndim == 1 and t.shape == expected_shape and t.flags.c_contiguous
+            and t.flags.aligned):
         return t
     if t.dtype is not _I64:
         k = t.dtype.kind
@@ -215,4 +223,5 @@ def index_target(target, expected_shape, name="target"):
         raise ValueError(f"{name} has shape {t.shape}, expected {expected_shape} for class indices")
     if t.dtype.kind == "u" and t.dtype.itemsize == 8 and t.size and t.max() > np.iinfo(np.int64).max:
         raise IndexError(f"{name} contains a class index out of range")
-    return np.ascontiguousarray(t, dtype=_I64).reshape(-1)
+    t = np.ascontiguousarray(t, dtype=_I64)
+    return (t if t.flags.aligned else t.copy()).reshape(-1)

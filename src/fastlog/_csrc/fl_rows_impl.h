@@ -437,12 +437,19 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
             wy[k] = ign ? 0.0 : (w ? (double)w[y] : 1.0);
         }
         FL_(to_cols)(xb, g, C, xt);
-        /* As in ce_index_rows: logits enter relative to r0 = x_y (when
-         * finite) and lse - r0 as (a - r0) + L, so a large common offset
-         * does not cancel. */
-        for (ptrdiff_t k = 0; k < FL_G; k++)
-            r0[k] = (k < g && xy[k] > -INFINITY && xy[k] < INFINITY) ? xy[k] : 0.0;
+        /* As in ce_index_rows: the smoothing sum takes the logits relative
+         * to r0, the row's largest finite logit, and lse - r0 as
+         * (a - r0) + L, so neither a large common offset nor a target far
+         * below the max cancels. */
         if (eps != 0.0) {
+            for (ptrdiff_t k = 0; k < FL_G; k++) r0[k] = -INFINITY;
+            for (ptrdiff_t c = 0; c < C; c++)
+                for (ptrdiff_t k = 0; k < FL_G; k++) {
+                    const double v = (double)xt[c * FL_G + k];
+                    if (v < INFINITY && v > r0[k]) r0[k] = v;
+                }
+            for (ptrdiff_t k = 0; k < FL_G; k++)
+                if (k >= g || r0[k] == -INFINITY) r0[k] = 0.0;
             for (ptrdiff_t k = 0; k < FL_G; k++) swx[k] = 0.0;
             for (ptrdiff_t c = 0; c < C; c++) {
                 const double wc = w ? (double)w[c] : 1.0;
@@ -631,7 +638,8 @@ static inline void FL_(nan_row)(double *loss, FL_TS *g, ptrdiff_t C)
  * Row i with target y (already range-checked by the caller), class weights w
  * (NULL = all ones, W = sum of w), label smoothing eps:
  *   loss_i = (1-eps) w_y (lse - x_y) + eps/C * (W (lse - r0) - sum_c w_c (x_c - r0))
- * with r0 = x_y (0 if x_y is not finite), lse - r0 evaluated as (max - r0) + log(...)
+ * with r0 = the row's largest finite logit (0 if none), lse - x_y and lse - r0
+ * evaluated as (max - x_y) + log(...) and (max - r0) + log(...)
  *   dloss_i/dx_c = ((1-eps) w_y + eps W / C) p_c - (1-eps) w_y [c == y] - eps/C w_c
  * Rows whose target is ignore_index get loss 0 and gradient 0.
  * loss[i] (double) receives loss_i; if grad != NULL it receives
@@ -666,12 +674,20 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
         }
         const double xy = (double)FL_(ld1)(xr[y]);
         const double wy = w ? (double)w[y] : 1.0;
-        /* Logits enter relative to x_y, and lse - x_y as (a - x_y) + L: with a
-         * large common offset (logits ~1e6) lse - x_y would cancel.  (A masked
-         * target, x_y = -inf, keeps the plain sums: its loss is inf.) */
-        const double r0 = (xy > -INFINITY && xy < INFINITY) ? xy : 0.0;
+        /* lse - x_y as (a - x_y) + L: with a large common offset (logits
+         * ~1e6) lse - x_y would cancel.  The smoothing sum takes the logits
+         * relative to r0, the row's largest finite logit (not x_y: a target
+         * far below the max, 1e300 against -0.3, made W (a - r0) and swx
+         * cancel to garbage -- torch fuzz, issue 12). */
+        double r0 = 0.0;
         double swx = 0.0;   /* sum_c w_c (x_c - r0) */
         if (eps != 0.0) {
+            r0 = -INFINITY;
+            for (ptrdiff_t j = 0; j < C; j++) {   /* (FL_TS storage: load as T) */
+                const double v = (double)FL_(ld1)(xr[j]);
+                if (v < INFINITY && v > r0) r0 = v;
+            }
+            if (r0 == -INFINITY) r0 = 0.0;
             FL_LANES_D(sl);
             /* blocks start at multiples of FL_VL: lane l still adds j = l, l + FL_VL, ... */
             for (ptrdiff_t j0 = 0; j0 < C; j0 += FL_IB(C)) {
@@ -737,7 +753,7 @@ static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
 /* Cross-entropy with class-probability targets t (same shape as x), fused
  * with its gradient.  t' = (1-eps) t + eps/C;
  *   loss_i = sum_c w_c t'_c (lse - x_c) = swt ((max - r0) + L) - sum_c w_c t'_c (x_c - r0)
- * (swt = sum_c w_c t'_c; r0 = the row's first finite logit, against cancellation)
+ * (swt = sum_c w_c t'_c; r0 = the row's largest finite logit, against cancellation)
  *   dloss_i/dx_c = p_c sum_k w_k t'_k - w_c t'_c
  * grad may alias x, but not t. */
 static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T *t,
@@ -748,12 +764,16 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const T *xr = x + i * C, *tr = t + i * C;
         T *g = grad ? grad + i * C : NULL;
-        /* Logits enter relative to r0, the row's first finite logit, and
+        /* Logits enter relative to r0, the row's largest finite logit, and
          * lse - r0 as (a - r0) + L: with a large common offset (logits ~1e6)
-         * swt * lse - sum wt x would cancel. */
-        double r0 = 0.0;
+         * swt * lse - sum wt x would cancel.  (Not the first finite logit:
+         * one far below the max, e.g. -1e28 against 4e15, made every
+         * wt (x_c - r0) ~1e28 and the loss lost 4 digits -- torch fuzz,
+         * issue 12.)  NaN and +-inf are skipped. */
+        double r0 = -INFINITY;
         for (ptrdiff_t j = 0; j < C; j++)
-            if (xr[j] > -INFINITY && xr[j] < INFINITY) { r0 = (double)xr[j]; break; }
+            if (xr[j] < INFINITY && (double)xr[j] > r0) r0 = (double)xr[j];
+        if (r0 == -INFINITY) r0 = 0.0;
         FL_LANES_D(st);    /* sum wt */
         FL_LANES_D(stx);   /* sum wt (x - r0) */
         if (w)

@@ -353,7 +353,7 @@ class MLP:
     # -- validation --
     def _x(self, x, name="x"):
         if (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim == 2
-                and x.shape[1] == self.sizes[0] and x.flags.c_contiguous):
+                and x.shape[1] == self.sizes[0] and x.flags.c_contiguous and x.flags.aligned):
             return x
         if hasattr(x, "detach") and hasattr(x, "cpu"):
             x = x.detach().cpu().numpy()

@@ -116,6 +116,21 @@ have no log-softmax, as PyTorch's is.  The deliberate differences:
    logits does not turn other rows' (or ignored rows') gradients into NaN, as
    PyTorch's chunked implementation can; its invalid arguments raise
    fastlog's ValueError/TypeError/IndexError.
+4. A reduced loss ('sum', 'mean', 'batchmean') is the correctly rounded sum of
+   the per-position losses (divided by PyTorch's denominator): where float64
+   terms near the float64 limits make PyTorch's summation order overflow (to
+   +-inf, or inf - inf = NaN) although the exact total is finite, fastlog
+   returns the finite total; it is +-inf only where the exact sum overflows.
+   ``linear_cross_entropy``'s logits and gradients are GEMM sums in BLAS's
+   order: where such a sum of terms near the float limit can overflow, a
+   logit (so that row's loss: NaN for inf - inf) or a gradient element may
+   be non-finite where PyTorch's is finite, or the other way round.
+
+Where PyTorch itself is inconsistent, fastlog follows what PyTorch returns:
+uint8 targets with label smoothing and an ``ignore_index`` outside [0, 256)
+go to PyTorch (its smoothing term compares ``target == ignore_index`` in
+uint8, so -100 matches class 156); a smoothed 'mean' whose counted targets
+have zero total weight is NaN (PyTorch's NLL part is 0/0), gradient included.
 
 Importing :mod:`fastlog` never imports torch; only ``import fastlog.torch``
 does.
@@ -429,26 +444,34 @@ class _CrossEntropy(torch.autograd.Function):
         return gi, None, None, None, None, None
 
 
-def _ce_fast_ok(input, target, weight, label_smoothing):
+def _ce_fast_ok(input, target, weight, label_smoothing, ignore_index=-100):
     if not (_input_ok(input) and isinstance(target, torch.Tensor) and _plain_cpu(target)
             and _const_ok(weight, input.dtype) and _env_ok(input, target, weight)):
         return False
     if target.is_floating_point():   # class probabilities
         return (target.dtype == input.dtype and target.shape == input.shape
                 and not (target.requires_grad and torch.is_grad_enabled()))
-    return _index_dtype_ok(input, target, weight, label_smoothing)
+    return _index_dtype_ok(input, target, weight, label_smoothing, ignore_index)
 
 
-def _index_dtype_ok(input, target, weight=None, label_smoothing=0.0):
+def _index_dtype_ok(input, target, weight=None, label_smoothing=0.0, ignore_index=-100):
     """int64 targets always; uint8 where PyTorch accepts them: 1-D/2-D inputs only
     (K-dim: "expected scalar type Long"), and not with class weights and label
-    smoothing together (torch's gather() rejects uint8 there)."""
+    smoothing together (torch's gather() rejects uint8 there).  With label
+    smoothing PyTorch masks ignored positions by ``target == ignore_index`` in
+    uint8, so an ignore_index outside [0, 256) wraps (-100 matches class 156,
+    2**40 class 0) for the smoothing term only; such calls go to PyTorch."""
     if target.dtype == torch.int64:
         return True
     if target.dtype != torch.uint8 or input.dim() > 2:
         return False
     try:
-        return weight is None or not label_smoothing > 0.0
+        if not label_smoothing > 0.0:
+            return True
+        if weight is not None:
+            return False
+        return (type(ignore_index) is int and 0 <= ignore_index < 256) or not bool(
+            (target == ignore_index % 256).any())
     except TypeError:
         return False
 
@@ -498,7 +521,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """
     reduction = _reduction(size_average, reduce, reduction)
     _check_smoothing(label_smoothing)
-    if (not _ce_fast_ok(input, target, weight, label_smoothing)
+    if (not _ce_fast_ok(input, target, weight, label_smoothing, ignore_index)
             or (reduction == "none" and _autocast_half(input))):
         return F.cross_entropy(input, target, weight, ignore_index=ignore_index,
                                reduction=reduction, label_smoothing=label_smoothing)
