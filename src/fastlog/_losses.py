@@ -176,7 +176,7 @@ def _cross_entropy(input, target, weight, ignore_index, reduction, label_smoothi
         total = core.ce_prob(R.rows, tr, w, eps, gscale, g, losses)
         if not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all()):
             if _prob_overflow_rows(R.rows if keep is None else keep, tr, w, eps, losses):
-                total = float(np.sum(losses))
+                total = _exact_total(losses)
         loss = _finish_loss(losses, total, M, red, dtype, R.batch_shape)
         if not want_grad:
             return loss
@@ -294,7 +294,7 @@ def _index_loss(kernel, R, target, w, ignore_index, red, want_grad, out, *params
                          f"(at flat position {bad}; ignore_index={ignore_index})")
     if eps and (not math.isfinite(total) or (red == 0 and not np.isfinite(losses).all())):
         if _smoothing_overflow_rows(R, tt, w, ignore_index, eps, losses, keep):
-            total = float(np.sum(losses))
+            total = _exact_total(losses)
     loss = _finish_loss(losses, total, wsum, red, R.a.dtype, R.batch_shape, eps)
     if eps and not R.C and red == 2:
         loss = type(loss)(math.nan)   # torch: eps / C = inf with C == 0, times an empty sum
