@@ -7,7 +7,7 @@
 #   FASTLOG_WHEEL_TESTS="tests/test_softmax.py" bash scripts/check_wheel.sh
 #
 # Why the repair step points auditwheel at another libgomp: fastlog's own
-# objects need only GLIBC_2.14, but the host's libgomp.so.1 (GCC 12, Debian 12)
+# objects need only GLIBC_2.17 (clock_gettime), but the host's libgomp.so.1 (GCC 12, Debian 12)
 # needs GLIBC_2.34, and auditwheel bundles whatever libgomp the loader finds,
 # so a plain repair gives manylinux_2_34.  Here auditwheel finds (through
 # LD_LIBRARY_PATH) a libgomp.so.1 built for glibc 2.17 instead and bundles that
