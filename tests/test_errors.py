@@ -380,11 +380,23 @@ def test_smoothed_loss_that_overflows_is_inf(big, eps):
             loss2, g2 = fl.cross_entropy_and_grad(xc, t, label_smoothing=eps, reduction=red, out=xc)
             assert loss2 == np.inf and g2 is xc
             np.testing.assert_array_equal(g2, g)
-    # probability targets
+    # probability targets: the exact loss (mpmath), rounded to float64.  With p = fl(1/3) the
+    # loss of a [max, -max, 0] row is just BELOW max, so it is max, where torch's
+    # -log p_c = 2 max overflows to inf (a deliberate difference: exact values).
+    import mpmath as mp
     p = np.full((3, 3), 1 / 3)
-    ref = F.cross_entropy(torch.tensor(x), torch.tensor(p), label_smoothing=eps, reduction="none")
+    with mp.workdps(60):
+        want = []
+        for xi, pi in zip(x, p):
+            xr = [mp.mpf(float(v)) for v in xi]
+            m = max(xr)
+            lse = m + mp.log(mp.fsum(mp.e ** (v - m) for v in xr))
+            tp = [mp.mpf(float(c)) * (1 - mp.mpf(eps)) + mp.mpf(eps) / 3 for c in pi]
+            exact = mp.fsum(tc * (lse - v) for tc, v in zip(tp, xr))
+            want.append(np.inf if exact >= mp.mpf(float(np.finfo(np.float64).max)) * (1 + mp.mpf(2) ** -54)
+                        else float(exact))
     np.testing.assert_allclose(fl.cross_entropy(x, p, label_smoothing=eps, reduction="none"),
-                               ref.numpy(), rtol=1e-12)
+                               np.array(want), rtol=1e-12)
 
 
 def test_softmax_empty_rows_is_empty():

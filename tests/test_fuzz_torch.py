@@ -17,7 +17,9 @@ cross-entropy rows with non-finite logits are compared where PyTorch's
 gradient is not NaN (3); a reduced loss may equal the exact sum of PyTorch's
 own per-position float64 terms where some summation order overflows; a
 float64 cross_entropy position where torch's is NaN (0 * inf: a zero weight or
-target times an overflowed lse - x_c) may equal the exact loss (mpmath); and
+target times an overflowed lse - x_c) or inf (an overflowed lse - x_c that a
+target probability below 1 scales back into range) may equal the exact loss
+(mpmath), and a reduced loss the exact sum of those exact terms; and
 linear cross-entropy losses and gradient elements whose GEMM sums (logits,
 gradients) can overflow may be non-finite on one side (4).  Linear cross-entropy gradients also get the
 error that rounding the logits in the input's dtype causes in any
@@ -494,7 +496,9 @@ def run_case(name, seed):
     # rounded to float32) instead.
     global _mp_case
     _mp_case = ((args, kw) if name == "cross_entropy" and kw.get("reduction") == "none"
-                and _inf_for_nan and r_t.dtype == torch.float64 and torch.isnan(r_t).any() else None)
+                and r_t.dtype == torch.float64 and not torch.isfinite(r_t).all()
+                and _finite_large(args[0]) and (kw.get("weight") is None
+                                                or bool(torch.isfinite(kw["weight"]).all())) else None)
     alt = _Alt(t_fn, args, kw, grad_pos, go) if r_t.dtype == torch.float32 else None
     _close_or_alt(name, f"value {ctx}", r_f, r_t, scale, alt, "value", _ExactReduced(t_fn, args, kw, r_t),
                   overflow=_logit_overflow(args, kw, tuple(r_t.shape)) if name == "linear_cross_entropy" else None)
@@ -551,6 +555,12 @@ def run_case(name, seed):
 def _large(args):
     return any(isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel()
                and float(t.detach().abs().max()) > 1e18 for t in args)
+
+
+def _finite_large(t):
+    """Some finite element of t is large enough for torch's intermediates to overflow."""
+    f = t.detach()[torch.isfinite(t.detach())]
+    return bool(f.numel()) and float(f.abs().max()) > 1e18
 
 
 def _all_finite(args, kw):
@@ -680,10 +690,14 @@ def _close_or_alt(name, what, got, ref, scale, alt, key, exact=None, overflow=No
     exact sum of torch's terms (documented difference 4)."""
     assert tuple(got.shape) == tuple(ref.shape), f"{name} {what}: shape {tuple(got.shape)} vs torch {tuple(ref.shape)}"
     ok, g, r = _ok(got, ref, scale)
-    if key == "value" and _inf_for_nan and not ok.all() and _mp_case is not None:
+    if key == "value" and not ok.all() and _mp_case is not None:
         # documented difference 2: torch's NaN from 0 * inf (a zero weight or target
-        # times an overflowed lse - x_c) where the exact loss is finite or +inf
-        ok |= np.isnan(r) & _ok(got, _mp_ce(*_mp_case), scale)[0]
+        # times an overflowed lse - x_c), or its inf from an overflowed lse - x_c
+        # that a target probability below 1 scales back into range, where the
+        # exact loss (mpmath) is finite or +inf
+        # (positions whose own logits and targets are finite: _mp_ce gives NaN elsewhere)
+        mp_ref = _mp_ce(*_mp_case)
+        ok |= ~np.isfinite(r) & ~np.isnan(mp_ref.numpy()) & _ok(got, mp_ref, scale)[0]
     if overflow is not None:
         # documented difference 4: elements whose sum can overflow in some order
         # may be non-finite on either side
@@ -725,6 +739,9 @@ def _mp_ce(args, kw):
         for r, row in enumerate(xr):
             if not prob and tr[r] == ign:
                 out.append(0.0)
+                continue
+            if not all(map(math.isfinite, row)) or (prob and not all(map(math.isfinite, tr[r]))):
+                out.append(math.nan)   # no exact value to offer: torch's must hold
                 continue
             v = [mp.mpf(a) for a in row]
             m = max(v)
@@ -778,16 +795,21 @@ class _ExactReduced:
                 per = t_fn(*a, **k).detach().reshape(-1).numpy()
         except Exception:  # noqa: BLE001
             return None
-        if (np.isnan(per).any() and t_fn is F.cross_entropy and _inf_for_nan
+        if (not np.isfinite(per).all() and t_fn is F.cross_entropy and _inf_for_nan
                 and args[0].dtype == torch.float64):
-            # torch's own terms are NaN from 0 * inf (difference 2): the exact ones
+            # torch's own terms are NaN (0 * inf) or inf from an overflowed
+            # intermediate (difference 2): the exact ones
             per = _mp_ce(a, k).reshape(-1).numpy()
+            replaced = True
+        else:
+            replaced = False
         # Only where some summation order can overflow: sum |terms| beyond float64
         # max; or torch's result is not finite and some term is huge (torch sums
-        # the smoothing part, up to C / eps times a term, before scaling it).
+        # the smoothing part, up to C / eps times a term, before scaling it); or
+        # torch's terms were replaced by the exact ones.
         fin = np.abs(per[np.isfinite(per)])
         huge = fin.size and fin.max() > 1e300 and not bool(torch.isfinite(self.ref).all())
-        if not (huge or _overflows(fin)):
+        if not (replaced or huge or _overflows(fin)):
             return None
         total = _exact_sum(per)
         if red == "sum":

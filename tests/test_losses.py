@@ -611,3 +611,23 @@ def test_smoothing_with_target_far_below_max_half(C):
                             label_smoothing=0.5)
     got = fl.cross_entropy(xb, t, w, reduction="none", label_smoothing=0.5)
     assert_close(np.asarray(got, np.float64), want, 1e-2, 0, f"bf16 C={C}")
+
+
+def test_probability_targets_overflowing_log_probability_finite_loss():
+    """Probability targets (one negative, as torch accepts) with logits of +-float64
+    max: -log p_c = 2 max overflows, but the exact loss is 2.6e307; it was -inf
+    (torch: NaN) (fuzz, issue 12).  Oracle: mpmath."""
+    import mpmath as mp
+    big = np.finfo(np.float64).max
+    x = np.array([[big, -0.07661957712747713, -big]])
+    t = np.array([[0.9065460289284621, 1.6349354870437178, -0.1021265641566676]])
+    w = np.array([1.8640, 0.1562, 0.7495])
+    eps = 0.1
+    with mp.workdps(60):
+        xr = [mp.mpf(float(v)) for v in x[0]]
+        m = max(xr)
+        ls = mp.log(sum(mp.e ** (v - m) for v in xr))
+        want = float(mp.fsum(w[c] * ((1 - eps) * t[0, c] + eps / 3) * ((m - xr[c]) + ls) for c in range(3)))
+    for fn in (fl.cross_entropy, lambda *a, **k: fl.cross_entropy_and_grad(*a, **k)[0]):
+        got = fn(x, t, w, reduction="none", label_smoothing=eps)
+        assert_close(got, np.array([want]), 1e-12, 0, "prob, +-max logits")

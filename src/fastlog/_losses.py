@@ -223,11 +223,13 @@ def _prob_overflow_rows(x_rows, tr, w, eps, losses):
     C = x.shape[1]
     with np.errstate(over="ignore", invalid="ignore"):
         m = x.max(axis=1, keepdims=True)
-        logp = x - (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))
+        # -log p_c / 2 = (m/2 - x_c/2) + L/2: halved, so logits of +-float64 max
+        # (m - x_c = 2 max) do not overflow; the total is doubled at the end
+        logp = -((m / 2 - x / 2) + np.log(np.exp(x - m).sum(axis=1, keepdims=True)) / 2)
         tp = t * (1.0 - eps) + eps / C if eps else t
         if w is not None:
             tp = tp * w
-        losses[bad] = -(tp * logp).sum(axis=1)
+        losses[bad] = -(tp * logp).sum(axis=1) * 2.0
     return True
 
 
