@@ -122,9 +122,10 @@ have no log-softmax, as PyTorch's is.  The deliberate differences:
    +-inf, or inf - inf = NaN) although the exact total is finite, fastlog
    returns the finite total; it is +-inf only where the exact sum overflows.
    The same holds per row for class-probability targets with logits near the
-   float64 limits: ``-log p_c`` of a [max, -max] row is 2 max, which overflows
-   in PyTorch (inf, or NaN with a negative target weight), while fastlog
-   returns the exact loss (finite when it is below the float64 maximum).
+   float64 limits: ``-log p_c`` of a [max, -max] row is 2 max, which
+   overflows in PyTorch (inf; NaN where a target probability is 0 or
+   negative), while fastlog returns the exact loss (finite when it is below
+   the float64 maximum).
    ``linear_cross_entropy``'s logits and gradients are GEMM sums in BLAS's
    order: where such a sum of terms near the float limit can overflow, a
    logit (so that row's loss: NaN for inf - inf) or a gradient element may
