@@ -613,10 +613,11 @@ def test_smoothing_with_target_far_below_max_half(C):
     assert_close(np.asarray(got, np.float64), want, 1e-2, 0, f"bf16 C={C}")
 
 
-def test_probability_targets_overflowing_log_probability_finite_loss():
+def _overflowing_log_probability_row():
     """Probability targets (one negative, as torch accepts) with logits of +-float64
     max: -log p_c = 2 max overflows, but the exact loss is 2.6e307; it was -inf
-    (torch: NaN) (fuzz, issue 12).  Oracle: mpmath."""
+    (torch: NaN) (fuzz, issue 12).  Returns the row, its targets, class weights,
+    smoothing and the exact loss (mpmath)."""
     import mpmath as mp
     big = np.finfo(np.float64).max
     x = np.array([[big, -0.07661957712747713, -big]])
@@ -628,6 +629,30 @@ def test_probability_targets_overflowing_log_probability_finite_loss():
         m = max(xr)
         ls = mp.log(sum(mp.e ** (v - m) for v in xr))
         want = float(mp.fsum(w[c] * ((1 - eps) * t[0, c] + eps / 3) * ((m - xr[c]) + ls) for c in range(3)))
+    return x, t, w, eps, want
+
+
+def test_probability_targets_overflowing_log_probability_finite_loss():
+    x, t, w, eps, want = _overflowing_log_probability_row()
     for fn in (fl.cross_entropy, lambda *a, **k: fl.cross_entropy_and_grad(*a, **k)[0]):
         got = fn(x, t, w, reduction="none", label_smoothing=eps)
         assert_close(got, np.array([want]), 1e-12, 0, "prob, +-max logits")
+
+
+def test_probability_targets_overflowing_log_probability_finite_loss_torch():
+    """The same row through fastlog.torch (value and 'sum'), where torch itself gives NaN:
+    the exact loss (deliberate difference 4 of the fastlog.torch docstring)."""
+    x, t, w, eps, want = _overflowing_log_probability_row()
+    xt = torch.tensor(x, requires_grad=True)   # (skips here without torch)
+    import fastlog.torch as FLT
+    args = (xt, torch.tensor(t))
+    kw = dict(weight=torch.tensor(w), label_smoothing=eps)
+    assert torch.isnan(F.cross_entropy(*args, reduction="none", **kw)).all()   # torch's overflow
+    got = FLT.cross_entropy(*args, reduction="none", **kw)
+    assert_close(got.detach().numpy(), np.array([want]), 1e-12, 0, "torch face, none")
+    tot = FLT.cross_entropy(*args, reduction="sum", **kw)
+    assert_close(float(tot.detach()), want, 1e-12, 0, "torch face, sum")
+    tot.backward()   # d/dx = p * sum_c w_c t'_c - w t' : finite, as torch's
+    gt = torch.tensor(x, requires_grad=True)
+    F.cross_entropy(gt, args[1], reduction="sum", **kw).backward()
+    assert_close(xt.grad.numpy(), gt.grad.numpy(), 1e-12, 0, "torch face, gradient")
