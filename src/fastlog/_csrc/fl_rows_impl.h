@@ -36,47 +36,92 @@
  */
 #define FL_BLK 1024
 #define FL_VL ((ptrdiff_t)(64 / sizeof(T)))   /* one 512-bit vector of T */
+#if defined(__AVX512F__)
+#define FL_VB 64
+#elif defined(__AVX2__)
+#define FL_VB 32
+#else
+#define FL_VB 16
+#endif
+#define FL_NL ((ptrdiff_t)(FL_VB / sizeof(T)))   /* lanes of a sum: one vector of this level */
 
 /* Order-explicit sums (issue 12).  A float sum's rounding depends on the
  * order of its additions, and `omp simd reduction` leaves that order to the
  * vectorizer: -O1, sanitizer instrumentation or another vector width sum in
  * another order, with a different (for a long scalar chain: several times
  * larger) error.  So every floating-point reduction in these kernels is
- * written with its lanes spelled out: lane l (l < FL_VL) adds the terms
- * j = l, l + FL_VL, l + 2 FL_VL, ... in order, and the lanes are combined
- * pairwise (l + FL_VL/2 into l, halving).  The source fixes the order, so
- * it is the same at every ISA level and optimisation level, vectorized or
- * not (built at -O1 without -fopenmp-simd, the accuracy tests pass).
+ * written with its lanes spelled out, and the source fixes the order at
+ * every optimisation level, vectorized or not (built at -O1 without
+ * -fopenmp-simd, the accuracy tests pass):
+ *   - lane l (l < FL_NL, one vector of the level: 4 / 8 / 16 floats in the
+ *     baseline / AVX2 / AVX-512 builds) adds the terms j = l, l + FL_NL, ...
+ *     in order; the terms after the last whole vector go into lane 0, in
+ *     order; the lanes are then added in lane order, starting from 0;
+ *   - a double multiply-add term is one FMA in the FMA builds (FL_MADD), not
+ *     left to the compiler's contraction, which differs between vector and
+ *     tail code.
+ * That is the order GCC's vectorized `omp simd reduction` loops had before
+ * (one vector of partial sums, a scalar epilogue into lane 0, lanes added in
+ * order), so the results are the same bits as those loops gave at -O3
+ * (issue 11: no result moves).  Where GCC left such a loop scalar -- the BCE
+ * sum in the baseline build and for double in the AVX2 one -- the sum has
+ * one lane (FL_NL_BCE).  The label-smoothing and probability-target sums
+ * relative to the row's largest finite logit (a fix of issue 12, so new
+ * bits anyway) use FL_VL lanes at every level, which is more accurate in
+ * the baseline build.
  *
  * FL_LANE_LOOP(lo, hi, stmts) runs stmts with `j` (the element) and `l` (its
- * lane, (j - lo) % FL_VL) for lo <= j < hi.  The inner lane loop is an
- * `omp simd` loop that GCC turns into vector code with the accumulator
- * arrays in registers, provided the body has no branches left after
- * if-conversion (check with -fopt-info-vec when changing a body). */
-#define FL_LANE_LOOP(lo, hi, ...)                                               \
+ * lane) for lo <= j < hi; FL_LANE_LOOP_N takes the lane count.  The inner
+ * lane loop is an `omp simd` loop that GCC turns into vector code with the
+ * accumulator arrays in registers, provided the body has no branches left
+ * after if-conversion (check with -fopt-info-vec when changing a body). */
+#define FL_LANE_LOOP_N(nl, lo, hi, ...)                                         \
     do {                                                                       \
-        ptrdiff_t j0_ = (lo), l;                                               \
-        for (; j0_ + FL_VL <= (hi); j0_ += FL_VL) {                            \
+        ptrdiff_t j0_ = (lo);                                                  \
+        for (; j0_ + (nl) <= (hi); j0_ += (nl)) {                              \
             _Pragma("omp simd")                                                \
-            for (l = 0; l < FL_VL; l++) { const ptrdiff_t j = j0_ + l; __VA_ARGS__ } \
+            for (ptrdiff_t l = 0; l < (nl); l++) { const ptrdiff_t j = j0_ + l; __VA_ARGS__ } \
         }                                                                      \
-        for (l = 0; j0_ + l < (hi); l++) { const ptrdiff_t j = j0_ + l; __VA_ARGS__ } \
+        for (ptrdiff_t j = j0_; j < (hi); j++) { const ptrdiff_t l = 0; __VA_ARGS__ } \
+    } while (0)
+#define FL_LANE_LOOP(lo, hi, ...) FL_LANE_LOOP_N(FL_NL, lo, hi, __VA_ARGS__)
+/* The same for hi - lo a multiple of FL_NL (no tail). */
+#define FL_LANE_LOOP_FULL(lo, hi, ...)                                          \
+    do {                                                                       \
+        for (ptrdiff_t j0_ = (lo); j0_ < (hi); j0_ += FL_NL) {                 \
+            _Pragma("omp simd")                                                \
+            for (ptrdiff_t l = 0; l < FL_NL; l++) { const ptrdiff_t j = j0_ + l; __VA_ARGS__ } \
+        }                                                                      \
     } while (0)
 
-/* Pairwise total of FL_VL lanes (T or double accumulators). */
-static inline T FL_(lanes_total)(T *a)
+/* Total of the first nl lanes, in lane order (T or double accumulators). */
+static inline T FL_(lanes_total_n)(const T *a, ptrdiff_t nl)
 {
-    for (ptrdiff_t w = FL_VL / 2; w >= 1; w /= 2)
-        for (ptrdiff_t l = 0; l < w; l++) a[l] += a[l + w];
-    return a[0];
+    T s = 0;
+    for (ptrdiff_t l = 0; l < nl; l++) s += a[l];
+    return s;
 }
+#define FL_lanes_total(a) FL_(lanes_total_n)((a), FL_NL)
 
-static inline double FL_(lanes_total_d)(double *a)
+static inline double FL_(lanes_total_dn)(const double *a, ptrdiff_t nl)
 {
-    for (ptrdiff_t w = FL_VL / 2; w >= 1; w /= 2)
-        for (ptrdiff_t l = 0; l < w; l++) a[l] += a[l + w];
-    return a[0];
+    double s = 0.0;
+    for (ptrdiff_t l = 0; l < nl; l++) s += a[l];
+    return s;
 }
+#define FL_lanes_total_d(a) FL_(lanes_total_dn)((a), FL_NL)
+
+/* c + a * b for the double multiply-add sums: one rounding (FMA) in the
+ * builds with FMA, two without, whatever the compiler's contraction choices
+ * for vector and tail code. */
+#ifdef __FMA__
+#define FL_MADD(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#define FL_MADD(a, b, c) ((a) * (b) + (c))
+#endif
+/* The same for a product of two T widened to double: exact for float T (so
+ * no FMA is needed, and the float build's loop stays a plain sum). */
+#define FL_MADD_D(a, b, c) (sizeof(T) == 4 ? (c) + (a) * (b) : FL_MADD(a, b, c))
 
 #define FL_LANES_T(name) T name[64 / sizeof(T)] = {0}
 #define FL_LANES_D(name) double name[64 / sizeof(T)] = {0}
@@ -187,6 +232,27 @@ static inline T FL_(max_fin)(T *mx)
     return mx[0];
 }
 
+/* The largest finite value of x[0..n) (NaN and +-inf skipped; -inf if none),
+ * in FL_MAXACC lanes (the max is exact: any order gives the same value). */
+static inline T FL_(max_finite)(const FL_TS *x, ptrdiff_t n)
+{
+    T mx[FL_MAXACC];
+    ptrdiff_t j = 0, l;
+    for (l = 0; l < FL_MAXACC; l++) mx[l] = -INFINITY;
+    for (; j + FL_MAXACC <= n; j += FL_MAXACC) {
+#pragma omp simd
+        for (l = 0; l < FL_MAXACC; l++) {
+            const T v = FL_(ld1)(x[j + l]);
+            mx[l] = (v < (T)INFINITY && v > mx[l]) ? v : mx[l];
+        }
+    }
+    for (l = 0; j + l < n; l++) {
+        const T v = FL_(ld1)(x[j + l]);
+        mx[l] = (v < (T)INFINITY && v > mx[l]) ? v : mx[l];
+    }
+    return FL_(max_fin)(mx);
+}
+
 /* sum over j < n of exp(x_j - sh), split into non-max terms (*ps) and the
  * count of max terms (*pc, where x_j - sh == 0); e[j] = exp(x_j - sh) if e.
  * fin == 0: plain sum of exp(x_j) (sh = 0, no max terms).
@@ -200,20 +266,20 @@ static inline void FL_(expsum_block)(const T *x, ptrdiff_t n, T *e, T sh, int fi
         /* ism = 1 for a max term (exp(0) = 1, so ev - ism * ev = 0 exactly),
          * written without a select so the lane loop vectorizes. */
         if (e)
-            FL_LANE_LOOP(0, n, const T d = x[j] - sh; const T ev = FL_EXP_NP(d); e[j] = ev;
+            FL_LANE_LOOP_FULL(0, n, const T d = x[j] - sh; const T ev = FL_EXP_NP(d); e[j] = ev;
                          const T ism = (T)(d == 0); ps[l] += ev - ism * ev; pc[l] += ism;);
         else
-            FL_LANE_LOOP(0, n, const T d = x[j] - sh; const T ev = FL_EXP_NP(d);
+            FL_LANE_LOOP_FULL(0, n, const T d = x[j] - sh; const T ev = FL_EXP_NP(d);
                          const T ism = (T)(d == 0); ps[l] += ev - ism * ev; pc[l] += ism;);
     } else {
         /* +inf, all -inf, or NaN: plain sum of exp(x), SciPy's fallback. */
         if (e)
-            FL_LANE_LOOP(0, n, const T ev = FL_EXP(x[j]); e[j] = ev; ps[l] += ev;);
+            FL_LANE_LOOP_FULL(0, n, const T ev = FL_EXP(x[j]); e[j] = ev; ps[l] += ev;);
         else
-            FL_LANE_LOOP(0, n, ps[l] += FL_EXP(x[j]););
+            FL_LANE_LOOP_FULL(0, n, ps[l] += FL_EXP(x[j]););
     }
-    *ps_out = FL_(lanes_total)(ps);
-    *pc_out = FL_(lanes_total)(pc);
+    *ps_out = FL_lanes_total(ps);
+    *pc_out = FL_lanes_total(pc);
 }
 
 static inline int FL_(row_stats_pf)(const FL_TS *x, ptrdiff_t n, T *e, const FL_TS *pf,
@@ -597,7 +663,7 @@ static void FL_(log_softmax_backward_rows)(const T *go, const T *out, ptrdiff_t 
         T *r = gi + i * C;
         FL_LANES_D(sl);
         FL_LANE_LOOP(0, C, sl[l] += (double)g[j];);
-        const T ts = (T)FL_(lanes_total_d)(sl);
+        const T ts = (T)FL_lanes_total_d(sl);
 #pragma omp simd
         for (ptrdiff_t j = 0; j < C; j++) r[j] = g[j] - FL_EXP(y[j]) * ts;
     }
@@ -611,8 +677,8 @@ static void FL_(softmax_backward_rows)(const T *go, const T *out, ptrdiff_t nrow
         const T *g = go + i * C, *y = out + i * C;
         T *r = gi + i * C;
         FL_LANES_D(sl);
-        FL_LANE_LOOP(0, C, sl[l] += (double)g[j] * (double)y[j];);
-        const double s = FL_(lanes_total_d)(sl);
+        FL_LANE_LOOP(0, C, sl[l] = FL_MADD_D((double)g[j], (double)y[j], sl[l]););
+        const double s = FL_lanes_total_d(sl);
         /* s as hi + lo in T: where g[j] is close to s (a dominant class,
          * y ~ 1) g[j] - hi is exact (Sterbenz) and lo keeps the bits a single
          * T would lose to the cancellation. */
@@ -682,11 +748,7 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
         double r0 = 0.0;
         double swx = 0.0;   /* sum_c w_c (x_c - r0) */
         if (eps != 0.0) {
-            r0 = -INFINITY;
-            for (ptrdiff_t j = 0; j < C; j++) {   /* (FL_TS storage: load as T) */
-                const double v = (double)FL_(ld1)(xr[j]);
-                if (v < INFINITY && v > r0) r0 = v;
-            }
+            r0 = (double)FL_(max_finite)(xr, C);
             if (r0 == -INFINITY) r0 = 0.0;
             FL_LANES_D(sl);
             /* blocks start at multiples of FL_VL: lane l still adds j = l, l + FL_VL, ... */
@@ -695,11 +757,11 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
                 const T *xb = FL_(ldn)(xr + j0, len, tin);
                 const T *wb = w ? w + j0 : NULL;
                 if (w)
-                    FL_LANE_LOOP(0, len, sl[l] += (double)wb[j] * ((double)xb[j] - r0););
+                    FL_LANE_LOOP_N(FL_VL, 0, len, sl[l] = FL_MADD((double)wb[j], (double)xb[j] - r0, sl[l]););
                 else
-                    FL_LANE_LOOP(0, len, sl[l] += (double)xb[j] - r0;);
+                    FL_LANE_LOOP_N(FL_VL, 0, len, sl[l] += (double)xb[j] - r0;);
             }
-            swx = FL_(lanes_total_d)(sl);
+            swx = FL_(lanes_total_dn)(sl, FL_VL);
         }
         double a, L, S;
         if (!FL_(row_stats_pf)(xr, C, g ? e : NULL, FL_PF(i), &a, &L, &S)) {
@@ -770,19 +832,26 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
          * one far below the max, e.g. -1e28 against 4e15, made every
          * wt (x_c - r0) ~1e28 and the loss lost 4 digits -- torch fuzz,
          * issue 12.)  NaN and +-inf are skipped. */
-        double r0 = -INFINITY;
-        for (ptrdiff_t j = 0; j < C; j++)
-            if (xr[j] < INFINITY && (double)xr[j] > r0) r0 = (double)xr[j];
+        double r0 = (double)FL_(max_finite)(xr, C);
         if (r0 == -INFINITY) r0 = 0.0;
         FL_LANES_D(st);    /* sum wt */
         FL_LANES_D(stx);   /* sum wt (x - r0) */
-        if (w)
-            FL_LANE_LOOP(0, C, const double wt = (double)w[j] * (double)(tr[j] * keep + epc);
-                         st[l] += wt; stx[l] += wt * ((double)xr[j] - r0););
-        else
-            FL_LANE_LOOP(0, C, const double wt = (double)(tr[j] * keep + epc);
-                         st[l] += wt; stx[l] += wt * ((double)xr[j] - r0););
-        const double swt = FL_(lanes_total_d)(st), swtx = FL_(lanes_total_d)(stx);
+#define FL_WT ((w ? (double)w[j] : 1.0) * (double)(tr[j] * keep + epc))
+#if FL_VB >= 32
+        /* one loop, as before issue 12 (wt has two uses, so its product is
+         * rounded on its own in swt) */
+        FL_LANE_LOOP(0, C, const double wt = FL_WT; st[l] += wt;
+                     stx[l] = FL_MADD(wt, (double)xr[j] - r0, stx[l]););
+        const double swt = FL_lanes_total_d(st), swtx = FL_lanes_total_d(stx);
+#else
+        /* baseline: swt in its lanes as before; swtx, new bits since the
+         * reference logit moved (issue 12), in FL_VL lanes instead of 2 or 4
+         * (a sum of 16,000 terms per lane lost up to 8 ulp of the loss) */
+        FL_LANE_LOOP(0, C, st[l] += FL_WT;);
+        FL_LANE_LOOP_N(FL_VL, 0, C, stx[l] = FL_MADD(FL_WT, (double)xr[j] - r0, stx[l]););
+        const double swt = FL_lanes_total_d(st), swtx = FL_(lanes_total_dn)(stx, FL_VL);
+#endif
+#undef FL_WT
         double a, L, S;
         if (!FL_(row_stats)(xr, C, g, &a, &L, &S)) {
             FL_(nan_row)(loss + i, g, C);
@@ -828,6 +897,17 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
         }                                                                      \
     }
 
+/* The BCE sum's lanes: one vector of this level in the AVX-512 build and for
+ * float in the AVX2 one; one lane (a plain sum in element order) in the
+ * baseline build and for double in the AVX2 one. */
+#if defined(__AVX512F__)
+#define FL_NL_BCE FL_NL
+#elif defined(__AVX2__)
+#define FL_NL_BCE ((ptrdiff_t)(sizeof(T) == 4 ? FL_NL : 1))
+#else
+#define FL_NL_BCE ((ptrdiff_t)1)
+#endif
+
 static double FL_(bce_n)(const T *x, const T *y, const T *w, const T *pw, ptrdiff_t n,
                          double gscale, T *loss, T *grad)
 {
@@ -837,14 +917,14 @@ static double FL_(bce_n)(const T *x, const T *y, const T *w, const T *pw, ptrdif
         const ptrdiff_t j1 = j0 + FL_BLK < n ? j0 + FL_BLK : n;
         FL_LANES_T(ps);
         if (w && pw)
-            FL_LANE_LOOP(j0, j1, FL_BCE_BODY(w[j], (T)1 + (pw[j] - (T)1) * y[j]));
+            FL_LANE_LOOP_N(FL_NL_BCE, j0, j1, FL_BCE_BODY(w[j], (T)1 + (pw[j] - (T)1) * y[j]));
         else if (w)
-            FL_LANE_LOOP(j0, j1, FL_BCE_BODY(w[j], (T)1));
+            FL_LANE_LOOP_N(FL_NL_BCE, j0, j1, FL_BCE_BODY(w[j], (T)1));
         else if (pw)
-            FL_LANE_LOOP(j0, j1, FL_BCE_BODY((T)1, (T)1 + (pw[j] - (T)1) * y[j]));
+            FL_LANE_LOOP_N(FL_NL_BCE, j0, j1, FL_BCE_BODY((T)1, (T)1 + (pw[j] - (T)1) * y[j]));
         else
-            FL_LANE_LOOP(j0, j1, FL_BCE_BODY((T)1, (T)1));
-        total += (double)FL_(lanes_total)(ps);
+            FL_LANE_LOOP_N(FL_NL_BCE, j0, j1, FL_BCE_BODY((T)1, (T)1));
+        total += (double)FL_(lanes_total_n)(ps, FL_NL_BCE);
     }
     return total;
 }
@@ -885,6 +965,15 @@ static void FL_(log_n)(const T *x, ptrdiff_t n, T *out)
 #undef FL_CE_TARGET
 #undef FL_MAXACC
 #undef FL_LANE_LOOP
+#undef FL_LANE_LOOP_N
+#undef FL_LANE_LOOP_FULL
+#undef FL_lanes_total
+#undef FL_lanes_total_d
+#undef FL_MADD
+#undef FL_MADD_D
+#undef FL_NL_BCE
+#undef FL_NL
+#undef FL_VB
 #undef FL_LANES_T
 #undef FL_LANES_D
 #undef FL_
