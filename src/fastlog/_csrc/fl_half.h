@@ -199,9 +199,10 @@ static void fl_f32_to_f16_n(const float *restrict s, ptrdiff_t n, uint16_t *rest
 }
 
 /* Running maxima (64 lanes, fl_rows_impl.h's max_acc for float) of n
- * widened values, widened in registers.  max(x, m) keeps m when x is NaN, as
+ * widened values, widened in registers; returns the max of the values after
+ * the last 64.  max(x, m) keeps m when x is NaN, as
  * `x > m ? x : m` does. */
-static void fl_bf16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
+static float fl_bf16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
 {
     ptrdiff_t j = 0, l;
     for (; j + 64 <= n; j += 64) {
@@ -211,14 +212,17 @@ static void fl_bf16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *rest
             mx[l] = v > mx[l] ? v : mx[l];
         }
     }
-    for (l = 0; j + l < n; l++) {
-        const float v = fl_bf16_to_f32_1(s[j + l]);
-        mx[l] = v > mx[l] ? v : mx[l];
+    float t = -INFINITY;   /* the tail in a scalar (see fl_rows_impl.h's max_acc) */
+    for (; j < n; j++) {
+        const float v = fl_bf16_to_f32_1(s[j]);
+        t = v > t ? v : t;
     }
+    return t;
 }
 
-static void fl_f16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
+static float fl_f16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
 {
+    (void)mx;   /* (unused in the baseline build: no vector conversion) */
     ptrdiff_t j = 0;
 #if defined(__AVX512F__)
     __m512 m0 = _mm512_loadu_ps(mx), m1 = _mm512_loadu_ps(mx + 16), m2 = _mm512_loadu_ps(mx + 32),
@@ -237,10 +241,12 @@ static void fl_f16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restr
             _mm256_storeu_ps(mx + l, _mm256_max_ps(
                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + j + l))), _mm256_loadu_ps(mx + l)));
 #endif
+    float t = -INFINITY;   /* the rest in a scalar (see fl_rows_impl.h's max_acc) */
     for (; j < n; j++) {
         const float v = fl_f16_to_f32_1(s[j]);
-        mx[j % 64] = v > mx[j % 64] ? v : mx[j % 64];
+        t = v > t ? v : t;
     }
+    return t;
 }
 
 /* kind: FL_KIND_BF16 or FL_KIND_F16. */
