@@ -6,6 +6,7 @@ byte-swapped) feeds every equivalence test against an oracle, and a test fails
 when only one side raises.
 """
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -150,6 +151,28 @@ def assert_close(ours, ref, rtol, atol=0.0, what=""):
         k = int(np.argmax(err - lim))
         assert err[k] <= lim[k], (f"{what}: |{o[k]!r} - {r[k]!r}| = {err[k]:.3g} > {lim[k]:.3g} "
                                   f"({int((err > lim).sum())} of {err.size} values off)")
+
+
+def mp_prob_ce_rows(x, t, w=None, eps=0.0, dps=60):
+    """Exact cross-entropy of each row of float64 logits `x` with class-probability
+    targets `t` (class weights `w`, label smoothing `eps`), in mpmath: no overflow
+    anywhere; rounded once to float64 (+-inf beyond its range).  The oracle for
+    logits near the float64 limits."""
+    import mpmath as mp
+    x, t = np.atleast_2d(x), np.atleast_2d(t)
+    C = x.shape[1]
+    w = np.ones(C) if w is None else np.asarray(w, np.float64)
+    big = mp.mpf(float(np.finfo(np.float64).max)) * (1 + mp.mpf(2) ** -54)   # rounds to inf
+    out = []
+    with mp.workdps(dps):
+        for xi, ti in zip(x, t):
+            v = [mp.mpf(float(a)) for a in xi]
+            m = max(v)
+            ls = mp.log(mp.fsum(mp.e ** (a - m) for a in v))
+            li = mp.fsum(mp.mpf(float(w[c])) * ((1 - mp.mpf(eps)) * mp.mpf(float(ti[c])) + mp.mpf(eps) / C)
+                         * ((m - v[c]) + ls) for c in range(C))
+            out.append(math.copysign(math.inf, li) if abs(li) >= big else float(li))
+    return np.array(out)
 
 
 def same_kind_of_result(ours, ref, what=""):
