@@ -229,7 +229,8 @@ static inline T FL_(max_acc)(const T *x, ptrdiff_t n, T *mx)
     }
     /* The last < FL_VL values are returned, not stored into mx: scalar stores
      * followed by max_fin's vector loads of the same bytes stall on store
-     * forwarding (log_softmax 4096 x 1000 float32: 20% of its time). */
+     * forwarding (float32 log_softmax 4096 x 1000, 1 thread: 1.95 ms with the
+     * stall, 1.62 ms without). */
     T t = -INFINITY;
     for (; j < n; j++) t = x[j] > t ? x[j] : t;
     return t;
