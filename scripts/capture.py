@@ -3,12 +3,19 @@
     python scripts/capture.py save BEFORE.npz          # on the old build
     python scripts/capture.py save AFTER.npz           # on the new build
     python scripts/capture.py compare BEFORE.npz AFTER.npz
+    python scripts/capture.py compare A.npz B.npz --as aarch64-sve=aarch64 --skip mlp/ --skip linear_ce/
 
 Each ISA level this CPU runs is captured in its own process (``FASTLOG_ISA``), so the file holds
 every compiled path.  The inputs come from a fixed seed: ordinary logits, large offsets, rows near
 the float64 limits, non-finite entries, short rows (the 64-class path) and long rows, K-dim inputs,
 weights, ignore_index and label smoothing, float32 / float64 / bfloat16 / float16.  ``compare``
 lists every array whose bytes differ, with the largest difference in units of the last place.
+
+Keys start with the ISA level.  A capture saved before the x86 levels were renamed (``baseline``,
+``avx2``, ``avx512``) is compared under the new names (``x86-64``, ``x86-64-v3``, ``x86-64-v4``).
+``--as A=B`` compares level A of the first file with level B of the second (two levels that should
+agree, e.g. ``aarch64`` and ``aarch64-sve``; only those levels are compared); ``--skip NAME/`` leaves
+out a family (``mlp/`` and ``linear_ce/`` include the BLAS's own GEMM, whose bits are the BLAS's).
 """
 import os
 import subprocess
@@ -162,13 +169,38 @@ def _ulps(a, b):
     return float(np.max(np.abs(af[fin] - bf[fin]) / sp.astype(np.float64)))
 
 
-def compare(before, after):
-    with np.load(before) as fb, np.load(after) as fa:
-        kb, ka = set(fb.files), set(fa.files)
-        missing, added = sorted(kb - ka), sorted(ka - kb)
+# The level names captures used before the x86-64 levels took the psABI names.
+OLD_LEVELS = {"baseline": "x86-64", "avx2": "x86-64-v3", "avx512": "x86-64-v4"}
+
+
+def _load(path, rename, skip):
+    """{key: array} with the level part of each key renamed, skipped families left out."""
+    f = np.load(path)
+    out = {}
+    for k in f.files:
+        level, rest = k.split("/", 1)
+        if rename is not None:
+            if level not in rename:
+                continue
+            level = rename[level]
+        if not any(rest.startswith(p) for p in skip):
+            out[f"{level}/{rest}"] = k
+    return f, out
+
+
+def compare(before, after, pairs=(), skip=()):
+    fb, kb = _load(before, dict(pairs) if pairs else None, skip)
+    fa, ka = _load(after, {b: b for _, b in pairs} if pairs else None, skip)
+    if not pairs:   # an old capture against a new one: the old names become the new ones
+        levels_a = {k.split("/", 1)[0] for k in ka}
+        if not {k.split("/", 1)[0] for k in kb} & levels_a:
+            kb = {f"{OLD_LEVELS.get(k.split('/', 1)[0], k.split('/', 1)[0])}/{k.split('/', 1)[1]}": v
+                  for k, v in kb.items()}
+    with fb, fa:
+        missing, added = sorted(kb.keys() - ka.keys()), sorted(ka.keys() - kb.keys())
         diff = []
-        for k in sorted(kb & ka):
-            a, b = fb[k], fa[k]
+        for k in sorted(kb.keys() & ka.keys()):
+            a, b = fb[kb[k]], fa[ka[k]]
             if a.shape != b.shape or a.dtype != b.dtype or a.tobytes() != b.tobytes():
                 diff.append((k, a.shape != b.shape or a.dtype != b.dtype, a, b))
     for k in missing:
@@ -177,10 +209,25 @@ def compare(before, after):
         print(f"only in {after}: {k}")
     for k, meta, a, b in diff:
         print(f"DIFFERS {k}: " + ("shape/dtype" if meta else f"max {_ulps(a, b):.3g} ulp"))
-    n = len(kb & ka)
+    n = len(kb.keys() & ka.keys())
     print(f"{n - len(diff)} of {n} arrays bit-identical; {len(diff)} differ; "
           f"{len(missing)} missing, {len(added)} new")
-    return 1 if diff or missing else 0
+    return 1 if diff or missing or not n else 0
+
+
+def _compare_args(argv):
+    files, pairs, skip = [], [], []
+    it = iter(argv)
+    for a in it:
+        if a == "--as":
+            pairs.append(tuple(next(it).split("=", 1)))
+        elif a == "--skip":
+            skip.append(next(it))
+        else:
+            files.append(a)
+    if len(files) != 2:
+        sys.exit(__doc__)
+    return compare(*files, pairs=pairs, skip=skip)
 
 
 if __name__ == "__main__":
@@ -189,7 +236,7 @@ if __name__ == "__main__":
         save(sys.argv[2])
     elif cmd == "_level":
         _save_level(sys.argv[2])
-    elif cmd == "compare" and len(sys.argv) == 4:
-        sys.exit(compare(sys.argv[2], sys.argv[3]))
+    elif cmd == "compare":
+        sys.exit(_compare_args(sys.argv[2:]))
     else:
         sys.exit(__doc__)

@@ -1,13 +1,14 @@
 # fastlog._core: the ONE compiled extension.  Typed nogil loops over rows,
 # threads, reductions, the BLAS glue, the MLP and fused linear + CE.
 #
-# The SIMD math lives in C (src/fastlog/_csrc/), compiled once per x86-64
-# level (baseline, avx2, avx512) into a table of function pointers
-# (fl_ktab_<level>, see fl_kernels.h / _kernels.pxd); this module is compiled
-# once and calls the kernels through the table `K`, chosen once at import by
-# fastlog._dispatch (select()).  Every per-element loop is in the table, so
-# each level's vector width and FMA apply; what is left here is chunking,
-# threads and fixed-order reductions.
+# The SIMD math lives in C (src/fastlog/_csrc/), compiled once per ISA level
+# (x86-64, x86-64-v3, x86-64-v4; aarch64, aarch64-sve) into a table of
+# function pointers (fl_ktab_<level>, see fl_kernels.h / _kernels.pxd); this
+# module is compiled once and calls the kernels through the table `K`: the
+# best level this CPU runs, chosen when the module loads (select();
+# fastlog._dispatch applies FASTLOG_ISA).  Every per-element loop is in the
+# table, so each level's vector width and FMA apply; what is left here is
+# chunking, threads and fixed-order reductions.
 #
 # Contract with the Python layer (fastlog/_softmax.py, fastlog/_losses.py, ...):
 # arrays arrive validated, C-contiguous, of one floating dtype (float32 or
@@ -36,7 +37,7 @@ from libc.stdlib cimport malloc, free
 from libc.math cimport NAN
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
-from fastlog._kernels cimport fl_ktab, fl_ktab_for, fl_cpu_has_avx2_fma, fl_cpu_has_avx512
+from fastlog._kernels cimport fl_ktab, fl_ktab_for, FL_NLEVELS, fl_level_name, fl_cpu_has_level, fl_cpu_has_bf16
 from fastlog._kernels cimport FL_OPENMP, omp_get_max_threads, omp_get_num_procs, omp_get_thread_num
 from fastlog._enums cimport *
 
@@ -46,19 +47,26 @@ cdef extern from *:
     """
     #include <stdio.h>
     #include <time.h>
+    /* A clock read at most every 20 ms needs no precision: the coarse
+     * clock where there is one (Linux), the monotonic one elsewhere. */
+    #ifdef CLOCK_MONOTONIC_COARSE
+    #define FL_CLOCK CLOCK_MONOTONIC_COARSE
+    #else
+    #define FL_CLOCK CLOCK_MONOTONIC
+    #endif
     /* fastlog.num_threads(n) override of the calling OS thread (0: none). */
     static __thread int fl_tls_threads = 0;
 
     /* Runnable tasks on the machine now (/proc/loadavg's "running/total"),
-     * re-read at most every 20 ms; -1 where unknown.  Relaxed atomics: any
-     * recent value will do. */
+     * re-read at most every 20 ms; -1 where unknown (no /proc: macOS).
+     * Relaxed atomics: any recent value will do. */
     static int fl_runnable_val = -1;
     static long long fl_runnable_ms = -1000;
     static int fl_runnable(void)
     {
         struct timespec ts;
         long long now, last;
-        if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) != 0)
+        if (clock_gettime(FL_CLOCK, &ts) != 0)
             return -1;
         now = (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         last = __atomic_load_n(&fl_runnable_ms, __ATOMIC_RELAXED);
@@ -86,7 +94,8 @@ ctypedef fused real:
     double
 
 # ------------------------------------------------------------------ config --
-LEVELS = ("baseline", "avx2", "avx512")
+#: The ISA levels of this architecture, lowest first (fl_kernels.h).
+LEVELS = tuple(fl_level_name(i).decode() for i in range(FL_NLEVELS))
 OPENMP = bool(FL_OPENMP)
 ENUMS = {
     "Op": {"LOG_SOFTMAX": OP_LOG_SOFTMAX, "SOFTMAX": OP_SOFTMAX, "LOGSUMEXP": OP_LOGSUMEXP},
@@ -96,10 +105,13 @@ ENUMS = {
                   "LABELS": MLP_LABELS},
 }
 
-# The kernel table in use (baseline until select() is called).
-cdef const fl_ktab *K = fl_ktab_for(0)
-ISA = "baseline"
+# The kernel table in use: the best level this CPU runs, chosen when the
+# module is loaded (select() below); fastlog._dispatch applies FASTLOG_ISA.
+cdef const fl_ktab *K = NULL
+ISA = ""
 
+# The process-wide thread count: OpenMP's default (all cores) until
+# fastlog._threads applies FASTLOG_NUM_THREADS or set_num_threads.
 cdef int _n_threads = 1
 # False while _n_threads is fastlog's default (not set by the user): then a
 # call uses only the cores that are idle right now (see _call_threads).
@@ -124,41 +136,59 @@ def _set_stream_min_bytes(Py_ssize_t nbytes):
     return old
 
 
-def cpu_has_avx2_fma():
-    """AVX2, FMA, BMI2 and F16C: what the avx2 kernels are compiled for."""
-    return bool(fl_cpu_has_avx2_fma())
+def cpu_has(str level):
+    """Whether this CPU has the features the kernels of `level` are compiled
+    for (x86-64-v3: AVX2, FMA, BMI2, F16C; x86-64-v4: those and AVX-512
+    F/DQ/BW/VL/CD; aarch64-sve: SVE enabled by the OS)."""
+    if level not in LEVELS:
+        raise ValueError(f"unknown ISA level {level!r} (levels: {', '.join(LEVELS)})")
+    return bool(fl_cpu_has_level(LEVELS.index(level)))
 
 
-def cpu_has_avx512():
-    """The avx2 set plus AVX-512 F/DQ/BW/VL/CD: what the avx512 kernels use."""
-    return bool(fl_cpu_has_avx512())
+def cpu_has_bf16():
+    """Whether the CPU converts float32 to bfloat16 in hardware with round to
+    nearest even that fastlog uses (aarch64 FEAT_BF16: BFCVT); elsewhere the
+    conversion is done on the bits."""
+    return bool(fl_cpu_has_bf16())
 
 
 def built_levels():
-    """The ISA levels whose kernel table is compiled into this module."""
-    return tuple(LEVELS[i] for i in range(3) if fl_ktab_for(i) != NULL)
+    """The ISA levels whose kernel table is compiled into this module, lowest first."""
+    return tuple(LEVELS[i] for i in range(FL_NLEVELS) if fl_ktab_for(i) != NULL)
 
 
 def cpu_levels():
-    """The built levels this CPU can run, lowest first."""
-    out = ["baseline"]
-    for i, ok in ((1, fl_cpu_has_avx2_fma()), (2, fl_cpu_has_avx512())):
-        if not ok or fl_ktab_for(i) == NULL:
+    """The built levels this CPU can run, lowest first (each level's features
+    include those of the levels below it)."""
+    out = [LEVELS[0]]
+    for i in range(1, FL_NLEVELS):
+        if not fl_cpu_has_level(i) or fl_ktab_for(i) == NULL:
             break
         out.append(LEVELS[i])
     return out
 
 
 def select(str level):
-    """Use the kernel table of `level` from now on (fastlog._dispatch calls
-    this once at import; the caller checks the CPU supports it)."""
+    """Use the kernel table of `level` from now on, process-wide, and return
+    its name.  Called when the module is loaded (the best level), by
+    fastlog._dispatch (FASTLOG_ISA) and by the tests, which run every level
+    in one process.  Not for use while another thread is inside a kernel."""
     global K, ISA
     if level not in cpu_levels():
-        raise ImportError(f"ISA level {level!r} is not available on this CPU/build "
-                          f"(available: {', '.join(cpu_levels())})")
+        raise ValueError(f"ISA level {level!r} is not available on this CPU/build "
+                         f"(available: {', '.join(cpu_levels())})")
     K = fl_ktab_for(LEVELS.index(level))
     ISA = K.isa.decode()
     return ISA
+
+
+def _init():
+    for i in range(FL_NLEVELS):   # the header's names and the tables' agree
+        if fl_ktab_for(i) != NULL and fl_ktab_for(i).isa.decode() != LEVELS[i]:
+            raise ImportError(f"fastlog._core: table {i} is {fl_ktab_for(i).isa.decode()!r}, "
+                              f"expected {LEVELS[i]!r} (build and fl_kernels.h disagree)")
+    select(cpu_levels()[-1])
+    set_threads(omp_get_max_threads(), False)
 
 
 def max_threads():
@@ -174,6 +204,9 @@ def set_threads(int n, bint explicit=True):
     if _n_threads > MAX_THREADS:
         _n_threads = MAX_THREADS
     _threads_explicit = explicit
+
+
+_init()
 
 
 def get_default_threads():
@@ -721,22 +754,32 @@ def bce_with_logits(cnp.ndarray x not None, cnp.ndarray y not None, object w, ob
 
 # --------------------------------------------------- the math, for tests --
 cdef class Kernels:
-    """The math of one ISA level's kernel table, for tests that check every
-    level's exp/log (the module-level functions use the selected level)."""
+    """One ISA level's kernel table (the exp/log math, for tests that check
+    every level's; `targets` holds one per compiled level).  The module-level
+    functions use the table select() chose."""
     cdef const fl_ktab *tab
     cdef readonly str isa
 
     def __cinit__(self, str level):
         if level not in cpu_levels():
-            raise ValueError(f"ISA level {level!r} is not available on this CPU/build")
+            raise ValueError(f"ISA level {level!r} is not available on this CPU/build "
+                             f"(available: {', '.join(cpu_levels())})")
         self.tab = fl_ktab_for(LEVELS.index(level))
         self.isa = level
+
+    def __repr__(self):
+        return f"<fastlog._core.Kernels {self.isa}>"
 
     def exp_array(self, cnp.ndarray x not None, cnp.ndarray out not None, bint nonpos=False):
         _math_call(self.tab, 1 if nonpos else 0, x, out)
 
     def log_array(self, cnp.ndarray x not None, cnp.ndarray out not None):
         _math_call(self.tab, 2, x, out)
+
+
+#: Every compiled level -> its Kernels, or None where this CPU lacks the
+#: level's features (as NumPy's numpy._core._simd.targets).
+targets = {lv: (Kernels(lv) if lv in cpu_levels() else None) for lv in built_levels()}
 
 
 cdef int _math_call(const fl_ktab *tab, int which, cnp.ndarray x, cnp.ndarray out) except -1:

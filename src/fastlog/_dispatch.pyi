@@ -1,7 +1,9 @@
-from typing import Any, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 from . import _core as core
 
 LEVELS: Tuple[str, ...]
+OLD_NAMES: Dict[str, str]
 def supported_levels() -> List[str]: ...
+def level_name(name: str) -> str: ...
 def kernels(level: str) -> Any: ...

@@ -86,9 +86,12 @@ cdef extern from "fl_kernels.h" nogil:
         fl_kt_f64 f64
         fl_kt_half half
 
+    # ISA levels of the target architecture (index 0 = the lowest)
+    int FL_NLEVELS
+    const char *fl_level_name(int level)
     const fl_ktab *fl_ktab_for(int level)
-    int fl_cpu_has_avx2_fma()
-    int fl_cpu_has_avx512()
+    int fl_cpu_has_level(int level)
+    int fl_cpu_has_bf16()
     int FL_OPENMP
     int omp_get_max_threads()
     int omp_get_num_procs()

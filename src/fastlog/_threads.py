@@ -41,10 +41,17 @@ from ._validation import positive_int
 _MAX = 1 << 16
 _local = threading.local()
 
+# fastlog._core, handed over by fastlog._dispatch once it has loaded it (bind):
+# this module never imports the loader, so the two form no cycle.
+_core = None
 
-def _core():
-    from ._dispatch import core
-    return core
+
+def bind(core):
+    """Take the loaded extension from fastlog._dispatch and apply the thread
+    setting of the environment (FASTLOG_NUM_THREADS) to it."""
+    global _core
+    _core = core
+    _init()
 
 
 def _count(n, name="n"):
@@ -79,7 +86,7 @@ def set_num_threads(n):
     if n is None:
         _init()
     else:
-        _core().set_threads(_count(n))
+        _core.set_threads(_count(n))
 
 
 def get_num_threads():
@@ -98,7 +105,7 @@ def get_num_threads():
     ...     fastlog.get_num_threads()
     2
     """
-    return _core().get_threads()
+    return _core.get_threads()
 
 
 class num_threads:
@@ -129,11 +136,11 @@ class num_threads:
         if stack is None:
             stack = _local.stack = []
         self.old = get_num_threads()       # the count in effect before the block
-        stack.append(_core().set_thread_override(self.n))
+        stack.append(_core.set_thread_override(self.n))
         return self
 
     def __exit__(self, *exc):
-        _core().set_thread_override(_local.stack.pop())
+        _core.set_thread_override(_local.stack.pop())
 
 
 @contextlib.contextmanager
@@ -152,7 +159,7 @@ def openmp_wait_policy():
 
 def _init():
     env = os.environ.get("FASTLOG_NUM_THREADS", "").strip()
-    core = _core()
+    core = _core
     if env:
         try:
             n = int(env)

@@ -1,7 +1,8 @@
 /* fastlog's C kernels for one ISA level: compiled once per level by
- * meson.build with that level's flags and -DFL_ISA=<level>, and exported as
- * ONE table, fl_ktab_<level> (see fl_kernels.h).  Every kernel is static, so
- * the per-level objects never clash. */
+ * meson.build with that level's flags, -DFL_ISA=<identifier> and
+ * -DFL_ISA_NAME="<name>", and exported as ONE table, fl_ktab_<identifier>
+ * (see fl_kernels.h).  Every kernel is static, so the per-level objects never
+ * clash. */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -12,11 +13,9 @@
 #include "fl_stream.h"
 #include "fl_transpose.h"
 
-#ifndef FL_ISA
-#error "compile fl_kernels.c with -DFL_ISA=<level> (see meson.build)"
+#if !defined(FL_ISA) || !defined(FL_ISA_NAME)
+#error "compile fl_kernels.c with -DFL_ISA=<identifier> -DFL_ISA_NAME=\"<name>\" (see meson.build)"
 #endif
-#define FL_STR2(a) #a
-#define FL_STR(a) FL_STR2(a)
 #define FL_TAB2(a) fl_ktab_##a
 #define FL_TAB(a) FL_TAB2(a)
 
@@ -66,7 +65,7 @@
 #define FL_KT_F32(ret, name, params) fl_##name##_f32,
 #define FL_KT_F64(ret, name, params) fl_##name##_f64,
 const fl_ktab FL_TAB(FL_ISA) = {
-    FL_STR(FL_ISA),
+    FL_ISA_NAME,
     { FL_KERNEL_LIST(FL_KT_F32, float) },
     { FL_KERNEL_LIST(FL_KT_F64, double) },
     { fl_h2f_n, fl_f2h_n, fl_half_rows },

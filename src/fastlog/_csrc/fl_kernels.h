@@ -1,11 +1,20 @@
 /* fastlog's kernel interface: one table of function pointers per ISA level.
  *
  * fl_kernels.c (the row kernels of fl_rows_impl.h and the element-wise / MLP
- * kernels of fl_nn_impl.h, for float and double) is compiled once per x86-64
- * level by meson.build, each time with that level's flags and -DFL_ISA=<level>;
- * each object exports exactly one symbol, its table fl_ktab_<level>.  The one
+ * kernels of fl_nn_impl.h, for float and double) is compiled once per level
+ * of the target architecture by meson.build, each time with that level's
+ * flags and -DFL_ISA=<identifier> -DFL_ISA_NAME="<name>"; each object
+ * exports exactly one symbol, its table fl_ktab_<identifier>.  The one
  * Cython extension (fastlog._core) links all of them and picks a table at
  * import from the CPU's features (NumPy's / PyTorch's dispatch, in C).
+ *
+ * Levels, lowest first (FL_LEVEL_NAMES; the names NumPy and the psABI use):
+ *   x86-64      x86-64 baseline (SSE2)              fl_ktab_x86_64
+ *   x86-64-v3   AVX2 + FMA + BMI2 + F16C            fl_ktab_x86_64_v3
+ *   x86-64-v4   x86-64-v3 + AVX-512 F/DQ/BW/VL/CD   fl_ktab_x86_64_v4
+ *   aarch64     ARMv8.0-A with Advanced SIMD (NEON) fl_ktab_aarch64
+ *   aarch64-sve ARMv8.2-A + SVE (any vector length) fl_ktab_aarch64_sve
+ *   baseline    any other architecture (plain C)    fl_ktab_generic
  *
  * Adding a kernel: write it in an *_impl.h (once, for type T), add one line
  * to FL_KERNEL_LIST below and the matching field to fastlog/_kernels.pxd.
@@ -114,58 +123,135 @@ typedef struct {
 } fl_kt_half;
 
 typedef struct {
-    const char *isa;   /* "baseline", "avx2", "avx512" */
+    const char *isa;   /* the level's name, FL_LEVEL_NAMES[level] */
     fl_kt_f32 f32;
     fl_kt_f64 f64;
     fl_kt_half half;
 } fl_ktab;
 
-/* One table per level compiled in (meson.build defines FL_HAVE_<LEVEL>). */
-extern const fl_ktab fl_ktab_baseline;
-#ifdef FL_HAVE_AVX2
-extern const fl_ktab fl_ktab_avx2;
+/* ------------------------------------------------------------- levels -- */
+/* The levels of the target architecture, lowest first; a table exists for
+ * every level meson.build compiled (it defines FL_HAVE_<IDENTIFIER> for each
+ * level above the lowest).  Each level's CPU check tests exactly the
+ * features its flags let the compiler use. */
+#if defined(__x86_64__)
+#define FL_NLEVELS 3
+#define FL_LEVEL_NAMES { "x86-64", "x86-64-v3", "x86-64-v4" }
+extern const fl_ktab fl_ktab_x86_64;
+#ifdef FL_HAVE_X86_64_V3
+extern const fl_ktab fl_ktab_x86_64_v3;
 #endif
-#ifdef FL_HAVE_AVX512
-extern const fl_ktab fl_ktab_avx512;
+#ifdef FL_HAVE_X86_64_V4
+extern const fl_ktab fl_ktab_x86_64_v4;
+#endif
+#elif defined(__aarch64__)
+#define FL_NLEVELS 2
+#define FL_LEVEL_NAMES { "aarch64", "aarch64-sve" }
+extern const fl_ktab fl_ktab_aarch64;
+#ifdef FL_HAVE_AARCH64_SVE
+extern const fl_ktab fl_ktab_aarch64_sve;
+#endif
+#else
+#define FL_NLEVELS 1
+#define FL_LEVEL_NAMES { "baseline" }
+extern const fl_ktab fl_ktab_generic;
 #endif
 
-/* Level index 0 baseline, 1 avx2, 2 avx512 -> its table, NULL if not built. */
+/* Level index (0 = the lowest) -> its name, NULL past the last. */
+static inline const char *fl_level_name(int level)
+{
+    static const char *const names[FL_NLEVELS] = FL_LEVEL_NAMES;
+    return level >= 0 && level < FL_NLEVELS ? names[level] : NULL;
+}
+
+/* Level index -> its table, NULL if not built. */
 static inline const fl_ktab *fl_ktab_for(int level)
 {
     switch (level) {
-    case 0: return &fl_ktab_baseline;
-#ifdef FL_HAVE_AVX2
-    case 1: return &fl_ktab_avx2;
+#if defined(__x86_64__)
+    case 0: return &fl_ktab_x86_64;
+#ifdef FL_HAVE_X86_64_V3
+    case 1: return &fl_ktab_x86_64_v3;
 #endif
-#ifdef FL_HAVE_AVX512
-    case 2: return &fl_ktab_avx512;
+#ifdef FL_HAVE_X86_64_V4
+    case 2: return &fl_ktab_x86_64_v4;
+#endif
+#elif defined(__aarch64__)
+    case 0: return &fl_ktab_aarch64;
+#ifdef FL_HAVE_AARCH64_SVE
+    case 1: return &fl_ktab_aarch64_sve;
+#endif
+#else
+    case 0: return &fl_ktab_generic;
 #endif
     default: return NULL;
     }
 }
 
-/* CPU features, for choosing the table at import time. */
+/* ------------------------------------------------------- CPU features -- */
+#if defined(__x86_64__) && defined(__GNUC__)
 static inline int fl_cpu_has_avx2_fma(void)
 {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
-#else
-    return 0;
-#endif
 }
 
 static inline int fl_cpu_has_avx512(void)
 {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
     return fl_cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") &&
            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512cd");
+}
+#endif
+
+#if defined(__aarch64__)
+/* Linux reports what the CPU has AND the kernel enabled in the auxiliary
+ * vector (SVE needs the kernel to save its registers); elsewhere (macOS:
+ * no SVE on Apple CPUs) the compiler's feature macros say what the whole
+ * build may assume. */
+#if defined(__linux__)
+#include <sys/auxv.h>
+#define FL_HWCAP_SVE (1UL << 22)     /* HWCAP_SVE, <asm/hwcap.h> */
+#define FL_HWCAP2_BF16 (1UL << 14)   /* HWCAP2_BF16 */
+static inline int fl_cpu_has_sve(void) { return (getauxval(AT_HWCAP) & FL_HWCAP_SVE) != 0; }
+static inline int fl_cpu_has_bf16(void) { return (getauxval(AT_HWCAP2) & FL_HWCAP2_BF16) != 0; }
+#else
+static inline int fl_cpu_has_sve(void)
+{
+#ifdef __ARM_FEATURE_SVE
+    return 1;
 #else
     return 0;
 #endif
+}
+static inline int fl_cpu_has_bf16(void)
+{
+#ifdef __ARM_FEATURE_BF16
+    return 1;
+#else
+    return 0;
+#endif
+}
+#endif
+#else
+static inline int fl_cpu_has_bf16(void) { return 0; }
+#endif
+
+/* Whether this CPU can run level `level` (its table may still be absent). */
+static inline int fl_cpu_has_level(int level)
+{
+    switch (level) {
+    case 0: return 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+    case 1: return fl_cpu_has_avx2_fma();
+    case 2: return fl_cpu_has_avx512();
+#elif defined(__aarch64__)
+    case 1: return fl_cpu_has_sve();
+#endif
+    default: return 0;
+    }
 }
 
 /* OpenMP: the extension's threads (Cython prange).  The kernels themselves
