@@ -2,6 +2,7 @@
 
     python scripts/capture.py save BEFORE.npz          # on the old build
     python scripts/capture.py save AFTER.npz           # on the new build
+    python scripts/capture.py save SVE.npz aarch64-sve # only these levels (comma-separated)
     python scripts/capture.py compare BEFORE.npz AFTER.npz
     python scripts/capture.py compare A.npz B.npz --as aarch64-sve=aarch64 --skip mlp/ --skip linear_ce/
 
@@ -138,10 +139,15 @@ def _save_level(path):
     print(f"{core.ISA}: {len(out)} arrays")
 
 
-def save(path):
+def save(path, only=None):
     levels = subprocess.run([sys.executable, "-c", "import fastlog._dispatch as d;"
                              "print(' '.join(d.supported_levels()))"],
                             capture_output=True, text=True, check=True).stdout.split()
+    if only:
+        missing = set(only) - set(levels)
+        if missing:
+            sys.exit(f"capture: level(s) {', '.join(sorted(missing))} not supported here ({', '.join(levels)})")
+        levels = [lv for lv in levels if lv in only]
     parts = []
     for lv in levels:
         part = f"{path}.{lv}.npz"
@@ -232,8 +238,8 @@ def _compare_args(argv):
 
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
-    if cmd == "save" and len(sys.argv) == 3:
-        save(sys.argv[2])
+    if cmd == "save" and len(sys.argv) in (3, 4):
+        save(sys.argv[2], sys.argv[3].split(",") if len(sys.argv) == 4 else None)
     elif cmd == "_level":
         _save_level(sys.argv[2])
     elif cmd == "compare":

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the sdist and a portable wheel, make the wheel manylinux_2_28 (or
 # older) with auditwheel, install it in a fresh venv and run the test suite
-# against the INSTALLED package (not the source tree).
+# against the INSTALLED package (not the source tree).  For the machine's own
+# architecture (x86-64, or aarch64 on an ARM machine: the bundled libgomp is
+# fetched for it); scripts/cross_aarch64.sh cross-builds aarch64 from x86-64.
 #
 #   bash scripts/check_wheel.sh            # build + repair + test
 #   FASTLOG_WHEEL_TESTS="tests/test_softmax.py" bash scripts/check_wheel.sh

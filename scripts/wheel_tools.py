@@ -1,28 +1,34 @@
-"""Helpers for building a portable (manylinux_2_28 or older) fastlog wheel.
+"""Helpers for building a portable (manylinux_2_28 or older) fastlog wheel,
+for x86-64 or aarch64 (the architecture is read from each ELF file).
 
 fastlog's own compiled objects need only old glibc symbols (GLIBC_2.14 or
-older), but GCC's `-fopenmp` makes them depend on libgomp.so.1, and
-`auditwheel repair` bundles whichever libgomp the loader finds.  The host's
-libgomp (GCC 12 on Debian 12) needs GLIBC_2.34, which caps the wheel at
-manylinux_2_34.  The fix used here is the one the manylinux images apply
-implicitly: bundle a libgomp.so.1 that was itself built for an old glibc.
-`fetch-libgomp` takes the one scikit-learn ships in its manylinux wheels
+older on x86-64, GLIBC_2.17 -- the first aarch64 glibc -- on aarch64), but
+GCC's `-fopenmp` makes them depend on libgomp.so.1, and `auditwheel repair`
+bundles whichever libgomp the loader finds.  The host's libgomp (GCC 12 on
+Debian 12) needs GLIBC_2.34, which caps the wheel at manylinux_2_34.  The fix
+used here is the one the manylinux images apply implicitly: bundle a
+libgomp.so.1 that was itself built for an old glibc.  `fetch-libgomp` takes
+the one scikit-learn ships in its manylinux wheels for the architecture
 (GCC runtime, GPLv3 + GCC Runtime Library Exception: redistributable, the
 same license as the libgomp auditwheel bundles by default), and
 `check-omp` verifies that it exports every GOMP_/OMP_ symbol version the
 extension imports (libgomp keeps old symbol versions stable, so code compiled
 by a newer GCC runs on an older libgomp as long as no newer symbol is used).
 
-    python scripts/wheel_tools.py fetch-libgomp DIR         # DIR/libgomp.so.1
+    python scripts/wheel_tools.py fetch-libgomp DIR [ARCH]   # DIR/libgomp.so.1 (ARCH: x86_64, aarch64)
     python scripts/wheel_tools.py glibc FILE_OR_WHEEL...      # GLIBC_ summary
     python scripts/wheel_tools.py check-omp WHEEL LIBGOMP     # symbols present?
     python scripts/wheel_tools.py check-tag WHEEL [2.28]      # tag old enough?
+    python scripts/wheel_tools.py check-arch WHEEL ARCH       # every ELF file built for ARCH?
 
-Only the standard library, `pip` and binutils' `objdump` are used.
+Only the standard library, `pip` and binutils' `objdump` are used (for an
+aarch64 file on another machine, Debian's `aarch64-linux-gnu-objdump` when
+it is installed).
 """
 import glob
 import hashlib
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -45,9 +51,33 @@ def _fmt(v):
     return ".".join(str(p) for p in v)
 
 
+# ELF e_machine -> architecture name (as in wheel platform tags).
+ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
+
+
+def elf_arch(path):
+    """The architecture an ELF file is built for (from its header's e_machine)."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    if head[:4] != b"\x7fELF":
+        raise ValueError(f"{path}: not an ELF file")
+    machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+    return ELF_MACHINES.get(machine, f"e_machine={machine}")
+
+
+def _objdump(path):
+    """objdump for this file: the host's for host files, else `<arch>-linux-gnu-objdump` if installed."""
+    arch = elf_arch(path)
+    if arch != platform.machine():
+        cross = shutil.which(f"{arch}-linux-gnu-objdump")
+        if cross:
+            return cross
+    return "objdump"
+
+
 def _dynsyms(path):
     """(defined, undefined) sets of (name, version) from `objdump -T`."""
-    out = subprocess.run(["objdump", "-T", path], check=True, capture_output=True, text=True).stdout
+    out = subprocess.run([_objdump(path), "-T", path], check=True, capture_output=True, text=True).stdout
     defined, undefined = set(), set()
     for line in out.splitlines():
         # 0000 g    DF .text  0000  (GOMP_4.0)   GOMP_parallel   |   0000  DF *UND*  0000 (GOMP_4.0) GOMP_parallel
@@ -93,15 +123,17 @@ def cmd_glibc(paths):
     return 0
 
 
-def cmd_fetch_libgomp(dest):
-    """Put an old-glibc libgomp.so.1 into dest, taken from a manylinux wheel."""
+def cmd_fetch_libgomp(dest, arch=None):
+    """Put an old-glibc libgomp.so.1 for `arch` (default: this machine's) into
+    dest, taken from a manylinux wheel."""
+    arch = arch or platform.machine()
     os.makedirs(dest, exist_ok=True)
     target = os.path.join(dest, "libgomp.so.1")
     spec = os.environ.get("FASTLOG_LIBGOMP_FROM", LIBGOMP_FROM)
     if not os.path.exists(target):
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                            "--only-binary", ":all:", "--platform", "manylinux_2_28_x86_64",
+                            "--only-binary", ":all:", "--platform", f"manylinux_2_28_{arch}",
                             "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
                             "-d", tmp, spec], check=True)
             whl, = glob.glob(os.path.join(tmp, "*.whl"))
@@ -110,6 +142,9 @@ def cmd_fetch_libgomp(dest):
                 with z.open(name) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
             print(f"libgomp.so.1 <- {os.path.basename(whl)}:{name}")
+    if elf_arch(target) != arch:
+        print(f"ERROR: {target} is built for {elf_arch(target)}, not {arch}", file=sys.stderr)
+        return 1
     top, _ = glibc_needed(target)
     with open(target, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
@@ -168,9 +203,27 @@ def cmd_check_tag(wheel, limit=None):
     return 0
 
 
+def cmd_check_arch(wheel, arch):
+    """Every ELF file in the wheel, and its platform tags, are for `arch`."""
+    bad = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in _elf_files([wheel], tmp):
+            got = elf_arch(f)
+            print(f"  {os.path.relpath(f, tmp)}: {got}")
+            bad += got != arch
+    plats = os.path.basename(wheel)[:-4].split("-")[-1].split(".")
+    wrong = [p for p in plats if not p.endswith("_" + arch)]
+    if wrong:
+        print(f"ERROR: platform tags {', '.join(wrong)} are not for {arch}", file=sys.stderr)
+    if bad:
+        print(f"ERROR: {bad} ELF file(s) not built for {arch}", file=sys.stderr)
+    return 1 if bad or wrong else 0
+
+
 def main(argv):
     cmds = {"glibc": lambda a: cmd_glibc(a), "fetch-libgomp": lambda a: cmd_fetch_libgomp(*a),
-            "check-omp": lambda a: cmd_check_omp(*a), "check-tag": lambda a: cmd_check_tag(*a)}
+            "check-omp": lambda a: cmd_check_omp(*a), "check-tag": lambda a: cmd_check_tag(*a),
+            "check-arch": lambda a: cmd_check_arch(*a)}
     if not argv or argv[0] not in cmds:
         print(__doc__)
         return 2

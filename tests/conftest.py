@@ -4,14 +4,67 @@ The generator follows bottleneck's idea: one stream of awkward arrays (nan/inf
 mixes, empty and 0-d shapes, huge offsets, ties, every memory layout,
 byte-swapped) feeds every equivalence test against an oracle, and a test fails
 when only one side raises.
+
+Every ISA level in one process: the test files in KERNEL_TEST_FILES exercise
+the kernels' arithmetic, so each of their tests runs once per ISA level this
+CPU supports, through the `isa_level` fixture (it switches fastlog's kernel
+table for the test and back after).  The other files test Python behaviour
+and run once, on the best level, and so does a test of a kernel file marked
+`@pytest.mark.one_isa_level` (one that checks the environment in a
+subprocess, say).  With FASTLOG_ISA set, only that level runs.
 """
 import itertools
 import math
+import os
 
 import numpy as np
 import pytest
 
 import fastlog
+from fastlog._dispatch import core, supported_levels
+
+# Test files whose every test runs at every ISA level (see the docstring).
+KERNEL_TEST_FILES = {
+    "test_compiled_api.py", "test_errors.py", "test_fuzz_torch.py", "test_half.py",
+    "test_kernel_paths.py", "test_large.py", "test_linear_ce.py", "test_losses.py", "test_mlp.py",
+    "test_nn.py", "test_numerics.py", "test_overlap.py", "test_softmax.py", "test_threads_isa.py",
+}
+
+
+def isa_levels():
+    """The levels the kernel tests run at: every level this CPU supports, or
+    the one FASTLOG_ISA forces."""
+    return [core.ISA] if os.environ.get("FASTLOG_ISA", "").strip() else supported_levels()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_pycollect_makemodule(module_path, parent):
+    outcome = yield
+    if module_path.name in KERNEL_TEST_FILES:
+        outcome.get_result().add_marker(pytest.mark.usefixtures("isa_level"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "one_isa_level: in a kernel test file, run at the best ISA level only")
+
+
+def pytest_generate_tests(metafunc):
+    if "isa_level" in metafunc.fixturenames:
+        levels = isa_levels()
+        if metafunc.definition.get_closest_marker("one_isa_level"):
+            levels = levels[-1:]
+        metafunc.parametrize("isa_level", levels, indirect=True)
+
+
+@pytest.fixture
+def isa_level(request):
+    """The ISA level whose kernels fastlog uses during the test (its name)."""
+    old = core.ISA
+    core.select(request.param)
+    try:
+        yield request.param
+    finally:
+        core.select(old)
 
 DTYPES = (np.float32, np.float64)
 

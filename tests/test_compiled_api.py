@@ -327,7 +327,7 @@ def test_openmp_runs_threads():
 
 def test_kernel_tables_and_cpu_levels():
     levels = core.cpu_levels()
-    assert levels[0] == "baseline" and set(levels) <= set(core.built_levels())
+    assert levels[0] == core.LEVELS[0] and set(levels) <= set(core.built_levels())
     assert fl.config()["isa"] == core.ISA in levels
     with pytest.raises(ValueError):
         core.Kernels("avx1024")

@@ -24,7 +24,7 @@ The doctests of every public module, and of every private module that defines a 
 public callable's docstring was among those run.  Modules, and single docstrings, whose examples
 need an optional dependency (torch, dask, matplotlib, mlxtend) are skipped where it is not
 installed.  This file runs once,
-under the best ISA level (``scripts/run_tests.py``'s ONCE list): the examples print rounded values
+at the best ISA level (it is not in conftest.py's KERNEL_TEST_FILES): the examples print rounded values
 that do not depend on the kernel build or the thread count.
 """
 import doctest

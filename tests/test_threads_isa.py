@@ -1,13 +1,12 @@
 """Determinism across thread counts, and every ISA build against the oracle.
 
-The whole suite also runs under FASTLOG_ISA=baseline / avx2 / avx512; the
-subprocess test below covers every level this CPU supports in one run.
+Every test here runs at every ISA level this CPU supports, in this process
+(the isa_level fixture of conftest.py); FASTLOG_ISA, which picks the level at
+import, is checked in subprocesses.
 """
-import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import scipy.special as sp
 
 import fastlog as fl
 from fastlog import _reference as ref
-from fastlog._dispatch import supported_levels
+from fastlog._dispatch import LEVELS, OLD_NAMES, core, supported_levels
 
 SRC = os.path.abspath(os.path.join(os.path.dirname(fl.__file__), os.pardir))
 
@@ -63,7 +62,11 @@ def _bytes(r):
     return [np.asarray(v).tobytes() for v in (r if isinstance(r, tuple) else (r,))]
 
 
-@pytest.mark.parametrize("shape", [(4096, 1000), (300, 40000)], ids=["4096x1000", "300x40000"])
+# The small shapes still split into several chunks (more than 65,536 elements:
+# threaded), cheap enough for an emulated CPU (scripts/cross_aarch64.sh runs
+# only them).
+@pytest.mark.parametrize("shape", [(4096, 1000), (300, 40000), (512, 200), (4, 40000)],
+                         ids=["4096x1000", "300x40000", "small-512x200", "small-4x40000"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_bit_identical_for_any_thread_count(shape, dtype, threads):
     assert fl.config()["openmp"], "this build has no OpenMP: the thread test would prove nothing"
@@ -109,6 +112,7 @@ def test_num_threads_context_manager(threads):
     assert fl.get_num_threads() == 2
 
 
+@pytest.mark.one_isa_level
 def test_fastlog_num_threads_env():
     code = "import fastlog; print(fastlog.get_num_threads())"
     r = subprocess.run([sys.executable, "-c", code], env=_env(FASTLOG_NUM_THREADS="3"),
@@ -118,13 +122,34 @@ def test_fastlog_num_threads_env():
 
 
 # ----------------------------------------------------------------- ISA --
-_ISA_SCRIPT = textwrap.dedent("""
-    import json, sys
-    import numpy as np
-    import fastlog as fl
-    from fastlog._dispatch import core
+def test_the_fixture_runs_the_level_it_names(isa_level):
+    assert core.ISA == isa_level == fl.config()["isa"]
+    assert core.targets[isa_level].isa == isa_level
+    assert fl.config()["isa_supported"] == supported_levels()
+
+
+@pytest.mark.one_isa_level
+def test_targets_list_every_compiled_level():
+    """As numpy._core._simd.targets: every compiled level, None where the CPU lacks it."""
+    assert list(core.targets) == list(core.built_levels())
+    assert set(core.built_levels()) <= set(LEVELS) and LEVELS[0] in core.built_levels()
+    for lv, k in core.targets.items():
+        assert (k is not None) == (lv in supported_levels()) == (core.cpu_has(lv) or lv == LEVELS[0])
+
+
+@pytest.mark.one_isa_level
+@pytest.mark.parametrize("value", sorted({LEVELS[0], "BASELINE", supported_levels()[-1]}))
+def test_fastlog_isa_env_selects_the_level(value):
+    code = "import fastlog; from fastlog._dispatch import core; print(fastlog.config()['isa'], core.ISA)"
+    r = subprocess.run([sys.executable, "-c", code], env=_env(FASTLOG_ISA=value),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    want = OLD_NAMES.get(value.lower(), value)
+    assert r.stdout.split() == [want, want]
+
+
+def test_every_isa_level_matches_the_oracle(isa_level):
     rng = np.random.default_rng(40)
-    res = {"isa": fl.config()["isa"], "core": core.ISA}
     for dt in ("float32", "float64"):
         x = (rng.standard_normal((64, 37)) * 5).astype(dt)
         x[::5, ::4] = -np.inf
@@ -134,50 +159,31 @@ _ISA_SCRIPT = textwrap.dedent("""
         e = np.linspace(-100, 80, 1001).astype(dt)
         ex, lg = np.empty_like(e), np.empty_like(e)
         core.exp_array(e, ex)
-        core.log_array(np.abs(e) + 1e-3, lg)
-        l, g = fl.cross_entropy_and_grad(x, t, reduction="none", label_smoothing=0.1)
-        lp, gp = fl.cross_entropy_and_grad(x, p / p.sum(1, keepdims=True), reduction="none")
-        res[dt] = {k: np.asarray(v, np.float64).tolist() for k, v in dict(
-            x=x, t=t, p=p, log_softmax=fl.log_softmax(x, axis=1), softmax=fl.softmax(x, axis=0),
-            logsumexp=fl.logsumexp(x, axis=1), ce=l, ce_grad=g, ce_prob=lp, ce_prob_grad=gp,
-            bce=fl.binary_cross_entropy_with_logits(x[:, 1:3], p[:, 1:3], reduction="none"),
-            e=e, exp=ex, log=lg).items()}
-    json.dump(res, sys.stdout)
-""")
-
-
-@pytest.mark.parametrize("level", supported_levels())
-def test_every_isa_level_matches_the_oracle(level):
-    r = subprocess.run([sys.executable, "-c", _ISA_SCRIPT], env=_env(FASTLOG_ISA=level),
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["isa"] == level and res["core"] == level
-    for dt in ("float32", "float64"):
-        d = {k: np.array(v) for k, v in res[dt].items()}
-        x, t, p = d["x"].astype(dt), d["t"].astype(np.int64), d["p"].astype(dt)
+        core.log_array(np.abs(e) + np.asarray(1e-3, dt), lg)
         eps = float(np.finfo(dt).eps)
         big = 1e6 if dt == "float64" else 1e4
 
         def close(ours, want, rtol, atol, what):
-            np.testing.assert_allclose(ours, want, rtol=rtol, atol=atol, err_msg=f"{level} {dt} {what}")
+            np.testing.assert_allclose(ours, want, rtol=rtol, atol=atol, err_msg=f"{isa_level} {dt} {what}")
 
+        x64 = x.astype(np.float64)
         with np.errstate(invalid="ignore"):
-            close(d["log_softmax"], sp.log_softmax(x.astype(np.float64), axis=1), 0, 8 * eps * big,
-                  "log_softmax")
-            close(d["softmax"], sp.softmax(x.astype(np.float64), axis=0), 8 * eps, 1e-300, "softmax")
-            close(d["logsumexp"], sp.logsumexp(x.astype(np.float64), axis=1), 8 * eps, 0, "logsumexp")
+            close(fl.log_softmax(x, axis=1), sp.log_softmax(x64, axis=1), 0, 8 * eps * big, "log_softmax")
+            close(fl.softmax(x, axis=0), sp.softmax(x64, axis=0), 8 * eps, 1e-300, "softmax")
+            close(fl.logsumexp(x, axis=1), sp.logsumexp(x64, axis=1), 8 * eps, 0, "logsumexp")
+        ol, og = fl.cross_entropy_and_grad(x, t, reduction="none", label_smoothing=0.1)
         rl, rg = ref.cross_entropy_and_grad(x, t, reduction="none", label_smoothing=0.1)
         fin = np.isfinite(rl)
-        assert np.array_equal(fin, np.isfinite(d["ce"]))
-        close(d["ce"][fin], rl[fin], 16 * eps, 16 * eps, "cross_entropy")
-        close(d["ce_grad"][fin], rg[fin], 16 * eps, 16 * eps, "cross_entropy grad")
+        assert np.array_equal(fin, np.isfinite(ol))
+        close(ol[fin], rl[fin], 16 * eps, 16 * eps, "cross_entropy")
+        close(og[fin], rg[fin], 16 * eps, 16 * eps, "cross_entropy grad")
         pn = p / p.sum(1, keepdims=True)
-        rl, rg = ref.cross_entropy_and_grad(x, pn, reduction="none")
+        ol, _ = fl.cross_entropy_and_grad(x, pn, reduction="none")
+        rl, _ = ref.cross_entropy_and_grad(x, pn, reduction="none")
         fin = np.isfinite(rl)
-        close(d["ce_prob"][fin], rl[fin], 16 * eps, 16 * eps, "cross_entropy (probabilities)")
+        close(ol[fin], rl[fin], 16 * eps, 16 * eps, "cross_entropy (probabilities)")
         rl, _ = ref.binary_cross_entropy_with_logits_and_grad(x[:, 1:3], p[:, 1:3], reduction="none")
-        close(d["bce"], rl, 16 * eps, 16 * eps, "bce")
-        e = d["e"].astype(dt)
-        close(d["exp"], np.exp(e.astype(np.float64)), 2 * eps, float(np.finfo(dt).smallest_subnormal), "exp")
-        close(d["log"], np.log((np.abs(e) + np.asarray(1e-3, dt)).astype(np.float64)), 2 * eps, 0, "log")
+        close(fl.binary_cross_entropy_with_logits(x[:, 1:3], p[:, 1:3], reduction="none"), rl,
+              16 * eps, 16 * eps, "bce")
+        close(ex, np.exp(e.astype(np.float64)), 2 * eps, float(np.finfo(dt).smallest_subnormal), "exp")
+        close(lg, np.log((np.abs(e) + np.asarray(1e-3, dt)).astype(np.float64)), 2 * eps, 0, "log")

@@ -187,7 +187,8 @@ def _init():
         if fl_ktab_for(i) != NULL and fl_ktab_for(i).isa.decode() != LEVELS[i]:
             raise ImportError(f"fastlog._core: table {i} is {fl_ktab_for(i).isa.decode()!r}, "
                               f"expected {LEVELS[i]!r} (build and fl_kernels.h disagree)")
-    select(cpu_levels()[-1])
+    levels = cpu_levels()
+    select(levels[len(levels) - 1])   # (no negative index: wraparound is off here)
     set_threads(omp_get_max_threads(), False)
 
 

@@ -25,9 +25,13 @@
  * Conversions:
  *   bfloat16 -> float32: a 16-bit shift (exact).
  *   float32 -> bfloat16: round to nearest even on the bits (NaN stays NaN,
- *     quieted; overflow rounds to inf; subnormals rounded like any value).
+ *     quieted; overflow rounds to inf; subnormals rounded like any value);
+ *     on aarch64 CPUs with FEAT_BF16, BFCVTN (same results: it rounds to
+ *     nearest even and keeps subnormals under the default FPCR), chosen at
+ *     run time (fl_cpu_has_bf16) in every aarch64 build.
  *   float16 <-> float32: F16C (vcvtph2ps / vcvtps2ph, round to nearest even)
- *     in the AVX2 and AVX-512 builds; exact bit arithmetic in the baseline
+ *     in the x86-64-v3 and x86-64-v4 builds; FCVTL / FCVTN (part of every
+ *     aarch64 CPU) in the aarch64 builds; exact bit arithmetic in the x86-64
  *     build (F. Giesen's conversions, same results).
  * AVX512_BF16's vcvtneps2bf16 is NOT used: it flushes subnormal inputs to
  * zero (it ignores MXCSR and always applies DAZ/FTZ), which would break the
@@ -44,6 +48,9 @@
 #include "fl_kernels.h"
 #if defined(__F16C__) || defined(__AVX2__) || defined(__AVX512F__)
 #include <immintrin.h>
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 /* fl_u2f / fl_f2u (bit casts) come from fl_math.h, through fl_kernels.h. */
@@ -112,9 +119,53 @@ static void fl_bf16_to_f32_n(const uint16_t *restrict s, ptrdiff_t n, float *res
     for (; j < n; j++) d[j] = fl_bf16_to_f32_1(s[j]);
 }
 
+#if defined(__aarch64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+/* BFCVTN, compiled for FEAT_BF16 whatever the level's flags and called only
+ * where the CPU has it (GCC's target attribute; other compilers use it when
+ * the whole build may, __ARM_FEATURE_BF16). */
+#define FL_BFCVT_ATTR __attribute__((target("arch=armv8.2-a+bf16")))
+#define FL_BFCVT_RUNTIME 1
+#elif defined(__aarch64__) && defined(__ARM_FEATURE_BF16)
+#define FL_BFCVT_ATTR
+#define FL_BFCVT_RUNTIME 0
+#endif
+
+#ifdef FL_BFCVT_ATTR
+FL_BFCVT_ATTR static ptrdiff_t fl_f32_to_bf16_bfcvt(const float *restrict s, ptrdiff_t n,
+                                                    uint16_t *restrict d)
+{
+    ptrdiff_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const bfloat16x8_t r = vcvtq_high_bf16_f32(vcvtq_low_bf16_f32(vld1q_f32(s + j)), vld1q_f32(s + j + 4));
+        vst1q_u16(d + j, vreinterpretq_u16_bf16(r));
+    }
+    return j;   /* the rest: the bit arithmetic, the same results */
+}
+
+/* 1 where BFCVTN runs: read once per process (a relaxed atomic: any thread
+ * that reads before the first store computes the same answer). */
+static int fl_bfcvt_ok(void)
+{
+#if FL_BFCVT_RUNTIME
+    static int ok = -1;
+    int v = __atomic_load_n(&ok, __ATOMIC_RELAXED);
+    if (v < 0) {
+        v = fl_cpu_has_bf16();
+        __atomic_store_n(&ok, v, __ATOMIC_RELAXED);
+    }
+    return v;
+#else
+    return 1;
+#endif
+}
+#endif
+
 static void fl_f32_to_bf16_n(const float *restrict s, ptrdiff_t n, uint16_t *restrict d)
 {
     ptrdiff_t j = 0;
+#ifdef FL_BFCVT_ATTR
+    if (fl_bfcvt_ok()) j = fl_f32_to_bf16_bfcvt(s, n, d);
+#endif
 #if defined(__AVX512F__)
     const __m512i bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1),
                   qbit = _mm512_set1_epi32(0x40);
@@ -179,6 +230,12 @@ static void fl_f16_to_f32_n(const uint16_t *restrict s, ptrdiff_t n, float *rest
 #elif defined(__F16C__)
     for (; j + 8 <= n; j += 8)
         _mm256_storeu_ps(d + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + j))));
+#elif defined(__aarch64__)
+    for (; j + 8 <= n; j += 8) {
+        const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(s + j));
+        vst1q_f32(d + j, vcvt_f32_f16(vget_low_f16(h)));
+        vst1q_f32(d + j + 4, vcvt_high_f32_f16(h));
+    }
 #endif
     for (; j < n; j++) d[j] = fl_f16_to_f32_1(s[j]);
 }
@@ -194,6 +251,11 @@ static void fl_f32_to_f16_n(const float *restrict s, ptrdiff_t n, uint16_t *rest
     for (; j + 8 <= n; j += 8)
         _mm_storeu_si128((__m128i *)(d + j),
                          _mm256_cvtps_ph(_mm256_loadu_ps(s + j), _MM_FROUND_TO_NEAREST_INT));
+#elif defined(__aarch64__)
+    for (; j + 8 <= n; j += 8) {
+        const float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(vld1q_f32(s + j)), vld1q_f32(s + j + 4));
+        vst1q_u16(d + j, vreinterpretq_u16_f16(h));
+    }
 #endif
     for (; j < n; j++) d[j] = fl_f32_to_f16_1(s[j]);
 }
@@ -222,7 +284,7 @@ static float fl_bf16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *res
 
 static float fl_f16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *restrict mx)
 {
-    (void)mx;   /* (unused in the baseline build: no vector conversion) */
+    (void)mx;   /* (unused in the x86-64 build: no vector conversion) */
     ptrdiff_t j = 0;
 #if defined(__AVX512F__)
     __m512 m0 = _mm512_loadu_ps(mx), m1 = _mm512_loadu_ps(mx + 16), m2 = _mm512_loadu_ps(mx + 32),
@@ -240,6 +302,16 @@ static float fl_f16_max_acc(const uint16_t *restrict s, ptrdiff_t n, float *rest
         for (ptrdiff_t l = 0; l < 64; l += 8)
             _mm256_storeu_ps(mx + l, _mm256_max_ps(
                 _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + j + l))), _mm256_loadu_ps(mx + l)));
+#elif defined(__aarch64__)
+    /* x > m ? x : m (a select, not FMAX, which would return the NaN) */
+    for (; j + 64 <= n; j += 64)
+        for (ptrdiff_t l = 0; l < 64; l += 8) {
+            const float16x8_t h = vreinterpretq_f16_u16(vld1q_u16(s + j + l));
+            const float32x4_t a = vcvt_f32_f16(vget_low_f16(h)), b = vcvt_high_f32_f16(h);
+            const float32x4_t ma = vld1q_f32(mx + l), mb = vld1q_f32(mx + l + 4);
+            vst1q_f32(mx + l, vbslq_f32(vcgtq_f32(a, ma), a, ma));
+            vst1q_f32(mx + l + 4, vbslq_f32(vcgtq_f32(b, mb), b, mb));
+        }
 #endif
     float t = -INFINITY;   /* the rest in a scalar (see fl_rows_impl.h's max_acc) */
     for (; j < n; j++) {

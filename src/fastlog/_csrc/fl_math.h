@@ -2,15 +2,24 @@
  *
  * Written so that GCC auto-vectorizes loops that call them (no branches, no
  * library calls): range reduction + polynomial + exponent bits, selects
- * instead of ifs.  The same source is compiled once per ISA level (baseline
- * x86-64, AVX2+FMA, AVX-512) and the level is chosen at import time.
+ * instead of ifs.  The same source is compiled once per ISA level (x86-64,
+ * x86-64-v3, x86-64-v4; aarch64, aarch64-sve) and the level is chosen at
+ * import time.
+ *
+ * Multiply-adds: FL_FMA(a, b, c) = a * b + c.  On x86 that is the plain
+ * expression, and the compiler contracts it into an FMA in the FMA builds
+ * (-ffp-contract=fast): the x86 results are what those builds always gave.
+ * On aarch64 every build has FMA and nothing is contracted
+ * (-ffp-contract=off): FL_FMA is an explicit fused multiply-add, at the
+ * places the x86 FMA builds fuse, so the source alone fixes every rounding
+ * and the NEON and SVE builds give the same bits.
  *
  * Accuracy, max error in ULPs of the result (measured against float64 /
  * long double / mpmath references; tests/test_numerics.py holds these bounds
  * for every ISA build the CPU runs):
  *   fl_expf  <= 1.02 ULP  exhaustive over all float32 inputs: 0.990 in the
- *                         baseline build, 1.010 in the FMA builds (avx2,
- *                         avx512); subnormal results within one subnormal ULP
+ *                         x86-64 build, 1.010 in the FMA builds (x86-64-v3,
+ *                         x86-64-v4); subnormal results within one subnormal ULP
  *   fl_exp   <= 1 ULP     max 0.994 over 1e7 random inputs
  *   fl_logf  <= 1.97 ULP  exhaustive over all positive float32: 1.968 (all
  *                         builds), subnormal inputs included
@@ -45,27 +54,35 @@ static inline double fl_u2d(uint64_t i) { double f; memcpy(&f, &i, 8); return f;
 static inline int32_t fl_u2i32(uint32_t u) { int32_t i; memcpy(&i, &u, 4); return i; }
 static inline int64_t fl_u2i64(uint64_t u) { int64_t i; memcpy(&i, &u, 8); return i; }
 
+#if defined(__aarch64__)
+#define FL_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#define FL_FMA(a, b, c) __builtin_fma((a), (b), (c))
+#else
+#define FL_FMAF(a, b, c) ((a) * (b) + (c))
+#define FL_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
 /* ---------------------------------------------------------------- expf -- */
 /* The shared part of the float exps: for xc already clamped to [-104, 89],
  * returns exp(r) for r = xc - n*ln2 in [-ln2/2, ln2/2] and sets *ni = n. */
 static inline float fl_expf_reduced(float xc, int32_t *ni)
 {
     const float magic = 12582912.0f;            /* 1.5 * 2^23: round-to-nearest */
-    float t = xc * 1.44269504088896341f + magic;
+    float t = FL_FMAF(xc, 1.44269504088896341f, magic);
     float n = t - magic;
     /* n as an integer, in [-150, 129] (any value for NaN: wrapped, unused) */
     *ni = fl_u2i32(fl_f2u(t) - fl_f2u(magic));
     /* Cody-Waite: r = x - n*ln2 in two pieces (ln2_hi has 8 trailing zero bits). */
-    float r = xc - n * 0.693359375f;
-    r = r - n * -2.12194440e-4f;
+    float r = FL_FMAF(-n, 0.693359375f, xc);
+    r = FL_FMAF(-n, -2.12194440e-4f, r);
     /* exp(r) on [-ln2/2, ln2/2] (Cephes expf polynomial). */
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    return p * (r * r) + r + 1.0f;
+    p = FL_FMAF(p, r, 1.3981999507e-3f);
+    p = FL_FMAF(p, r, 8.3334519073e-3f);
+    p = FL_FMAF(p, r, 4.1665795894e-2f);
+    p = FL_FMAF(p, r, 1.6666665459e-1f);
+    p = FL_FMAF(p, r, 5.0000001201e-1f);
+    return FL_FMAF(p, r * r, r) + 1.0f;
 }
 
 static inline float fl_expf(float x)
@@ -96,25 +113,25 @@ static inline float fl_expf_nonpos(float x)
 static inline double fl_exp_reduced(double xc, int64_t *ni)
 {
     const double magic = 6755399441055744.0;    /* 1.5 * 2^52 */
-    double t = xc * 1.4426950408889634074 + magic;
+    double t = FL_FMA(xc, 1.4426950408889634074, magic);
     double n = t - magic;
     *ni = fl_u2i64(fl_d2u(t) - fl_d2u(magic));
-    double r = xc - n * 6.93147180369123816490e-01;   /* ln2_hi (Cephes/fdlibm split) */
-    r = r - n * 1.90821492927058770002e-10;           /* ln2_lo */
+    double r = FL_FMA(-n, 6.93147180369123816490e-01, xc);   /* ln2_hi (Cephes/fdlibm split) */
+    r = FL_FMA(-n, 1.90821492927058770002e-10, r);           /* ln2_lo */
     /* Taylor series to degree 13 on [-ln2/2, ln2/2]: truncation < 5e-18. */
     double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    return p * (r * r) + r + 1.0;
+    p = FL_FMA(p, r, 1.0 / 479001600.0);
+    p = FL_FMA(p, r, 1.0 / 39916800.0);
+    p = FL_FMA(p, r, 1.0 / 3628800.0);
+    p = FL_FMA(p, r, 1.0 / 362880.0);
+    p = FL_FMA(p, r, 1.0 / 40320.0);
+    p = FL_FMA(p, r, 1.0 / 5040.0);
+    p = FL_FMA(p, r, 1.0 / 720.0);
+    p = FL_FMA(p, r, 1.0 / 120.0);
+    p = FL_FMA(p, r, 1.0 / 24.0);
+    p = FL_FMA(p, r, 1.0 / 6.0);
+    p = FL_FMA(p, r, 0.5);
+    return FL_FMA(p, r * r, r) + 1.0;
 }
 
 static inline double fl_exp(double x)
@@ -152,11 +169,11 @@ static inline float fl_logf(float x)
     float f = (m - 1.0f) / (m + 1.0f);
     float f2 = f * f;
     float q = 0.1111111111f;                 /* 1/9 */
-    q = q * f2 + 0.1428571429f;
-    q = q * f2 + 0.2f;
-    q = q * f2 + 0.3333333333f;
-    float lm = 2.0f * f + 2.0f * f * f2 * q;
-    float res = kf * 0.693359375f + (kf * -2.12194440e-4f + lm);
+    q = FL_FMAF(q, f2, 0.1428571429f);
+    q = FL_FMAF(q, f2, 0.2f);
+    q = FL_FMAF(q, f2, 0.3333333333f);
+    float lm = FL_FMAF(2.0f * f * f2, q, 2.0f * f);
+    float res = FL_FMAF(kf, 0.693359375f, FL_FMAF(kf, -2.12194440e-4f, lm));
     res = x == 0.0f ? -INFINITY : res;
     res = x < 0.0f ? NAN : res;
     res = x == INFINITY ? INFINITY : res;
@@ -177,18 +194,18 @@ static inline double fl_log(double x)
     double f2 = f * f;
     /* 2*atanh(f) = 2f (1 + f^2/3 + f^4/5 + ...), |f| < 0.1716, f^2 < 0.0295 */
     double q = 1.0 / 23.0;
-    q = q * f2 + 1.0 / 21.0;
-    q = q * f2 + 1.0 / 19.0;
-    q = q * f2 + 1.0 / 17.0;
-    q = q * f2 + 1.0 / 15.0;
-    q = q * f2 + 1.0 / 13.0;
-    q = q * f2 + 1.0 / 11.0;
-    q = q * f2 + 1.0 / 9.0;
-    q = q * f2 + 1.0 / 7.0;
-    q = q * f2 + 1.0 / 5.0;
-    q = q * f2 + 1.0 / 3.0;
-    double lm = 2.0 * f + 2.0 * f * f2 * q;
-    double res = kd * 6.93147180369123816490e-01 + (kd * 1.90821492927058770002e-10 + lm);
+    q = FL_FMA(q, f2, 1.0 / 21.0);
+    q = FL_FMA(q, f2, 1.0 / 19.0);
+    q = FL_FMA(q, f2, 1.0 / 17.0);
+    q = FL_FMA(q, f2, 1.0 / 15.0);
+    q = FL_FMA(q, f2, 1.0 / 13.0);
+    q = FL_FMA(q, f2, 1.0 / 11.0);
+    q = FL_FMA(q, f2, 1.0 / 9.0);
+    q = FL_FMA(q, f2, 1.0 / 7.0);
+    q = FL_FMA(q, f2, 1.0 / 5.0);
+    q = FL_FMA(q, f2, 1.0 / 3.0);
+    double lm = FL_FMA(2.0 * f * f2, q, 2.0 * f);
+    double res = FL_FMA(kd, 6.93147180369123816490e-01, FL_FMA(kd, 1.90821492927058770002e-10, lm));
     res = x == 0.0 ? -INFINITY : res;
     res = x < 0.0 ? NAN : res;
     res = x == INFINITY ? INFINITY : res;

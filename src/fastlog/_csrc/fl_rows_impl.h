@@ -36,14 +36,20 @@
  */
 #define FL_BLK 1024
 #define FL_VL ((ptrdiff_t)(64 / sizeof(T)))   /* one 512-bit vector of T */
-#if defined(__AVX512F__)
+/* The bytes of one set of sum lanes.  x86: one vector of the level.  ARM:
+ * 64 bytes (16 floats, 8 doubles) at every level and every SVE vector
+ * length -- four NEON registers, one to four SVE ones -- so the summation
+ * order, and with it every result, is the same on all ARM CPUs. */
+#if defined(__aarch64__)
+#define FL_VB 64
+#elif defined(__AVX512F__)
 #define FL_VB 64
 #elif defined(__AVX2__)
 #define FL_VB 32
 #else
 #define FL_VB 16
 #endif
-#define FL_NL ((ptrdiff_t)(FL_VB / sizeof(T)))   /* lanes of a sum: one vector of this level */
+#define FL_NL ((ptrdiff_t)(FL_VB / sizeof(T)))   /* lanes of a sum (x86: one vector of this level) */
 
 /* Order-explicit sums (issue 12).  A float sum's rounding depends on the
  * order of its additions, and `omp simd reduction` leaves that order to the
@@ -54,7 +60,8 @@
  * every optimisation level, vectorized or not (built at -O1 without
  * -fopenmp-simd, the accuracy tests pass):
  *   - lane l (l < FL_NL, one vector of the level: 4 / 8 / 16 floats in the
- *     baseline / AVX2 / AVX-512 builds) adds the terms j = l, l + FL_NL, ...
+ *     x86-64 / AVX2 / AVX-512 builds; 16 in every ARM build, whatever its
+ *     vector length) adds the terms j = l, l + FL_NL, ...
  *     in order; the terms after the last whole vector go into lane 0, in
  *     order; the lanes are then added in lane order, starting from 0;
  *   - a double multiply-add term is one FMA in the FMA builds (FL_MADD), not
@@ -112,9 +119,9 @@ static inline double FL_(lanes_total_dn)(const double *a, ptrdiff_t nl)
 #define FL_lanes_total_d(a) FL_(lanes_total_dn)((a), FL_NL)
 
 /* c + a * b for the double multiply-add sums: one rounding (FMA) in the
- * builds with FMA, two without, whatever the compiler's contraction choices
- * for vector and tail code. */
-#ifdef __FMA__
+ * builds with FMA (x86-64-v3, x86-64-v4, every aarch64 build), two without,
+ * whatever the compiler's contraction choices for vector and tail code. */
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
 #define FL_MADD(a, b, c) __builtin_fma((a), (b), (c))
 #else
 #define FL_MADD(a, b, c) ((a) * (b) + (c))
@@ -916,8 +923,8 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
 
 /* The BCE sum's lanes: one vector of this level in the AVX-512 build and for
  * float in the AVX2 one; one lane (a plain sum in element order) in the
- * baseline build and for double in the AVX2 one. */
-#if defined(__AVX512F__)
+ * x86-64 build and for double in the AVX2 one; FL_NL on ARM. */
+#if defined(__AVX512F__) || defined(__aarch64__)
 #define FL_NL_BCE FL_NL
 #elif defined(__AVX2__)
 #define FL_NL_BCE ((ptrdiff_t)(sizeof(T) == 4 ? FL_NL : 1))

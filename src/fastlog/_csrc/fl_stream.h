@@ -1,5 +1,5 @@
 /* fastlog: streaming (non-temporal) stores, for outputs larger than the
- * caches (issue 13).
+ * caches.
  *
  * A kernel whose output will not be read again before it leaves the cache
  * (an N x C gradient of 64 MB) pays for it three times with ordinary stores:
@@ -9,11 +9,13 @@
  * decides per call (by the output's size) whether to stream.
  *
  * Compiled per ISA level (included by fl_kernels.c): 64-byte stores in the
- * AVX-512 build, 32 in the AVX2 one, 16 (SSE2, part of x86-64) in the
- * baseline one; a plain memcpy elsewhere.  Only whole aligned vectors are
- * streamed; the unaligned head and tail are ordinary stores.  The results are
- * the same bytes either way; fl_stream_fence() (an sfence) orders the
- * streamed stores before a kernel returns. */
+ * x86-64-v4 build, 32 in the x86-64-v3 one, 16 (SSE2, part of x86-64) in the
+ * x86-64 one; on aarch64 STNP, the non-temporal store of a pair of 16-byte
+ * registers (every aarch64 level); a plain memcpy elsewhere.  Only whole
+ * aligned blocks are streamed; the unaligned head and tail are ordinary
+ * stores.  The results are the same bytes either way; fl_stream_fence() (an
+ * sfence / a store barrier) orders the streamed stores before a kernel
+ * returns. */
 #ifndef FL_STREAM_H
 #define FL_STREAM_H
 
@@ -25,6 +27,12 @@
 #define FL_STREAM_X86 1
 #else
 #define FL_STREAM_X86 0
+#endif
+#if defined(__aarch64__) && defined(__GNUC__)
+#include <arm_neon.h>
+#define FL_STREAM_ARM 1
+#else
+#define FL_STREAM_ARM 0
 #endif
 
 static inline void fl_stream_copy(void *dst, const void *src, size_t bytes)
@@ -54,6 +62,20 @@ static inline void fl_stream_copy(void *dst, const void *src, size_t bytes)
 #endif
     }
     memcpy(d + k, s + k, bytes - k);
+#elif FL_STREAM_ARM
+    enum { VB = 32 };
+    char *d = (char *)dst;
+    const char *s = (const char *)src;
+    size_t head = (size_t)(-(uintptr_t)d) & (VB - 1);
+    if (head > bytes) head = bytes;
+    memcpy(d, s, head);
+    d += head; s += head; bytes -= head;
+    size_t k = 0;
+    for (; k + VB <= bytes; k += VB) {
+        const uint8x16_t a = vld1q_u8((const uint8_t *)(s + k)), b = vld1q_u8((const uint8_t *)(s + k + 16));
+        __asm__ volatile("stnp %q0, %q1, [%2]" : : "w"(a), "w"(b), "r"(d + k) : "memory");
+    }
+    memcpy(d + k, s + k, bytes - k);
 #else
     memcpy(dst, src, bytes);
 #endif
@@ -70,6 +92,8 @@ static inline void fl_stream_fence(void)
 {
 #if FL_STREAM_X86
     _mm_sfence();
+#elif FL_STREAM_ARM
+    __asm__ volatile("dmb ishst" : : : "memory");
 #endif
 }
 
