@@ -252,7 +252,9 @@ emu() {
     if [ -n "${FASTLOG_CROSS_TESTS:-}" ]; then read -r -a tests <<< "$FASTLOG_CROSS_TESTS"; else mapfile -t tests < <(paths "$@"); fi
     step "qemu-aarch64 -cpu $cpu: pytest (${levels/all/every level}) ${*}"
     local t1=$(date +%s)
-    (cd "$work" && QEMU_CPU=$cpu "${isa[@]}" "$wrap" -c "import fastlog; fastlog.show_config()") \
+    (cd "$work" && QEMU_CPU=$cpu "${isa[@]}" "$wrap" -c "import fastlog; fastlog.show_config()
+from fastlog import _core
+print('  bfloat16 rounding:', 'BFCVTN (FEAT_BF16)' if _core.cpu_has_bf16() else 'on the bits')") \
         | tee "$logs/config-$name.log"
     if ! (cd "$work" && QEMU_CPU=$cpu "${isa[@]}" "$wrap" -m pytest -q -p no:cacheprovider --rootdir "$here" \
           --durations=15 -k "$EMU_SKIP" "${tests[@]}") > "$logs/pytest-$name.log" 2>&1; then

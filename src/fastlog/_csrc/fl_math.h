@@ -6,8 +6,9 @@
  * x86-64-v3, x86-64-v4; aarch64, aarch64-sve) and the level is chosen at
  * import time.
  *
- * Multiply-adds: FL_FMA(a, b, c) = a * b + c.  On x86 that is the plain
- * expression, and the compiler contracts it into an FMA in the FMA builds
+ * Multiply-adds: FL_FMA(a, b, c) = a * b + c (FL_FNMA: c - a * b, FL_CFMA:
+ * c + a * b).  On x86 that is the plain expression, as written before these
+ * macros existed, and the compiler contracts it into an FMA in the FMA builds
  * (-ffp-contract=fast): the x86 results are what those builds always gave.
  * On aarch64 every build has FMA and nothing is contracted
  * (-ffp-contract=off): FL_FMA is an explicit fused multiply-add, at the
@@ -54,12 +55,23 @@ static inline double fl_u2d(uint64_t i) { double f; memcpy(&f, &i, 8); return f;
 static inline int32_t fl_u2i32(uint32_t u) { int32_t i; memcpy(&i, &u, 4); return i; }
 static inline int64_t fl_u2i64(uint64_t u) { int64_t i; memcpy(&i, &u, 8); return i; }
 
+/* a * b + c, c - a * b, c + a * b: on x86 exactly these expressions, operand
+ * order included (it decides which NaN an operation returns when both
+ * operands are NaN), so the x86 builds compile what they always did. */
 #if defined(__aarch64__)
 #define FL_FMAF(a, b, c) __builtin_fmaf((a), (b), (c))
+#define FL_FNMAF(a, b, c) __builtin_fmaf(-(a), (b), (c))
+#define FL_CFMAF(c, a, b) __builtin_fmaf((a), (b), (c))
 #define FL_FMA(a, b, c) __builtin_fma((a), (b), (c))
+#define FL_FNMA(a, b, c) __builtin_fma(-(a), (b), (c))
+#define FL_CFMA(c, a, b) __builtin_fma((a), (b), (c))
 #else
 #define FL_FMAF(a, b, c) ((a) * (b) + (c))
+#define FL_FNMAF(a, b, c) ((c) - (a) * (b))
+#define FL_CFMAF(c, a, b) ((c) + (a) * (b))
 #define FL_FMA(a, b, c) ((a) * (b) + (c))
+#define FL_FNMA(a, b, c) ((c) - (a) * (b))
+#define FL_CFMA(c, a, b) ((c) + (a) * (b))
 #endif
 
 /* ---------------------------------------------------------------- expf -- */
@@ -73,8 +85,8 @@ static inline float fl_expf_reduced(float xc, int32_t *ni)
     /* n as an integer, in [-150, 129] (any value for NaN: wrapped, unused) */
     *ni = fl_u2i32(fl_f2u(t) - fl_f2u(magic));
     /* Cody-Waite: r = x - n*ln2 in two pieces (ln2_hi has 8 trailing zero bits). */
-    float r = FL_FMAF(-n, 0.693359375f, xc);
-    r = FL_FMAF(-n, -2.12194440e-4f, r);
+    float r = FL_FNMAF(n, 0.693359375f, xc);
+    r = FL_FNMAF(n, -2.12194440e-4f, r);
     /* exp(r) on [-ln2/2, ln2/2] (Cephes expf polynomial). */
     float p = 1.9875691500e-4f;
     p = FL_FMAF(p, r, 1.3981999507e-3f);
@@ -116,8 +128,8 @@ static inline double fl_exp_reduced(double xc, int64_t *ni)
     double t = FL_FMA(xc, 1.4426950408889634074, magic);
     double n = t - magic;
     *ni = fl_u2i64(fl_d2u(t) - fl_d2u(magic));
-    double r = FL_FMA(-n, 6.93147180369123816490e-01, xc);   /* ln2_hi (Cephes/fdlibm split) */
-    r = FL_FMA(-n, 1.90821492927058770002e-10, r);           /* ln2_lo */
+    double r = FL_FNMA(n, 6.93147180369123816490e-01, xc);   /* ln2_hi (Cephes/fdlibm split) */
+    r = FL_FNMA(n, 1.90821492927058770002e-10, r);           /* ln2_lo */
     /* Taylor series to degree 13 on [-ln2/2, ln2/2]: truncation < 5e-18. */
     double p = 1.0 / 6227020800.0;
     p = FL_FMA(p, r, 1.0 / 479001600.0);
@@ -172,7 +184,7 @@ static inline float fl_logf(float x)
     q = FL_FMAF(q, f2, 0.1428571429f);
     q = FL_FMAF(q, f2, 0.2f);
     q = FL_FMAF(q, f2, 0.3333333333f);
-    float lm = FL_FMAF(2.0f * f * f2, q, 2.0f * f);
+    float lm = FL_CFMAF(2.0f * f, 2.0f * f * f2, q);
     float res = FL_FMAF(kf, 0.693359375f, FL_FMAF(kf, -2.12194440e-4f, lm));
     res = x == 0.0f ? -INFINITY : res;
     res = x < 0.0f ? NAN : res;
@@ -204,7 +216,7 @@ static inline double fl_log(double x)
     q = FL_FMA(q, f2, 1.0 / 7.0);
     q = FL_FMA(q, f2, 1.0 / 5.0);
     q = FL_FMA(q, f2, 1.0 / 3.0);
-    double lm = FL_FMA(2.0 * f * f2, q, 2.0 * f);
+    double lm = FL_CFMA(2.0 * f, 2.0 * f * f2, q);
     double res = FL_FMA(kd, 6.93147180369123816490e-01, FL_FMA(kd, 1.90821492927058770002e-10, lm));
     res = x == 0.0 ? -INFINITY : res;
     res = x < 0.0 ? NAN : res;
