@@ -175,6 +175,17 @@ def mp_prob_ce_rows(x, t, w=None, eps=0.0, dps=60):
     return np.array(out)
 
 
+def exact_sum(terms):
+    """The correctly rounded sum of float `terms` (exact rational arithmetic; +-inf
+    only where the exact sum overflows float64)."""
+    from fractions import Fraction
+    s = sum(Fraction(float(v)) for v in terms)
+    try:
+        return float(s)
+    except OverflowError:
+        return math.inf if s > 0 else -math.inf
+
+
 def same_kind_of_result(ours, ref, what=""):
     """Scalar results stay scalars, arrays stay arrays, same dtype."""
     assert isinstance(ours, np.ndarray) == isinstance(ref, np.ndarray), \

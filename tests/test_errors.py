@@ -3,6 +3,7 @@
 Where torch (losses) or SciPy (softmax family) rejects the same call, the test
 also checks that it does, so the error is part of the drop-in semantics.
 """
+import math
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ F = optional("torch.nn.functional")
 
 import fastlog as fl
 
-from conftest import assert_unchanged, mp_prob_ce_rows, snapshot
+from conftest import assert_unchanged, exact_sum, mp_prob_ce_rows, snapshot
 
 X = np.zeros((3, 4))
 T = np.array([0, 1, 2])
@@ -357,33 +358,60 @@ def test_positive_int_bounded(n):
     assert fl.get_num_threads() == old
 
 
+def _onehot(t, C):
+    p = np.zeros((len(t), C))
+    p[np.arange(len(t)), t] = 1.0
+    return p
+
+
 @pytest.mark.parametrize("big", [np.finfo(np.float64).max, 1e308])
-@pytest.mark.parametrize("eps", [0.1, 0.5, 1.0])
-def test_smoothed_loss_that_overflows_is_inf(big, eps):
-    """Label smoothing with logits near the float64 limit: the exact loss is
-    beyond float64, so +inf, never NaN (nor -inf), as torch gives."""
-    x = np.array([[big, -big, 0.0], [-big, big, 1.0], [1.0, 2.0, 3.0]])
-    for t in (np.array([0, 1, 2]), np.array([1, 0, 2])):
-        ref = F.cross_entropy(torch.tensor(x), torch.tensor(t), label_smoothing=eps,
-                              reduction="none").numpy()
-        got = fl.cross_entropy(x, t, label_smoothing=eps, reduction="none")
-        if eps == 1.0:   # torch: 0 * inf = NaN for the (weightless) nll term; exact: +inf
-            ref[:2] = np.where(np.isnan(ref[:2]), np.inf, ref[:2])
-        np.testing.assert_allclose(got, ref, rtol=1e-12)
-        assert np.isinf(got[:2]).all() and (got[:2] > 0).all()
-        for red in ("mean", "sum"):
-            assert fl.cross_entropy(x, t, label_smoothing=eps, reduction=red) == np.inf
-            loss, g = fl.cross_entropy_and_grad(x, t, label_smoothing=eps, reduction=red)
-            assert loss == np.inf and np.isfinite(g).all()
-            # the same in place (the logits are overwritten by the gradient)
-            xc = x.copy()
-            loss2, g2 = fl.cross_entropy_and_grad(xc, t, label_smoothing=eps, reduction=red, out=xc)
-            assert loss2 == np.inf and g2 is xc
-            np.testing.assert_array_equal(g2, g)
-    # probability targets: the exact loss (mpmath), rounded to float64.  With p = fl(1/3) the
-    # loss of a [max, -max, 0] row is just BELOW max, so it is max, where torch's
-    # -log p_c = 2 max overflows to inf (a deliberate difference: exact values).
-    p = np.full((3, 3), 1 / 3)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("C", [3, 70])      # the short-row (grouped) kernel and the row kernel
+def test_loss_near_float64_limit_is_exact(big, eps, C):
+    """Logits near the float64 limit: lse - x_c of a [max, -max] row is 2 max, which
+    overflows in torch (inf, or NaN from 0 * inf with label_smoothing=1).  fastlog
+    returns the exact loss, rounded once (finite where it is: 0.1 max for eps = 0.1),
+    +inf only where the exact loss overflows, never NaN; the same for reduced losses,
+    with weights, written in place over the logits and through a K-dim copy.
+    Oracle: mpmath (an index target is a one-hot probability target)."""
+    x = np.zeros((4, C))
+    x[0, :3] = [big, -big, 0.0]
+    x[1, :3] = [-big, big, 1.0]
+    x[2, :3] = [1.0, 2.0, 3.0]
+    x[3, :3] = [big, -big, 0.0]
+    w = np.linspace(0.25, 1.5, C)
+    for t in (np.array([0, 1, 2, 1]), np.array([1, 0, 2, 0])):
+        for ww in (None, w):
+            want = mp_prob_ce_rows(x, _onehot(t, C), ww, eps)
+            got = fl.cross_entropy(x, t, ww, label_smoothing=eps, reduction="none")
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+            assert not np.isnan(got).any()
+            ref = F.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                  None if ww is None else torch.tensor(ww), label_smoothing=eps,
+                                  reduction="none").numpy()
+            fin = np.isfinite(ref)
+            np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-12)   # torch agrees where finite
+            total = exact_sum(want) if np.isfinite(want).all() else np.inf
+            wsum = 4.0 if ww is None else float(ww[t].sum())
+            for red, exact in (("sum", total), ("mean", total / wsum)):
+                assert fl.cross_entropy(x, t, ww, label_smoothing=eps, reduction=red) == \
+                    pytest.approx(exact, rel=1e-12)
+                loss, g = fl.cross_entropy_and_grad(x, t, ww, label_smoothing=eps, reduction=red)
+                assert loss == pytest.approx(exact, rel=1e-12) and np.isfinite(g).all()
+                # in place: the logits are overwritten by the gradient
+                xc = x.copy()
+                loss2, g2 = fl.cross_entropy_and_grad(xc, t, ww, label_smoothing=eps, reduction=red,
+                                                      out=xc)
+                assert loss2 == loss and g2 is xc
+                np.testing.assert_array_equal(g2, g)
+                # K-dim: the kernel writes the gradient over its private copy of the rows
+                lk, gk = fl.cross_entropy_and_grad(x[:, :, None], t[:, None], ww, label_smoothing=eps,
+                                                   reduction=red)
+                assert lk == loss
+                np.testing.assert_array_equal(gk[:, :, 0], g)
+    # probability targets: the exact loss too.  With p = fl(1/3) the loss of a [max, -max, 0]
+    # row is just BELOW max, so it is max, where torch's -log p_c = 2 max overflows to inf.
+    p = np.full((4, C), 1 / C)
     np.testing.assert_allclose(fl.cross_entropy(x, p, label_smoothing=eps, reduction="none"),
                                mp_prob_ce_rows(x, p, eps=eps), rtol=1e-12)
 

@@ -14,6 +14,7 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
 REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
+KL_REDUCTIONS = dict(REDUCTIONS, batchmean=Reduction.BATCHMEAN)
 
 
 def float_array(x, name, *, promote_int=True):
