@@ -479,3 +479,84 @@ def test_misaligned_arrays_are_read_safely_and_misaligned_out_rejected(dtype):
                  lambda o: fl.binary_cross_entropy_with_logits_and_grad(x, y, out=o)):
         with pytest.raises(ValueError, match="out is not aligned"):
             call(_misaligned(np.zeros_like(x)))
+
+
+# ------------------------------------------------------------ numbers --
+def _numeric_calls():
+    """(call, parameter name): every public number parameter of the NumPy side, each
+    called with a value given by the test."""
+    from fastlog.nn import MLP, LogisticRegression, save_logreg
+    from fastlog.data import train_test_split
+    x, t = np.zeros((4, 3), np.float32), np.array([0, 1, 2, 0])
+    h, W = np.ones((4, 2)), np.ones((3, 2))
+    X, y = np.ones((4, 3), np.float32), np.array([0, 1, 1, 0])
+    return [
+        (lambda v: fl.cross_entropy(x, t, label_smoothing=v), "label_smoothing"),
+        (lambda v: fl.cross_entropy(x, t, ignore_index=v), "ignore_index"),
+        (lambda v: fl.softmax(x, axis=1, temperature=v), "temperature"),
+        (lambda v: fl.linear_cross_entropy(h, W, t, z_loss=v), "z_loss"),
+        (lambda v: fl.linear_cross_entropy(h, W, t, chunk_size=v), "chunk_size"),
+        (lambda v: MLP((3, v, 2)), "sizes"),
+        (lambda v: MLP((3, 4, 2)).train_step(X, y, lr=v), "lr"),
+        (lambda v: MLP((3, 4, 2)).train_step(X, y, momentum=v), "momentum"),
+        (lambda v: MLP((3, 4, 2)).fit(X, y, epochs=v, progress=False), "epochs"),
+        (lambda v: MLP((3, 4, 2)).fit(X, y, epochs=1, batch_size=v, progress=False), "batch_size"),
+        (lambda v: MLP((3, 4, 2)).fit(X, y, epochs=1, weight_decay=v, progress=False), "weight_decay"),
+        (lambda v: LogisticRegression(3).fit(X, y, epochs=1, lr=v, progress=False), "lr"),
+        (lambda v: LogisticRegression(v), "n_features"),
+        (lambda v: save_logreg(LogisticRegression(4), "unused.json", final_accuracy=v, training_samples=1,
+                               learning_rate=0.1, image_shape=(2, 2)), "final_accuracy"),
+        (lambda v: train_test_split(X, y, test_size=v), "test_size"),
+        (lambda v: fl.set_num_threads(v), "n"),
+    ]
+
+
+@pytest.mark.parametrize("value", [10**400, -10**400, 2**70, float("nan"), float("inf")],
+                         ids=["1e400-int", "neg-1e400-int", "2**70", "nan", "inf"])
+def test_numbers_that_cannot_be_taken_name_the_parameter(value):
+    """A number no parameter can take -- an integer too large for a float or a C
+    integer, NaN, infinity -- is a ValueError (or TypeError: a float where an integer
+    is needed) naming the parameter, never an OverflowError from deep inside or a
+    silent wrong value."""
+    old = fl.get_num_threads()
+    try:
+        for call, name in _numeric_calls():
+            if isinstance(value, float) and name in ("ignore_index", "chunk_size", "sizes", "epochs",
+                                                     "batch_size", "n_features", "n"):
+                with pytest.raises(TypeError, match=name):
+                    call(value)
+                continue
+            if name == "ignore_index" and value == 2**70 or name == "test_size" and value == 2**70:
+                # an int64 parameter takes no 2**70; a test_size that large leaves no training rows
+                with pytest.raises(ValueError, match=name):
+                    call(value)
+                continue
+            if value == 2**70 and name in ("lr", "momentum", "weight_decay", "z_loss", "temperature"):
+                call(value)   # a representable (if silly) float: accepted
+                continue
+            with pytest.raises(ValueError, match=name):
+                call(value)
+    finally:
+        fl.set_num_threads(old)
+
+
+def test_seed_is_a_nonnegative_integer():
+    """Seeds are what numpy.random.default_rng takes: any integer >= 0 (10**400 too)."""
+    from fastlog.nn import MLP
+    assert MLP((3, 4, 2), seed=10**400).sizes == (3, 4, 2)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        MLP((3, 4, 2), seed=-1)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        MLP((3, 4, 2), seed=1.5)
+
+
+def test_layer_sizes_beyond_memory_name_sizes():
+    """Layer sizes whose parameter count no machine can address: a ValueError naming
+    sizes before anything is allocated (not NumPy's 'Maximum allowed dimension')."""
+    from fastlog.nn import MLP
+    with pytest.raises(ValueError, match="sizes"):
+        MLP((2**40, 2**40, 10))
+    with pytest.raises(ValueError, match="sizes"):
+        MLP((784, 0, 10))
+    with pytest.raises(TypeError, match="sizes"):
+        MLP((784, 12.5, 10))

@@ -24,7 +24,7 @@ import numpy as np
 from . import _half
 from ._dispatch import core
 from ._enums import Op
-from ._validation import _F32, _F64, check_out, check_overlap, float_array, normalize_axes
+from ._validation import _F32, _F64, check_out, check_overlap, float_array, float_param, normalize_axes
 
 _LOG_SOFTMAX, _SOFTMAX, _LSE = Op.LOG_SOFTMAX, Op.SOFTMAX, Op.LOGSUMEXP
 
@@ -189,9 +189,7 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     array([0.3333, 0.3333, 0.3333])
     """
     if temperature is not None:
-        t = float(temperature)
-        if not t > 0 or not np.isfinite(t):
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        t = float_param(temperature, "temperature", lo=0.0, lo_open=True)
         a = float_array(x, "x")
         if _half.is_half(a.dtype):   # x / t in float32, the softmax rounded once
             if out is not None:

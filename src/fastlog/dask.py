@@ -53,7 +53,7 @@ import fastlog
 
 from ._enums import Reduction
 from ._losses._reduce import finish
-from ._validation import KL_REDUCTIONS, reduction_code, smoothing_param
+from ._validation import KL_REDUCTIONS, positive_int, reduction_code, smoothing_param
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div",
            "log_softmax", "softmax", "logsumexp"]
@@ -86,11 +86,7 @@ def _task_threads(n):
 
 
 def _threads_param(threads):
-    if threads is None:
-        return 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    return int(threads)
+    return 1 if threads is None else positive_int(threads, "threads", maximum=1 << 16)
 
 
 # ------------------------------------------------------------------- layout --

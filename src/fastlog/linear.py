@@ -25,7 +25,8 @@ from ._enums import Reduction
 from ._losses._reduce import finish
 from ._threads import blas_pinned
 from ._validation import class_weight as _class_weight
-from ._validation import float_array, index_param, index_target, int_param, reduction_code, smoothing_param
+from ._validation import (float_array, index_param, index_target, nonneg_float, positive_int, reduction_code,
+                          smoothing_param)
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad"]
 
@@ -38,12 +39,7 @@ _INT_MAX = 2**31 - 1
 
 def _block_rows(N, V, itemsize, chunk_size):
     if chunk_size is not None:
-        if isinstance(chunk_size, bool):
-            raise TypeError("chunk_size must be a positive integer or None, got a bool")
-        cs = int_param(chunk_size, "chunk_size")
-        if cs < 1:
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-        nb = cs
+        nb = positive_int(chunk_size, "chunk_size", maximum=_INT_MAX)
     else:
         # Rows per block: fill the workspace budget, but never fewer than
         # MIN_BLOCK_ROWS (BLAS is markedly slower on thinner blocks: the
@@ -120,12 +116,7 @@ def _prepare(input, weight, target, bias, class_weight, ignore_index, reduction,
     red = reduction_code(reduction)
     eps = smoothing_param(label_smoothing)
     ign = index_param(ignore_index)
-    try:
-        z = float(z_loss)
-    except (TypeError, ValueError):
-        raise TypeError(f"z_loss must be a float, got {type(z_loss).__name__}") from None
-    if not (z >= 0.0 and np.isfinite(z)):
-        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+    z = nonneg_float(z_loss, "z_loss")
     nb = _block_rows(N, V, dtype.itemsize, chunk_size)
     return Prepared(X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype)
 
