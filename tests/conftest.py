@@ -213,7 +213,15 @@ def dtype(request):
 
 @pytest.fixture
 def threads():
-    """Restore fastlog's thread count after the test."""
-    old = fastlog.get_num_threads()
+    """fastlog.set_num_threads for the test; afterwards the thread policy in force
+    before it comes back: an explicit count stays that count, and fastlog's default
+    (all cores, cut to the idle ones at each call) stays the default rather than
+    becoming an explicit count."""
+    from fastlog._dispatch import core
+    saved = core.get_default_threads(), core.threads_explicit()
     yield fastlog.set_num_threads
-    fastlog.set_num_threads(old)
+    if saved[1]:
+        fastlog.set_num_threads(saved[0])
+    else:
+        fastlog.set_num_threads(None)
+    assert (core.get_default_threads(), core.threads_explicit()) == saved
