@@ -3,7 +3,7 @@
     python scripts/capture.py save BEFORE.npz          # on the old build
     python scripts/capture.py save AFTER.npz           # on the new build
     python scripts/capture.py save SVE.npz aarch64-sve # only these levels (comma-separated)
-    python scripts/capture.py compare BEFORE.npz AFTER.npz
+    python scripts/capture.py compare BEFORE.npz AFTER.npz [-v] [--strict]
     python scripts/capture.py compare A.npz B.npz --as aarch64-sve=aarch64 --skip mlp/ --skip linear_ce/
 
 Each ISA level this CPU runs is captured in its own process (``FASTLOG_ISA``), so the file holds
@@ -17,6 +17,8 @@ Keys start with the ISA level.  A capture saved before the x86 levels were renam
 ``--as A=B`` compares level A of the first file with level B of the second (two levels that should
 agree, e.g. ``aarch64`` and ``aarch64-sve``; only those levels are compared); ``--skip NAME/`` leaves
 out a family (``mlp/`` and ``linear_ce/`` include the BLAS's own GEMM, whose bits are the BLAS's).
+NaNs that differ only in sign or payload are counted apart and fail the comparison only with
+``--strict``; ``-v`` lists them.
 """
 import os
 import subprocess
@@ -163,21 +165,36 @@ def save(path, only=None):
     print(f"{path}: {len(merged)} arrays, levels {', '.join(levels)}")
 
 
-def _ulps(a, b):
-    if a.dtype.kind != "f" and a.dtype.itemsize != 2:
-        return float("nan")
-    if a.dtype.kind != "f":   # bfloat16, saved as 2-byte void: its bits are float32's upper half
-        def widen(v):
-            return (np.ascontiguousarray(v).view(np.uint16).astype(np.uint32) << 16).view(np.float32)
-        a, b, spacing = widen(a), widen(b), lambda v: np.spacing(v.astype(np.float32)) * 65536
-    else:
-        spacing = lambda v: np.spacing(v.astype(a.dtype))  # noqa: E731
-    af, bf = a.astype(np.float64), b.astype(np.float64)
-    fin = np.isfinite(af) & np.isfinite(bf)
+def _as_float(a, key):
+    """The captured values as float64 (bfloat16 is stored as 2-byte void by np.savez)."""
+    if a.dtype.kind == "V" and a.dtype.itemsize == 2:
+        bits = a.view(np.uint16).astype(np.uint32) << 16
+        return bits.view(np.float32).astype(np.float64)
+    return a.astype(np.float64)
+
+
+def _ulps(a, b, key):
+    """The largest difference between finite values, in units of the last place of the
+    stored dtype; inf where one side is finite and the other not."""
+    af, bf = _as_float(a, key), _as_float(b, key)
+    one_nonfinite = np.isfinite(af) != np.isfinite(bf)
+    if one_nonfinite.any():
+        return float("inf")
+    fin = np.isfinite(af)
     if not fin.any():
-        return float("nan")
-    sp = spacing(np.maximum(np.abs(af[fin]), np.abs(bf[fin])))
-    return float(np.max(np.abs(af[fin] - bf[fin]) / sp.astype(np.float64)))
+        return 0.0
+    if a.dtype.kind == "V":
+        sp = np.spacing(np.abs(bf[fin]).astype(np.float32)) * 2.0**16
+    else:
+        sp = np.spacing(np.abs(bf[fin]).astype(a.dtype)).astype(np.float64)
+    return float(np.max(np.abs(af[fin] - bf[fin]) / sp))
+
+
+def _same_nan_aside(a, b, key):
+    """Equal values, where any NaN equals any NaN (sign and payload aside)."""
+    af, bf = _as_float(a, key), _as_float(b, key)
+    return np.array_equal(af, bf, equal_nan=True) and np.array_equal(np.signbit(af) | np.isnan(af),
+                                                                      np.signbit(bf) | np.isnan(bf))
 
 
 # The level names captures used before the x86-64 levels took the psABI names.
@@ -185,7 +202,8 @@ OLD_LEVELS = {"baseline": "x86-64", "avx2": "x86-64-v3", "avx512": "x86-64-v4"}
 
 
 def _load(path, rename, skip):
-    """{key: array} with the level part of each key renamed, skipped families left out."""
+    """(file, {key: stored key}) with the level part of each key renamed (only the levels in
+    `rename` kept, unless it is None) and the families in `skip` left out."""
     f = np.load(path)
     out = {}
     for k in f.files:
@@ -199,46 +217,59 @@ def _load(path, rename, skip):
     return f, out
 
 
-def compare(before, after, pairs=(), skip=()):
+def compare(before, after, verbose=False, pairs=(), skip=(), strict=False):
+    """Print which arrays differ; NaNs that differ only in sign or payload (which IEEE
+    arithmetic leaves to the operand order the compiler picked) are counted apart, and
+    count as a difference only with `strict`."""
     fb, kb = _load(before, dict(pairs) if pairs else None, skip)
     fa, ka = _load(after, {b: b for _, b in pairs} if pairs else None, skip)
     if not pairs:   # an old capture against a new one: the old names become the new ones
-        levels_a = {k.split("/", 1)[0] for k in ka}
-        if not {k.split("/", 1)[0] for k in kb} & levels_a:
+        levels_b = {k.split("/", 1)[0] for k in kb}
+        if not levels_b & {k.split("/", 1)[0] for k in ka}:
             kb = {f"{OLD_LEVELS.get(k.split('/', 1)[0], k.split('/', 1)[0])}/{k.split('/', 1)[1]}": v
                   for k, v in kb.items()}
     with fb, fa:
         missing, added = sorted(kb.keys() - ka.keys()), sorted(ka.keys() - kb.keys())
-        diff = []
+        diff, nan_only = [], []
         for k in sorted(kb.keys() & ka.keys()):
             a, b = fb[kb[k]], fa[ka[k]]
-            if a.shape != b.shape or a.dtype != b.dtype or a.tobytes() != b.tobytes():
-                diff.append((k, a.shape != b.shape or a.dtype != b.dtype, a, b))
+            if a.shape != b.shape or a.dtype != b.dtype:
+                diff.append((k, "shape/dtype"))
+            elif a.tobytes() != b.tobytes():
+                if _same_nan_aside(a, b, k):
+                    nan_only.append(k)
+                else:
+                    diff.append((k, f"max {_ulps(a, b, k):.3g} ulp"))
     for k in missing:
         print(f"only in {before}: {k}")
     for k in added:
         print(f"only in {after}: {k}")
-    for k, meta, a, b in diff:
-        print(f"DIFFERS {k}: " + ("shape/dtype" if meta else f"max {_ulps(a, b):.3g} ulp"))
+    for k, what in diff:
+        print(f"DIFFERS {k}: {what}")
+    if verbose or strict:
+        for k in nan_only:
+            print(f"NaN bits {k}")
     n = len(kb.keys() & ka.keys())
-    print(f"{n - len(diff)} of {n} arrays bit-identical; {len(diff)} differ; "
-          f"{len(missing)} missing, {len(added)} new")
-    return 1 if diff or missing or not n else 0
+    print(f"{n - len(diff) - len(nan_only)} of {n} arrays bit-identical; {len(nan_only)} differ only in "
+          f"the sign/payload of NaNs; {len(diff)} differ in value; {len(missing)} missing, {len(added)} new")
+    return 1 if diff or missing or not n or (strict and nan_only) else 0
 
 
 def _compare_args(argv):
-    files, pairs, skip = [], [], []
+    files, pairs, skip, flags = [], [], [], set()
     it = iter(argv)
     for a in it:
         if a == "--as":
             pairs.append(tuple(next(it).split("=", 1)))
         elif a == "--skip":
             skip.append(next(it))
+        elif a in ("-v", "--strict"):
+            flags.add(a)
         else:
             files.append(a)
     if len(files) != 2:
         sys.exit(__doc__)
-    return compare(*files, pairs=pairs, skip=skip)
+    return compare(*files, verbose="-v" in flags, pairs=pairs, skip=skip, strict="--strict" in flags)
 
 
 if __name__ == "__main__":

@@ -24,17 +24,22 @@ Thread safety (Python threads sharing one model):
   sees parameters in the middle of an update.  Use one model per thread
   (``copy.deepcopy(model)``) to train in parallel.
 """
-import operator
+import math
+import os
 import threading
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
 import numpy as np
 
 from .._dispatch import core
 from .._enums import MLPMode, MLPOutput
-from .._validation import float_array, positive_int
+from .._typing import ArrayLike, DTypeLike
+from .._validation import float_array, int_param, nonneg_float, positive_int, seed_param
 from .._threads import blas_pinned
+from . import io as _io
+from .fit import fit_mlp
 
-__all__ = ["MLP", "mlp_gemms_only", "INFER_BLOCK"]
+__all__ = ["MLP", "load_mlp", "mlp_gemms_only", "INFER_BLOCK"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Rows per block in inference (activations of a block stay in cache).
@@ -48,17 +53,7 @@ def _to_numpy(v, name):
     return float_array(v, name, promote_int=True)
 
 
-def _nonneg(v, name):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}") from None
-    if not f >= 0.0 or f == float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return f
-
-
-def mlp_gemms_only(model, x, train=True, lr=0.01):
+def mlp_gemms_only(model: "MLP", x: ArrayLike, train: bool = True, lr: float = 0.01) -> None:
     """Run only the GEMMs of a training step or of inference, for benchmarks.
 
     Parameters
@@ -92,7 +87,7 @@ def mlp_gemms_only(model, x, train=True, lr=0.01):
     with model._training("mlp_gemms_only") if train else _nothing():
         ws = model._workspace(n if train else min(max(n, 1), INFER_BLOCK), bool(train))
         with blas_pinned():
-            core.mlp_gemms_only(ws, x, bool(train), float(lr))
+            core.mlp_gemms_only(ws, x, bool(train), nonneg_float(lr, "lr"))
 
 
 class _nothing:
@@ -176,18 +171,24 @@ class MLP:
     True
     """
 
-    def __init__(self, sizes=(784, 128, 64, 10), *, dtype=np.float32, seed=0, init="he"):
+    def __init__(self, sizes: Sequence[int] = (784, 128, 64, 10), *, dtype: DTypeLike = np.float32,
+                 seed: Optional[int] = 0, init: str = "he") -> None:
         try:
-            sizes = tuple(operator.index(s) for s in sizes)
+            sizes = tuple(sizes)
         except TypeError:
             raise TypeError("sizes must be a sequence of integers") from None
         if len(sizes) < 2 or len(sizes) > 65:
             raise ValueError(f"sizes needs between 2 and 65 entries (input, ..., classes), got {len(sizes)}")
+        sizes = tuple(int_param(s, "sizes", lo=-math.inf, hi=math.inf) for s in sizes)
         if min(sizes) < 1:
-            raise ValueError(f"every layer width must be >= 1, got {sizes}")
+            raise ValueError(f"every layer width must be >= 1, got sizes={sizes}")
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        # parameters, gradients and velocities: three arrays of n values
+        n = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
+        if 3 * n * dt.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(f"sizes={sizes} need {n} parameters, more than this machine can address")
         if init not in ("he", "xavier"):
             raise ValueError(f"init must be 'he' or 'xavier', got {init!r}")
         self._setup(sizes, dt)
@@ -228,21 +229,21 @@ class MLP:
         return tuple(ws), tuple(bs)
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
         """Number of Linear layers."""
         return len(self.sizes) - 1
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         """Input width, ``sizes[0]``."""
         return self.sizes[0]
 
     @property
-    def n_classes(self):
+    def n_classes(self) -> int:
         """Output width, ``sizes[-1]``."""
         return self.sizes[-1]
 
-    def parameters(self):
+    def parameters(self) -> List[np.ndarray]:
         """[W0, b0, W1, b1, ...] (views), the order of ``nn.Sequential.parameters()``.
 
         Examples
@@ -256,7 +257,7 @@ class MLP:
             out += [w, b]
         return out
 
-    def reset_parameters(self, seed=0, init="he"):
+    def reset_parameters(self, seed: Optional[int] = 0, init: str = "he") -> None:
         """Gaussian He/Xavier initialisation (see the class docstring); clears momentum.
 
         Parameters
@@ -275,7 +276,7 @@ class MLP:
         >>> bool(np.array_equal(a.weights[0], b.weights[0]))
         True
         """
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed_param(seed))
         L = self.n_layers
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             fan_out, fan_in = w.shape
@@ -287,7 +288,7 @@ class MLP:
             b[...] = 0
         self.reset_optimizer()
 
-    def reset_optimizer(self):
+    def reset_optimizer(self) -> None:
         """Forget the momentum buffers (the next momentum step starts afresh, like a new torch SGD).
 
         Examples
@@ -326,7 +327,7 @@ class MLP:
             self._local.ws = ws
         return ws
 
-    def workspace(self, rows, train=True):
+    def workspace(self, rows: int, train: bool = True) -> Any:
         """The compiled workspace for batches of up to `rows` rows.
 
         What :func:`mlp_gemms_only` runs on: the model's training workspace,
@@ -351,7 +352,7 @@ class MLP:
         return _TrainingGuard(self._train_lock, what)
 
     # -- validation --
-    def _x(self, x, name="x"):
+    def _x(self, x: Any, name: str = "x") -> np.ndarray:
         if (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim == 2
                 and x.shape[1] == self.sizes[0] and x.flags.c_contiguous and x.flags.aligned):
             return x
@@ -364,7 +365,7 @@ class MLP:
             raise ValueError(f"{name} has {a.shape[1]} features per row, the model expects {self.sizes[0]}")
         return np.ascontiguousarray(a, dtype=self.dtype)
 
-    def _y(self, y, n, name="y"):
+    def _y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
         if type(y) is np.ndarray and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous:
             t = y
         else:
@@ -426,7 +427,7 @@ class MLP:
         if not np.isfinite(self._flat).all():
             raise FloatingPointError("the model's parameters hold NaN or infinity")
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """Logits, shape (n, n_classes).  Also ``model(x)``.
 
         Parameters
@@ -445,7 +446,7 @@ class MLP:
 
     __call__ = forward
 
-    def predict_log_proba(self, x):
+    def predict_log_proba(self, x: ArrayLike) -> np.ndarray:
         """log_softmax of the logits (fastlog's stable row kernel), shape (n, n_classes).
 
         Parameters
@@ -462,7 +463,7 @@ class MLP:
         """
         return self._infer(x, MLPOutput.LOG_PROBA)
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """softmax of the logits, shape (n, n_classes).
 
         Parameters
@@ -479,7 +480,7 @@ class MLP:
         """
         return self._infer(x, MLPOutput.PROBA)
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Predicted class (first maximum of the logits), int64 of shape (n,).
 
         Parameters
@@ -498,7 +499,7 @@ class MLP:
         """
         return self._infer(x, MLPOutput.LABELS)
 
-    def evaluate(self, x, y):
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, float]:
         """(mean cross-entropy, accuracy) on (x, y).
 
         Parameters
@@ -544,7 +545,7 @@ class MLP:
             self._momentum_started = True
         return loss, hits
 
-    def loss_and_grad(self, x, y):
+    def loss_and_grad(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, List[np.ndarray]]:
         """Mean cross-entropy over the batch and its gradients.
 
         Parameters
@@ -578,7 +579,8 @@ class MLP:
                 out += [w.copy(), b.copy()]
         return loss, out
 
-    def train_step(self, x, y, lr=0.01, *, momentum=0.0, weight_decay=0.0, dampening=0.0):
+    def train_step(self, x: ArrayLike, y: ArrayLike, lr: float = 0.01, *, momentum: float = 0.0,
+                   weight_decay: float = 0.0, dampening: float = 0.0) -> float:
         """One SGD step on the batch (x, y); returns the batch's mean loss before the step.
 
         The update is ``torch.optim.SGD(lr, momentum, dampening, weight_decay)``'s:
@@ -607,17 +609,20 @@ class MLP:
         >>> model.train_step(x, y, 0.5) < first
         True
         """
-        lr = _nonneg(lr, "lr")
-        momentum = _nonneg(momentum, "momentum")
-        weight_decay = _nonneg(weight_decay, "weight_decay")
-        dampening = _nonneg(dampening, "dampening")
+        lr = nonneg_float(lr, "lr")
+        momentum = nonneg_float(momentum, "momentum")
+        weight_decay = nonneg_float(weight_decay, "weight_decay")
+        dampening = nonneg_float(dampening, "dampening")
         with self._training("train_step"):
             loss, _ = self._step_unlocked(x, y, MLPMode.SGD, lr, momentum, dampening, weight_decay)
         return loss
 
-    def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0,
-            dampening=0.0, shuffle=True, seed=0, validation_data=None, progress=True, file=None,
-            checkpoint_dir=None, checkpoint_format="json"):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,
+            momentum: float = 0.9, weight_decay: float = 0.0, dampening: float = 0.0, shuffle: bool = True,
+            seed: Optional[int] = 0, validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+            progress: Union[bool, str] = True, file: Optional[TextIO] = None,
+            checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
+            checkpoint_format: str = "json") -> Dict[str, List[float]]:
         """Mini-batch SGD over (X, y) for `epochs` epochs; see :func:`fastlog.nn.fit.fit_mlp`.
 
         Parameters
@@ -640,7 +645,6 @@ class MLP:
         >>> sorted(hist), hist["accuracy"][-1]
         (['accuracy', 'loss', 'time'], 1.0)
         """
-        from .fit import fit_mlp
         return fit_mlp(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                        weight_decay=weight_decay, dampening=dampening, shuffle=shuffle, seed=seed,
                        validation_data=validation_data, progress=progress, file=file,
@@ -650,7 +654,7 @@ class MLP:
     def _keys(self):
         return [(f"{2 * l}.weight", f"{2 * l}.bias") for l in range(self.n_layers)]
 
-    def state_dict(self, tensors=False):
+    def state_dict(self, tensors: bool = False) -> Dict[str, Any]:
         """Copies of the parameters keyed like ``nn.Sequential``'s state_dict.
 
         Keys "0.weight", "0.bias", "2.weight", ...; torch tensors if ``tensors``.
@@ -674,7 +678,7 @@ class MLP:
             sd = {k: torch.from_numpy(v) for k, v in sd.items()}
         return sd
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> "MLP":
         """Copy parameters from a state_dict (arrays or tensors) of the same sizes; clears momentum.
 
         Parameters
@@ -713,7 +717,7 @@ class MLP:
         return self
 
     @classmethod
-    def from_state_dict(cls, state_dict, dtype=None):
+    def from_state_dict(cls, state_dict: Mapping[str, Any], dtype: Optional[DTypeLike] = None) -> "MLP":
         """A model built from a state_dict of ``nn.Sequential(Linear, ReLU, ..., Linear)``.
 
         Arrays or tensors; keys "0.weight", "0.bias", "2.weight", ...  The
@@ -732,7 +736,7 @@ class MLP:
         >>> MLP.from_state_dict(MLP((5, 3, 2)).state_dict())
         MLP(sizes=(5, 3, 2), dtype=float32)
         """
-        idx = {}
+        idx: Dict[int, set] = {}
         for k in state_dict:
             head, _, kind = str(k).rpartition(".")
             if kind not in ("weight", "bias") or not head.isdigit():
@@ -757,7 +761,7 @@ class MLP:
         model = cls(sizes, dtype=dtype, seed=0)
         return model.load_state_dict(state_dict)
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """An equivalent ``torch.nn.Sequential`` (float32/float64 like the model).
 
         Examples
@@ -781,7 +785,7 @@ class MLP:
         net.load_state_dict(self.state_dict(tensors=True))
         return net
 
-    def save(self, path, format=None):
+    def save(self, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None) -> None:
         """Write the parameters to `path`: JSON (``.json``) or npz (anything else).
 
         Parameters
@@ -805,11 +809,10 @@ class MLP:
         >>> MLP.load(path)
         MLP(sizes=(4, 3, 2), dtype=float32)
         """
-        from .io import save_mlp
-        save_mlp(self, path, format=format)
+        _io.save_mlp(self, path, format=format)
 
     @classmethod
-    def load(cls, path, format=None, dtype=None):
+    def load(cls, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None, dtype: Optional[DTypeLike] = None) -> "MLP":
         """Read a model written by :meth:`save` (or any file in the same formats).
 
         Parameters
@@ -826,7 +829,7 @@ class MLP:
         ValueError, TypeError
             For anything but a well-formed model file, naming the key at
             fault; nothing is allocated beyond the file's own size before the
-            whole file is checked.  See :func:`fastlog.nn.io.load_mlp`.
+            whole file is checked.  See :func:`fastlog.nn.load_mlp`.
 
         Examples
         --------
@@ -840,5 +843,51 @@ class MLP:
         >>> back.dtype, bool(np.array_equal(back.weights[0], model.weights[0]))
         (dtype('float64'), True)
         """
-        from .io import load_mlp
         return load_mlp(path, format=format, dtype=dtype, cls=cls)
+
+
+def load_mlp(path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None, dtype: Optional[DTypeLike] = None,
+             cls: type = MLP) -> MLP:
+    """Read an MLP file (JSON or npz, see the module docstring), validating it fully.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+    format : {None, 'json', 'npz'}
+        None: JSON if the path ends in ``.json``, otherwise npz.
+    dtype : float32 or float64, optional
+        Default: float32 for JSON, the file's for npz.
+    cls : type, optional
+        The class to build (default :class:`fastlog.nn.MLP`).
+
+    Returns
+    -------
+    MLP
+
+    Raises
+    ------
+    ValueError
+        Malformed file, wrong or missing keys, shapes that do not chain,
+        NaN/infinity or values out of the dtype's range.
+    TypeError
+        Values that are not numbers (strings, booleans, null, objects),
+        layer sizes that are not integers.
+
+    Examples
+    --------
+    >>> import io, json
+    >>> from fastlog.nn import load_mlp
+    >>> text = json.dumps({"param_0": [[1.0, 2.0]], "param_1": [0.5]})
+    >>> load_mlp(io.BytesIO(text.encode()), format="json").weights[0]
+    array([[1., 2.]], dtype=float32)
+    >>> load_mlp(io.BytesIO(b'{"param_0": [[1.0, "2"]], "param_1": [0.5]}'), format="json")
+    Traceback (most recent call last):
+    ...
+    TypeError: param_0[0][1] is str '2', expected a number
+    """
+    sizes, arrays, dtype = _io.read_mlp_params(path, format, dtype)
+    model = cls(sizes, dtype=dtype, seed=0)
+    for p, a in zip(model.parameters(), arrays):
+        p[...] = a
+    model.reset_optimizer()
+    return model
