@@ -196,11 +196,21 @@ static inline const fl_ktab *fl_ktab_for(int level)
 
 /* ------------------------------------------------------- CPU features -- */
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+/* F16C from CPUID (leaf 1, ECX bit 29): Clang's __builtin_cpu_supports has no
+ * "f16c" before Clang 16; the OS's support of the AVX state it needs is
+ * checked with AVX2. */
+static inline int fl_cpu_has_f16c(void)
+{
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 29)) != 0;
+}
+
 static inline int fl_cpu_has_avx2_fma(void)
 {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c");
+           __builtin_cpu_supports("bmi2") && fl_cpu_has_f16c();
 }
 
 static inline int fl_cpu_has_avx512(void)
