@@ -49,8 +49,7 @@ print(f"largest |H(p, q) - (H(p) + KL(p || q))| over the {len(ts)} models: {gap:
 print(f"at q = p: cross-entropy {ce[ts == 1.0][0]:.6f}, KL {kl[ts == 1.0][0]:.2e}")
 assert gap < 1e-12
 
-fig, (ax, ax_bar) = plt.subplots(1, 2, figsize=(11, 4.3), layout="constrained",
-                                 gridspec_kw={"width_ratios": [3, 2]})
+fig, ax = plt.subplots(figsize=(8, 4.3), layout="constrained")
 ax.fill_between(ts, 0, H, color="C0", alpha=0.35, label="entropy H(p) (fixed by the target)")
 ax.fill_between(ts, H, H + kl, color="C1", alpha=0.35, label="KL(p || q) (what training removes)")
 ax.plot(ts, ce, "k.", ms=6, label="fastlog.cross_entropy(z, p)")
@@ -68,6 +67,7 @@ ax.grid(alpha=0.3)
 # The uniform model (``t = 0``), the target (``t = 1``) and an over-confident
 # model (``t = 2``), with their cross-entropies.
 
+fig, ax_bar = plt.subplots(figsize=(8, 3.8), layout="constrained")
 x = np.arange(C)
 for k, (t, label) in enumerate(((0.0, "uniform (t = 0)"), (1.0, "q = p (t = 1)"), (2.0, "over-confident (t = 2)"))):
     q = fastlog.softmax(t * target_logits)
@@ -78,7 +78,7 @@ ax_bar.set_xticks(x)
 ax_bar.set_xlabel("class")
 ax_bar.set_ylabel("probability")
 ax_bar.legend(fontsize=7.5)
-ax_bar.set_title("the distributions", fontsize=10)
+ax_bar.set_title("the target and three models", fontsize=10)
 plt.show()
 
 # %%

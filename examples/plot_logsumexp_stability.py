@@ -84,16 +84,20 @@ fig, ax = plt.subplots(figsize=(9, 4.8), layout="constrained")
 styles = ["o", "s", "^", "v", "D"]
 for (name, e), marker in zip(errors.items(), styles):
     e = np.array(e)
-    e = np.where(np.isfinite(e), np.maximum(e, 1e-12), np.nan)
-    ax.plot(offsets, e, marker=marker, ls="none", ms=5, label=name, alpha=0.8)
+    e = np.where(np.isfinite(e), np.maximum(e, 1e-9), np.nan)
+    label = name + (" (errors below 1e-9 drawn at 1e-9)" if "float64" in name else "")
+    ax.plot(offsets, e, marker=marker, ls="none", ms=5, label=label, alpha=0.8)
 ax.plot(offsets, half_ulp, color="0.5", lw=6, alpha=0.3, label="half a float32 ulp of the largest logit")
 ax.set_xscale("symlog", linthresh=1)
 ax.set_yscale("log")
-for lim in (-103.3 - 7.4, 88.7 - 7.4):     # exp overflows / every exp underflows (row's own spread ~7.4)
+# exp overflows above 88.7 and underflows below -103.3 in float32; the row's own logsumexp is about 7.4
+for lim, text in ((-103.3 - 7.4, "float32: every exp\nunderflows to 0"), (88.7 - 7.4, "float32: exp\noverflows to inf")):
     ax.axvline(lim, color="C3", lw=0.7, ls="--")
+    ax.text(lim * 1.15, 3e-9, text, color="C3", fontsize=8, ha="right" if lim < 0 else "left")
 ax.set_xlabel("offset c added to every logit (symmetric log scale)")
 ax.set_ylabel("|error| against mpmath (missing: inf or -inf)")
 ax.set_title("logsumexp of 1,000 float32 logits moved by c", fontsize=11)
+ax.set_ylim(5e-10, 3e-4)
 ax.legend(fontsize=8, loc="upper center")
 ax.grid(alpha=0.3)
 plt.show()

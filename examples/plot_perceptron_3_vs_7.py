@@ -9,8 +9,9 @@ trained on the mean binary cross-entropy with logits
 weights, so pixels that are never inked (the border) keep weight 0.
 
 Drawn as a 28 x 28 image, the weights show *where* the two digits differ: red
-pixels vote for 7 (the long diagonal stroke and the top bar), blue pixels for 3
-(the right-hand bulges and the middle).
+pixels (ink there raises ``w . x``) vote for 7, blue pixels vote for 3.  Next to
+them, the average 3 and the average 7 of the training set: the blue centre is the
+middle stroke of a 3, the red diagonal below it the stem of a 7.
 """
 import json
 import os

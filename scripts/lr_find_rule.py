@@ -51,9 +51,10 @@ def main(argv=None):
     for seed in range(a, b + 1):
         res = fastlog.lr_find(MLP(seed=seed), Xtr, ytr, seed=seed)
         rates = [fastai_steep(res, 100)] + [f * res.steepest for f in factors]
-        if rates[0] > res.lrs[10 + int(np.argmin(res.losses[10:len(res.lrs) - 5]))]:
-            past.append(rates[0])
+        past_min = rates[0] > res.lrs[10 + int(np.argmin(res.losses[10:len(res.lrs) - 5]))]
         row = [acc(seed, lr) for lr in rates]
+        if past_min:
+            past.append((rates[0], row[0]))
         for n, v in zip(names, row):
             accs[n].append(v)
         if args.show:
@@ -61,7 +62,8 @@ def main(argv=None):
                   + ", ".join(f"{n}: lr {lr:.3g} acc {v:.3f}" for n, lr, v in zip(names, rates, row)), flush=True)
     print(f"seeds {a}-{b} ({b - a + 1}), {time.perf_counter() - t0:.0f} s; held-out accuracy after 3 epochs:")
     print(f"  fastai's steep point lay past the lowest smoothed loss for {len(past)} seeds"
-          + (f" (lr {min(past):.2g} - {max(past):.2g})" if past else ""))
+          + (f" (lr {min(p[0] for p in past):.2g} - {max(p[0] for p in past):.2g}; held-out accuracy "
+             f"{', '.join(f'{p[1]:.3f}' for p in past)})" if past else ""))
     for n in names:
         v = np.array(accs[n])
         print(f"  {n:34s} min {v.min():.3f}  5th pct {np.percentile(v, 5):.3f}  mean {v.mean():.3f}  "

@@ -205,7 +205,22 @@ def _check_coverage(app, env):
         logger.warning("public names without an API page: %s", ", ".join(missing))
 
 
+PLATFORMS_MARK = "<!-- platforms:"
+
+
+def _platforms(app, docname, source):
+    """install.md: link docs/platforms.md (the per-platform table, written separately) when it exists."""
+    if docname != "install" or PLATFORMS_MARK not in source[0]:
+        return
+    have = os.path.exists(os.path.join(app.srcdir, "platforms.md"))
+    text = ("The table of platforms, builds and what is tested on each: {doc}`platforms`.\n\n"
+            "```{toctree}\n:hidden:\n\nplatforms\n```\n") if have else ""
+    lines = source[0].splitlines(keepends=True)
+    source[0] = "".join(text if ln.startswith(PLATFORMS_MARK) else ln for ln in lines)
+
+
 def setup(app):
     app.connect("autodoc-process-docstring", _see_also, priority=400)   # before numpydoc (500)
+    app.connect("source-read", _platforms)
     app.connect("env-check-consistency", _check_coverage)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

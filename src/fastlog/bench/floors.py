@@ -38,8 +38,9 @@ gemm
 
 With one thread the passes, exponentials and GEMMs are timed in process CPU
 time, which time slices given to other processes do not inflate; with more
-threads, in wall time.  Every measurement keeps its best pass: other processes
-can only slow a pass down.
+threads, in wall time.  Every measurement keeps its best pass (of at least
+`repeats` passes and at least 50 ms of them): other processes can only slow a
+pass down.
 """
 import sys
 import time
@@ -67,6 +68,17 @@ def _clock(threads):
     return time.process_time if threads == 1 else time.perf_counter
 
 
+# Each least time is the best of at least `repeats` passes and of at least BUDGET_S seconds of
+# passes: a pass of 0.1 ms repeated 5 times leaves the best to chance on a busy machine.
+BUDGET_S = 0.05
+MAX_PASSES = 1000
+
+
+def _passes_for(first_s, repeats):
+    """How many timed passes: `repeats`, or more to fill BUDGET_S (at most MAX_PASSES)."""
+    return int(min(MAX_PASSES, max(repeats, np.ceil(BUDGET_S / max(first_s, 1e-9)))))
+
+
 def _passes(threads, nbytes, work_of, moved, repeats):
     """(median, min, max) of ``moved / time`` over `repeats` timed passes of ``work_of(part)`` on
     `threads` slices of a float64 array of `nbytes` bytes, after one warm-up pass."""
@@ -82,8 +94,9 @@ def _passes(threads, nbytes, work_of, moved, repeats):
                 work_of(parts[0])
             else:
                 list(pool.map(work_of, parts))
+        t0 = clock()
         once()
-        for _ in range(max(1, repeats)):
+        for _ in range(_passes_for(clock() - t0, max(1, repeats))):
             t0 = clock()
             once()
             rates.append(moved(src.nbytes) / max(clock() - t0, 1e-9))
@@ -207,7 +220,7 @@ def gemm_shape_rate(m, n, k, dtype, threads=1, trans_a=False, trans_b=False, rep
     The product is computed into a preallocated C by the call fastlog's own
     kernels make (``fastlog._core.gemm``: ``cython_blas`` sgemm/dgemm), with the
     BLAS pinned to `threads` threads; ``2 m n k`` flops over the best of
-    `repeats` timed calls after one warm-up.
+    `repeats` timed calls (more for a small product: at least 50 ms of them) after one warm-up.
 
     Parameters
     ----------
@@ -240,8 +253,9 @@ def gemm_shape_rate(m, n, k, dtype, threads=1, trans_a=False, trans_b=False, rep
     C = np.zeros((m, n), t)
     best = np.inf
     with pinned_threads(threads):
+        t0 = clock()
         _core.gemm(A, B, C, trans_a, trans_b)
-        for _ in range(max(1, repeats)):
+        for _ in range(_passes_for(clock() - t0, max(1, repeats))):
             t0 = clock()
             _core.gemm(A, B, C, trans_a, trans_b)
             best = min(best, max(clock() - t0, 1e-9))
@@ -339,7 +353,8 @@ def exp_rates(dtype, n=EXP_SIZE, repeats=20):
 
     fastlog's own vectorized exp (the variant its softmax kernels call),
     ``np.exp`` and, when ``torch`` is already imported, ``torch.exp``; each
-    timed in CPU time, writing into a preallocated output, best of `repeats`.
+    timed in CPU time, writing into a preallocated output, best of `repeats` passes (more: at least
+    50 ms of them).
 
     Parameters
     ----------
@@ -370,9 +385,10 @@ def exp_rates(dtype, n=EXP_SIZE, repeats=20):
     rates = {}
     with pinned_threads(1):
         for name, fn in impls.items():
+            t0 = time.process_time()
             fn()
             best = np.inf
-            for _ in range(max(1, repeats)):
+            for _ in range(_passes_for(time.process_time() - t0, max(1, repeats))):
                 t0 = time.process_time()
                 fn()
                 best = min(best, max(time.process_time() - t0, 1e-9))
