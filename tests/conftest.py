@@ -175,6 +175,17 @@ def mp_prob_ce_rows(x, t, w=None, eps=0.0, dps=60):
     return np.array(out)
 
 
+def exact_sum(terms):
+    """The correctly rounded sum of float `terms` (exact rational arithmetic; +-inf
+    only where the exact sum overflows float64)."""
+    from fractions import Fraction
+    s = sum(Fraction(float(v)) for v in terms)
+    try:
+        return float(s)
+    except OverflowError:
+        return math.inf if s > 0 else -math.inf
+
+
 def same_kind_of_result(ours, ref, what=""):
     """Scalar results stay scalars, arrays stay arrays, same dtype."""
     assert isinstance(ours, np.ndarray) == isinstance(ref, np.ndarray), \
@@ -202,7 +213,15 @@ def dtype(request):
 
 @pytest.fixture
 def threads():
-    """Restore fastlog's thread count after the test."""
-    old = fastlog.get_num_threads()
+    """fastlog.set_num_threads for the test; afterwards the thread policy in force
+    before it comes back: an explicit count stays that count, and fastlog's default
+    (all cores, cut to the idle ones at each call) stays the default rather than
+    becoming an explicit count."""
+    from fastlog._dispatch import core
+    saved = core.get_default_threads(), core.threads_explicit()
     yield fastlog.set_num_threads
-    fastlog.set_num_threads(old)
+    if saved[1]:
+        fastlog.set_num_threads(saved[0])
+    else:
+        fastlog.set_num_threads(None)
+    assert (core.get_default_threads(), core.threads_explicit()) == saved

@@ -224,7 +224,7 @@ def linear_ce(cnp.ndarray X not None, cnp.ndarray Wm not None, object bias, cnp.
             if bad < 0:
                 if wp != NULL:
                     Wtot = _sum_w[float](<const float *>wp, V)
-                gscale = (1.0 / wsum) if (reduction == RED_MEAN and rs == NULL) else 1.0
+                gscale = _grad_scale(reduction if rs == NULL else RED_SUM, wsum, eps)
                 _lce_run[float](<const float *>cnp.PyArray_DATA(X), <const float *>cnp.PyArray_DATA(Wm),
                                 <const float *>bp, N, H, V, t, <const float *>wp, Wtot, ignore_index, eps,
                                 gscale, rs, zscale, nb, <float *>cnp.PyArray_DATA(work), <float *>sp,
@@ -236,7 +236,7 @@ def linear_ce(cnp.ndarray X not None, cnp.ndarray Wm not None, object bias, cnp.
             if bad < 0:
                 if wp != NULL:
                     Wtot = _sum_w[double](<const double *>wp, V)
-                gscale = (1.0 / wsum) if (reduction == RED_MEAN and rs == NULL) else 1.0
+                gscale = _grad_scale(reduction if rs == NULL else RED_SUM, wsum, eps)
                 _lce_run[double](<const double *>cnp.PyArray_DATA(X), <const double *>cnp.PyArray_DATA(Wm),
                                  <const double *>bp, N, H, V, t, <const double *>wp, Wtot, ignore_index,
                                  eps, gscale, rs, zscale, nb, <double *>cnp.PyArray_DATA(work),

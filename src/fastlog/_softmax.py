@@ -24,7 +24,7 @@ import numpy as np
 from . import _half
 from ._dispatch import core
 from ._enums import Op
-from ._validation import _F32, _F64, check_out, check_overlap, float_array, normalize_axes
+from ._validation import _F32, _F64, check_out, check_overlap, float_array, float_param, normalize_axes
 
 _LOG_SOFTMAX, _SOFTMAX, _LSE = Op.LOG_SOFTMAX, Op.SOFTMAX, Op.LOGSUMEXP
 
@@ -64,7 +64,7 @@ def _restore(rows_result, moved_shape, perm, out):
     return out
 
 
-def _elementwise(op, x, axis, out, name="x", orig=None):
+def _elementwise(op, x, axis, out, name="x", orig=None, nanrow=False):
     # Fast path: the usual call, log_softmax(x, axis=-1) on a C-contiguous
     # float array (per-call overhead matters for small inputs).
     if out is None and type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
@@ -74,7 +74,7 @@ def _elementwise(op, x, axis, out, name="x", orig=None):
             K = x.shape[-1]
             if K and x.size:
                 res = np.empty_like(x)
-                core.unary_rows(op, x, res, K)
+                core.unary_rows(op, x, res, K, nanrow)
                 return res
     a = float_array(x, name)
     # NumPy (and so SciPy) accepts axis=0 / -1 for a 0-d array.
@@ -87,7 +87,7 @@ def _elementwise(op, x, axis, out, name="x", orig=None):
     if a.ndim == 0:
         a1 = a.reshape(1)
         r = np.empty(1, a.dtype)
-        core.unary_rows(op, a1.reshape(1, 1), r.reshape(1, 1))
+        core.unary_rows(op, a1.reshape(1, 1), r.reshape(1, 1), -1, nanrow)
         if out is not None:
             out[...] = r[0]
             return out
@@ -106,10 +106,10 @@ def _elementwise(op, x, axis, out, name="x", orig=None):
     rows, moved_shape, perm = _as_rows(a, axes)
     # Write straight into `out` when it has the rows' layout (the common case).
     if perm is None and out is not None and out.flags.c_contiguous:
-        core.unary_rows(op, rows, out.reshape(rows.shape))
+        core.unary_rows(op, rows, out.reshape(rows.shape), -1, nanrow)
         return out
     res = np.empty(rows.shape, a.dtype)
-    core.unary_rows(op, rows, res)
+    core.unary_rows(op, rows, res, -1, nanrow)
     return _restore(res, moved_shape, perm, out)
 
 
@@ -147,6 +147,13 @@ def log_softmax(x, axis=None, *, out=None):
     return _elementwise(_LOG_SOFTMAX, x, axis, out)
 
 
+def log_softmax_nan_rows(x, axis):
+    """:func:`log_softmax` with PyTorch's non-finite rows: a row whose max is not
+    finite (a +inf entry, or every entry -inf) is NaN everywhere, where SciPy gives
+    -inf at its finite entries.  For the torch face."""
+    return _elementwise(_LOG_SOFTMAX, x, axis, None, nanrow=True)
+
+
 def softmax(x, axis=None, *, out=None, temperature=None):
     """Softmax, like ``scipy.special.softmax``.
 
@@ -182,9 +189,7 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     array([0.3333, 0.3333, 0.3333])
     """
     if temperature is not None:
-        t = float(temperature)
-        if not t > 0 or not np.isfinite(t):
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        t = float_param(temperature, "temperature", lo=0.0, lo_open=True)
         a = float_array(x, "x")
         if _half.is_half(a.dtype):   # x / t in float32, the softmax rounded once
             if out is not None:

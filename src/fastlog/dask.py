@@ -51,13 +51,13 @@ import numpy as np
 
 import fastlog
 
-from ._losses import _ratio
-from ._validation import reduction_code, smoothing_param
+from ._enums import Reduction
+from ._losses._reduce import finish
+from ._validation import KL_REDUCTIONS, positive_int, reduction_code, smoothing_param
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div",
            "log_softmax", "softmax", "logsumexp"]
 
-_KL_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}
 
 # ------------------------------------------------------------------ threads --
 _lock = threading.Lock()
@@ -86,11 +86,7 @@ def _task_threads(n):
 
 
 def _threads_param(threads):
-    if threads is None:
-        return 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    return int(threads)
+    return 1 if threads is None else positive_int(threads, "threads", maximum=1 << 16)
 
 
 # ------------------------------------------------------------------- layout --
@@ -121,17 +117,19 @@ def _letters(n, start=2):
     return "".join("abcdefghmnopqrstuvwxyz"[start - 2 + k] for k in range(n))
 
 
-def _ratio_block(parts, red, dtype, count_override=None):
+def _reduce_block(parts, red, dtype, count_override=None, smoothing=0.0):
     total, denom = float(parts[0]), float(parts[1])
     if count_override is not None:
         denom = count_override
-    return np.asarray(dtype.type(total if red == 2 else _ratio(total, denom)))
+    return np.asarray(finish(None, total, denom, red, dtype, smoothing=smoothing))
 
 
-def _finish(partials, red, dtype, split_every, count_override=None):
-    """Tree-sum the (nblocks, 2) partial pairs and divide: a lazy 0-d array."""
+def _finish(partials, red, dtype, split_every, count_override=None, smoothing=0.0):
+    """Tree-sum the (nblocks, 2) partial pairs (block totals, denominators) and
+    reduce them as every face does (fastlog._losses._reduce): a lazy 0-d array."""
     tot = partials.sum(axis=0, split_every=split_every)
-    return tot.map_blocks(_ratio_block, red, dtype, count_override, dtype=dtype, drop_axis=0, chunks=())
+    return tot.map_blocks(_reduce_block, red, dtype, count_override, smoothing, dtype=dtype, drop_axis=0,
+                          chunks=())
 
 
 # ------------------------------------------------------- class-axis losses --
@@ -217,7 +215,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, eps, threads
     # The outputs keep every index of the input (the class index j with its size adjusted) so
     # that no index is contracted: a contracted index makes Dask concatenate -- copy -- the
     # input block before the call, even when it is the only block along that index.
-    if red == 0:
+    if red == Reduction.NONE:
         out = da.blockwise(_ce_none, xi, x, xi, t, ti, weight=w, ignore_index=ignore_index, eps=eps,
                            threads=threads, fn=fn, adjust_chunks={"j": 1}, dtype=dtype)
         out = out[:, 0]
@@ -227,7 +225,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, eps, threads
                             adjust_chunks=dict({"i": 1, "j": 2}, **{c: 1 for c in extra}),
                             dtype=np.float64)
     partials = partials[(slice(None), slice(None)) + (0,) * len(extra)]
-    return _finish(partials, red, dtype, split_every)
+    return _finish(partials, red, dtype, split_every, smoothing=eps)
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
@@ -363,7 +361,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     w = _broadcast_param(weight, x, dtype, "weight")
     pw = _broadcast_param(pos_weight, x, dtype, "pos_weight")
     idx = _letters(x.ndim)
-    if red == 0:
+    if red == Reduction.NONE:
         out = da.blockwise(_bce_none, idx, x, idx, t, idx, w, None if w is None else idx,
                            pw, None if pw is None else idx, threads=threads, dtype=dtype)
         return out.reshape(np.shape(input)) if np.ndim(input) == 0 else out
@@ -414,7 +412,7 @@ def kl_div(input, target, reduction="mean", log_target=False, *, threads=None, s
     """
     x = _as_dask(input, "input")
     t = _as_dask(target, "target")
-    red = reduction_code(reduction, _KL_REDUCTIONS)
+    red = reduction_code(reduction, KL_REDUCTIONS)
     threads = _threads_param(threads)
     for a, name in ((x, "input"), (t, "target")):
         if a.dtype.kind not in "fiub":
@@ -431,16 +429,16 @@ def kl_div(input, target, reduction="mean", log_target=False, *, threads=None, s
     x = da.broadcast_to(x.astype(dtype), shape)
     t = da.broadcast_to(t.astype(dtype), shape).rechunk(x.chunks)
     idx = _letters(len(shape))
-    if red == 0:
+    if red == Reduction.NONE:
         out = da.blockwise(_kl_none, idx, x, idx, t, idx, log_target=log_target, threads=threads,
                            dtype=dtype)
         return out.reshape(np.broadcast_shapes(np.shape(input), np.shape(target)))
     pairs = da.blockwise(_kl_pair, idx + "k", x, idx, t, idx, log_target=log_target, threads=threads,
                          new_axes={"k": 2}, adjust_chunks={c: 1 for c in idx},
                          dtype=np.float64).reshape(-1, 2)
-    if red == 3:
+    if red == Reduction.BATCHMEAN:
         n = np.broadcast_shapes(np.shape(input), np.shape(target))
-        return _finish(pairs, 1, dtype, split_every, count_override=float(n[0] if len(n) else 1))
+        return _finish(pairs, red, dtype, split_every, count_override=float(n[0] if len(n) else 1))
     return _finish(pairs, red, dtype, split_every)
 
 

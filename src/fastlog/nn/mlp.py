@@ -24,17 +24,19 @@ Thread safety (Python threads sharing one model):
   sees parameters in the middle of an update.  Use one model per thread
   (``copy.deepcopy(model)``) to train in parallel.
 """
-import operator
+import math
 import threading
 
 import numpy as np
 
 from .._dispatch import core
 from .._enums import MLPMode, MLPOutput
-from .._validation import float_array, positive_int
+from .._validation import float_array, int_param, nonneg_float, positive_int, seed_param
 from .._threads import blas_pinned
+from . import io as _io
+from .fit import fit_mlp
 
-__all__ = ["MLP", "mlp_gemms_only", "INFER_BLOCK"]
+__all__ = ["MLP", "load_mlp", "mlp_gemms_only", "INFER_BLOCK"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Rows per block in inference (activations of a block stay in cache).
@@ -46,16 +48,6 @@ def _to_numpy(v, name):
     if hasattr(v, "detach") and hasattr(v, "cpu"):
         v = v.detach().cpu().numpy()
     return float_array(v, name, promote_int=True)
-
-
-def _nonneg(v, name):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}") from None
-    if not f >= 0.0 or f == float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return f
 
 
 def mlp_gemms_only(model, x, train=True, lr=0.01):
@@ -92,7 +84,7 @@ def mlp_gemms_only(model, x, train=True, lr=0.01):
     with model._training("mlp_gemms_only") if train else _nothing():
         ws = model._workspace(n if train else min(max(n, 1), INFER_BLOCK), bool(train))
         with blas_pinned():
-            core.mlp_gemms_only(ws, x, bool(train), float(lr))
+            core.mlp_gemms_only(ws, x, bool(train), nonneg_float(lr, "lr"))
 
 
 class _nothing:
@@ -178,16 +170,21 @@ class MLP:
 
     def __init__(self, sizes=(784, 128, 64, 10), *, dtype=np.float32, seed=0, init="he"):
         try:
-            sizes = tuple(operator.index(s) for s in sizes)
+            sizes = tuple(sizes)
         except TypeError:
             raise TypeError("sizes must be a sequence of integers") from None
         if len(sizes) < 2 or len(sizes) > 65:
             raise ValueError(f"sizes needs between 2 and 65 entries (input, ..., classes), got {len(sizes)}")
+        sizes = tuple(int_param(s, "sizes", lo=-math.inf, hi=math.inf) for s in sizes)
         if min(sizes) < 1:
-            raise ValueError(f"every layer width must be >= 1, got {sizes}")
+            raise ValueError(f"every layer width must be >= 1, got sizes={sizes}")
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
+        # parameters, gradients and velocities: three arrays of n values
+        n = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
+        if 3 * n * dt.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(f"sizes={sizes} need {n} parameters, more than this machine can address")
         if init not in ("he", "xavier"):
             raise ValueError(f"init must be 'he' or 'xavier', got {init!r}")
         self._setup(sizes, dt)
@@ -275,7 +272,7 @@ class MLP:
         >>> bool(np.array_equal(a.weights[0], b.weights[0]))
         True
         """
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed_param(seed))
         L = self.n_layers
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             fan_out, fan_in = w.shape
@@ -607,10 +604,10 @@ class MLP:
         >>> model.train_step(x, y, 0.5) < first
         True
         """
-        lr = _nonneg(lr, "lr")
-        momentum = _nonneg(momentum, "momentum")
-        weight_decay = _nonneg(weight_decay, "weight_decay")
-        dampening = _nonneg(dampening, "dampening")
+        lr = nonneg_float(lr, "lr")
+        momentum = nonneg_float(momentum, "momentum")
+        weight_decay = nonneg_float(weight_decay, "weight_decay")
+        dampening = nonneg_float(dampening, "dampening")
         with self._training("train_step"):
             loss, _ = self._step_unlocked(x, y, MLPMode.SGD, lr, momentum, dampening, weight_decay)
         return loss
@@ -640,7 +637,6 @@ class MLP:
         >>> sorted(hist), hist["accuracy"][-1]
         (['accuracy', 'loss', 'time'], 1.0)
         """
-        from .fit import fit_mlp
         return fit_mlp(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                        weight_decay=weight_decay, dampening=dampening, shuffle=shuffle, seed=seed,
                        validation_data=validation_data, progress=progress, file=file,
@@ -805,8 +801,7 @@ class MLP:
         >>> MLP.load(path)
         MLP(sizes=(4, 3, 2), dtype=float32)
         """
-        from .io import save_mlp
-        save_mlp(self, path, format=format)
+        _io.save_mlp(self, path, format=format)
 
     @classmethod
     def load(cls, path, format=None, dtype=None):
@@ -826,7 +821,7 @@ class MLP:
         ValueError, TypeError
             For anything but a well-formed model file, naming the key at
             fault; nothing is allocated beyond the file's own size before the
-            whole file is checked.  See :func:`fastlog.nn.io.load_mlp`.
+            whole file is checked.  See :func:`fastlog.nn.load_mlp`.
 
         Examples
         --------
@@ -840,5 +835,50 @@ class MLP:
         >>> back.dtype, bool(np.array_equal(back.weights[0], model.weights[0]))
         (dtype('float64'), True)
         """
-        from .io import load_mlp
         return load_mlp(path, format=format, dtype=dtype, cls=cls)
+
+
+def load_mlp(path, format=None, dtype=None, cls=MLP):
+    """Read an MLP file (JSON or npz, see the module docstring), validating it fully.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+    format : {None, 'json', 'npz'}
+        None: JSON if the path ends in ``.json``, otherwise npz.
+    dtype : float32 or float64, optional
+        Default: float32 for JSON, the file's for npz.
+    cls : type, optional
+        The class to build (default :class:`fastlog.nn.MLP`).
+
+    Returns
+    -------
+    MLP
+
+    Raises
+    ------
+    ValueError
+        Malformed file, wrong or missing keys, shapes that do not chain,
+        NaN/infinity or values out of the dtype's range.
+    TypeError
+        Values that are not numbers (strings, booleans, null, objects),
+        layer sizes that are not integers.
+
+    Examples
+    --------
+    >>> import io, json
+    >>> from fastlog.nn import load_mlp
+    >>> text = json.dumps({"param_0": [[1.0, 2.0]], "param_1": [0.5]})
+    >>> load_mlp(io.BytesIO(text.encode()), format="json").weights[0]
+    array([[1., 2.]], dtype=float32)
+    >>> load_mlp(io.BytesIO(b'{"param_0": [[1.0, "2"]], "param_1": [0.5]}'), format="json")
+    Traceback (most recent call last):
+    ...
+    TypeError: param_0[0][1] is str '2', expected a number
+    """
+    sizes, arrays, dtype = _io.read_mlp_params(path, format, dtype)
+    model = cls(sizes, dtype=dtype, seed=0)
+    for p, a in zip(model.parameters(), arrays):
+        p[...] = a
+    model.reset_optimizer()
+    return model

@@ -148,6 +148,7 @@ import torch
 from torch import nn
 
 from .. import _half, _losses, _softmax
+from .._losses import ce as _ce
 # PyTorch's own functions, saved before any patch(): every fallback below calls these.
 from . import _orig as F
 
@@ -394,25 +395,6 @@ def _torch_grad(loss_fn, input, grad_output, *args):
 
 
 # ----------------------------------------------------------- cross-entropy --
-def _nan_ignored_undefined(x, t, ignore_index, grad):
-    """PyTorch's gradient of an ignored position is 0 - exp(NaN) * 0 = NaN when the
-    position's logits have no log-softmax (a NaN or +inf logit, or all -inf);
-    fastlog's kernels write 0 there (the NumPy face's documented rule).  Match
-    PyTorch.  Costs one comparison over the targets; the logits are read only
-    at ignored positions."""
-    ign = t == ignore_index
-    if not ign.any() or x.size == 0:
-        return
-    with np.errstate(invalid="ignore"):
-        m = x.max(axis=0 if x.ndim == 1 else 1)
-    bad = ign & ~((m > -np.inf) & (m < np.inf))
-    if bad.any():
-        if x.ndim == 1:
-            grad[...] = np.nan
-        else:
-            grad[np.broadcast_to(np.expand_dims(bad, 1), grad.shape)] = np.nan
-
-
 class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
@@ -421,11 +403,11 @@ class _CrossEntropy(torch.autograd.Function):
         gt, out = _half_grad(input)
         if gt is None:
             out = _grad_buffer(x.shape, x.dtype) if x.ndim <= 2 else None
-        loss, grad = _losses.cross_entropy_and_grad(
+        # (ign_nan: an ignored position's gradient is PyTorch's, NaN where its logits
+        # have no log-softmax)
+        loss, grad = _ce.fused(
             x, _np(target), None if weight is None else _np(weight),
-            ignore_index, reduction, label_smoothing, out=out)
-        if not target.is_floating_point():
-            _nan_ignored_undefined(x, _np(target), ignore_index, grad)
+            ignore_index, reduction, label_smoothing, True, out, ign_nan=True)
         ctx.save_for_backward(target, weight, gt if gt is not None else _tensor(grad))
         ctx.args = (ignore_index, reduction, label_smoothing)
         # The input itself is needed only by a create_graph=True backward.  It is kept as a
@@ -766,19 +748,7 @@ def _softmax_function(name, np_forward, np_backward, torch_backward):
     return _Fn
 
 
-def _log_softmax_torch(x, axis):
-    """fastlog's log_softmax with PyTorch's non-finite pattern: a row holding NaN
-    or +inf (or all -inf) is NaN everywhere (SciPy, and so fastlog's NumPy face,
-    gives -inf at the finite entries of a row whose max is +inf)."""
-    y = _softmax.log_softmax(x, axis=axis)
-    # log-softmax values are <= 0 or -inf: their sum is NaN only if one is NaN.
-    if np.ndim(y) and np.isnan(np.sum(y)):
-        bad = np.isnan(y).any(axis=axis, keepdims=True)
-        y[np.broadcast_to(bad, y.shape)] = np.nan
-    return y
-
-
-_LogSoftmax = _softmax_function("_LogSoftmax", _log_softmax_torch, _softmax.log_softmax_backward,
+_LogSoftmax = _softmax_function("_LogSoftmax", _softmax.log_softmax_nan_rows, _softmax.log_softmax_backward,
                                 torch._log_softmax_backward_data)
 _Softmax = _softmax_function("_Softmax", _softmax.softmax, _softmax.softmax_backward,
                              torch._softmax_backward_data)
@@ -828,7 +798,7 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     >>> FL.log_softmax(torch.tensor([[1.0, float("inf")]]), dim=1)   # as torch: all NaN
     tensor([[nan, nan]])
     """
-    return _softmax_family("log_softmax", _LogSoftmax, _log_softmax_torch, torch.log_softmax,
+    return _softmax_family("log_softmax", _LogSoftmax, _softmax.log_softmax_nan_rows, torch.log_softmax,
                            input, dim, _stacklevel, dtype)
 
 

@@ -25,7 +25,7 @@ from torch.autograd.function import once_differentiable
 
 from .. import linear as _lin
 from .._enums import Reduction
-from .._losses import _finish_loss
+from .._losses._reduce import finish
 from . import _orig as F   # PyTorch's own functions, even after fastlog.torch.patch()
 
 __all__ = ["linear_cross_entropy", "LinearCrossEntropyLoss"]
@@ -70,7 +70,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         if precompute:
             ctx.grads = (r.gX, r.gW, r.gb)
         dtype = prep.dtype
-        loss = _finish_loss(r.losses, r.total, r.wsum, prep.red, dtype, prep.batch_shape, prep.eps)
+        loss = finish(r.losses, r.total, r.wsum, prep.red, dtype, prep.batch_shape, smoothing=prep.eps)
         ctx.input_shape = tuple(input.shape)
         # Saved only so autograd checks they were not modified in place
         # before backward (ctx.prep holds ndarray views of them).
@@ -191,7 +191,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     p = _lin._prepare(_np(input), _np(linear_weight), _np(target), _np(linear_bias), _np(weight), ign,
                       reduction, label_smoothing, cs, 0.0)
     r = _lin._run(p, grad_input=False, grad_weight=False, grad_bias=False)
-    loss = _finish_loss(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, p.eps)
+    loss = finish(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, smoothing=p.eps)
     return torch.from_numpy(np.asarray(loss, dtype=p.dtype).copy())
 
 
