@@ -119,10 +119,8 @@ def test_troubleshooting_messages_are_real():
             blocks = [b for b in blocks if b not in needs_torch]
     parser = doctest.DocTestParser()
     runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    globs = {}
-    for i, block in enumerate(blocks):
-        test = parser.get_doctest(block, globs, f"troubleshooting[{i}]", "troubleshooting.md", 0)
-        runner.run(test)
+    # one doctest of all the blocks: they share one namespace, as on the page
+    runner.run(parser.get_doctest("\n".join(blocks), {}, "troubleshooting", "troubleshooting.md", 0))
     assert runner.failures == 0 and runner.tries > 15
 
 
@@ -147,3 +145,47 @@ def test_every_guide_page_is_in_the_toctree():
     included = {"accuracy_table"}      # included into accuracy.md, not a page of its own
     for page in pages - included - {"index"}:
         assert re.search(rf"^{page}$", index, re.M), page
+
+
+# Public callables documented without a Returns section: they return None.
+RETURN_NONE = {
+    "fastlog.show_config", "fastlog.set_num_threads", "fastlog.MLP.reset_optimizer", "fastlog.MLP.reset_parameters",
+    "fastlog.MLP.save", "fastlog.LogisticRegression.save", "fastlog.mlp_gemms_only", "fastlog.torch.set_buffer_reuse",
+    "fastlog.torch.patch", "fastlog.torch.unpatch", "fastlog.nn.save_mlp", "fastlog.nn.save_logreg",
+    "fastlog.torch.patched",        # a context manager: nothing to bind with `as`
+}
+# ... and without a Raises section: they raise nothing of their own (they read state or build an
+# object from values their callers produced), or only what PyTorch's constructor they subclass raises.
+RAISE_NOTHING = {
+    "fastlog.show_config", "fastlog.config", "fastlog.get_num_threads", "fastlog.MLP.parameters",
+    "fastlog.MLP.reset_optimizer", "fastlog.MLP.state_dict", "fastlog.torch.CrossEntropyLoss",
+    "fastlog.torch.NLLLoss", "fastlog.torch.BCEWithLogitsLoss", "fastlog.torch.KLDivLoss",
+    "fastlog.torch.LinearCrossEntropyLoss", "fastlog.torch.fast_path_available", "fastlog.torch.set_buffer_reuse",
+    "fastlog.torch.patch", "fastlog.torch.unpatch", "fastlog.torch.patched", "fastlog.torch.is_patched",
+    "fastlog.nn.LRFinderResult", "fastlog.nn.WeightEvolution", "fastlog.nn.io.mlp_to_json",
+}
+
+
+def test_every_api_entry_says_what_it_returns_and_raises():
+    """The API pages promise each entry's returns and raises: numpydoc Returns and Raises sections,
+    except for the listed callables that return None or raise nothing of their own."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from test_docs import public_callables, sections
+    seen, missing = set(), []
+    for mod in fastlog_docs.PUBLIC:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            pytest.importorskip(e.name)
+        for q, obj, kind in public_callables(module):
+            f = obj.__func__ if isinstance(obj, (staticmethod, classmethod)) else obj
+            if kind == "property" or id(f) in seen:
+                continue
+            seen.add(id(f))
+            secs = sections(f.__doc__)
+            if kind != "class" and "Returns" not in secs and "Yields" not in secs and q not in RETURN_NONE:
+                missing.append(f"{q}: Returns")
+            if "Raises" not in secs and q not in RAISE_NOTHING:
+                missing.append(f"{q}: Raises")
+    assert missing == []
+    assert len(seen) > 100

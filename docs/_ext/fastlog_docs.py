@@ -134,7 +134,7 @@ ALIASES = {f"fastlog.nn.{n}": f"fastlog.{n}" for n in (
     "MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward",
     "mlp_gemms_only", "lr_find")}
 ALIASES.update({f"fastlog.nn.io.{n}": f"fastlog.nn.{n}" for n in (
-    "save_mlp", "load_mlp", "save_logreg", "load_logreg", "weight_evolution", "WeightEvolution")})
+    "save_mlp", "save_logreg", "weight_evolution", "WeightEvolution")})
 # Module constants in __all__ (documented in their module's text, not as callables).
 CONSTANTS = {"fastlog.nn.plot.MATPLOTLIB_HINT"}
 

@@ -133,6 +133,17 @@ def log_softmax(x, axis=None, *, out=None):
         log taken with log1p.  A row whose max is +inf gives nan at the inf
         entries and -inf elsewhere; an all -inf row gives nan (as SciPy).
 
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, strings,
+        ...), or an `out` whose dtype is not the result's.
+    ValueError
+        An `out` of the wrong shape, overlapping `x` other than being `x`
+        itself, or not aligned to its dtype.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -177,6 +188,19 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     -------
     ndarray (a scalar for 0-d input)
         ``exp(x - logsumexp(x, axis, keepdims=True))``; sums to 1 over `axis`.
+
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, strings,
+        ...), or an `out` whose dtype is not the result's.
+    ValueError
+        An `out` of the wrong shape, overlapping `x` other than being `x`
+        itself, or not aligned to its dtype.
+    TypeError, ValueError
+        A `temperature` that is not a number, or not a positive finite one.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
 
     Examples
     --------
@@ -232,6 +256,15 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     ndarray or scalar
         ``log(sum(b * exp(a), axis))``; with ``return_sign`` the pair
         ``(result, sign)``.
+
+    Raises
+    ------
+    TypeError
+        `a` or `b` of a dtype fastlog does not compute in (complex, object, ...).
+    ValueError
+        A `b` that does not broadcast against `a`.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
 
     Examples
     --------
@@ -375,6 +408,17 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
     ndarray
         The gradient with respect to the input of :func:`log_softmax`.
 
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in, or an `out` whose dtype is
+        not the result's.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape, overlapping an argument other than `grad_output`, or misaligned.
+    numpy.exceptions.AxisError
+        An axis out of range.
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -405,6 +449,17 @@ def softmax_backward(grad_output, output, axis=-1, *, out=None):
     -------
     ndarray
         The gradient with respect to the input of :func:`softmax`.
+
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in, or an `out` whose dtype is
+        not the result's.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape, overlapping an argument other than `grad_output`, or misaligned.
+    numpy.exceptions.AxisError
+        An axis out of range.
 
     Examples
     --------

@@ -59,6 +59,14 @@ def linear_forward(x, weight, bias=None, *, relu=False, out=None):
     ndarray, shape (n, out_features)
         In float64 if any input is float64, else float32 (integers count as float64).
 
+    Raises
+    ------
+    TypeError
+        Arrays of a kind fastlog does not compute in (complex, object, ...).
+    ValueError
+        Shapes that do not match (features of `x` and `weight`, length of
+        `bias`), or an `out` of the wrong shape.
+
     Notes
     -----
     The product is one BLAS GEMM (SciPy's ``cython_blas``); the bias and the
@@ -123,6 +131,13 @@ def linear_backward(grad_output, x, weight, *, relu_output=None, input_grad=True
 
     Inputs are never modified.
 
+    Raises
+    ------
+    TypeError
+        Arrays of a kind fastlog does not compute in (complex, object, ...).
+    ValueError
+        Shapes that do not match (`grad_output`, `x`, `weight`, `relu_output`).
+
     Examples
     --------
     >>> import numpy as np
@@ -181,6 +196,13 @@ def relu(x, *, out=None):
     -------
     ndarray
 
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, ...).
+    ValueError
+        An `out` of the wrong shape or overlapping `x` other than being `x`.
+
     Examples
     --------
     >>> import numpy as np
@@ -210,6 +232,14 @@ def relu_backward(grad_output, output, *, out=None):
     Returns
     -------
     ndarray
+
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape.
 
     Examples
     --------

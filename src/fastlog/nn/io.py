@@ -104,6 +104,11 @@ def mlp_to_json(model):
     model : MLP
         Its parameters must be finite.
 
+    Returns
+    -------
+    str
+        The JSON text (keys ``param_0`` ...), as :meth:`MLP.save` writes it.
+
     Examples
     --------
     >>> import json
@@ -436,7 +441,7 @@ def read_mlp_params(path, format=None, dtype=None):
         sizes, arrays = _load_json_params(path, dtype)
     else:
         sizes, arrays, dtype = _load_npz_params(path, dtype)
-    return sizes, arrays, dtype
+    return tuple(sizes), arrays, dtype
 
 
 # ------------------------------------------------- the 3-vs-7 classifier --
@@ -460,6 +465,14 @@ def save_logreg(model, path, *, final_accuracy, training_samples, learning_rate,
         Where the images came from ("real_mnist" for MNIST digits).
     image_shape : (int, int)
         The weights are written as this grid of pixels (rows of the image).
+
+    Raises
+    ------
+    ValueError
+        A `final_accuracy` outside [0, 1], or an `image_shape` that does not hold
+        the model's weights.
+    OSError
+        If the file cannot be written.
 
     Examples
     --------
@@ -570,6 +583,11 @@ def checkpoint_files(directory, format=None):
     list of (int, str)
         (epoch, path), sorted by epoch; ``relu_model_final`` is not included.
 
+    Raises
+    ------
+    ValueError
+        A `directory` that is not a directory.
+
     Examples
     --------
     >>> import os, tempfile
@@ -668,6 +686,14 @@ def weight_evolution(checkpoints, format=None):
     Returns
     -------
     WeightEvolution
+
+    Raises
+    ------
+    ValueError
+        A directory without ``relu_model_epoch_<k>`` checkpoint files, or
+        checkpoints whose layer sizes differ.
+    OSError
+        If a file cannot be read.
 
     Examples
     --------

@@ -118,6 +118,16 @@ class LRFinderResult:
         path : str or os.PathLike
             The image file to write (PNG; needs matplotlib).
 
+        Returns
+        -------
+        str
+            `path`.
+
+        Raises
+        ------
+        ImportError
+            Without matplotlib (the message says ``pip install "fastlog-nn[plot]"``).
+
         Examples
         --------
         >>> import os, tempfile
