@@ -74,7 +74,7 @@ sphinx_gallery_conf = {
     "gallery_dirs": ["auto_examples"],
     "filename_pattern": r"/plot_",          # run at build time; the others are shown, not run
     "ignore_pattern": r"__init__\.py",
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "fastlog_docs.gallery_order",
     "download_all_examples": False,
     "remove_config_comments": True,
     "abort_on_example_error": True,
@@ -110,6 +110,8 @@ html_theme_options = {
     "show_prev_next": True,
     "header_links_before_dropdown": 8,
 }
-html_sidebars = {"index": [], "changelog": [], "quickstart": [], "install": []}
+# Pages reached from the top bar have no section to navigate; the benchmark page's wide report
+# gets the width.
+html_sidebars = {"index": [], "changelog": [], "quickstart": [], "install": [], "guide/benchmarks": []}
 html_show_sourcelink = False
 html_copy_source = False

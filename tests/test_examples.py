@@ -123,5 +123,8 @@ def test_every_example_is_tested():
     elsewhere = {"ddp_mlp.py", "dask_cross_entropy.py"}     # shown in the gallery, not run by it
     tested |= {"dask_cross_entropy.py"}                     # run above at a small size
     assert {f for f in os.listdir(EXAMPLES) if f.endswith(".py")} == tested | elsewhere
-    # sphinx-gallery runs exactly the plot_*.py files
+    # sphinx-gallery runs exactly the plot_*.py files, and the gallery lists every example in its order
     assert not any(f.startswith("plot_") for f in elsewhere)
+    sys.path.insert(0, os.path.join(os.path.dirname(EXAMPLES), "docs", "_ext"))
+    import fastlog_docs
+    assert set(fastlog_docs.GALLERY_ORDER) == tested | elsewhere

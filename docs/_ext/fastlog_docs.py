@@ -176,6 +176,21 @@ def _see_also(app, what, name, obj, options, lines):
     lines[at:at] = ["See Also", "--------", *entries, ""]
 
 
+# The gallery's order: the log-domain story first, then training, then large vocabularies and
+# scaling out (sphinx-gallery's within_subsection_order; a file not listed goes last).
+GALLERY_ORDER = (
+    "plot_likelihood_vs_log_likelihood.py", "plot_logsumexp_stability.py", "plot_cross_entropy_entropy_kl.py",
+    "plot_softmax_gradient_check.py", "plot_mlp_digits.py", "plot_perceptron_3_vs_7.py", "plot_lr_finder.py",
+    "plot_mlp_torch.py", "plot_linear_ce_memory.py", "ddp_mlp.py", "dask_cross_entropy.py",
+)
+
+
+def gallery_order(filename):
+    """Sort key of an example file name (sphinx-gallery's ``within_subsection_order``)."""
+    name = os.path.basename(filename)
+    return (GALLERY_ORDER.index(name) if name in GALLERY_ORDER else len(GALLERY_ORDER), name)
+
+
 def reset_threads(gallery_conf, fname):
     """sphinx-gallery: every example starts with fastlog's default thread policy."""
     import fastlog
