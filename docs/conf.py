@@ -86,6 +86,7 @@ sphinx_gallery_conf = {
     "min_reported_time": 0,
     "show_memory": False,
     "show_signature": False,
+    "write_computation_times": False,       # its page loads scripts from CDNs; the site is offline
     "reset_modules": ("matplotlib", "seaborn", "fastlog_docs.reset_threads"),
     "capture_repr": ("_repr_html_", "__repr__"),
 }
