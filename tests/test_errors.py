@@ -3,7 +3,6 @@
 Where torch (losses) or SciPy (softmax family) rejects the same call, the test
 also checks that it does, so the error is part of the drop-in semantics.
 """
-import math
 import os
 import subprocess
 import sys

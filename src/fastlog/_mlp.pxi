@@ -3,7 +3,7 @@
 #
 # Included at the end of _core.pyx (uses `real`, `_gemm`, `_sum_rows`, the
 # cross-entropy C kernel fl_ce_index_rows_f32/_f64).  The Python layer
-# (fastlog/nn.py) validates, allocates every buffer and keeps them alive;
+# (fastlog/nn/mlp.py) validates, allocates every buffer and keeps them alive;
 # nothing here allocates per step or raises user-facing errors.
 #
 # Layout: parameters like torch.nn.Linear, W_l is (out, in) row-major, b_l is

@@ -19,11 +19,14 @@ deliberate difference from SciPy: an empty result that needs no reduction --
 softmax over the last axis of a (5, 0, 0) array, which has no rows -- comes
 back empty, where SciPy raises NumPy's "zero-size array" error.
 """
+from typing import Optional, Tuple, Union
+
 import numpy as np
 
 from . import _half
 from ._dispatch import core
 from ._enums import Op
+from ._typing import ArrayLike, Axis, Scalar
 from ._validation import _F32, _F64, check_out, check_overlap, float_array, float_param, normalize_axes
 
 _LOG_SOFTMAX, _SOFTMAX, _LSE = Op.LOG_SOFTMAX, Op.SOFTMAX, Op.LOGSUMEXP
@@ -113,7 +116,7 @@ def _elementwise(op, x, axis, out, name="x", orig=None, nanrow=False):
     return _restore(res, moved_shape, perm, out)
 
 
-def log_softmax(x, axis=None, *, out=None):
+def log_softmax(x: ArrayLike, axis: Axis = None, *, out: Optional[np.ndarray] = None) -> Union[np.ndarray, Scalar]:
     """Logarithm of the softmax, like ``scipy.special.log_softmax``.
 
     Parameters
@@ -158,14 +161,15 @@ def log_softmax(x, axis=None, *, out=None):
     return _elementwise(_LOG_SOFTMAX, x, axis, out)
 
 
-def log_softmax_nan_rows(x, axis):
+def log_softmax_nan_rows(x: ArrayLike, axis: Axis) -> Union[np.ndarray, Scalar]:
     """:func:`log_softmax` with PyTorch's non-finite rows: a row whose max is not
     finite (a +inf entry, or every entry -inf) is NaN everywhere, where SciPy gives
     -inf at its finite entries.  For the torch face."""
     return _elementwise(_LOG_SOFTMAX, x, axis, None, nanrow=True)
 
 
-def softmax(x, axis=None, *, out=None, temperature=None):
+def softmax(x: ArrayLike, axis: Axis = None, *, out: Optional[np.ndarray] = None,
+            temperature: Optional[float] = None) -> Union[np.ndarray, Scalar]:
     """Softmax, like ``scipy.special.softmax``.
 
     ``temperature`` (keyword-only, > 0) computes ``softmax(x / temperature)``.
@@ -228,7 +232,8 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     return _elementwise(_SOFTMAX, x, axis, out)
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(a: ArrayLike, axis: Axis = None, b: Optional[ArrayLike] = None, keepdims: bool = False,
+              return_sign: bool = False) -> Union[np.ndarray, Scalar, Tuple[Union[np.ndarray, Scalar], Union[np.ndarray, Scalar]]]:
     """Log of the sum of exponentials, like ``scipy.special.logsumexp``.
 
     Parameters and results as in SciPy: ``axis`` (None = all axes, int or
@@ -385,7 +390,8 @@ def _backward(op, grad_output, output, axis, out):
     return r.reshape(np.shape(output)) if out is None else r
 
 
-def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
+def log_softmax_backward(grad_output: ArrayLike, output: ArrayLike, axis: Axis = -1, *,
+                         out: Optional[np.ndarray] = None) -> np.ndarray:
     """Gradient of :func:`log_softmax` given its `output`:
     ``grad_output - exp(output) * grad_output.sum(axis, keepdims=True)``.
 
@@ -430,7 +436,8 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
     return _backward(0, grad_output, output, axis, out)
 
 
-def softmax_backward(grad_output, output, axis=-1, *, out=None):
+def softmax_backward(grad_output: ArrayLike, output: ArrayLike, axis: Axis = -1, *,
+                     out: Optional[np.ndarray] = None) -> np.ndarray:
     """Gradient of :func:`softmax` given its `output`:
     ``output * (grad_output - (grad_output * output).sum(axis, keepdims=True))``.
 

@@ -46,6 +46,7 @@ import operator
 import threading
 from contextlib import contextmanager
 from functools import partial
+from typing import Any, Optional
 
 import dask.array as da
 import numpy as np
@@ -54,6 +55,7 @@ import fastlog
 
 from ._enums import Reduction
 from ._losses._reduce import finish
+from ._typing import ArrayLike, Axis, KLReductionName, ReductionName
 from ._validation import KL_REDUCTIONS, positive_int, reduction_code, smoothing_param
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div",
@@ -229,8 +231,9 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, eps, threads
     return _finish(partials, red, dtype, split_every, smoothing=eps)
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                  *, threads=None, split_every=None):
+def cross_entropy(input: Any, target: Any, weight: Optional[ArrayLike] = None, ignore_index: int = -100,
+                  reduction: ReductionName = "mean", label_smoothing: float = 0.0, *,
+                  threads: Optional[int] = None, split_every: Optional[int] = None) -> "da.Array":
     """:func:`fastlog.cross_entropy` on a dask array of logits (lazy).
 
     `input` ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` chunked along the rows;
@@ -288,8 +291,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return _class_loss("ce", input, target, weight, ignore_index, reduction, eps, threads, split_every)
 
 
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *, threads=None,
-             split_every=None):
+def nll_loss(input: Any, target: Any, weight: Optional[ArrayLike] = None, ignore_index: int = -100,
+             reduction: ReductionName = "mean", *, threads: Optional[int] = None,
+             split_every: Optional[int] = None) -> "da.Array":
     """:func:`fastlog.nll_loss` on a dask array of log-probabilities (lazy); see :func:`cross_entropy`.
 
     Parameters
@@ -357,8 +361,10 @@ def _broadcast_param(v, x, dtype, name):
     return b.rechunk(x.chunks)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None, *,
-                                     threads=None, split_every=None):
+def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Optional[ArrayLike] = None,
+                                     reduction: ReductionName = "mean", pos_weight: Optional[ArrayLike] = None,
+                                     *, threads: Optional[int] = None,
+                                     split_every: Optional[int] = None) -> "da.Array":
     """:func:`fastlog.binary_cross_entropy_with_logits` on dask arrays (lazy).
 
     Any chunking; `target` is rechunked to the input's chunks and `weight` /
@@ -435,7 +441,8 @@ def _kl_none(xb, tb, log_target, threads):
         return fastlog.kl_div(xb, tb, "none", log_target)
 
 
-def kl_div(input, target, reduction="mean", log_target=False, *, threads=None, split_every=None):
+def kl_div(input: Any, target: Any, reduction: KLReductionName = "mean", log_target: bool = False, *,
+           threads: Optional[int] = None, split_every: Optional[int] = None) -> "da.Array":
     """:func:`fastlog.kl_div` on dask arrays (lazy).
 
     `input` and `target` broadcast against each other (any chunking; the
@@ -536,7 +543,8 @@ def _axes(axis, ndim):
     return tuple(sorted(out))
 
 
-def logsumexp(a, axis=None, keepdims=False, *, threads=None, split_every=None):
+def logsumexp(a: Any, axis: Axis = None, keepdims: bool = False, *, threads: Optional[int] = None,
+              split_every: Optional[int] = None) -> "da.Array":
     """``scipy.special.logsumexp`` (without ``b`` / ``return_sign``) on a dask array (lazy).
 
     A tree reduction: fastlog's logsumexp of each block, of groups of those
@@ -598,7 +606,7 @@ def _split_along(x, axes):
     return any(len(x.chunks[ax]) > 1 for ax in axes)
 
 
-def log_softmax(x, axis=None, *, threads=None):
+def log_softmax(x: Any, axis: Axis = None, *, threads: Optional[int] = None) -> "da.Array":
     """``scipy.special.log_softmax`` on a dask array (lazy; see the module docstring).
 
     Parameters
@@ -651,7 +659,7 @@ def _softmax_from_lse(xb, lb):
     return np.where(np.isfinite(lb), r, np.asarray(np.nan, r.dtype))
 
 
-def softmax(x, axis=None, *, threads=None):
+def softmax(x: Any, axis: Axis = None, *, threads: Optional[int] = None) -> "da.Array":
     """``scipy.special.softmax`` on a dask array (lazy; see the module docstring).
 
     Parameters

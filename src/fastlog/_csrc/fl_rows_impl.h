@@ -1,10 +1,12 @@
 /* fastlog row kernels, written once for a floating type T.
  *
- * Included twice by fl_kernels.h with
- *   T = float  / double,   FL_SFX = f32 / f64,   FL_EXP = fl_expf / fl_exp.
+ * Included four times: by fl_kernels.c with T = float / double (FL_SFX =
+ * f32 / f64, FL_EXP = fl_expf / fl_exp), and by fl_half.h with T = float and
+ * bfloat16 / float16 storage (FL_SFX = bf16 / f16, FL_HALF_ROWS: only the
+ * large-row kernels the half-precision driver calls; see "Storage type").
  *
  * Every kernel works on a block of `nrows` contiguous rows of length `C`
- * (row stride C).  The callers (Cython, in _core.pxi) split the rows into
+ * (row stride C).  The callers (Cython, in _core.pyx) split the rows into
  * fixed chunks and run the chunks in an OpenMP `prange`; a row's result does
  * not depend on how rows are chunked or which thread ran it, so results are
  * bit-identical for any thread count.

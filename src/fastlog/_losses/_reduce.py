@@ -120,6 +120,7 @@ def finish(terms: Terms, total: Optional[float], denom: float, red: int, dtype: 
             v = v.reshape(batch_shape)
         return v[()] if v.ndim == 0 else v
     if total is None:
+        assert isinstance(terms, np.ndarray), "a total or the terms themselves"
         total = total_of(terms)
     elif not math.isfinite(total) and terms is not None:
         total = exact_total(terms() if callable(terms) else terms)

@@ -4,8 +4,6 @@ The kernels read C-contiguous rows of classes; this module brings any input
 to that layout once (free for C-contiguous 1-D and 2-D inputs), chooses where
 the gradient is written, and puts it back in the input's layout.
 """
-from typing import Optional, Tuple
-
 import numpy as np
 
 from .._validation import _F32, _F64, check_out, check_overlap, float_array

@@ -4,11 +4,14 @@
 ndarrays: element-wise, `weight` and `pos_weight` broadcast against the
 input; the reduction is :mod:`._reduce`'s ('mean' over all elements).
 """
+from typing import Optional, Tuple
+
 import numpy as np
 
 from .. import _half
 from .._dispatch import core
 from .._enums import Reduction
+from .._typing import ArrayLike, Loss, ReductionName
 from .._validation import check_out, check_overlap, float_array, reduction_code
 from ._reduce import finish, grad_scale
 
@@ -68,7 +71,9 @@ def _bce(input, target, weight, reduction, pos_weight, want_grad, out):
     return loss, out
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None,
+                                     reduction: ReductionName = "mean",
+                                     pos_weight: Optional[ArrayLike] = None) -> Loss:
     """Binary cross-entropy on logits, as ``torch.nn.functional.binary_cross_entropy_with_logits``.
 
     loss = weight * ((1 - y) x + (1 + (pos_weight - 1) y) * softplus(-x)),
@@ -116,8 +121,11 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     return _bce(input, target, weight, reduction, pos_weight, False, None)
 
 
-def binary_cross_entropy_with_logits_and_grad(input, target, weight=None, reduction="mean",
-                                              pos_weight=None, *, out=None):
+def binary_cross_entropy_with_logits_and_grad(input: ArrayLike, target: ArrayLike,
+                                              weight: Optional[ArrayLike] = None,
+                                              reduction: ReductionName = "mean",
+                                              pos_weight: Optional[ArrayLike] = None, *,
+                                              out: Optional[np.ndarray] = None) -> Tuple[Loss, np.ndarray]:
     """:func:`binary_cross_entropy_with_logits` and its gradient, in one pass.
 
     Returns ``(loss, grad_input)``.  ``out`` (keyword-only) receives the

@@ -7,11 +7,14 @@ gradient buffer and is scaled there while the row is in cache.  The kernels
 return final per-row losses (rows near the float64 limits included); the
 reduction is :mod:`._reduce`'s.
 """
+from typing import Optional, Tuple
+
 import numpy as np
 
 from .. import _half
 from .._dispatch import core
 from .._enums import Reduction
+from .._typing import ArrayLike, Loss, ReductionName
 from .._validation import (_F32, _F64, _I64, check_overlap, class_weight, index_param, index_target,
                            reduction_code, smoothing_param)
 from ._reduce import finish, grad_scale
@@ -22,9 +25,10 @@ __all__ = ["cross_entropy", "cross_entropy_and_grad"]
 _I64_LIM = 2**63
 
 
-def fused(input, target, weight, ignore_index, reduction, label_smoothing, want_grad, out,
-          ign_nan=False):
-    """Validated cross-entropy: the loss, and with `want_grad` the pair (loss, gradient).
+def fused(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike], ignore_index: int,
+          reduction: str, label_smoothing: float, want_grad: bool, out: Optional[np.ndarray],
+          ign_nan: bool = False) -> Tuple[Loss, Optional[np.ndarray]]:
+    """Validated cross-entropy: (loss, gradient), the gradient None without `want_grad`.
 
     `ign_nan` gives an ignored position PyTorch's gradient, NaN where that
     position's logits have no log-softmax (the torch face asks for it); the
@@ -64,13 +68,12 @@ def fused(input, target, weight, ignore_index, reduction, label_smoothing, want_
             raise IndexError(f"target {int(tt[bad])} is out of bounds for {R.C} classes "
                              f"(at flat position {bad}; ignore_index={ignore_index})")
         loss = finish(losses, total, wsum, red, dtype, R.batch_shape, smoothing=eps, classes=R.C)
-    if not want_grad:
-        return loss
-    return loss, R.finish_grad(g, out)
+    return loss, (R.finish_grad(g, out) if want_grad else None)
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
-                  label_smoothing=0.0):
+def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None,
+                  ignore_index: int = -100, reduction: ReductionName = "mean",
+                  label_smoothing: float = 0.0) -> Loss:
     """Cross-entropy between logits and targets, as ``torch.nn.functional.cross_entropy``.
 
     Parameters
@@ -119,11 +122,13 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     >>> round(float(fastlog.cross_entropy(x, p, label_smoothing=0.1)), 4)
     0.8031
     """
-    return fused(input, target, weight, ignore_index, reduction, label_smoothing, False, None)
+    return fused(input, target, weight, ignore_index, reduction, label_smoothing, False, None)[0]
 
 
-def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean",
-                           label_smoothing=0.0, *, out=None):
+def cross_entropy_and_grad(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None,
+                           ignore_index: int = -100, reduction: ReductionName = "mean",
+                           label_smoothing: float = 0.0, *,
+                           out: Optional[np.ndarray] = None) -> Tuple[Loss, np.ndarray]:
     """:func:`cross_entropy` and its gradient with respect to `input`, in one pass.
 
     Returns ``(loss, grad_input)``.  ``out`` (an array of the input's shape and
@@ -201,4 +206,6 @@ def cross_entropy_and_grad(input, target, weight=None, ignore_index=-100, reduct
             if bad < 0:
                 return finish(losses, total, wsum, red, dt), g
             # fall through: the general path raises the IndexError
-    return fused(input, target, weight, ignore_index, reduction, label_smoothing, True, out)
+    loss, grad = fused(input, target, weight, ignore_index, reduction, label_smoothing, True, out)
+    assert grad is not None
+    return loss, grad

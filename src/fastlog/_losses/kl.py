@@ -7,13 +7,15 @@ import numpy as np
 
 from .. import _half
 from .._enums import Reduction
+from .._typing import ArrayLike, KLReductionName, Loss
 from .._validation import KL_REDUCTIONS, float_array, reduction_code
 from ._reduce import finish
 
 __all__ = ["kl_div"]
 
 
-def kl_div(input, target, reduction="mean", log_target=False):
+def kl_div(input: ArrayLike, target: ArrayLike, reduction: KLReductionName = "mean",
+           log_target: bool = False) -> Loss:
     """KL divergence, as ``torch.nn.functional.kl_div`` (input holds log-probabilities).
 
     Pointwise ``exp(t) * (t - x)`` if `log_target` else ``xlogy(t, t) - t * x``;

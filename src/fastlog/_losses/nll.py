@@ -4,9 +4,12 @@
 -weight[y_i] * input[i, y_i]; the kernel range-checks the targets before it
 writes anything; the reduction is :mod:`._reduce`'s.
 """
+from typing import Optional, Tuple
+
 import numpy as np
 
 from .._dispatch import core
+from .._typing import ArrayLike, Loss, ReductionName
 from .._validation import class_weight, index_param, index_target, reduction_code
 from ._reduce import finish
 from ._rows import Rows, check_grad_out
@@ -35,7 +38,8 @@ def _nll(input, target, weight, ignore_index, reduction, want_grad, out):
     return loss, R.finish_grad(g, out)
 
 
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None, ignore_index: int = -100,
+             reduction: ReductionName = "mean") -> Loss:
     """Negative log-likelihood of log-probabilities, as ``torch.nn.functional.nll_loss``.
 
     Same shapes, weights, ignore_index and reductions as :func:`cross_entropy`
@@ -82,7 +86,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     return _nll(input, target, weight, ignore_index, reduction, False, None)
 
 
-def nll_loss_and_grad(input, target, weight=None, ignore_index=-100, reduction="mean", *, out=None):
+def nll_loss_and_grad(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = None,
+                      ignore_index: int = -100, reduction: ReductionName = "mean", *,
+                      out: Optional[np.ndarray] = None) -> Tuple[Loss, np.ndarray]:
     """:func:`nll_loss` and its gradient with respect to `input`: ``(loss, grad_input)``.
 
     ``out`` (keyword-only) receives the gradient and may be the input itself;

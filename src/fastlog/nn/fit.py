@@ -1,11 +1,13 @@
 """The training loop of :class:`fastlog.nn.MLP`: epochs, progress, history, checkpoints."""
 import os
 import time
+from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 
 import numpy as np
 
 from .._validation import nonneg_float, positive_int, seed_param
 from .._threads import blas_pinned
+from .._typing import ArrayLike
 from ._progress import Progress
 
 __all__ = ["fit_mlp", "CHECKPOINT_FORMATS"]
@@ -13,7 +15,7 @@ __all__ = ["fit_mlp", "CHECKPOINT_FORMATS"]
 CHECKPOINT_FORMATS = ("json", "npz")
 
 
-def checkpoint_path(directory, epoch, format="json"):
+def checkpoint_path(directory: Union[str, "os.PathLike[str]"], epoch: Union[int, str], format: str = "json") -> str:
     """Where :func:`fit_mlp` writes the model after `epoch` (an int, or "final").
 
     Examples
@@ -59,9 +61,12 @@ def _run_epoch(model, ws, Xs, ys, bs, lr, momentum, dampening, weight_decay):
     return total, hits, time.perf_counter() - t0
 
 
-def fit_mlp(model, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0,
-            dampening=0.0, shuffle=True, seed=0, validation_data=None, progress=True, file=None,
-            checkpoint_dir=None, checkpoint_format="json"):
+def fit_mlp(model: Any, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,
+            momentum: float = 0.9, weight_decay: float = 0.0, dampening: float = 0.0, shuffle: bool = True,
+            seed: Optional[int] = 0, validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+            progress: Union[bool, str] = True, file: Optional[TextIO] = None,
+            checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
+            checkpoint_format: str = "json") -> Dict[str, List[float]]:
     """Mini-batch SGD of an :class:`~fastlog.nn.MLP` over (X, y) for `epochs` epochs.
 
     Parameters
@@ -141,7 +146,7 @@ def fit_mlp(model, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, wei
         val = (Xv, model._y(yv, Xv.shape[0], "y_val"))
     ckpt = _checkpoint_dir(checkpoint_dir, checkpoint_format)
     rng = np.random.default_rng(seed_param(seed))
-    hist = {"loss": [], "accuracy": [], "time": []}
+    hist: Dict[str, List[float]] = {"loss": [], "accuracy": [], "time": []}
     if validation_data is not None:
         hist["val_loss"], hist["val_accuracy"] = [], []
     with model._training("fit"):

@@ -10,9 +10,12 @@
 All take float32 or float64 (integers count as float64).  The functions are
 thread-safe: each call uses only its own buffers.
 """
+from typing import Optional, Tuple
+
 import numpy as np
 
 from .._dispatch import core
+from .._typing import ArrayLike
 from .._validation import check_out, check_overlap, float_array
 from .._threads import blas_pinned
 
@@ -41,7 +44,8 @@ def _out_array(out, shape, dtype, inputs, inplace=()):
     return out
 
 
-def linear_forward(x, weight, bias=None, *, relu=False, out=None):
+def linear_forward(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, *, relu: bool = False,
+                   out: Optional[np.ndarray] = None) -> np.ndarray:
     """``y = x @ weight.T + bias``, optionally followed by ReLU, like ``torch.nn.Linear``.
 
     Parameters
@@ -105,7 +109,9 @@ def linear_forward(x, weight, bias=None, *, relu=False, out=None):
     return out
 
 
-def linear_backward(grad_output, x, weight, *, relu_output=None, input_grad=True, bias_grad=True):
+def linear_backward(grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike, *,
+                    relu_output: Optional[ArrayLike] = None, input_grad: bool = True,
+                    bias_grad: bool = True) -> Tuple[Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]:
     """Gradients of :func:`linear_forward` with respect to x, weight and bias.
 
     Parameters
@@ -182,7 +188,7 @@ def linear_backward(grad_output, x, weight, *, relu_output=None, input_grad=True
     return gx, gw, gb
 
 
-def relu(x, *, out=None):
+def relu(x: ArrayLike, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``max(x, 0)`` elementwise (NaN propagates, as in ``torch.relu``).
 
     Parameters
@@ -217,7 +223,7 @@ def relu(x, *, out=None):
     return out
 
 
-def relu_backward(grad_output, output, *, out=None):
+def relu_backward(grad_output: ArrayLike, output: ArrayLike, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``grad_output * (output > 0)``: the gradient through a ReLU.
 
     Parameters

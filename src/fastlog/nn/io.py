@@ -37,10 +37,12 @@ import json
 import math
 import os
 import zipfile
+from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._validation import float_param, int_param, positive_int
+from .._typing import DTypeLike
 
 __all__ = ["save_mlp", "read_mlp_params", "mlp_to_json", "save_logreg", "read_logreg_params",
            "weight_evolution", "WeightEvolution", "checkpoint_files"]
@@ -96,7 +98,7 @@ def _check_finite_params(params):
             raise ValueError(f"cannot write {k}: it holds NaN or infinity (model files hold finite numbers)")
 
 
-def mlp_to_json(model):
+def mlp_to_json(model: Any) -> str:
     """The model's parameters as the text of a JSON model file (keys ``param_0`` ...).
 
     Parameters
@@ -125,7 +127,7 @@ def mlp_to_json(model):
     return "{\n" + body + "\n}\n"
 
 
-def save_mlp(model, path, format=None):
+def save_mlp(model: Any, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None) -> None:
     """Write an :class:`~fastlog.nn.MLP` as JSON or npz (see the module docstring).
 
     Parameters
@@ -155,7 +157,8 @@ def save_mlp(model, path, format=None):
     if fmt == "json":
         text = mlp_to_json(model)
         if hasattr(path, "write"):
-            path.write(text.encode("utf-8") if not hasattr(path, "encoding") else text)
+            f: Any = path   # a binary file object, or a text one (it has an encoding)
+            f.write(text if hasattr(f, "encoding") else text.encode("utf-8"))
             return
         tmp = os.fspath(path) + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -388,7 +391,8 @@ def _load_npz_params(path, dtype):
     return sizes, arrays, dtype
 
 
-def read_mlp_params(path, format=None, dtype=None):
+def read_mlp_params(path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None,
+                    dtype: Optional[DTypeLike] = None) -> Tuple[Tuple[int, ...], List[np.ndarray], np.dtype]:
     """Read an MLP file (JSON or npz, see the module docstring), validating it fully.
 
     The layer sizes and parameters, with no model built: :func:`fastlog.nn.load_mlp`
@@ -441,15 +445,16 @@ def read_mlp_params(path, format=None, dtype=None):
         sizes, arrays = _load_json_params(path, dtype)
     else:
         sizes, arrays, dtype = _load_npz_params(path, dtype)
-    return tuple(sizes), arrays, dtype
+    return tuple(int(n) for n in sizes), arrays, dtype
 
 
 # ------------------------------------------------- the 3-vs-7 classifier --
 _LOGREG_KEYS = ("weights", "bias", "final_accuracy", "training_samples", "data_type", "learning_rate")
 
 
-def save_logreg(model, path, *, final_accuracy, training_samples, learning_rate, data_type="real_mnist",
-                image_shape=(28, 28)):
+def save_logreg(model: Any, path: Union[str, "os.PathLike[str]"], *, final_accuracy: float,
+                training_samples: int, learning_rate: float, data_type: str = "real_mnist",
+                image_shape: Tuple[int, int] = (28, 28)) -> None:
     """Write a binary :class:`~fastlog.nn.LogisticRegression` in the perceptron JSON format.
 
     Parameters
@@ -511,7 +516,8 @@ def save_logreg(model, path, *, final_accuracy, training_samples, learning_rate,
     os.replace(tmp, path)
 
 
-def read_logreg_params(path, dtype=np.float32):
+def read_logreg_params(path: Union[str, "os.PathLike[str]", BinaryIO],
+                       dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
     """Read a perceptron JSON file (see the module docstring), validating it fully.
 
     The parameters, with no model built: :func:`fastlog.nn.load_logreg` (and
@@ -552,7 +558,7 @@ def read_logreg_params(path, dtype=np.float32):
     if missing or extra:
         raise ValueError(f"{name}: not a perceptron file: " + (f"missing {missing}" if missing
                                                                else f"unexpected keys {extra}"))
-    shape = _list_shape(obj["weights"], "weights", 2)
+    _list_shape(obj["weights"], "weights", 2)   # (checked: a 2-D grid of numbers)
     for key in ("bias", "final_accuracy", "learning_rate"):
         if type(obj[key]) not in (int, float):
             raise TypeError(f"{name}: {key} must be a number, got {type(obj[key]).__name__}")
@@ -568,7 +574,7 @@ def read_logreg_params(path, dtype=np.float32):
 
 
 # ------------------------------------------------------- weight evolution --
-def checkpoint_files(directory, format=None):
+def checkpoint_files(directory: Union[str, "os.PathLike[str]"], format: Optional[str] = None) -> List[Tuple[int, str]]:
     """The per-epoch checkpoints ``relu_model_epoch_<k>.<json|npz>`` in a directory, by epoch.
 
     Parameters
@@ -600,7 +606,7 @@ def checkpoint_files(directory, format=None):
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise ValueError(f"{directory!r} is not a directory")
-    found = {}
+    found: Dict[int, str] = {}
     for fn in os.listdir(directory):
         stem, dot, ext = fn.rpartition(".")
         if not stem.startswith("relu_model_epoch_") or ext not in ("json", "npz"):
@@ -671,7 +677,8 @@ class WeightEvolution:
         return "\n".join(lines)
 
 
-def weight_evolution(checkpoints, format=None):
+def weight_evolution(checkpoints: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+                     format: Optional[str] = None) -> "WeightEvolution":
     """Summarise how each layer's parameters moved across checkpoint files.
 
     Parameters
@@ -710,7 +717,10 @@ def weight_evolution(checkpoints, format=None):
     >>> bool(np.isnan(evo.changes[0]).all() and (evo.changes[1:] > 0).all())
     True
     """
-    if isinstance(checkpoints, (str, os.PathLike)) and os.path.isdir(checkpoints):
+    if isinstance(checkpoints, (str, os.PathLike)):
+        if not os.path.isdir(checkpoints):
+            raise ValueError(f"checkpoints: {os.fspath(checkpoints)!r} is not a directory (pass a directory "
+                             f"written by fit(checkpoint_dir=...) or a sequence of model files)")
         items = checkpoint_files(checkpoints, format)
         if not items:
             raise ValueError(f"no relu_model_epoch_<k> checkpoint files in {os.fspath(checkpoints)!r}")

@@ -1,9 +1,12 @@
 """Binary logistic regression: :class:`LogisticRegression` (one logit, BCE with logits)."""
+import os
 import time
+from typing import Any, BinaryIO, Dict, List, Optional, TextIO, Tuple, Union
 
 import numpy as np
 
 from .._losses import binary_cross_entropy_with_logits_and_grad
+from .._typing import ArrayLike, DTypeLike
 from .._validation import nonneg_float, positive_int, seed_param
 from . import io as _io
 from ._progress import Progress
@@ -63,8 +66,11 @@ class LogisticRegression:
     True
     """
 
-    def __init__(self, n_features, *, dtype=np.float32, seed=0, init="xavier"):
+    def __init__(self, n_features: int, *, dtype: DTypeLike = np.float32, seed: Optional[int] = 0,
+                 init: str = "xavier") -> None:
         n_features = positive_int(n_features, "n_features")
+        #: The training-file fields of a model read by :meth:`load` (else None).
+        self.info: Optional[Dict[str, Any]] = None
         if init not in ("xavier", "zeros"):
             raise ValueError(f"init must be 'xavier' or 'zeros', got {init!r}")
         dt = np.dtype(dtype)
@@ -81,13 +87,13 @@ class LogisticRegression:
     def __repr__(self):
         return f"LogisticRegression(n_features={self.weight.shape[1]}, dtype={self.dtype.name})"
 
-    def _x(self, x):
+    def _x(self, x: Any) -> np.ndarray:
         a = _float2d(x, "x")
         if a.shape[1] != self.weight.shape[1]:
             raise ValueError(f"x has {a.shape[1]} features per row, the model expects {self.weight.shape[1]}")
         return np.ascontiguousarray(a, dtype=self.dtype)
 
-    def _y(self, y, n):
+    def _y(self, y: Any, n: int) -> np.ndarray:
         t = np.asarray(y)
         if t.shape != (n,):
             raise ValueError(f"y has shape {t.shape}, expected ({n},)")
@@ -98,7 +104,7 @@ class LogisticRegression:
             raise ValueError("y must hold only 0 and 1")
         return t
 
-    def decision_function(self, x):
+    def decision_function(self, x: ArrayLike) -> np.ndarray:
         """The logits ``x @ weight.T + bias``, shape (n,).
 
         Parameters
@@ -127,7 +133,7 @@ class LogisticRegression:
         """
         return linear_forward(self._x(x), self.weight, self.bias)[:, 0]
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """P(y = 1), shape (n,).
 
         Parameters
@@ -155,7 +161,7 @@ class LogisticRegression:
         z = self.decision_function(x).astype(np.float64)
         return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(self.dtype)
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """1 where the logit is > 0, else 0 (int64, shape (n,)).
 
         Parameters
@@ -184,7 +190,7 @@ class LogisticRegression:
         """
         return (self.decision_function(x) > 0).astype(np.int64)
 
-    def loss_and_grad(self, x, y):
+    def loss_and_grad(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, np.ndarray, np.ndarray]:
         """(mean BCE, dW, db) on the batch.
 
         Parameters
@@ -220,9 +226,10 @@ class LogisticRegression:
         z = linear_forward(x, self.weight, self.bias)
         loss, g = binary_cross_entropy_with_logits_and_grad(z[:, 0], y)
         _, gw, gb = linear_backward(g[:, None], x, self.weight, input_grad=False)
+        assert gb is not None   # (bias_grad is on)
         return float(loss), gw, gb
 
-    def train_step(self, x, y, lr=0.1):
+    def train_step(self, x: ArrayLike, y: ArrayLike, lr: float = 0.1) -> float:
         """One SGD step; returns the batch's mean loss before it.
 
         Parameters
@@ -256,14 +263,15 @@ class LogisticRegression:
         >>> m.train_step(np.ones((2, 2)), [1, 1], 0.5) < first
         True
         """
-        lr = self.dtype.type(nonneg_float(lr, "lr"))
+        rate = self.dtype.type(nonneg_float(lr, "lr"))
         loss, gw, gb = self.loss_and_grad(x, y)
-        self.weight -= lr * gw
-        self.bias -= lr * gb
+        self.weight -= rate * gw
+        self.bias -= rate * gb
         return loss
 
-    def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.1, seed=0, progress=True, file=None,
-            validation_data=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
+            seed: Optional[int] = 0, progress: Union[bool, str] = True, file: Optional[TextIO] = None,
+            validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None) -> Dict[str, List[float]]:
         """Mini-batch SGD for `epochs` epochs (rows shuffled each epoch).
 
         Parameters
@@ -321,7 +329,7 @@ class LogisticRegression:
             yv = self._y(validation_data[1], Xv.shape[0])
         rng = np.random.default_rng(seed_param(seed))
         n = X.shape[0]
-        hist = {"loss": [], "accuracy": [], "time": []}
+        hist: Dict[str, List[float]] = {"loss": [], "accuracy": [], "time": []}
         if validation_data is not None:
             hist["val_loss"], hist["val_accuracy"] = [], []
         bar = Progress(epochs, progress, file)
@@ -350,7 +358,7 @@ class LogisticRegression:
             bar.close()
         return hist
 
-    def evaluate(self, x, y):
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, float]:
         """(mean BCE, accuracy).
 
         Parameters
@@ -387,8 +395,8 @@ class LogisticRegression:
         loss, _ = binary_cross_entropy_with_logits_and_grad(z, y)
         return float(loss), float(np.mean((z > 0) == (y == 1)))
 
-    def save(self, path, *, final_accuracy, training_samples, learning_rate, data_type="real_mnist",
-             image_shape=(28, 28)):
+    def save(self, path: Union[str, "os.PathLike[str]"], *, final_accuracy: float, training_samples: int,
+             learning_rate: float, data_type: str = "real_mnist", image_shape: Tuple[int, int] = (28, 28)) -> None:
         """Write the perceptron JSON format; see :func:`fastlog.nn.io.save_logreg`.
 
         Parameters
@@ -420,7 +428,7 @@ class LogisticRegression:
                     learning_rate=learning_rate, data_type=data_type, image_shape=image_shape)
 
     @classmethod
-    def load(cls, path, dtype=np.float32):
+    def load(cls, path: Union[str, "os.PathLike[str]", BinaryIO], dtype: DTypeLike = np.float32) -> "LogisticRegression":
         """Read a perceptron JSON file (validated); the file's other fields land in ``model.info``.
 
         Parameters
@@ -460,7 +468,8 @@ class LogisticRegression:
         return model
 
 
-def load_logreg(path, dtype=np.float32, cls=LogisticRegression):
+def load_logreg(path: Union[str, "os.PathLike[str]", BinaryIO], dtype: DTypeLike = np.float32,
+                cls: type = LogisticRegression) -> Tuple[LogisticRegression, Dict[str, Any]]:
     """Read a perceptron JSON file; returns ``(model, info)``.
 
     Parameters

@@ -25,12 +25,15 @@ Thread safety (Python threads sharing one model):
   (``copy.deepcopy(model)``) to train in parallel.
 """
 import math
+import os
 import threading
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
 import numpy as np
 
 from .._dispatch import core
 from .._enums import MLPMode, MLPOutput
+from .._typing import ArrayLike, DTypeLike
 from .._validation import float_array, int_param, nonneg_float, positive_int, seed_param
 from .._threads import blas_pinned
 from . import io as _io
@@ -50,7 +53,7 @@ def _to_numpy(v, name):
     return float_array(v, name, promote_int=True)
 
 
-def mlp_gemms_only(model, x, train=True, lr=0.01):
+def mlp_gemms_only(model: "MLP", x: ArrayLike, train: bool = True, lr: float = 0.01) -> None:
     """Run only the GEMMs of a training step or of inference, for benchmarks.
 
     Parameters
@@ -186,7 +189,8 @@ class MLP:
     True
     """
 
-    def __init__(self, sizes=(784, 128, 64, 10), *, dtype=np.float32, seed=0, init="he"):
+    def __init__(self, sizes: Sequence[int] = (784, 128, 64, 10), *, dtype: DTypeLike = np.float32,
+                 seed: Optional[int] = 0, init: str = "he") -> None:
         try:
             sizes = tuple(sizes)
         except TypeError:
@@ -242,21 +246,21 @@ class MLP:
         return tuple(ws), tuple(bs)
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
         """Number of Linear layers."""
         return len(self.sizes) - 1
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         """Input width, ``sizes[0]``."""
         return self.sizes[0]
 
     @property
-    def n_classes(self):
+    def n_classes(self) -> int:
         """Output width, ``sizes[-1]``."""
         return self.sizes[-1]
 
-    def parameters(self):
+    def parameters(self) -> List[np.ndarray]:
         """[W0, b0, W1, b1, ...] (views), the order of ``nn.Sequential.parameters()``.
 
         Returns
@@ -276,7 +280,7 @@ class MLP:
             out += [w, b]
         return out
 
-    def reset_parameters(self, seed=0, init="he"):
+    def reset_parameters(self, seed: Optional[int] = 0, init: str = "he") -> None:
         """Gaussian He/Xavier initialisation (see the class docstring); clears momentum.
 
         Parameters
@@ -313,7 +317,7 @@ class MLP:
             b[...] = 0
         self.reset_optimizer()
 
-    def reset_optimizer(self):
+    def reset_optimizer(self) -> None:
         """Forget the momentum buffers (the next momentum step starts afresh, like a new torch SGD).
 
         Examples
@@ -352,7 +356,7 @@ class MLP:
             self._local.ws = ws
         return ws
 
-    def workspace(self, rows, train=True):
+    def workspace(self, rows: int, train: bool = True) -> Any:
         """The compiled workspace for batches of up to `rows` rows.
 
         What :func:`mlp_gemms_only` runs on: the model's training workspace,
@@ -388,7 +392,7 @@ class MLP:
         return _TrainingGuard(self._train_lock, what)
 
     # -- validation --
-    def _x(self, x, name="x"):
+    def _x(self, x: Any, name: str = "x") -> np.ndarray:
         if (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim == 2
                 and x.shape[1] == self.sizes[0] and x.flags.c_contiguous and x.flags.aligned):
             return x
@@ -401,7 +405,7 @@ class MLP:
             raise ValueError(f"{name} has {a.shape[1]} features per row, the model expects {self.sizes[0]}")
         return np.ascontiguousarray(a, dtype=self.dtype)
 
-    def _y(self, y, n, name="y"):
+    def _y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
         if type(y) is np.ndarray and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous:
             t = y
         else:
@@ -463,7 +467,7 @@ class MLP:
         if not np.isfinite(self._flat).all():
             raise FloatingPointError("the model's parameters hold NaN or infinity")
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """Logits, shape (n, n_classes).  Also ``model(x)``.
 
         Parameters
@@ -493,7 +497,7 @@ class MLP:
 
     __call__ = forward
 
-    def predict_log_proba(self, x):
+    def predict_log_proba(self, x: ArrayLike) -> np.ndarray:
         """log_softmax of the logits (fastlog's stable row kernel), shape (n, n_classes).
 
         Parameters
@@ -521,7 +525,7 @@ class MLP:
         """
         return self._infer(x, MLPOutput.LOG_PROBA)
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """softmax of the logits, shape (n, n_classes).
 
         Parameters
@@ -549,7 +553,7 @@ class MLP:
         """
         return self._infer(x, MLPOutput.PROBA)
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Predicted class (first maximum of the logits), int64 of shape (n,).
 
         Parameters
@@ -579,7 +583,7 @@ class MLP:
         """
         return self._infer(x, MLPOutput.LABELS)
 
-    def evaluate(self, x, y):
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, float]:
         """(mean cross-entropy, accuracy) on (x, y).
 
         Parameters
@@ -640,7 +644,7 @@ class MLP:
             self._momentum_started = True
         return loss, hits
 
-    def loss_and_grad(self, x, y):
+    def loss_and_grad(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, List[np.ndarray]]:
         """Mean cross-entropy over the batch and its gradients.
 
         Parameters
@@ -682,7 +686,8 @@ class MLP:
                 out += [w.copy(), b.copy()]
         return loss, out
 
-    def train_step(self, x, y, lr=0.01, *, momentum=0.0, weight_decay=0.0, dampening=0.0):
+    def train_step(self, x: ArrayLike, y: ArrayLike, lr: float = 0.01, *, momentum: float = 0.0,
+                   weight_decay: float = 0.0, dampening: float = 0.0) -> float:
         """One SGD step on the batch (x, y); returns the batch's mean loss before the step.
 
         The update is ``torch.optim.SGD(lr, momentum, dampening, weight_decay)``'s:
@@ -737,9 +742,12 @@ class MLP:
             loss, _ = self._step_unlocked(x, y, MLPMode.SGD, lr, momentum, dampening, weight_decay)
         return loss
 
-    def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0,
-            dampening=0.0, shuffle=True, seed=0, validation_data=None, progress=True, file=None,
-            checkpoint_dir=None, checkpoint_format="json"):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,
+            momentum: float = 0.9, weight_decay: float = 0.0, dampening: float = 0.0, shuffle: bool = True,
+            seed: Optional[int] = 0, validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+            progress: Union[bool, str] = True, file: Optional[TextIO] = None,
+            checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
+            checkpoint_format: str = "json") -> Dict[str, List[float]]:
         """Mini-batch SGD over (X, y) for `epochs` epochs; see :func:`fastlog.nn.fit.fit_mlp`.
 
         Parameters
@@ -784,7 +792,7 @@ class MLP:
     def _keys(self):
         return [(f"{2 * l}.weight", f"{2 * l}.bias") for l in range(self.n_layers)]
 
-    def state_dict(self, tensors=False):
+    def state_dict(self, tensors: bool = False) -> Dict[str, Any]:
         """Copies of the parameters keyed like ``nn.Sequential``'s state_dict.
 
         Keys "0.weight", "0.bias", "2.weight", ...; torch tensors if ``tensors``.
@@ -814,7 +822,7 @@ class MLP:
             sd = {k: torch.from_numpy(v) for k, v in sd.items()}
         return sd
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> "MLP":
         """Copy parameters from a state_dict (arrays or tensors) of the same sizes; clears momentum.
 
         Parameters
@@ -860,7 +868,7 @@ class MLP:
         return self
 
     @classmethod
-    def from_state_dict(cls, state_dict, dtype=None):
+    def from_state_dict(cls, state_dict: Mapping[str, Any], dtype: Optional[DTypeLike] = None) -> "MLP":
         """A model built from a state_dict of ``nn.Sequential(Linear, ReLU, ..., Linear)``.
 
         Arrays or tensors; keys "0.weight", "0.bias", "2.weight", ...  The
@@ -891,7 +899,7 @@ class MLP:
         >>> MLP.from_state_dict(MLP((5, 3, 2)).state_dict())
         MLP(sizes=(5, 3, 2), dtype=float32)
         """
-        idx = {}
+        idx: Dict[int, set] = {}
         for k in state_dict:
             head, _, kind = str(k).rpartition(".")
             if kind not in ("weight", "bias") or not head.isdigit():
@@ -916,7 +924,7 @@ class MLP:
         model = cls(sizes, dtype=dtype, seed=0)
         return model.load_state_dict(state_dict)
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """An equivalent ``torch.nn.Sequential`` (float32/float64 like the model).
 
         Returns
@@ -950,7 +958,7 @@ class MLP:
         net.load_state_dict(self.state_dict(tensors=True))
         return net
 
-    def save(self, path, format=None):
+    def save(self, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None) -> None:
         """Write the parameters to `path`: JSON (``.json``) or npz (anything else).
 
         Parameters
@@ -986,7 +994,7 @@ class MLP:
         _io.save_mlp(self, path, format=format)
 
     @classmethod
-    def load(cls, path, format=None, dtype=None):
+    def load(cls, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None, dtype: Optional[DTypeLike] = None) -> "MLP":
         """Read a model written by :meth:`save` (or any file in the same formats).
 
         Parameters
@@ -1025,7 +1033,8 @@ class MLP:
         return load_mlp(path, format=format, dtype=dtype, cls=cls)
 
 
-def load_mlp(path, format=None, dtype=None, cls=MLP):
+def load_mlp(path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None, dtype: Optional[DTypeLike] = None,
+             cls: type = MLP) -> MLP:
     """Read an MLP file (JSON or npz, see the module docstring), validating it fully.
 
     Parameters
