@@ -229,7 +229,9 @@ def mp_prob_ce_rows(x, t, w=None, eps=0.0, dps=60):
             if key not in _MP_ROWS:
                 v = [mp.mpf(float(a)) for a in xi]
                 m = max(v)
-                ls = mp.log(mp.fsum(mp.e ** (a - m) for a in v))
+                # terms below e^-(10 dps) of the max term change nothing at this precision (and
+                # exp of -1e308 is slow to evaluate)
+                ls = mp.log(mp.fsum(mp.e ** (a - m) for a in v if a - m > -10 * dps))
                 li = mp.fsum(mp.mpf(float(w[c])) * ((1 - mp.mpf(eps)) * mp.mpf(float(ti[c])) + mp.mpf(eps) / C)
                              * ((m - v[c]) + ls) for c in range(C))
                 _MP_ROWS[key] = math.copysign(math.inf, li) if abs(li) >= big else float(li)

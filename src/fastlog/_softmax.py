@@ -136,6 +136,17 @@ def log_softmax(x: ArrayLike, axis: Axis = None, *, out: Optional[np.ndarray] = 
         log taken with log1p.  A row whose max is +inf gives nan at the inf
         entries and -inf elsewhere; an all -inf row gives nan (as SciPy).
 
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, strings,
+        ...), or an `out` whose dtype is not the result's.
+    ValueError
+        An `out` of the wrong shape, overlapping `x` other than being `x`
+        itself, or not aligned to its dtype.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -181,6 +192,19 @@ def softmax(x: ArrayLike, axis: Axis = None, *, out: Optional[np.ndarray] = None
     -------
     ndarray (a scalar for 0-d input)
         ``exp(x - logsumexp(x, axis, keepdims=True))``; sums to 1 over `axis`.
+
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, strings,
+        ...), or an `out` whose dtype is not the result's.
+    ValueError
+        An `out` of the wrong shape, overlapping `x` other than being `x`
+        itself, or not aligned to its dtype.
+    TypeError, ValueError
+        A `temperature` that is not a number, or not a positive finite one.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
 
     Examples
     --------
@@ -237,6 +261,15 @@ def logsumexp(a: ArrayLike, axis: Axis = None, b: Optional[ArrayLike] = None, ke
     ndarray or scalar
         ``log(sum(b * exp(a), axis))``; with ``return_sign`` the pair
         ``(result, sign)``.
+
+    Raises
+    ------
+    TypeError
+        `a` or `b` of a dtype fastlog does not compute in (complex, object, ...).
+    ValueError
+        A `b` that does not broadcast against `a`.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
 
     Examples
     --------
@@ -381,6 +414,17 @@ def log_softmax_backward(grad_output: ArrayLike, output: ArrayLike, axis: Axis =
     ndarray
         The gradient with respect to the input of :func:`log_softmax`.
 
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in, or an `out` whose dtype is
+        not the result's.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape, overlapping an argument other than `grad_output`, or misaligned.
+    numpy.exceptions.AxisError
+        An axis out of range.
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -412,6 +456,17 @@ def softmax_backward(grad_output: ArrayLike, output: ArrayLike, axis: Axis = -1,
     -------
     ndarray
         The gradient with respect to the input of :func:`softmax`.
+
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in, or an `out` whose dtype is
+        not the result's.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape, overlapping an argument other than `grad_output`, or misaligned.
+    numpy.exceptions.AxisError
+        An axis out of range.
 
     Examples
     --------

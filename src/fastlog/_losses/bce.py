@@ -99,6 +99,15 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, weight
     loss : scalar of the input's dtype, or an array of the input's shape for
         ``reduction='none'``.
 
+    Raises
+    ------
+    TypeError
+        An input that is not floating point.
+    ValueError
+        A target of another shape than the input, a `weight` that does not
+        broadcast to the input, a `pos_weight` that does not broadcast over the
+        class axis, or an unknown `reduction`.
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -129,6 +138,24 @@ def binary_cross_entropy_with_logits_and_grad(input: ArrayLike, target: ArrayLik
         As in :func:`binary_cross_entropy_with_logits`.
     out : ndarray, optional, keyword-only
         Receives the gradient (the input's shape and dtype); may be the input.
+
+    Returns
+    -------
+    loss : as :func:`binary_cross_entropy_with_logits`
+    grad_input : ndarray of the input's shape and dtype
+        d(loss)/d(input) (of the summed losses for ``reduction='none'``).
+
+    Raises
+    ------
+    TypeError
+        An input that is not floating point.
+    ValueError
+        A target of another shape than the input, a `weight` that does not
+        broadcast to the input, a `pos_weight` that does not broadcast over the
+        class axis, or an unknown `reduction`.
+        Also an `out` of the wrong shape or dtype, overlapping an
+        argument other than the input itself, or misaligned (``TypeError`` for
+        the dtype, ``ValueError`` otherwise).
 
     Examples
     --------

@@ -99,6 +99,17 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLik
     loss : scalar of the input's dtype, or an array of the target's shape for
         ``reduction='none'``.
 
+    Raises
+    ------
+    IndexError
+        A class-index target outside ``[0, C)`` that is not `ignore_index`.
+    TypeError
+        An input that is not floating point, class-index targets that are not
+        integers, or an `ignore_index` that is not an integer.
+    ValueError
+        A target or `weight` of the wrong shape, an unknown `reduction`, or a
+        `label_smoothing` outside [0, 1].
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -138,6 +149,20 @@ def cross_entropy_and_grad(input: ArrayLike, target: ArrayLike, weight: Optional
     grad_input : ndarray of the input's shape and dtype
         d(loss)/d(input) (of the summed losses for ``reduction='none'``);
         0 at ignored positions.
+
+    Raises
+    ------
+    IndexError
+        A class-index target outside ``[0, C)`` that is not `ignore_index`.
+    TypeError
+        An input that is not floating point, class-index targets that are not
+        integers, or an `ignore_index` that is not an integer.
+    ValueError
+        A target or `weight` of the wrong shape, an unknown `reduction`, or a
+        `label_smoothing` outside [0, 1].
+        Also an `out` of the wrong shape or dtype, overlapping an
+        argument other than the input itself, or misaligned (``TypeError`` for
+        the dtype, ``ValueError`` otherwise).
 
     Examples
     --------

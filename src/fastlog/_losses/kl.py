@@ -38,6 +38,14 @@ def kl_div(input: ArrayLike, target: ArrayLike, reduction: KLReductionName = "me
     loss : scalar of the input's dtype, or an array of the input's shape for
         ``reduction='none'``.
 
+    Raises
+    ------
+    TypeError
+        An input that is not floating point.
+    ValueError
+        A target that does not broadcast against the input, or an unknown
+        `reduction`.
+
     Examples
     --------
     >>> import numpy as np, fastlog

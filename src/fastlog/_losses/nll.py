@@ -63,6 +63,16 @@ def nll_loss(input: ArrayLike, target: ArrayLike, weight: Optional[ArrayLike] = 
     loss : scalar of the input's dtype, or an array of the target's shape for
         ``reduction='none'``.
 
+    Raises
+    ------
+    IndexError
+        A target outside ``[0, C)`` that is not `ignore_index`.
+    TypeError
+        An input that is not floating point, targets that are not integers, or
+        an `ignore_index` that is not an integer.
+    ValueError
+        A target or `weight` of the wrong shape, or an unknown `reduction`.
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -90,6 +100,27 @@ def nll_loss_and_grad(input: ArrayLike, target: ArrayLike, weight: Optional[Arra
         As in :func:`nll_loss`.
     out : ndarray, optional, keyword-only
         Receives the gradient (the input's shape and dtype); may be the input.
+
+    Returns
+    -------
+    loss : as :func:`nll_loss`
+    grad_input : ndarray of the input's shape and dtype
+        d(loss)/d(input) (of the summed losses for ``reduction='none'``):
+        ``-weight[y] / denominator`` at each target, 0 elsewhere and at ignored
+        positions.
+
+    Raises
+    ------
+    IndexError
+        A target outside ``[0, C)`` that is not `ignore_index`.
+    TypeError
+        An input that is not floating point, targets that are not integers, or
+        an `ignore_index` that is not an integer.
+    ValueError
+        A target or `weight` of the wrong shape, or an unknown `reduction`.
+        Also an `out` of the wrong shape or dtype, overlapping an
+        argument other than the input itself, or misaligned (``TypeError`` for
+        the dtype, ``ValueError`` otherwise).
 
     Examples
     --------

@@ -245,7 +245,7 @@ def _measure(args, argv, prog, preset, case_list):
             pass
     policy = _policy(args, preset)
     t0, load0 = time.perf_counter(), _records.load_average()
-    meter = FloorMeter(repeats=3 if preset == "tiny" else 5, gemm_n=256 if preset == "tiny" else 1024)
+    meter = FloorMeter(repeats=3 if preset == "tiny" else 5)
     results = run_cases(case_list, args.libraries, BUDGETS[preset], progress=not args.no_progress,
                         policy=policy, floors=meter)
     sys.stderr.flush()

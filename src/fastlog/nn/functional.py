@@ -63,6 +63,14 @@ def linear_forward(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = 
     ndarray, shape (n, out_features)
         In float64 if any input is float64, else float32 (integers count as float64).
 
+    Raises
+    ------
+    TypeError
+        Arrays of a kind fastlog does not compute in (complex, object, ...).
+    ValueError
+        Shapes that do not match (features of `x` and `weight`, length of
+        `bias`), or an `out` of the wrong shape.
+
     Notes
     -----
     The product is one BLAS GEMM (SciPy's ``cython_blas``); the bias and the
@@ -129,6 +137,13 @@ def linear_backward(grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike, *,
 
     Inputs are never modified.
 
+    Raises
+    ------
+    TypeError
+        Arrays of a kind fastlog does not compute in (complex, object, ...).
+    ValueError
+        Shapes that do not match (`grad_output`, `x`, `weight`, `relu_output`).
+
     Examples
     --------
     >>> import numpy as np
@@ -187,6 +202,13 @@ def relu(x: ArrayLike, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     -------
     ndarray
 
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, ...).
+    ValueError
+        An `out` of the wrong shape or overlapping `x` other than being `x`.
+
     Examples
     --------
     >>> import numpy as np
@@ -216,6 +238,14 @@ def relu_backward(grad_output: ArrayLike, output: ArrayLike, *, out: Optional[np
     Returns
     -------
     ndarray
+
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape.
 
     Examples
     --------

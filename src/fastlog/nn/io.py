@@ -106,6 +106,11 @@ def mlp_to_json(model: Any) -> str:
     model : MLP
         Its parameters must be finite.
 
+    Returns
+    -------
+    str
+        The JSON text (keys ``param_0`` ...), as :meth:`MLP.save` writes it.
+
     Examples
     --------
     >>> import json
@@ -466,6 +471,14 @@ def save_logreg(model: Any, path: Union[str, "os.PathLike[str]"], *, final_accur
     image_shape : (int, int)
         The weights are written as this grid of pixels (rows of the image).
 
+    Raises
+    ------
+    ValueError
+        A `final_accuracy` outside [0, 1], or an `image_shape` that does not hold
+        the model's weights.
+    OSError
+        If the file cannot be written.
+
     Examples
     --------
     >>> import json, os, tempfile
@@ -576,6 +589,11 @@ def checkpoint_files(directory: Union[str, "os.PathLike[str]"], format: Optional
     list of (int, str)
         (epoch, path), sorted by epoch; ``relu_model_final`` is not included.
 
+    Raises
+    ------
+    ValueError
+        A `directory` that is not a directory.
+
     Examples
     --------
     >>> import os, tempfile
@@ -675,6 +693,14 @@ def weight_evolution(checkpoints: Union[str, "os.PathLike[str]", Sequence[Union[
     Returns
     -------
     WeightEvolution
+
+    Raises
+    ------
+    ValueError
+        A directory without ``relu_model_epoch_<k>`` checkpoint files, or
+        checkpoints whose layer sizes differ.
+    OSError
+        If a file cannot be read.
 
     Examples
     --------

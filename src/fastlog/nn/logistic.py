@@ -40,6 +40,13 @@ class LogisticRegression:
         Like ``nn.Linear(n_features, 1).weight``.
     bias : ndarray, shape (1,)
 
+    Raises
+    ------
+    ValueError
+        An `n_features` below 1 or an unknown `init`.
+    TypeError
+        A `dtype` other than float32 / float64.
+
     Notes
     -----
     Inference (``decision_function``, ``predict``, ``predict_proba``,
@@ -105,6 +112,16 @@ class LogisticRegression:
         x : array_like, shape (n, n_features)
             Finite inputs.
 
+        Returns
+        -------
+        ndarray, shape (n,)
+            The logit ``x @ weight.T + bias`` of each row.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's.
+
         Examples
         --------
         >>> import numpy as np
@@ -124,6 +141,16 @@ class LogisticRegression:
         x : array_like, shape (n, n_features)
             Finite inputs.
 
+        Returns
+        -------
+        ndarray, shape (n,)
+            The probability of class 1 (the sigmoid of the logit).
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's.
+
         Examples
         --------
         >>> import numpy as np
@@ -141,6 +168,16 @@ class LogisticRegression:
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs.
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+            1 where the logit is positive, else 0.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's.
 
         Examples
         --------
@@ -162,6 +199,19 @@ class LogisticRegression:
             Finite inputs.
         y : array_like of 0/1, shape (n,)
             Binary labels.
+
+        Returns
+        -------
+        loss : float
+            Mean binary cross-entropy with logits of the batch.
+        grad_weight : ndarray, shape (1, n_features)
+        grad_bias : ndarray, shape (1,)
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or labels other
+            than 0 and 1.
 
         Examples
         --------
@@ -190,6 +240,19 @@ class LogisticRegression:
             Binary labels.
         lr : float, default 0.1
             Learning rate.
+
+        Returns
+        -------
+        float
+            The mean loss of the batch before the update.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or labels other
+            than 0 and 1.
+        RuntimeError
+            If another thread is training the same model.
 
         Examples
         --------
@@ -236,6 +299,16 @@ class LogisticRegression:
             Lists per epoch: 'loss', 'accuracy' (on the whole training set
             after the epoch), 'val_loss', 'val_accuracy' (with
             ``validation_data=(X_val, y_val)``), 'time'.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or labels other
+            than 0 and 1.
+        ValueError
+            `epochs` or `batch_size` below 1, or a negative learning rate.
+        RuntimeError
+            If another thread is training the same model.
 
         Examples
         --------
@@ -295,6 +368,19 @@ class LogisticRegression:
         y : array_like of 0/1, shape (n,)
             Binary labels.
 
+        Returns
+        -------
+        loss : float
+            Mean binary cross-entropy.
+        accuracy : float
+            Fraction of the rows predicted right.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or labels other
+            than 0 and 1.
+
         Examples
         --------
         >>> import numpy as np
@@ -320,6 +406,14 @@ class LogisticRegression:
         final_accuracy, training_samples, learning_rate, data_type, image_shape
             As in :func:`fastlog.nn.io.save_logreg`.
 
+        Raises
+        ------
+        ValueError
+            A `final_accuracy` outside [0, 1], or an `image_shape` that does not
+            hold the weights.
+        OSError
+            If the file cannot be written.
+
         Examples
         --------
         >>> import os, tempfile
@@ -343,6 +437,19 @@ class LogisticRegression:
             A file written by :meth:`save` (see :func:`fastlog.nn.load_logreg`).
         dtype : float32 or float64, default float32
             The model's dtype.
+
+        Returns
+        -------
+        LogisticRegression
+            The model in the file.
+
+        Raises
+        ------
+        ValueError
+            A file that is not in the perceptron format (missing or extra keys,
+            weights of the wrong shape, non-finite values).
+        OSError
+            If the file cannot be read.
 
         Examples
         --------
@@ -378,6 +485,14 @@ def load_logreg(path: Union[str, "os.PathLike[str]", BinaryIO], dtype: DTypeLike
         With ``n_features = rows * cols`` of the weight grid.
     info : dict
         final_accuracy (percent), training_samples, data_type, learning_rate.
+
+    Raises
+    ------
+    ValueError
+        A file that is not in the perceptron format (missing or extra keys,
+        weights of the wrong shape, non-finite values).
+    OSError
+        If the file cannot be read.
 
     Examples
     --------

@@ -67,6 +67,11 @@ def mlp_gemms_only(model: "MLP", x: ArrayLike, train: bool = True, lr: float = 0
     lr : float
         The alpha of the fused update GEMMs.
 
+    Raises
+    ------
+    ValueError
+        An `x` with another number of features than the model's.
+
     Notes
     -----
     The floor of a step built on these GEMMs.  The model's parameters are not
@@ -116,6 +121,11 @@ class _TrainingGuard:
         return False
 
 
+def _check_init(init):
+    if init not in ("he", "xavier"):
+        raise ValueError(f"init must be 'he' or 'xavier', got {init!r}")
+
+
 class MLP:
     """Linear -> ReLU -> ... -> Linear, trained on mean cross-entropy with SGD.
 
@@ -139,6 +149,14 @@ class MLP:
         Views of the parameters, shaped like ``torch.nn.Linear`` (out, in) and
         (out,); they may be modified in place.  All parameters live in one
         flat vector in the order of ``nn.Sequential(...).parameters()``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 or more than 65 `sizes`, a size below 1, or an unknown
+        `init`.
+    TypeError
+        A `dtype` other than float32 / float64, or sizes that are not integers.
 
     Notes
     -----
@@ -189,8 +207,7 @@ class MLP:
         n = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
         if 3 * n * dt.itemsize > np.iinfo(np.intp).max:
             raise ValueError(f"sizes={sizes} need {n} parameters, more than this machine can address")
-        if init not in ("he", "xavier"):
-            raise ValueError(f"init must be 'he' or 'xavier', got {init!r}")
+        _check_init(init)       # before allocating anything
         self._setup(sizes, dt)
         self.reset_parameters(seed=seed, init=init)
 
@@ -246,6 +263,12 @@ class MLP:
     def parameters(self) -> List[np.ndarray]:
         """[W0, b0, W1, b1, ...] (views), the order of ``nn.Sequential.parameters()``.
 
+        Returns
+        -------
+        list of ndarray
+            ``[W0, b0, W1, b1, ...]``: views of the model's parameters (writing to
+            them changes the model).
+
         Examples
         --------
         >>> from fastlog.nn import MLP
@@ -267,6 +290,11 @@ class MLP:
         init : {'he', 'xavier'}
             As in the class docstring.
 
+        Raises
+        ------
+        ValueError
+            An unknown `init` (the parameters are left as they were).
+
         Examples
         --------
         >>> import numpy as np
@@ -276,6 +304,7 @@ class MLP:
         >>> bool(np.array_equal(a.weights[0], b.weights[0]))
         True
         """
+        _check_init(init)
         rng = np.random.default_rng(seed_param(seed))
         L = self.n_layers
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
@@ -339,6 +368,17 @@ class MLP:
             The largest batch the workspace must hold (it grows, never shrinks).
         train : bool, default True
             The training workspace (True) or this thread's inference one.
+
+        Returns
+        -------
+        MLPWorkspace
+            The compiled workspace (an opaque object that :func:`mlp_gemms_only`
+            takes).
+
+        Raises
+        ------
+        ValueError
+            A `rows` below 1.
 
         Examples
         --------
@@ -435,6 +475,17 @@ class MLP:
         x : array_like, shape (n, n_features)
             Finite inputs (float32/float64; other dtypes are converted).
 
+        Returns
+        -------
+        ndarray, shape (n, n_classes), the model's dtype
+            The logits.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+
         Examples
         --------
         >>> import numpy as np
@@ -454,6 +505,17 @@ class MLP:
         x : array_like, shape (n, n_features)
             Finite inputs (float32/float64; other dtypes are converted).
 
+        Returns
+        -------
+        ndarray, shape (n, n_classes)
+            ``log_softmax`` of the logits.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+
         Examples
         --------
         >>> import numpy as np
@@ -471,6 +533,17 @@ class MLP:
         x : array_like, shape (n, n_features)
             Finite inputs (float32/float64; other dtypes are converted).
 
+        Returns
+        -------
+        ndarray, shape (n, n_classes)
+            ``softmax`` of the logits.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+
         Examples
         --------
         >>> import numpy as np
@@ -487,6 +560,17 @@ class MLP:
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs (float32/float64; other dtypes are converted).
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+            The class of the largest logit of each row.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
 
         Examples
         --------
@@ -508,6 +592,21 @@ class MLP:
             Finite inputs (float32/float64; other dtypes are converted).
         y : array_like of int, shape (n,)
             Class labels in ``[0, n_classes)``.
+
+        Returns
+        -------
+        loss : float
+            Mean cross-entropy over the rows.
+        accuracy : float
+            Fraction of the rows whose largest logit is the label.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+        IndexError
+            A label outside ``[0, n_classes)``.
 
         Examples
         --------
@@ -562,6 +661,14 @@ class MLP:
             d(loss)/d(parameter) in the order of :meth:`parameters`
             ([dW0, db0, dW1, db1, ...]); fresh copies.
 
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+        IndexError
+            A label outside ``[0, n_classes)``.
+
         Examples
         --------
         >>> import numpy as np
@@ -598,6 +705,24 @@ class MLP:
             Learning rate.
         momentum, weight_decay, dampening : float >= 0, keyword-only
             As ``torch.optim.SGD``'s.
+
+        Returns
+        -------
+        float
+            The mean cross-entropy of the batch before the update.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+        IndexError
+            A label outside ``[0, n_classes)``.
+        ValueError
+            A negative or non-finite `lr`, `momentum`, `weight_decay` or
+            `dampening`.
+        RuntimeError
+            If another thread is training the same model.
 
         Examples
         --------
@@ -636,6 +761,19 @@ class MLP:
             Lists per epoch: 'loss', 'accuracy', 'val_loss', 'val_accuracy'
             (with validation data), 'time'.
 
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+        IndexError
+            A label outside ``[0, n_classes)``.
+        ValueError
+            `epochs` or `batch_size` below 1, a negative learning rate or momentum,
+            an unknown `checkpoint_format`.
+        RuntimeError
+            If another thread is training the same model.
+
         Examples
         --------
         >>> import numpy as np
@@ -664,6 +802,12 @@ class MLP:
         tensors : bool, default False
             Return ``torch.Tensor`` values (sharing the copies' memory) instead of arrays.
 
+        Returns
+        -------
+        dict
+            ``{"0.weight": ..., "0.bias": ..., "2.weight": ...}``: copies, as NumPy
+            arrays or (``tensors=True``) torch tensors.
+
         Examples
         --------
         >>> from fastlog.nn import MLP
@@ -690,6 +834,13 @@ class MLP:
         -------
         MLP
             The model itself.
+
+        Raises
+        ------
+        KeyError
+            Keys that are not exactly the model's.
+        ValueError
+            Arrays of other shapes than the model's.
 
         Examples
         --------
@@ -730,6 +881,18 @@ class MLP:
         dtype : float32 or float64, optional
             The model's dtype (default: from the first weight).
 
+        Returns
+        -------
+        MLP
+            A new model with those parameters (layer sizes read from their shapes).
+
+        Raises
+        ------
+        KeyError
+            Keys other than ``'<index>.weight'`` / ``'<index>.bias'``.
+        ValueError
+            Shapes that do not chain from layer to layer.
+
         Examples
         --------
         >>> from fastlog.nn import MLP
@@ -764,6 +927,16 @@ class MLP:
     def to_torch(self) -> Any:
         """An equivalent ``torch.nn.Sequential`` (float32/float64 like the model).
 
+        Returns
+        -------
+        torch.nn.Sequential
+            Linear / ReLU layers holding copies of the parameters.
+
+        Raises
+        ------
+        ModuleNotFoundError
+            Without PyTorch.
+
         Examples
         --------
         >>> from fastlog.nn import MLP
@@ -795,6 +968,15 @@ class MLP:
             None: from the suffix (``.json`` -> JSON, otherwise npz; a file
             object gets npz).
 
+        Raises
+        ------
+        ValueError
+            A `format` other than 'json' or 'npz'.
+        OSError
+            If the file cannot be written (e.g. ``FileNotFoundError`` for a missing
+            directory); an existing file is replaced only once the new one is
+            complete.
+
         Notes
         -----
         See :func:`fastlog.nn.io.save_mlp`.  Both formats round-trip the
@@ -823,6 +1005,11 @@ class MLP:
         dtype : float32 or float64, optional
             JSON files hold no dtype: float32 unless given; npz files keep
             theirs unless given.
+
+        Returns
+        -------
+        MLP
+            The model in the file.
 
         Raises
         ------

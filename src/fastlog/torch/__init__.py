@@ -233,6 +233,12 @@ def fast_path_available(input, *others):
     *others : torch.Tensor or None
         Further tensor arguments (target, weight, ...).
 
+    Returns
+    -------
+    bool
+        True when fastlog's kernel (not PyTorch's) would compute a loss of these
+        tensors.
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -493,6 +499,21 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     size_average, reduce
         ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
 
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument fastlog would reject is handed to PyTorch, so
+        the exception is the one ``torch.nn.functional`` raises, as a single
+        exception (e.g. ``IndexError: Target 5 is out of bounds.``), except for
+        the deliberate differences of the module docstring (a negative or NaN
+        `label_smoothing` is a ``ValueError``).
+
     Examples
     --------
     >>> import torch, torch.nn.functional as F, fastlog.torch as FL
@@ -564,6 +585,21 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     size_average, reduce
         ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
 
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument fastlog would reject is handed to PyTorch, so
+        the exception is the one ``torch.nn.functional`` raises, as a single
+        exception (e.g. ``IndexError: Target 5 is out of bounds.``), except for
+        the deliberate differences of the module docstring (a negative or NaN
+        `label_smoothing` is a ``ValueError``).
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -625,6 +661,21 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         As ``torch.nn.functional.binary_cross_entropy_with_logits``'s.
     size_average, reduce
         ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
+
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument fastlog would reject is handed to PyTorch, so
+        the exception is the one ``torch.nn.functional`` raises, as a single
+        exception (e.g. ``IndexError: Target 5 is out of bounds.``), except for
+        the deliberate differences of the module docstring (a negative or NaN
+        `label_smoothing` is a ``ValueError``).
 
     Examples
     --------
@@ -695,6 +746,21 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
         As ``torch.nn.functional.kl_div``'s (`reduction` also 'batchmean').
     size_average, reduce
         ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
+
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument fastlog would reject is handed to PyTorch, so
+        the exception is the one ``torch.nn.functional`` raises, as a single
+        exception (e.g. ``IndexError: Target 5 is out of bounds.``), except for
+        the deliberate differences of the module docstring (a negative or NaN
+        `label_smoothing` is a ``ValueError``).
 
     Examples
     --------
@@ -790,6 +856,21 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     dtype : torch.dtype, optional
         Cast the input to it first.
 
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument fastlog would reject is handed to PyTorch, so
+        the exception is the one ``torch.nn.functional`` raises, as a single
+        exception (e.g. ``IndexError: Target 5 is out of bounds.``), except for
+        the deliberate differences of the module docstring (a negative or NaN
+        `label_smoothing` is a ``ValueError``).
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -813,6 +894,21 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
         The axis to normalise (None: PyTorch's legacy implicit choice, with its warning).
     dtype : torch.dtype, optional
         Cast the input to it first.
+
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument fastlog would reject is handed to PyTorch, so
+        the exception is the one ``torch.nn.functional`` raises, as a single
+        exception (e.g. ``IndexError: Target 5 is out of bounds.``), except for
+        the deliberate differences of the module docstring (a negative or NaN
+        `label_smoothing` is a ``ValueError``).
 
     Examples
     --------
@@ -856,6 +952,11 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         torch.Tensor
             :func:`cross_entropy` of the arguments with the module's settings.
 
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`cross_entropy`.
+
         Examples
         --------
         >>> import torch, fastlog.torch as FL
@@ -897,6 +998,11 @@ class NLLLoss(nn.NLLLoss):
         -------
         torch.Tensor
             :func:`nll_loss` of the arguments with the module's settings.
+
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`nll_loss`.
 
         Examples
         --------
@@ -941,6 +1047,11 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
         torch.Tensor
             :func:`binary_cross_entropy_with_logits` of the arguments with the module's settings.
 
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`binary_cross_entropy_with_logits`.
+
         Examples
         --------
         >>> import torch, fastlog.torch as FL
@@ -984,6 +1095,11 @@ class KLDivLoss(nn.KLDivLoss):
         -------
         torch.Tensor
             :func:`kl_div` of the arguments with the module's settings.
+
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`kl_div`.
 
         Examples
         --------

@@ -394,6 +394,16 @@ def vocab_parallel_cross_entropy(logits_shard, target, group=None, *, weight=Non
     Its backward writes this rank's N x V_r gradient, with no communication.
     Must be called by every rank of the group (it is a collective).
 
+    Raises
+    ------
+    ValueError, TypeError, IndexError
+        Bad arguments on any rank (widths that do not add up, mismatched N,
+        targets outside the global vocabulary, an unknown `reduction`, ...):
+        every rank checks every rank's arguments and raises the same error, so
+        no rank is left waiting in a collective.
+    RuntimeError
+        A `group` given while ``torch.distributed`` is not initialized.
+
     Examples
     --------
     A process group of one (gloo, a file store: no network); every rank of a
@@ -606,6 +616,16 @@ def vocab_parallel_linear_cross_entropy(input, weight_shard, target, group=None,
     -------
     Tensor
         The loss (0-d, or (N,) for ``reduction='none'``), identical on every rank.
+
+    Raises
+    ------
+    ValueError, TypeError, IndexError
+        Bad arguments on any rank (widths that do not add up, mismatched N,
+        targets outside the global vocabulary, an unknown `reduction`, ...):
+        every rank checks every rank's arguments and raises the same error, so
+        no rank is left waiting in a collective.
+    RuntimeError
+        A `group` given while ``torch.distributed`` is not initialized.
 
     Examples
     --------

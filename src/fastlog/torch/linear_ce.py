@@ -155,6 +155,19 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing, options
         As ``torch.nn.functional.linear_cross_entropy``'s (see above).
 
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument fastlog would reject is handed to PyTorch, so
+        the exception is the one ``torch.nn.functional`` raises, as a single
+        exception (e.g. ``IndexError: Target 5 is out of bounds.``).
+
     Examples
     --------
     >>> import torch, torch.nn.functional as F, fastlog.torch as FL
@@ -236,6 +249,11 @@ class LinearCrossEntropyLoss(_TorchLCELoss):
         -------
         torch.Tensor
             :func:`linear_cross_entropy` with the module's weight, bias and settings.
+
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`linear_cross_entropy`.
 
         Examples
         --------
