@@ -65,7 +65,7 @@ import torch
 import torch.distributed as dist
 
 from .. import _losses
-from . import _grad_buffer
+from ._buffers import grad_buffer as _grad_buffer
 from .. import logsumexp as _logsumexp
 from .. import softmax as _softmax
 
