@@ -93,6 +93,34 @@ class _CrossEntropy(_Function):
         return gi, None, None, None
 
 
+class _CrossEntropyHot(_Function):
+    """_CrossEntropy for the training-loop call (see ``_route.cross_entropy_hot``)."""
+
+    @staticmethod
+    def forward(ctx, input, target, params):
+        loss, g = K.cross_entropy_with_grad_hot(input, target, *params)
+        ctx.save_for_backward(target, g)
+        ctx.params = params
+        ctx.input, ctx.input_version = input, input._version
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        target, g = ctx.saved_tensors
+        if torch.is_grad_enabled():   # create_graph=True: PyTorch's differentiable path
+            red, ign = ctx.params
+            input = _input_for_double_backward(ctx)
+            gi = _torch_grad(F.cross_entropy, input, grad_output, target, None, None, ign, None,
+                             K.RED_NAMES[red], 0.0)
+        else:
+            ctx.input = None          # first-order backward: drop the reference now
+            gi = g if grad_output.item() == 1.0 else g * grad_output
+        return gi, None, None
+
+
+_CrossEntropyHot.__name__ = _CrossEntropyHot.__qualname__ = "_CrossEntropy"
+
+
 class _NLL(_Function):
     @staticmethod
     def forward(ctx, input, target, weight, red, ign):
@@ -181,6 +209,7 @@ _LogSoftmax = _softmax_function("_LogSoftmax", K.log_softmax, K.log_softmax_back
 _Softmax = _softmax_function("_Softmax", K.softmax, K.softmax_backward, torch._softmax_backward_data)
 
 cross_entropy = _raw(_CrossEntropy)
+cross_entropy_hot = _raw(_CrossEntropyHot)
 nll_loss = _raw(_NLL)
 bce_with_logits = _raw(_BCEWithLogits)
 kl_div = _raw(_KLDiv)

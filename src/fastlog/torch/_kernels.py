@@ -12,11 +12,14 @@ Reductions are passed as codes: 0 'none', 1 'mean', 2 'sum' (3 'batchmean'
 for kl_div).  Errors that only the data can show (a target out of range)
 come from the kernels as ``IndexError``; nothing here catches an exception.
 """
+import math
+
 import numpy as np
 import torch
 
 from .. import _losses, _softmax
-from ._buffers import grad_buffer, half_grad, np_view, to_tensor
+from .._dispatch import core
+from ._buffers import _REUSE_MIN_BYTES, grad_buffer, half_grad, np_view, to_tensor
 
 RED_NAMES = ("none", "mean", "sum", "batchmean")
 
@@ -71,6 +74,32 @@ def cross_entropy_with_grad(input, target, weight, reduction, ignore_index, labe
     if not target.is_floating_point():
         _nan_ignored_undefined(x, t, ignore_index, grad)
     return to_tensor(loss, loss_dtype or input.dtype), (gt if gt is not None else to_tensor(grad))
+
+
+def cross_entropy_with_grad_hot(input, target, reduction, ignore_index):
+    """:func:`cross_entropy_with_grad` of the training-loop call that
+    ``_route.cross_entropy_hot`` admits (C-contiguous 2-D float32/float64 logits, int64
+    targets, no class weight or smoothing, 'mean'/'sum'), with the NumPy face's
+    per-call work cut to the kernel call: at 64 x 10 the wrappers, not the kernel,
+    are the time.  Called with grad mode off (inside ``autograd.Function.forward``).
+    Anything beyond the finite common case -- an out-of-range target, a non-finite
+    total, all targets ignored -- is computed again by the general path, which
+    raises or returns the exact answer."""
+    x = input.numpy()
+    t = target.numpy()
+    n = x.shape[0]
+    g = (grad_buffer(x.shape, x.dtype) if x.nbytes >= _REUSE_MIN_BYTES else None)
+    if g is None:
+        g = np.empty_like(x)
+    losses = np.empty(n, np.float64)
+    bad, wsum, total = core.ce_index(x, t, None, ignore_index, 0.0, reduction, g, losses)
+    if bad >= 0 or not wsum or not math.isfinite(total):
+        return cross_entropy_with_grad(input, target, None, reduction, ignore_index, 0.0)
+    if wsum != n:       # some targets are ignored (unweighted: wsum counts the others)
+        _nan_ignored_undefined(x, t, ignore_index, g)
+    # (a 0-d NumPy array rounds the float64 total as NumPy's scalar would, and is the
+    # cheapest way to a 0-d tensor)
+    return torch.from_numpy(np.array(total / wsum if reduction == 1 else total, x.dtype)), torch.from_numpy(g)
 
 
 def class_axis_shape(input_shape):

@@ -111,150 +111,173 @@ _RED = ("none", "mean", "sum", "batchmean")
 # ------------------------------------------------------------------ checks --
 # What PyTorch checks about shapes and dtypes, with its messages and exception
 # types; run by the fake kernels (so tracing fails where PyTorch would) and
-# before the CPU kernels of direct operator calls.
-def _check_input(name, input, min_dim=0):
-    torch._check(input.dtype in FLOATS or input.dtype in HALVES,
+# before the CPU kernels of direct operator calls.  Fake kernels check with
+# torch._check (symbolic shapes become runtime asserts, not guards); the CPU
+# kernels, on real sizes, with plain comparisons (torch._check costs microseconds).
+class _Checks:
+    """``check(cond, msg)``, ``value(cond, msg)``, ``index(cond, msg)``: raise RuntimeError,
+    ValueError, IndexError (`msg` a callable) unless `cond`."""
+
+    def __init__(self, symbolic):
+        if symbolic:
+            self.check, self.value, self.index = torch._check, torch._check_value, torch._check_index
+        else:
+            self.check = self._raiser(RuntimeError)
+            self.value = self._raiser(ValueError)
+            self.index = self._raiser(IndexError)
+
+    @staticmethod
+    def _raiser(exc):
+        def check(cond, msg):
+            if not cond:
+                raise exc(msg())
+        return check
+
+
+_SYM, _REAL = _Checks(True), _Checks(False)
+def _check_input(c, name, input, min_dim=0):
+    c.check(input.dtype in FLOATS or input.dtype in HALVES,
                  lambda: f"fastlog::{name}: input must be float32, float64, float16 or bfloat16, "
                          f"got {input.dtype}")
-    torch._check(input.device.type in ("cpu", "meta"),
+    c.check(input.device.type in ("cpu", "meta"),
                  lambda: f"fastlog::{name} runs on CPU tensors, got device {input.device}")
-    torch._check(input.dim() >= min_dim,
+    c.check(input.dim() >= min_dim,
                  lambda: f"fastlog::{name}: input must have at least {min_dim} dimension(s), got 0-d")
 
 
-def _check_reduction(reduction, allowed=3):
-    torch._check_value(0 <= reduction < allowed,
+def _check_reduction(c, reduction, allowed=3):
+    c.value(0 <= reduction < allowed,
                        lambda: f"{reduction} is not a valid value for reduction (a code in "
                                f"0..{allowed - 1}: {', '.join(_RED[:allowed])})")
 
 
-def _check_weight(weight, input, C):
+def _check_weight(c, weight, input, C):
     if weight is not None:
-        torch._check(weight.dim() == 1 and weight.shape[0] == C,
+        c.check(weight.dim() == 1 and weight.shape[0] == C,
                      lambda: f"weight tensor should be defined either for all {C} classes or no "
                              f"classes but got weight tensor of shape: {list(weight.shape)}")
-        torch._check(weight.dtype == input.dtype or (input.dtype in HALVES and weight.dtype == torch.float32),
+        c.check(weight.dtype == input.dtype or (input.dtype in HALVES and weight.dtype == torch.float32),
                      lambda: f"expected scalar type {input.dtype} but found {weight.dtype}")
 
 
-def _check_index_target(input, target):
-    torch._check(target.dtype in (torch.int64, torch.uint8),
+def _check_index_target(c, input, target):
+    c.check(target.dtype in (torch.int64, torch.uint8),
                  lambda: f"expected target dtype to be Long or Byte, but got {target.dtype}")
     if input.dim() >= 2:
-        torch._check_value(target.dim() >= 1 and target.shape[0] == input.shape[0],
+        c.value(target.dim() >= 1 and target.shape[0] == input.shape[0],
                            lambda: f"Expected input batch_size ({input.shape[0]}) to match target "
                                    f"batch_size ({target.shape[0] if target.dim() else 0}).")
     bs = batch_shape(input)
-    torch._check(tuple(target.shape) == tuple(bs),
+    c.check(tuple(target.shape) == tuple(bs),
                  lambda: f"Expected target size {list(bs)}, got {list(target.shape)}")
 
 
-def _check_classes(name, input):
-    torch._check(class_count(input) != 0,
+def _check_classes(c, name, input):
+    c.check(class_count(input) != 0,
                  lambda: f"fastlog::{name}: the input has no classes (C == 0); "
                          f"torch.nn.functional handles that case")
 
 
-def _check_ce(input, target, weight, reduction, ignore_index, label_smoothing):
-    _check_input("cross_entropy", input, 1)
-    _check_reduction(reduction)
-    torch._check(0.0 <= label_smoothing <= 1.0,
+def _check_ce(c, input, target, weight, reduction, ignore_index, label_smoothing):
+    _check_input(c, "cross_entropy", input, 1)
+    _check_reduction(c, reduction)
+    c.check(0.0 <= label_smoothing <= 1.0,
                  lambda: f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    _check_classes("cross_entropy", input)
+    _check_classes(c, "cross_entropy", input)
     if target.is_floating_point():
-        torch._check(tuple(target.shape) == tuple(input.shape),
+        c.check(tuple(target.shape) == tuple(input.shape),
                      lambda: f"Expected target size {list(input.shape)} (class probabilities), "
                              f"got {list(target.shape)}")
-        torch._check(target.dtype == input.dtype,
+        c.check(target.dtype == input.dtype,
                      lambda: f"expected scalar type {input.dtype} but found {target.dtype}")
-        torch._check(ignore_index < 0, lambda: "ignore_index is not supported for floating point target")
+        c.check(ignore_index < 0, lambda: "ignore_index is not supported for floating point target")
     else:
-        _check_index_target(input, target)
-    _check_weight(weight, input, class_count(input))
+        _check_index_target(c, input, target)
+    _check_weight(c, weight, input, class_count(input))
 
 
-def _check_nll(input, target, weight, reduction, ignore_index):
-    _check_input("nll_loss", input, 1)
-    _check_reduction(reduction)
-    _check_classes("nll_loss", input)
-    torch._check(not target.is_floating_point(),
+def _check_nll(c, input, target, weight, reduction, ignore_index):
+    _check_input(c, "nll_loss", input, 1)
+    _check_reduction(c, reduction)
+    _check_classes(c, "nll_loss", input)
+    c.check(not target.is_floating_point(),
                  lambda: f"expected target dtype to be Long or Byte, but got {target.dtype}")
-    _check_index_target(input, target)
-    _check_weight(weight, input, class_count(input))
+    _check_index_target(c, input, target)
+    _check_weight(c, weight, input, class_count(input))
 
 
-def _check_bce(input, target, weight, pos_weight, reduction):
-    _check_input("binary_cross_entropy_with_logits", input)
-    _check_reduction(reduction)
-    torch._check_value(tuple(target.shape) == tuple(input.shape),
+def _check_bce(c, input, target, weight, pos_weight, reduction):
+    _check_input(c, "binary_cross_entropy_with_logits", input)
+    _check_reduction(c, reduction)
+    c.value(tuple(target.shape) == tuple(input.shape),
                        lambda: f"Target size ({target.shape}) must be the same as input size "
                                f"({input.shape})")
     for t in (target, weight, pos_weight):
         if t is not None:
-            torch._check(t.dtype == input.dtype,
+            c.check(t.dtype == input.dtype,
                          lambda: f"expected scalar type {input.dtype} but found {t.dtype}")
     for t in (weight, pos_weight):
         if t is not None:
             shape = torch.broadcast_shapes(t.shape, input.shape)
-            torch._check(tuple(shape) == tuple(input.shape),
+            c.check(tuple(shape) == tuple(input.shape),
                          lambda: f"output with shape {list(input.shape)} doesn't match the broadcast "
                                  f"shape {list(shape)}")
 
 
-def _check_kl(input, target, reduction):
-    _check_input("kl_div", input)
-    _check_reduction(reduction, 4)
-    torch._check(tuple(target.shape) == tuple(input.shape) and target.dtype == input.dtype,
+def _check_kl(c, input, target, reduction, log_target):
+    _check_input(c, "kl_div", input)
+    _check_reduction(c, reduction, 4)
+    c.check(tuple(target.shape) == tuple(input.shape) and target.dtype == input.dtype,
                  lambda: f"fastlog::kl_div: target must have the input's shape {list(input.shape)} "
                          f"and dtype {input.dtype}, got {list(target.shape)} {target.dtype}")
 
 
-def _check_dim(input, dim):
+def _check_dim(c, input, dim):
     nd = max(input.dim(), 1)
-    torch._check_index(-nd <= dim < nd,
+    c.index(-nd <= dim < nd,
                        lambda: f"Dimension out of range (expected to be in range of [{-nd}, {nd - 1}], "
                                f"but got {dim})")
 
 
-def _check_softmax(name, input, dim):
-    _check_input(name, input)
-    _check_dim(input, dim)
+def _check_softmax(c, name, input, dim):
+    _check_input(c, name, input)
+    _check_dim(c, input, dim)
 
 
-def _check_softmax_backward(name, grad_output, output, dim):
-    _check_input(name, output)
-    torch._check(tuple(grad_output.shape) == tuple(output.shape) and grad_output.dtype == output.dtype,
+def _check_softmax_backward(c, name, grad_output, output, dim):
+    _check_input(c, name, output)
+    c.check(tuple(grad_output.shape) == tuple(output.shape) and grad_output.dtype == output.dtype,
                  lambda: f"fastlog::{name}: grad_output must have the output's shape and dtype")
-    _check_dim(output, dim)
+    _check_dim(c, output, dim)
 
 
-def _check_lce(input, linear_weight, linear_bias, target, weight, reduction, ignore_index,
+def _check_lce(c, input, linear_weight, linear_bias, target, weight, reduction, ignore_index,
                label_smoothing, chunk_size):
     name = "linear_cross_entropy"
-    _check_input(name, input, 1)
-    _check_reduction(reduction)
-    torch._check(input.dim() <= 2, lambda: f"fastlog::{name}: input must be (H,) or (N, H)")
-    torch._check(linear_weight.dim() == 2 and linear_weight.dtype == input.dtype,
+    _check_input(c, name, input, 1)
+    _check_reduction(c, reduction)
+    c.check(input.dim() <= 2, lambda: f"fastlog::{name}: input must be (H,) or (N, H)")
+    c.check(linear_weight.dim() == 2 and linear_weight.dtype == input.dtype,
                  lambda: f"fastlog::{name}: linear_weight must be (V, H) of the input's dtype")
-    torch._check(linear_weight.shape[1] == input.shape[-1],
+    c.check(linear_weight.shape[1] == input.shape[-1],
                  lambda: f"fastlog::{name}: linear_weight has {linear_weight.shape[1]} features but "
                          f"input has {input.shape[-1]}")
-    torch._check(linear_weight.shape[0] != 0, lambda: f"fastlog::{name}: linear_weight has 0 rows")
+    c.check(linear_weight.shape[0] != 0, lambda: f"fastlog::{name}: linear_weight has 0 rows")
     V = linear_weight.shape[0]
     if linear_bias is not None:
-        torch._check(tuple(linear_bias.shape) == (V,) and linear_bias.dtype == input.dtype,
+        c.check(tuple(linear_bias.shape) == (V,) and linear_bias.dtype == input.dtype,
                      lambda: f"fastlog::{name}: linear_bias must be ({V},) of the input's dtype")
-    torch._check(target.dtype in (torch.int64, torch.uint8),
+    c.check(target.dtype in (torch.int64, torch.uint8),
                  lambda: f"fastlog::{name}: target must hold class indices (int64), got {target.dtype}")
-    torch._check(tuple(target.shape) == tuple(input.shape[:-1]),
+    c.check(tuple(target.shape) == tuple(input.shape[:-1]),
                  lambda: f"Expected target size {list(input.shape[:-1])}, got {list(target.shape)}")
-    _check_weight(weight, input, V)
-    torch._check(0.0 <= label_smoothing <= 1.0,
+    _check_weight(c, weight, input, V)
+    c.check(0.0 <= label_smoothing <= 1.0,
                  lambda: f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    torch._check(chunk_size == -1 or chunk_size >= 1,
+    c.check(chunk_size == -1 or chunk_size >= 1,
                  lambda: f"fastlog::{name}: chunk_size must be -1 (default) or >= 1")
     if input.dtype in HALVES:
-        torch._check(input.dim() == 2 and reduction != 0,
+        c.check(input.dim() == 2 and reduction != 0,
                      lambda: f"fastlog::{name}: half precision takes (N, H) input and reduction "
                              f"'mean' or 'sum'")
 
@@ -271,11 +294,11 @@ def _grad_like(input):
 def _impl(name, check, cpu, fake):
     """Register `cpu` (after `check`) as the CPU kernel and `fake` (after `check`) as the fake one."""
     def cpu_kernel(*args):
-        check(*args)
+        check(_REAL, *args)
         return cpu(*args)
 
     def fake_kernel(*args):
-        check(*args)
+        check(_SYM, *args)
         return fake(*args)
 
     cpu_kernel.__name__ = f"{name}_cpu"
@@ -289,7 +312,7 @@ _impl("cross_entropy", _check_ce, K.cross_entropy,
 _impl("cross_entropy_with_grad", _check_ce, K.cross_entropy_with_grad,
       lambda x, t, w, red, ign, eps: (_loss_like(x, red, batch_shape(x)), _grad_like(x)))
 _impl("nll_loss", _check_nll, K.nll_loss, lambda x, t, w, red, ign: _loss_like(x, red, batch_shape(x)))
-_impl("nll_loss_backward", lambda go, x, t, w, red, ign: _check_nll(x, t, w, red, ign),
+_impl("nll_loss_backward", lambda c, go, x, t, w, red, ign: _check_nll(c, x, t, w, red, ign),
       K.nll_loss_backward, lambda go, x, t, w, red, ign: _grad_like(x))
 _impl("binary_cross_entropy_with_logits", _check_bce, K.binary_cross_entropy_with_logits,
       lambda x, t, w, pw, red: _loss_like(x, red, x.shape))
@@ -297,15 +320,15 @@ _impl("binary_cross_entropy_with_logits_with_grad", _check_bce,
       K.binary_cross_entropy_with_logits_with_grad,
       lambda x, t, w, pw, red: (_loss_like(x, red, x.shape), _grad_like(x)))
 _impl("kl_div", _check_kl, K.kl_div, lambda x, t, red, lt: _loss_like(x, red, x.shape))
-_impl("log_softmax", lambda x, dim: _check_softmax("log_softmax", x, dim),
+_impl("log_softmax", lambda c, x, dim: _check_softmax(c, "log_softmax", x, dim),
       lambda x, dim: K.log_softmax(x, dim % max(x.dim(), 1)), lambda x, dim: _grad_like(x))
-_impl("softmax", lambda x, dim: _check_softmax("softmax", x, dim),
+_impl("softmax", lambda c, x, dim: _check_softmax(c, "softmax", x, dim),
       lambda x, dim: K.softmax(x, dim % max(x.dim(), 1)), lambda x, dim: _grad_like(x))
 _impl("log_softmax_backward",
-      lambda go, y, dim: _check_softmax_backward("log_softmax_backward", go, y, dim),
+      lambda c, go, y, dim: _check_softmax_backward(c, "log_softmax_backward", go, y, dim),
       lambda go, y, dim: K.log_softmax_backward(go, y, dim % max(y.dim(), 1)),
       lambda go, y, dim: _grad_like(y))
-_impl("softmax_backward", lambda go, y, dim: _check_softmax_backward("softmax_backward", go, y, dim),
+_impl("softmax_backward", lambda c, go, y, dim: _check_softmax_backward(c, "softmax_backward", go, y, dim),
       lambda go, y, dim: K.softmax_backward(go, y, dim % max(y.dim(), 1)),
       lambda go, y, dim: _grad_like(y))
 
@@ -321,14 +344,14 @@ def _lce_cpu(x, W, b, t, w, red, ign, eps, cs):
 
 _impl("linear_cross_entropy", _check_lce, _lce_cpu,
       lambda x, W, b, t, w, red, ign, eps, cs: _loss_like(x, red, x.shape[:-1]))
-_impl("linear_cross_entropy_with_grad", lambda *a: _check_lce(*a[:9]), K.linear_cross_entropy_with_grad,
+_impl("linear_cross_entropy_with_grad", lambda c, *a: _check_lce(c, *a[:9]), K.linear_cross_entropy_with_grad,
       lambda x, W, b, t, w, red, ign, eps, cs, gi, gw, gb: (
           _loss_like(x, red, x.shape[:-1]), *_lce_grad_fakes(x, W, b, gi, gw, gb)))
 
 
-def _check_lce_backward(go, *a):
-    _check_lce(*a[:9])
-    torch._check(a[0].dtype in FLOATS,
+def _check_lce_backward(c, go, *a):
+    _check_lce(c, *a[:9])
+    c.check(a[0].dtype in FLOATS,
                  lambda: "fastlog::linear_cross_entropy_backward: float32/float64 only")
 
 
@@ -544,97 +567,29 @@ def _autograd(name, fn, diff, unpack=None):
 
 
 _autograd("cross_entropy", CrossEntropyFn.apply, (0,), lambda out: out[0])
-_autograd("cross_entropy_with_grad", CrossEntropyFn.apply, (0,))
 _autograd("binary_cross_entropy_with_logits", BCEWithLogitsFn.apply, (0,), lambda out: out[0])
-_autograd("binary_cross_entropy_with_logits_with_grad", BCEWithLogitsFn.apply, (0,))
 _autograd("nll_loss", NLLFn.apply, (0,))
 _autograd("kl_div", KLDivFn.apply, (0,))
 _autograd("log_softmax", LogSoftmaxFn.apply, (0,))
 _autograd("softmax", SoftmaxFn.apply, (0,))
 
 
-def _lce_apply(x, W, b, t, w, red, ign, eps, cs, *flags):
+def _lce_apply(x, W, b, t, w, red, ign, eps, cs):
     need = (x.requires_grad, W.requires_grad, b is not None and b.requires_grad)
     return LinearCrossEntropyFn.apply(x, W, b, t, w, red, ign, eps, cs, *need)
 
 
 _autograd("linear_cross_entropy", _lce_apply, (0, 1, 2), lambda out: out[0])
 
-
-def _lce_with_grad_apply(*args):
-    return LinearCrossEntropyFn.apply(*args)
-
-
-_autograd("linear_cross_entropy_with_grad", _lce_with_grad_apply, (0, 1, 2))
-
-
-class _ReferenceBackwardFn(_Function):
-    """Autograd of a ``*_backward`` operator (a second-order derivative): PyTorch's
-    differentiable formula `reference` on the same arguments."""
-
-    @staticmethod
-    def forward(op, reference, n_diff, *args):
-        return op(*args)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        op, reference, n_diff, *args = inputs
-        ctx.reference, ctx.n_diff = reference, n_diff
-        ctx.args = args
-        ctx.save_for_backward(*args[:n_diff])
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        primals = ctx.saved_tensors
-        rest = ctx.args[ctx.n_diff:]
-        grads = _torch_vjp(lambda *p: ctx.reference(*p, *rest), primals, grad_out)
-        return (None, None, None, *grads, *(None for _ in rest))
-
-
-def _reference_autograd(name, reference, n_diff):
-    op = OPS[name]
-
-    def kernel(*args):
-        if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args[:n_diff]):
-            return _ReferenceBackwardFn.apply(op, reference, n_diff, *args)
-        with torch._C._AutoDispatchBelowAutograd():
-            return op(*args)
-
-    kernel.__name__ = f"{name}_autograd"
-    lib.impl(name, kernel, "Autograd")
-
-
-_reference_autograd("log_softmax_backward",
-                    lambda go, y, dim: torch._log_softmax_backward_data(go, y, dim, y.dtype), 2)
-_reference_autograd("softmax_backward",
-                    lambda go, y, dim: torch._softmax_backward_data(go, y, dim, y.dtype), 2)
-
-
-def _nll_backward_reference(go, x, t, w, red, ign):
-    (g,) = _torch_vjp(lambda a: F.nll_loss(a, t, w, ignore_index=ign, reduction=_RED[red]), (x,), go)
-    return g
-
-
-_reference_autograd("nll_loss_backward", _nll_backward_reference, 2)
-
-
-def _lce_backward_reference(go, x, W, b, t, w, red, ign, eps, cs, gi, gw, gb):
-    primals = (x, W) + ((b,) if b is not None else ())
-    grads = _torch_vjp(lambda a, c, *d: _lce_reference(a, c, d[0] if d else None, t, w, red, ign, eps),
-                       primals, go)
-    return (grads[0] if gi else x.new_empty((0,)), grads[1] if gw else x.new_empty((0,)),
-            grads[2] if (gb and b is not None) else x.new_empty((0,)))
-
-
-def _lce_backward_autograd(*args):
-    op = OPS["linear_cross_entropy_backward"]
-    if torch.is_grad_enabled() and any(a is not None and a.requires_grad for a in args[:4]):
-        return _lce_backward_reference(*args)
-    with torch._C._AutoDispatchBelowAutograd():
-        return op(*args)
-
-
-lib.impl("linear_cross_entropy_backward", _lce_backward_autograd, "Autograd")
+# The forward halves (``*_with_grad``) and the ``*_backward`` operators are not
+# differentiable: they run inside the Functions above and in the two halves of
+# compiled graphs, always below autograd.  Their Autograd key falls through (no
+# Python on the way to the kernel); their outputs never require grad, so a
+# backward through a direct call of one raises PyTorch's "does not require grad".
+for _name in ("cross_entropy_with_grad", "binary_cross_entropy_with_logits_with_grad",
+              "linear_cross_entropy_with_grad", "nll_loss_backward", "log_softmax_backward",
+              "softmax_backward", "linear_cross_entropy_backward"):
+    lib.impl(_name, torch.library.fallthrough_kernel, "Autograd")
 
 
 # -------------------------------------------------------------------- vmap --

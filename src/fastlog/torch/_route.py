@@ -51,6 +51,7 @@ import math
 
 import torch
 from torch import nn
+from torch.autograd import forward_ad as _forward_ad
 
 from .. import _half
 
@@ -75,8 +76,7 @@ _autocast_cpu = torch.is_autocast_enabled
 
 
 def _forward_ad_on():
-    from torch.autograd import forward_ad
-    return forward_ad._current_level >= 0
+    return _forward_ad._current_level >= 0
 
 
 def _functorch_route():
@@ -210,6 +210,41 @@ def _index_dtype_ok(input, target, weight, label_smoothing, ignore_index, mode):
     if 0 <= ignore_index < 256:
         return True
     return mode == EAGER and not bool((target == ignore_index % 256).any())
+
+
+_HOT_REDUCTIONS = {"mean": 1, "sum": 2}
+_Tensor = torch.Tensor
+_strided = torch.strided
+_int64 = torch.int64
+
+
+def cross_entropy_hot(input, target, ignore_index, reduction):
+    """The training-loop call, checked in about a microsecond: eager mode, plain CPU
+    C-contiguous 2-D float32/float64 logits with classes, C-contiguous int64 targets of
+    the batch size, 'mean' or 'sum', an int64 ignore_index (the caller has checked that
+    there is no class weight, label smoothing or legacy argument).  Returns the
+    reduction code, or 0 when the call needs the general routing.
+
+    Plain ``torch.Tensor``/``Parameter`` types have no ``__torch_function__`` override
+    and functorch wrappers exist only while a transform is active, so those checks
+    reduce to the type test and the global flags.
+    """
+    if (_is_compiling() or _functorch_active() or _tf_mode() or _dispatch_modes()
+            or _forward_ad._current_level >= 0):
+        return 0
+    if ((type(input) is not _Tensor and type(input) is not nn.Parameter) or type(target) is not _Tensor
+            or type(ignore_index) is not int or not -_I64 <= ignore_index < _I64):
+        return 0
+    dt = input.dtype
+    if ((dt is not torch.float32 and dt is not torch.float64) or target.dtype is not _int64
+            or not input.is_cpu or not target.is_cpu or input.layout is not _strided
+            or input.is_neg() or input.dim() != 2 or target.dim() != 1
+            or not input.is_contiguous() or not target.is_contiguous()):
+        return 0
+    n, c = input.shape
+    if c == 0 or target.shape[0] != n:
+        return 0
+    return _HOT_REDUCTIONS.get(reduction, 0) if type(reduction) is str else 0
 
 
 def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing):

@@ -56,6 +56,12 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     tensor([[ 0.0283,  0.1057, -0.1340],
             [-0.3000,  0.1500,  0.1500]])
     """
+    if weight is None and size_average is None and reduce is None and label_smoothing == 0.0:
+        red = R.cross_entropy_hot(input, target, ignore_index, reduction)
+        if red:
+            if input.requires_grad and torch.is_grad_enabled():
+                return E.cross_entropy_hot(input, target, (red, ignore_index))
+            return K.cross_entropy(input, target, None, red, ignore_index, 0.0)
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     check_smoothing(label_smoothing)
