@@ -42,10 +42,12 @@ nll/log_softmax/softmax, is the ``*_backward`` operator: a compiled graph's
 backward holds fastlog's operators and no Python.  A backward run with grad
 mode on (``create_graph=True``, the ``torch.func`` transforms) computes the
 gradient with PyTorch's differentiable formulas instead, so higher-order
-derivatives are PyTorch's.  Forward-mode AD (``torch.func.jvp``,
-``torch.autograd.forward_ad``) is not supported: the operators have no
-forward-mode formulas and PyTorch raises its "jvp is not implemented" error
-(the functions of :mod:`fastlog.torch` hand such calls to PyTorch).  The autograd ``Function`` s below have ``generate_vmap_rule``,
+derivatives are PyTorch's.  Forward-mode AD (``torch.func.jvp``, ``jacfwd``,
+``torch.autograd.forward_ad``) is not supported: an operator called on an
+input that carries a tangent raises ``NotImplementedError`` naming it (the
+functions of :mod:`fastlog.torch` hand such calls to PyTorch).  The forward
+halves (``*_with_grad``) and the ``*_backward`` operators are not
+differentiable: called on inputs that require grad (in grad mode) they raise.  The autograd ``Function`` s below have ``generate_vmap_rule``,
 so ``torch.vmap`` composes with ``torch.func.grad``.
 
 vmap: every operator has a rule.  The softmax family moves the batch
@@ -59,6 +61,7 @@ call the functions of :mod:`fastlog.torch`, which enter through the autograd
 inside an operator's Autograd kernel).
 """
 import torch
+from torch.autograd import forward_ad as _forward_ad
 
 from . import _kernels as K
 from . import _orig as F
@@ -552,13 +555,40 @@ class LinearCrossEntropyFn(_Function):
 
 # Autograd-key kernels: a direct call of a differentiable operator on tensors that
 # require grad enters its Function; otherwise the call goes on below autograd.
+# Forward-mode AD (an input with a tangent) is refused with an error naming it.
+def _refuse_forward_ad(name, args):
+    if _forward_ad._current_level >= 0 and any(
+            isinstance(a, torch.Tensor) and _forward_ad.unpack_dual(a).tangent is not None for a in args):
+        raise NotImplementedError(
+            f"fastlog::{name}: forward-mode AD (torch.func.jvp, jacfwd, torch.autograd.forward_ad) is "
+            f"not supported; the functions of fastlog.torch hand such calls to PyTorch")
+
+
 def _autograd(name, fn, diff, unpack=None):
     op = OPS[name]
 
     def kernel(*args):
+        _refuse_forward_ad(name, args)
         if torch.is_grad_enabled() and any(args[i] is not None and args[i].requires_grad for i in diff):
             out = fn(*args)
             return unpack(out) if unpack else out
+        with torch._C._AutoDispatchBelowAutograd():
+            return op(*args)
+
+    kernel.__name__ = f"{name}_autograd"
+    lib.impl(name, kernel, "Autograd")
+
+
+def _not_differentiable(name):
+    """The Autograd kernel of an internal operator: refuses to be differentiated (either
+    mode) rather than give a silently missing gradient, and goes on below autograd."""
+    op = OPS[name]
+
+    def kernel(*args):
+        _refuse_forward_ad(name, args)
+        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+            raise RuntimeError(f"fastlog::{name} is not differentiable (it runs inside the autograd "
+                               f"formulas of fastlog's differentiable operators); an input requires grad")
         with torch._C._AutoDispatchBelowAutograd():
             return op(*args)
 
@@ -583,13 +613,11 @@ _autograd("linear_cross_entropy", _lce_apply, (0, 1, 2), lambda out: out[0])
 
 # The forward halves (``*_with_grad``) and the ``*_backward`` operators are not
 # differentiable: they run inside the Functions above and in the two halves of
-# compiled graphs, always below autograd.  Their Autograd key falls through (no
-# Python on the way to the kernel); their outputs never require grad, so a
-# backward through a direct call of one raises PyTorch's "does not require grad".
+# compiled graphs, always below autograd.
 for _name in ("cross_entropy_with_grad", "binary_cross_entropy_with_logits_with_grad",
               "linear_cross_entropy_with_grad", "nll_loss_backward", "log_softmax_backward",
               "softmax_backward", "linear_cross_entropy_backward"):
-    lib.impl(_name, torch.library.fallthrough_kernel, "Autograd")
+    _not_differentiable(_name)
 
 
 # -------------------------------------------------------------------- vmap --

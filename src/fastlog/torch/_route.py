@@ -47,8 +47,6 @@ Nothing is decided by catching an exception: a call that reaches fastlog's
 kernel and fails raises that error (an out-of-range target is an
 ``IndexError``, as in PyTorch).
 """
-import math
-
 import torch
 from torch import nn
 from torch.autograd import forward_ad as _forward_ad
@@ -129,9 +127,15 @@ def cpu_tensor(t, mode):
     return isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.layout == torch.strided
 
 
+@torch.compiler.assume_constant_result
+def _bfloat16_available():
+    # (evaluated, not traced, by Dynamo: it imports ml_dtypes the first time)
+    return _half.bfloat16() is not None
+
+
 def half_ok(dtype):
     """float16 always; bfloat16 where ml_dtypes (NumPy's bfloat16) is installed."""
-    return dtype == torch.float16 or _half.bfloat16() is not None
+    return dtype == torch.float16 or _bfloat16_available()
 
 
 def float_ok(dtype):
@@ -374,7 +378,3 @@ def fast_path_available(input, *others):
     """
     mode = environment(input, *others)
     return bool(mode) and input_ok(input, mode) and all(o is None or cpu_tensor(o, mode) for o in others)
-
-
-def nan_or_inf(v):
-    return isinstance(v, float) and not math.isfinite(v)
