@@ -92,9 +92,7 @@ CE = ce_samples()
 def test_opcheck_cross_entropy(sample):
     _, args = sample
     torch.library.opcheck(ops.cross_entropy.default, args)
-    # the forward half: not differentiable (its Autograd key falls through)
-    torch.library.opcheck(ops.cross_entropy_with_grad.default, (args[0].detach(),) + args[1:],
-                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+    torch.library.opcheck(ops.cross_entropy_with_grad.default, args)
 
 
 def nll_samples():
@@ -136,6 +134,7 @@ BCE = bce_samples()
 @pytest.mark.parametrize("args", BCE, ids=[f"{a[0].dtype}-{tuple(a[0].shape)}-{a[4]}" for a in BCE])
 def test_opcheck_bce_with_logits(args):
     torch.library.opcheck(ops.binary_cross_entropy_with_logits.default, args)
+    torch.library.opcheck(ops.binary_cross_entropy_with_logits_with_grad.default, args)
 
 
 KL = [(torch.log_softmax(torch.randn(4, 5, generator=gen(i), dtype=torch.float64), 1).to(dt)
@@ -190,16 +189,22 @@ LCE = lce_samples()
 @pytest.mark.parametrize("args", LCE, ids=[f"{a[0].dtype}-{a[5]}-{a[2] is not None}-{i}" for i, a in enumerate(LCE)])
 def test_opcheck_linear_cross_entropy(args):
     torch.library.opcheck(ops.linear_cross_entropy.default, args)
+    x, W, b = args[:3]
+    flags = (x.requires_grad, W.requires_grad, b is not None)
+    torch.library.opcheck(ops.linear_cross_entropy_with_grad.default, args + flags)
+    if args[5] == 0 and x.dtype in (torch.float32, torch.float64):
+        go = torch.rand(x.shape[0], generator=gen(7), dtype=x.dtype)
+        torch.library.opcheck(ops.linear_cross_entropy_backward.default,
+                              (go, x.detach(), W.detach(), None if b is None else b.detach()) + args[3:] + flags,
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
 
 
 def test_every_operator_is_checked_here():
     checked = {"cross_entropy", "cross_entropy_with_grad", "nll_loss", "nll_loss_backward",
-               "binary_cross_entropy_with_logits", "kl_div", "log_softmax", "log_softmax_backward",
-               "softmax", "softmax_backward", "linear_cross_entropy"}
-    # the remaining ones are exercised through the differentiable operators' autograd
-    via_autograd = {"binary_cross_entropy_with_logits_with_grad", "linear_cross_entropy_with_grad",
-                    "linear_cross_entropy_backward"}
-    assert set(_ops.OPS) == checked | via_autograd
+               "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_with_grad", "kl_div",
+               "log_softmax", "log_softmax_backward", "softmax", "softmax_backward", "linear_cross_entropy",
+               "linear_cross_entropy_with_grad", "linear_cross_entropy_backward"}
+    assert set(_ops.OPS) == checked
 
 
 # --------------------------------------------------------- kernels vs torch --
@@ -282,17 +287,19 @@ def test_direct_call_out_of_range_target_is_index_error():
         ops.nll_loss(torch.randn(3, 5), torch.tensor([1, -2, 0]), None, 1, -100)
 
 
-def test_internal_operators_are_not_differentiable():
-    """The forward halves and backward operators refuse to be differentiated (no
-    silently missing gradient); below autograd they run."""
+def test_backward_operators_are_not_differentiable():
+    """The backward operators refuse to be differentiated (no silently missing
+    gradient); below autograd they run.  The forward halves are differentiable."""
     x = torch.randn(4, 5, requires_grad=True)
     t = torch.tensor([0, 1, 2, 3])
     with pytest.raises(RuntimeError, match="not differentiable"):
-        ops.cross_entropy_with_grad(x, t, None, 1, -100, 0.0)
-    with pytest.raises(RuntimeError, match="not differentiable"):
         ops.log_softmax_backward(torch.ones(4, 5), torch.log_softmax(x, 1), 1)
-    with torch.no_grad():
-        loss, g = ops.cross_entropy_with_grad(x, t, None, 1, -100, 0.0)
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        ops.nll_loss_backward(torch.tensor(1.0), x, t, None, 1, -100)
+    loss, g = ops.cross_entropy_with_grad(x, t, None, 1, -100, 0.0)
+    assert loss.requires_grad and not g.requires_grad
+    loss.backward()
+    torch.testing.assert_close(x.grad, g)
     torch.testing.assert_close(g, torch.func.grad(lambda a: F.cross_entropy(a, t))(x.detach()))
 
 

@@ -611,12 +611,18 @@ def _lce_apply(x, W, b, t, w, red, ign, eps, cs):
 
 _autograd("linear_cross_entropy", _lce_apply, (0, 1, 2), lambda out: out[0])
 
-# The forward halves (``*_with_grad``) and the ``*_backward`` operators are not
-# differentiable: they run inside the Functions above and in the two halves of
-# compiled graphs, always below autograd.
-for _name in ("cross_entropy_with_grad", "binary_cross_entropy_with_logits_with_grad",
-              "linear_cross_entropy_with_grad", "nll_loss_backward", "log_softmax_backward",
-              "softmax_backward", "linear_cross_entropy_backward"):
+# The forward halves are differentiable too (an exported program inlines the
+# Functions' forward, so its graph calls them and autograd must still work):
+# the loss with respect to the input, through the same Functions; the gradient
+# outputs are not differentiable.
+_autograd("cross_entropy_with_grad", CrossEntropyFn.apply, (0,))
+_autograd("binary_cross_entropy_with_logits_with_grad", BCEWithLogitsFn.apply, (0,))
+_autograd("linear_cross_entropy_with_grad", LinearCrossEntropyFn.apply, (0, 1, 2))
+
+# The ``*_backward`` operators are not differentiable: they run in the backward
+# of the Functions above and of compiled graphs, below autograd.
+for _name in ("nll_loss_backward", "log_softmax_backward", "softmax_backward",
+              "linear_cross_entropy_backward"):
     _not_differentiable(_name)
 
 
