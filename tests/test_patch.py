@@ -45,6 +45,25 @@ def _counter(monkeypatch, name):
     return calls
 
 
+def _ce_kernel_dtypes(monkeypatch):
+    """The dtypes of the logits fastlog.torch's cross-entropy kernels receive: the NumPy
+    face's fused call, or the torch face's training-loop path (float32/float64)."""
+    from fastlog.torch import _kernels as K
+    seen = []
+    real_np, real_hot = L.cross_entropy_and_grad, K.cross_entropy_with_grad_hot
+
+    def spy_np(x, *a, **k):
+        seen.append(x.dtype)
+        return real_np(x, *a, **k)
+
+    def spy_hot(x, *a, **k):
+        seen.append(x.dtype)
+        return real_hot(x, *a, **k)
+    monkeypatch.setattr(L, "cross_entropy_and_grad", spy_np)
+    monkeypatch.setattr(K, "cross_entropy_with_grad_hot", spy_hot)
+    return seen
+
+
 def test_patch_unpatch_restore_identity():
     before = _state()
     FL.patch()
@@ -164,7 +183,7 @@ def _train(steps, dtype=None, autocast=False):
 def test_transformers_gpt2_trains_the_same_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(4)
-    calls = _counter(monkeypatch, "cross_entropy_and_grad")
+    calls = _ce_kernel_dtypes(monkeypatch)
     with FL.patched():
         got = _train(4)
     assert len(calls) == 4, "the model's loss did not go through fastlog"
@@ -176,13 +195,7 @@ def test_transformers_gpt2_trains_the_same_patched(monkeypatch):
 def test_transformers_gpt2_bf16_autocast_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(3, autocast=True)
-    seen = []
-    real = L.cross_entropy_and_grad
-
-    def spy(x, *a, **k):
-        seen.append(x.dtype)
-        return real(x, *a, **k)
-    monkeypatch.setattr(L, "cross_entropy_and_grad", spy)
+    seen = _ce_kernel_dtypes(monkeypatch)
     with FL.patched():
         got = _train(3, autocast=True)
     # (transformers' ForCausalLMLoss upcasts the logits with .float() itself before calling
@@ -194,7 +207,7 @@ def test_transformers_gpt2_bf16_autocast_patched(monkeypatch):
 def test_transformers_gpt2_bf16_weights_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(3, dtype=torch.bfloat16)
-    calls = _counter(monkeypatch, "cross_entropy_and_grad")
+    calls = _ce_kernel_dtypes(monkeypatch)
     with FL.patched():
         got = _train(3, dtype=torch.bfloat16)
     assert len(calls) == 3

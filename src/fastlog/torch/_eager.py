@@ -65,6 +65,34 @@ def _torch_grad(loss_fn, input, grad_output, *args):
     return g
 
 
+class _CrossEntropy(_Function):   # the general one follows: both name their node _CrossEntropyBackward
+    """_CrossEntropy for the training-loop call (see ``_route.cross_entropy_hot``)."""
+
+    @staticmethod
+    def forward(ctx, input, target, params):
+        loss, g = K.cross_entropy_with_grad_hot(input, target, *params)
+        ctx.save_for_backward(target, g)
+        ctx.params = params
+        ctx.input, ctx.input_version = input, input._version
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        target, g = ctx.saved_tensors
+        if torch.is_grad_enabled():   # create_graph=True: PyTorch's differentiable path
+            red, ign = ctx.params
+            input = _input_for_double_backward(ctx)
+            gi = _torch_grad(F.cross_entropy, input, grad_output, target, None, None, ign, None,
+                             K.RED_NAMES[red], 0.0)
+        else:
+            ctx.input = None          # first-order backward: drop the reference now
+            gi = g if grad_output.item() == 1.0 else g * grad_output
+        return gi, None, None
+
+
+_CrossEntropyHot = _CrossEntropy
+
+
 class _CrossEntropy(_Function):
     @staticmethod
     def forward(ctx, input, target, weight, params):
@@ -91,34 +119,6 @@ class _CrossEntropy(_Function):
             gi = (g if (red and _is_one(grad_output))
                   else K.scale_grad(g, grad_output, red, ctx.input_shape))
         return gi, None, None, None
-
-
-class _CrossEntropyHot(_Function):
-    """_CrossEntropy for the training-loop call (see ``_route.cross_entropy_hot``)."""
-
-    @staticmethod
-    def forward(ctx, input, target, params):
-        loss, g = K.cross_entropy_with_grad_hot(input, target, *params)
-        ctx.save_for_backward(target, g)
-        ctx.params = params
-        ctx.input, ctx.input_version = input, input._version
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        target, g = ctx.saved_tensors
-        if torch.is_grad_enabled():   # create_graph=True: PyTorch's differentiable path
-            red, ign = ctx.params
-            input = _input_for_double_backward(ctx)
-            gi = _torch_grad(F.cross_entropy, input, grad_output, target, None, None, ign, None,
-                             K.RED_NAMES[red], 0.0)
-        else:
-            ctx.input = None          # first-order backward: drop the reference now
-            gi = g if grad_output.item() == 1.0 else g * grad_output
-        return gi, None, None
-
-
-_CrossEntropyHot.__name__ = _CrossEntropyHot.__qualname__ = "_CrossEntropy"
 
 
 class _NLL(_Function):
