@@ -59,20 +59,28 @@ class Recorder:
 
 
 def _kernel_calls(monkeypatch, name):
+    """Calls of fastlog's kernel `name` (the NumPy face's; for cross_entropy_and_grad also
+    the torch face's training-loop path, which calls the compiled kernel directly)."""
+    from fastlog.torch import _kernels
     calls = []
-    real = getattr(fastlog._losses, name)
 
-    def spy(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-    monkeypatch.setattr(fastlog._losses, name, spy)
+    def spy_on(module, attr):
+        real = getattr(module, attr)
+
+        def spy(*a, **k):
+            calls.append(1)
+            return real(*a, **k)
+        monkeypatch.setattr(module, attr, spy)
+    spy_on(fastlog._losses, name)
+    if name == "cross_entropy_and_grad":
+        spy_on(_kernels, "cross_entropy_with_grad_hot")
     return calls
 
 
 class Head(torch.nn.Module):
     """Features -> logits -> the losses and softmaxes of fastlog.torch, through torch's names."""
 
-    def __init__(self, H=8, V=11):
+    def __init__(self, H=8, V=1024):
         super().__init__()
         torch.manual_seed(0)
         self.lin = torch.nn.Linear(H, V, dtype=torch.float64)
@@ -85,10 +93,13 @@ class Head(torch.nn.Module):
                 + F.kl_div(F.log_softmax(z, 1), y, reduction="batchmean"))
 
 
+V = 1024   # N x V logits of at least COMPILED_MIN_ELEMENTS: fastlog's operators are traced
+
+
 def _inputs(N, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(N, 8, generator=g, dtype=torch.float64), torch.randint(0, 11, (N,), generator=g),
-            torch.rand(N, 11, generator=g, dtype=torch.float64))
+    return (torch.randn(N, 8, generator=g, dtype=torch.float64), torch.randint(0, V, (N,), generator=g),
+            torch.rand(N, V, generator=g, dtype=torch.float64))
 
 
 def _eager_ref(model, args):
@@ -105,7 +116,7 @@ def test_compile_fullgraph_runs_fastlogs_operators(dynamic, monkeypatch):
     rec = Recorder()
     FL.patch()
     compiled = torch.compile(model, backend=rec.backend, fullgraph=True, dynamic=dynamic)
-    for N in (6, 9):          # a second size: dynamic shapes, or a recompile
+    for N in (16, 24):        # a second size: dynamic shapes, or a recompile
         args = _inputs(N, seed=N)
         FL.unpatch()
         want_loss, want_grads = _eager_ref(model, args)
@@ -136,8 +147,8 @@ def test_compile_fullgraph_runs_fastlogs_operators(dynamic, monkeypatch):
 def test_compile_inductor_calls_fastlog(monkeypatch):
     from torch._inductor.utils import run_and_get_code
     calls = _kernel_calls(monkeypatch, "cross_entropy_and_grad")
-    x = torch.randn(16, 50, requires_grad=True)
-    t = torch.randint(0, 50, (16,))
+    x = torch.randn(64, 512, requires_grad=True)
+    t = torch.randint(0, 512, (64,))
     FL.patch()
     fn = torch.compile(lambda a, b: F.cross_entropy(a * 2.0, b, label_smoothing=0.05), fullgraph=True)
 
@@ -156,9 +167,9 @@ def test_compile_inductor_calls_fastlog(monkeypatch):
 
 
 def test_compile_linear_cross_entropy():
-    x = torch.randn(12, 6, dtype=torch.float64, requires_grad=True)
-    W = torch.randn(9, 6, dtype=torch.float64, requires_grad=True)
-    t = torch.randint(0, 9, (12,))
+    x = torch.randn(64, 6, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(300, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 300, (64,))
     rec = Recorder()
     for red in ("mean", "none"):
         torch._dynamo.reset()
@@ -179,8 +190,8 @@ def test_compile_linear_cross_entropy():
 
 def test_compile_no_grad_uses_loss_only_operators():
     rec = Recorder()
-    x = torch.randn(5, 7)
-    t = torch.randint(0, 7, (5,))
+    x = torch.randn(64, 300)
+    t = torch.randint(0, 300, (64,))
     fn = torch.compile(lambda a: FL.cross_entropy(a, t) + FL.log_softmax(a, 1).sum(), backend=rec.backend,
                        fullgraph=True)
     with torch.no_grad():
@@ -190,18 +201,41 @@ def test_compile_no_grad_uses_loss_only_operators():
 
 
 def test_compile_routes_unsupported_cases_to_pytorch():
-    """int32 targets (PyTorch raises), bf16 under autocast: traced as PyTorch's ops."""
+    """int32 targets: PyTorch's function is traced (and raises its error)."""
     rec = Recorder()
-    x = torch.randn(4, 5, requires_grad=True)
-    t = torch.tensor([0, 1, 2, 3])
-    fn = torch.compile(lambda a: FL.cross_entropy(a, t.float().softmax(0).expand(4, 4)[:, :1].expand(4, 5)),
-                       backend=rec.backend, fullgraph=True)
-    fn(x)        # probability targets of another layout but the same dtype: fastlog's operator
+    x = torch.randn(64, 300, requires_grad=True)
+    t = torch.randint(0, 300, (64,))
+    p = torch.rand(300, 64).softmax(0).t()     # probability targets, transposed layout
+    fn = torch.compile(lambda a: FL.cross_entropy(a, p), backend=rec.backend, fullgraph=True)
+    fn(x)
     assert FASTLOG.cross_entropy_with_grad.default in rec.targets(0)
     torch._dynamo.reset()
     rec.graphs.clear()
     with pytest.raises(Exception, match="Long or Byte|expected scalar type Long"):
         torch.compile(lambda a: FL.cross_entropy(a, t.int()), backend=rec.backend, fullgraph=True)(x)
+
+
+def test_compile_small_inputs_trace_pytorchs_functions():
+    """Below COMPILED_MIN_ELEMENTS, Inductor's fused code is cheaper than an operator call:
+    PyTorch's function is traced (a guard on the size with dynamic shapes)."""
+    from fastlog.torch._route import COMPILED_MIN_ELEMENTS
+    rec = Recorder()
+    fn = torch.compile(lambda a, b: FL.cross_entropy(a, b), backend=rec.backend, fullgraph=True, dynamic=True)
+    small = torch.randn(64, 10, requires_grad=True)
+    fn(small, torch.randint(0, 10, (64,))).backward()
+    assert not any("fastlog" in str(op) for op in rec.targets(0))
+    n = COMPILED_MIN_ELEMENTS // 10 + 1
+    fn(torch.randn(n, 10, requires_grad=True), torch.randint(0, 10, (n,))).backward()
+    assert FASTLOG.cross_entropy_with_grad.default in rec.targets(len(rec.graphs) - 2)
+    # export keeps fastlog's operators at any size
+    with torch.no_grad():
+        ep = torch.export.export(_Loss(), (small.detach(), torch.randint(0, 10, (64,))))
+    assert FASTLOG.cross_entropy.default in {n.target for n in ep.graph.nodes if n.op == "call_function"}
+
+
+class _Loss(torch.nn.Module):
+    def forward(self, z, t):
+        return FL.cross_entropy(z, t)
 
 
 # ------------------------------------------------------------------ export --

@@ -81,7 +81,8 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index):
     ``_route.cross_entropy_hot`` admits (C-contiguous 2-D float32/float64 logits, int64
     targets, no class weight or smoothing, 'mean'/'sum'), with the NumPy face's
     per-call work cut to the kernel call: at 64 x 10 the wrappers, not the kernel,
-    are the time.  Called with grad mode off (inside ``autograd.Function.forward``).
+    are the time.  Called with grad mode off (inside ``autograd.Function.forward``) or on
+    an input that does not require grad (below autograd in the operator).
     Anything beyond the finite common case -- an out-of-range target, a non-finite
     total, all targets ignored -- is computed again by the general path, which
     raises or returns the exact answer."""

@@ -65,7 +65,7 @@ from torch.autograd import forward_ad as _forward_ad
 
 from . import _kernels as K
 from . import _orig as F
-from ._route import class_count, batch_shape, FLOATS, HALVES
+from ._route import FLOATS, HALVES, batch_shape, class_count, hot_tensors
 
 __all__ = ["lib", "OPS"]
 
@@ -312,8 +312,18 @@ def _impl(name, check, cpu, fake):
 
 _impl("cross_entropy", _check_ce, K.cross_entropy,
       lambda x, t, w, red, ign, eps: _loss_like(x, red, batch_shape(x)))
-_impl("cross_entropy_with_grad", _check_ce, K.cross_entropy_with_grad,
-      lambda x, t, w, red, ign, eps: (_loss_like(x, red, batch_shape(x)), _grad_like(x)))
+def _ce_with_grad_cpu(x, t, w, red, ign, eps):
+    # the training-loop call (what compiled graphs run at every step): the checks it
+    # needs are the hot path's own test
+    if w is None and not eps and red and hot_tensors(x, t) and -2**63 <= ign < 2**63:
+        return K.cross_entropy_with_grad_hot(x, t, red, ign)
+    _check_ce(_REAL, x, t, w, red, ign, eps)
+    return K.cross_entropy_with_grad(x, t, w, red, ign, eps)
+
+
+lib.impl("cross_entropy_with_grad", _ce_with_grad_cpu, "CPU")
+torch.library.register_fake("fastlog::cross_entropy_with_grad", lambda x, t, w, red, ign, eps: (
+    _check_ce(_SYM, x, t, w, red, ign, eps), (_loss_like(x, red, batch_shape(x)), _grad_like(x)))[1], lib=lib)
 _impl("nll_loss", _check_nll, K.nll_loss, lambda x, t, w, red, ign: _loss_like(x, red, batch_shape(x)))
 _impl("nll_loss_backward", lambda c, go, x, t, w, red, ign: _check_nll(c, x, t, w, red, ign),
       K.nll_loss_backward, lambda go, x, t, w, red, ign: _grad_like(x))
@@ -557,8 +567,7 @@ class LinearCrossEntropyFn(_Function):
 # require grad enters its Function; otherwise the call goes on below autograd.
 # Forward-mode AD (an input with a tangent) is refused with an error naming it.
 def _refuse_forward_ad(name, args):
-    if _forward_ad._current_level >= 0 and any(
-            isinstance(a, torch.Tensor) and _forward_ad.unpack_dual(a).tangent is not None for a in args):
+    if any(isinstance(a, torch.Tensor) and _forward_ad.unpack_dual(a).tangent is not None for a in args):
         raise NotImplementedError(
             f"fastlog::{name}: forward-mode AD (torch.func.jvp, jacfwd, torch.autograd.forward_ad) is "
             f"not supported; the functions of fastlog.torch hand such calls to PyTorch")
@@ -568,7 +577,8 @@ def _autograd(name, fn, diff, unpack=None):
     op = OPS[name]
 
     def kernel(*args):
-        _refuse_forward_ad(name, args)
+        if _forward_ad._current_level >= 0:
+            _refuse_forward_ad(name, args)
         if torch.is_grad_enabled() and any(args[i] is not None and args[i].requires_grad for i in diff):
             out = fn(*args)
             return unpack(out) if unpack else out
@@ -585,7 +595,8 @@ def _not_differentiable(name):
     op = OPS[name]
 
     def kernel(*args):
-        _refuse_forward_ad(name, args)
+        if _forward_ad._current_level >= 0:
+            _refuse_forward_ad(name, args)
         if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             raise RuntimeError(f"fastlog::{name} is not differentiable (it runs inside the autograd "
                                f"formulas of fastlog's differentiable operators); an input requires grad")

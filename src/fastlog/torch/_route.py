@@ -21,6 +21,13 @@ runs, which of three routes a call takes:
 
 A call goes to PyTorch when
 
+* under ``torch.compile`` (not ``torch.export``), its input has fewer than
+  ``COMPILED_MIN_ELEMENTS`` elements (N x C; N x V for linear
+  cross-entropy): there Inductor's own fused kernel costs less than the call
+  of a Python operator from compiled code (about 20 us; measured in
+  ``docs/BENCHMARKS.md``), so PyTorch's function is traced instead.  With
+  dynamic shapes this is a guard on the size, not a specialisation;
+
 * a tensor argument is not on the CPU, not strided, a tensor subclass (or
   has ``__torch_function__``), has a lazy negation/conjugation bit, or its
   dtype is not one fastlog computes on (float32/float64/float16, bfloat16
@@ -85,6 +92,19 @@ def _functorch_route():
         if interp.key() not in (TransformType.Grad, TransformType.Vmap):
             return TORCH
     return OP
+
+
+# Under torch.compile, inputs below this many elements are traced as PyTorch's own
+# functions (see the module docstring).  At 64 x 10 a compiled cross-entropy step
+# through the operator took ~1.3x Inductor's own; from about 10**4 elements
+# fastlog's kernel saves more than the call costs.
+COMPILED_MIN_ELEMENTS = 16384
+_is_exporting = torch.compiler.is_exporting
+
+
+def compiled_too_small(x, mode):
+    """True when `mode` is OP because of torch.compile (not export) and `x` is small."""
+    return mode == OP and _is_compiling() and not _is_exporting() and x.numel() < COMPILED_MIN_ELEMENTS
 
 
 def environment(*tensors):
@@ -237,18 +257,23 @@ def cross_entropy_hot(input, target, ignore_index, reduction):
             or _forward_ad._current_level >= 0):
         return 0
     if ((type(input) is not _Tensor and type(input) is not nn.Parameter) or type(target) is not _Tensor
-            or type(ignore_index) is not int or not -_I64 <= ignore_index < _I64):
+            or type(ignore_index) is not int or not -_I64 <= ignore_index < _I64
+            or not hot_tensors(input, target)):
         return 0
+    return _HOT_REDUCTIONS.get(reduction, 0) if type(reduction) is str else 0
+
+
+def hot_tensors(input, target):
+    """The tensors of the training-loop call: CPU C-contiguous 2-D float32/float64 logits
+    with classes (no lazy negation), C-contiguous int64 targets of the batch size."""
     dt = input.dtype
     if ((dt is not torch.float32 and dt is not torch.float64) or target.dtype is not _int64
             or not input.is_cpu or not target.is_cpu or input.layout is not _strided
             or input.is_neg() or input.dim() != 2 or target.dim() != 1
             or not input.is_contiguous() or not target.is_contiguous()):
-        return 0
+        return False
     n, c = input.shape
-    if c == 0 or target.shape[0] != n:
-        return 0
-    return _HOT_REDUCTIONS.get(reduction, 0) if type(reduction) is str else 0
+    return c != 0 and target.shape[0] == n
 
 
 def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing):
@@ -264,7 +289,7 @@ def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothin
     0
     """
     mode = environment(input, target, weight)
-    if not mode or not input_ok(input, mode) or input.dim() == 0:
+    if not mode or not input_ok(input, mode) or input.dim() == 0 or compiled_too_small(input, mode):
         return TORCH, 0, False
     red = REDUCTIONS.get(reduction) if type(reduction) is str else None
     if (red is None or int64(ignore_index) is None or type(label_smoothing) not in (float, int)
@@ -290,7 +315,8 @@ def cross_entropy(input, target, weight, ignore_index, reduction, label_smoothin
 def nll_loss(input, target, weight, ignore_index, reduction):
     """The route of an nll_loss call: (mode, reduction code)."""
     mode = environment(input, target, weight)
-    if not mode or not input_ok(input, mode) or input.dim() == 0 or autocast_half(input):
+    if (not mode or not input_ok(input, mode) or input.dim() == 0 or autocast_half(input)
+            or compiled_too_small(input, mode)):
         return TORCH, 0
     red = REDUCTIONS.get(reduction) if type(reduction) is str else None
     if (red is None or int64(ignore_index) is None or not isinstance(target, torch.Tensor)
@@ -316,7 +342,7 @@ def _broadcasts_to(t, shape):
 def binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction):
     """The route of a binary_cross_entropy_with_logits call: (mode, reduction code)."""
     mode = environment(input, target, weight, pos_weight)
-    if not mode or not input_ok(input, mode) or autocast_half(input):
+    if not mode or not input_ok(input, mode) or autocast_half(input) or compiled_too_small(input, mode):
         return TORCH, 0
     red = REDUCTIONS.get(reduction) if type(reduction) is str else None
     if (red is None or not isinstance(target, torch.Tensor) or not cpu_tensor(target, mode)
@@ -330,7 +356,7 @@ def binary_cross_entropy_with_logits(input, target, weight, pos_weight, reductio
 def kl_div(input, target, reduction):
     """The route of a kl_div call: (mode, reduction code)."""
     mode = environment(input, target)
-    if not mode or not input_ok(input, mode) or autocast_half(input):
+    if not mode or not input_ok(input, mode) or autocast_half(input) or compiled_too_small(input, mode):
         return TORCH, 0
     red = KL_REDUCTIONS.get(reduction) if type(reduction) is str else None
     if (red is None or not isinstance(target, torch.Tensor) or not cpu_tensor(target, mode)
@@ -342,7 +368,8 @@ def kl_div(input, target, reduction):
 def softmax_family(input, dim):
     """The route of a log_softmax/softmax call: (mode, normalised dim or None for 0-d)."""
     mode = environment(input)
-    if not mode or not input_ok(input, mode) or autocast_half(input) or type(dim) is not int:
+    if (not mode or not input_ok(input, mode) or autocast_half(input) or type(dim) is not int
+            or compiled_too_small(input, mode)):
         return TORCH, 0
     nd = input.dim()
     if not -max(nd, 1) <= dim < max(nd, 1) or input.numel() == 0:

@@ -115,6 +115,9 @@ def _route(input, linear_weight, target, linear_bias, weight, reduction):
             return R.TORCH
     elif weight is not None and weight.dtype != dt:
         return R.TORCH
+    if (mode == R.OP and R._is_compiling() and not R._is_exporting()
+            and input.numel() // max(input.shape[-1], 1) * linear_weight.shape[0] < R.COMPILED_MIN_ELEMENTS):
+        return R.TORCH       # the logits are small: Inductor's code is cheaper than an operator call
     return mode
 
 
