@@ -308,7 +308,7 @@ def _tiny_gpt2(seed=0):
     transformers = pytest.importorskip("transformers")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = transformers.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=32000, n_positions=64,
-                                  attn_implementation="eager")
+                                  attn_implementation="eager", bos_token_id=0, eos_token_id=0)
     torch.manual_seed(seed)
     model = transformers.GPT2LMHeadModel(cfg)
     model.loss_type = "ForCausalLM"   # (unset, transformers logs a warning: a graph break)
