@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Run under the best ISA level only (see the module docstring).
 ONCE = ("test_bench.py", "test_dask.py", "test_data.py", "test_dependencies.py",
         "test_distributed.py", "test_docs.py", "test_examples.py", "test_patch.py",
-        "test_workflow_io.py", "test_workflow_train.py")
+        "test_torch_compile.py", "test_torch_ops.py", "test_workflow_io.py", "test_workflow_train.py")
 
 
 def main(argv):

@@ -54,11 +54,11 @@ Nothing is decided by catching an exception: a call that reaches fastlog's
 kernel and fails raises that error (an out-of-range target is an
 ``IndexError``, as in PyTorch).
 """
+import importlib.util
+
 import torch
 from torch import nn
 from torch.autograd import forward_ad as _forward_ad
-
-from .. import _half
 
 EAGER, OP, TORCH = 1, 2, 0
 
@@ -147,15 +147,14 @@ def cpu_tensor(t, mode):
     return isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.layout == torch.strided
 
 
-@torch.compiler.assume_constant_result
-def _bfloat16_available():
-    # (evaluated, not traced, by Dynamo: it imports ml_dtypes the first time)
-    return _half.bfloat16() is not None
+# Whether ml_dtypes (NumPy's bfloat16) is installed: found without importing it (the
+# kernels import it when they first view a bfloat16 tensor); a constant to Dynamo.
+_BF16_AVAILABLE = importlib.util.find_spec("ml_dtypes") is not None
 
 
 def half_ok(dtype):
     """float16 always; bfloat16 where ml_dtypes (NumPy's bfloat16) is installed."""
-    return dtype == torch.float16 or _bfloat16_available()
+    return dtype == torch.float16 or _BF16_AVAILABLE
 
 
 def float_ok(dtype):
