@@ -707,7 +707,7 @@ def test_torch_label_smoothing_above_one_raises_like_torch(eps):
     _one_exception(lambda: FL.cross_entropy(x, t, label_smoothing=eps), RuntimeError)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_torch_log_softmax_nonfinite_rows_follow_torch(dtype):
 
     inf, nan = float("inf"), float("nan")

@@ -40,14 +40,20 @@ def _nan_ignored_undefined(x, t, ignore_index, grad):
     ign = t == ignore_index
     if not ign.any() or x.size == 0:
         return
+    # the ignored positions' logits as rows (a copy of those rows only), in float32 at
+    # least: NumPy's reductions over half precision are slow
+    rows = x[None] if x.ndim == 1 else np.moveaxis(x, 1, -1)[ign]
+    if rows.dtype.itemsize < 4:
+        rows = rows.astype(np.float32)
     with np.errstate(invalid="ignore"):
-        m = x.max(axis=0 if x.ndim == 1 else 1)
-    bad = ign & ~((m > -np.inf) & (m < np.inf))
+        m = rows.max(axis=-1)
+    bad = ~((m > -np.inf) & (m < np.inf))
     if bad.any():
         if x.ndim == 1:
             grad[...] = np.nan
         else:
-            grad[np.broadcast_to(np.expand_dims(bad, 1), grad.shape)] = np.nan
+            where = tuple(i[bad] for i in np.nonzero(ign))
+            np.moveaxis(grad, 1, -1)[where] = np.nan
 
 
 def cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing, loss_dtype=None):
@@ -178,8 +184,9 @@ def _log_softmax_torch(x, axis):
     or +inf (or all -inf) is NaN everywhere (SciPy, and so fastlog's NumPy face,
     gives -inf at the finite entries of a row whose max is +inf)."""
     y = _softmax.log_softmax(x, axis=axis)
-    # log-softmax values are <= 0 or -inf: their sum is NaN only if one is NaN.
-    if np.ndim(y) and np.isnan(np.sum(y)):
+    # such a row has a NaN in y; torch's amax propagates NaN, in one pass without
+    # overflow, and is fast for half precision (NumPy's reductions over it are not)
+    if np.ndim(y) and y.size and torch.isnan(torch.amax(to_tensor(y))):
         bad = np.isnan(y).any(axis=axis, keepdims=True)
         y[np.broadcast_to(bad, y.shape)] = np.nan
     return y
