@@ -184,9 +184,10 @@ def _log_softmax_torch(x, axis):
     or +inf (or all -inf) is NaN everywhere (SciPy, and so fastlog's NumPy face,
     gives -inf at the finite entries of a row whose max is +inf)."""
     y = _softmax.log_softmax(x, axis=axis)
-    # such a row has a NaN in y; torch's amax propagates NaN, in one pass without
-    # overflow, and is fast for half precision (NumPy's reductions over it are not)
-    if np.ndim(y) and y.size and torch.isnan(torch.amax(to_tensor(y))):
+    # such a row has a NaN in y, and a max propagates NaN (one pass, no overflow);
+    # torch's for half precision (NumPy's reductions over it are slow), NumPy's else
+    if np.ndim(y) and y.size and np.isnan(np.max(y) if y.dtype.itemsize >= 4
+                                          else float(torch.amax(to_tensor(y)))):
         bad = np.isnan(y).any(axis=axis, keepdims=True)
         y[np.broadcast_to(bad, y.shape)] = np.nan
     return y
