@@ -80,7 +80,7 @@ def _kernel_calls(monkeypatch, name):
 class Head(torch.nn.Module):
     """Features -> logits -> the losses and softmaxes of fastlog.torch, through torch's names."""
 
-    def __init__(self, H=8, V=1024):
+    def __init__(self, H=8, V=8192):
         super().__init__()
         torch.manual_seed(0)
         self.lin = torch.nn.Linear(H, V, dtype=torch.float64)
@@ -93,7 +93,7 @@ class Head(torch.nn.Module):
                 + F.kl_div(F.log_softmax(z, 1), y, reduction="batchmean"))
 
 
-V = 1024   # N x V logits of at least COMPILED_MIN_ELEMENTS: fastlog's operators are traced
+V = 8192   # N x V logits of at least COMPILED_MIN_ELEMENTS(_SOFTMAX): fastlog's operators are traced
 
 
 def _inputs(N, seed=0):

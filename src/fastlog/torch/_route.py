@@ -23,8 +23,9 @@ A call goes to PyTorch when
 
 * under ``torch.compile`` (not ``torch.export``), its input has fewer than
   ``COMPILED_MIN_ELEMENTS`` elements (N x C; N x V for linear
-  cross-entropy): there Inductor's own fused kernel costs less than the call
-  of a Python operator from compiled code (about 20 us; measured in
+  cross-entropy; ``COMPILED_MIN_ELEMENTS_SOFTMAX`` for log_softmax/softmax):
+  there Inductor's own fused kernel costs less than the call of a Python
+  operator from compiled code (about 20 us; measured in
   ``docs/BENCHMARKS.md``), so PyTorch's function is traced instead.  With
   dynamic shapes this is a guard on the size, not a specialisation;
 
@@ -97,14 +98,18 @@ def _functorch_route():
 # Under torch.compile, inputs below this many elements are traced as PyTorch's own
 # functions (see the module docstring).  At 64 x 10 a compiled cross-entropy step
 # through the operator took ~1.3x Inductor's own; from about 10**4 elements
-# fastlog's kernel saves more than the call costs.
+# fastlog's fused loss-and-gradient kernel saves more than the call costs.  A
+# log_softmax/softmax forward alone saves less per element (Inductor fuses it
+# well; 4096 x 10: the operator 0.26 ms, Inductor 0.21 ms), hence its own bound.
 COMPILED_MIN_ELEMENTS = 16384
+COMPILED_MIN_ELEMENTS_SOFTMAX = 131072
 _is_exporting = torch.compiler.is_exporting
 
 
-def compiled_too_small(x, mode):
-    """True when `mode` is OP because of torch.compile (not export) and `x` is small."""
-    return mode == OP and _is_compiling() and not _is_exporting() and x.numel() < COMPILED_MIN_ELEMENTS
+def compiled_too_small(x, mode, minimum=COMPILED_MIN_ELEMENTS):
+    """True when `mode` is OP because of torch.compile (not export) and `x` has fewer
+    than `minimum` elements."""
+    return mode == OP and _is_compiling() and not _is_exporting() and x.numel() < minimum
 
 
 def environment(*tensors):
@@ -368,7 +373,7 @@ def softmax_family(input, dim):
     """The route of a log_softmax/softmax call: (mode, normalised dim or None for 0-d)."""
     mode = environment(input)
     if (not mode or not input_ok(input, mode) or autocast_half(input) or type(dim) is not int
-            or compiled_too_small(input, mode)):
+            or compiled_too_small(input, mode, COMPILED_MIN_ELEMENTS_SOFTMAX)):
         return TORCH, 0
     nd = input.dim()
     if not -max(nd, 1) <= dim < max(nd, 1) or input.numel() == 0:
