@@ -335,12 +335,13 @@ def nll_loss(input, target, weight, ignore_index, reduction):
 
 
 def _broadcasts_to(t, shape):
+    """`t` (None or a tensor) broadcasts to `shape` without growing it."""
     if t is None:
         return True
-    try:
-        return tuple(torch.broadcast_shapes(t.shape, shape)) == tuple(shape)
-    except RuntimeError:
+    ts = tuple(t.shape)
+    if len(ts) > len(shape):
         return False
+    return all(a == 1 or a == b for a, b in zip(ts, tuple(shape)[len(shape) - len(ts):]))
 
 
 def binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction):
