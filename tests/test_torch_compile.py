@@ -55,7 +55,15 @@ class Recorder:
         self.backend = aot_autograd(fw_compiler=keep, bw_compiler=keep)
 
     def targets(self, i):
-        return {n.target for n in self.graphs[i].graph.nodes if n.op == "call_function"}
+        """The operators graph `i` calls (a mutating operator appears through the
+        auto_functionalized wrapper that AOTAutograd puts around it)."""
+        out = set()
+        for n in self.graphs[i].graph.nodes:
+            if n.op == "call_function":
+                out.add(n.target)
+                if "auto_functionalized" in str(n.target) and n.args:
+                    out.add(n.args[0])
+        return out
 
 
 def _kernel_calls(monkeypatch, name):
@@ -142,6 +150,27 @@ def test_compile_fullgraph_runs_fastlogs_operators(dynamic, monkeypatch):
         assert op not in fw
     if dynamic:
         assert len(rec.graphs) == 2     # one forward and one backward graph for both sizes
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_compile_scales_the_saved_gradient_by_grad_output(reduction):
+    """The compiled backward scales fastlog's saved gradient in place (scale_grad_): by a
+    grad_output other than 1, by one per position for 'none', not at all after
+    loss.backward() on a reduced loss."""
+    rec = Recorder()
+    x = torch.randn(64, 300, 2, dtype=torch.float64, requires_grad=True)     # K-dim
+    t = torch.randint(0, 300, (64, 2))
+    w = torch.rand(64, 2, dtype=torch.float64) if reduction == "none" else 3.5
+    y = torch.rand(64, 300, 2, dtype=torch.float64)
+    fn = torch.compile(lambda a: (FL.cross_entropy(a, t, reduction=reduction) * w).sum()
+                       + (FL.binary_cross_entropy_with_logits(a, y, reduction=reduction) * 0.25).sum(),
+                       backend=rec.backend, fullgraph=True)
+    fn(x).backward()
+    xr = x.detach().clone().requires_grad_()
+    ((F.cross_entropy(xr, t, reduction=reduction) * w).sum()
+     + (F.binary_cross_entropy_with_logits(xr, y, reduction=reduction) * 0.25).sum()).backward()
+    torch.testing.assert_close(x.grad, xr.grad)
+    assert FASTLOG.scale_grad_.default in rec.targets(1)
 
 
 def test_compile_inductor_calls_fastlog(monkeypatch):

@@ -199,11 +199,28 @@ def test_opcheck_linear_cross_entropy(args):
                               test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
 
 
+SCALE = [(torch.randn(6, 5, dtype=dt), torch.tensor(go, dtype=dt), 0) for dt in DTYPES for go in (1.0, -2.5)] + [
+    (torch.randn(3, 5, 4), torch.rand(3, 4), 1), (torch.randn(5), torch.tensor(0.5), 1),
+    (torch.randn(6, 5), torch.rand(6, 5), 2)]
+
+
+@pytest.mark.parametrize("args", SCALE, ids=[f"{a[0].dtype}-{tuple(a[0].shape)}-{a[2]}" for a in SCALE])
+def test_opcheck_scale_grad_(args):
+    grad, go, how = args
+    torch.library.opcheck(ops.scale_grad_.default, (grad.clone(), go, how),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static",
+                                      "test_aot_dispatch_dynamic"))
+    g = grad.clone()
+    ops.scale_grad_(g, go, how)
+    want = grad * (go if how != 1 else go.reshape(_ops.K.class_axis_shape(grad.shape)))
+    torch.testing.assert_close(g, want)
+
+
 def test_every_operator_is_checked_here():
     checked = {"cross_entropy", "cross_entropy_with_grad", "nll_loss", "nll_loss_backward",
                "binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_with_grad", "kl_div",
                "log_softmax", "log_softmax_backward", "softmax", "softmax_backward", "linear_cross_entropy",
-               "linear_cross_entropy_with_grad", "linear_cross_entropy_backward"}
+               "linear_cross_entropy_with_grad", "linear_cross_entropy_backward", "scale_grad_"}
     assert set(_ops.OPS) == checked
 
 

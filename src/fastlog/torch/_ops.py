@@ -97,6 +97,7 @@ _SCHEMAS = {
                                       "Tensor target, Tensor? weight, int reduction, int ignore_index, "
                                       "float label_smoothing, int chunk_size, bool grad_input, "
                                       "bool grad_weight, bool grad_bias) -> (Tensor, Tensor, Tensor, Tensor)",
+    "scale_grad_": "(Tensor(a!) grad, Tensor grad_output, int how) -> ()",
     "linear_cross_entropy_backward": "(Tensor grad_output, Tensor input, Tensor linear_weight, "
                                      "Tensor? linear_bias, Tensor target, Tensor? weight, int reduction, "
                                      "int ignore_index, float label_smoothing, int chunk_size, "
@@ -346,6 +347,54 @@ _impl("softmax_backward", lambda c, go, y, dim: _check_softmax_backward(c, "soft
       lambda go, y, dim: _grad_like(y))
 
 
+# scale_grad_'s `how`: grad_output is a 0-d scalar (a reduced loss), one value per
+# position (broadcast along the class axis 1: cross-entropy 'none'), or of grad's shape
+SCALAR, PER_POSITION, ELEMENTWISE = 0, 1, 2
+
+
+def _grad_output_for(grad, grad_output, how):
+    if how == PER_POSITION:
+        return grad_output.reshape(K.class_axis_shape(grad.shape))
+    return grad_output
+
+
+def _scale_grad_cpu(grad, grad_output, how):
+    if how == SCALAR and float(grad_output) == 1.0:
+        return                  # after loss.backward(): nothing to do
+    grad.mul_(_grad_output_for(grad, grad_output, how))
+
+
+def _check_scale_grad(c, grad, grad_output, how):
+    c.value(how in (SCALAR, PER_POSITION, ELEMENTWISE),
+            lambda: f"fastlog::scale_grad_: how must be 0, 1 or 2, got {how}")
+    want = (() if how == SCALAR else tuple(grad.shape) if how == ELEMENTWISE
+            else tuple(K.class_axis_shape(grad.shape))[:1] + tuple(grad.shape[2:]))
+    c.check(tuple(grad_output.shape) == want,
+            lambda: f"fastlog::scale_grad_: grad_output has shape {list(grad_output.shape)}, "
+                    f"expected {list(want)}")
+
+
+lib.impl("scale_grad_", lambda grad, go, how: (_check_scale_grad(_REAL, grad, go, how),
+                                               _scale_grad_cpu(grad, go, how))[1], "CPU")
+torch.library.register_fake("fastlog::scale_grad_",
+                            lambda grad, go, how: _check_scale_grad(_SYM, grad, go, how), lib=lib)
+
+
+def _scaled(grad, grad_output, how):
+    """`grad` times `grad_output` in a backward (see scale_grad_'s `how`).
+
+    In a compiled backward the saved gradient is a buffer nothing else uses: it is
+    scaled in place by ``scale_grad_`` (which skips the pass when grad_output is 1, as
+    after ``loss.backward()``), and Inductor hands the buffer on as the input's
+    gradient.  Elsewhere (a backward that may run twice) a new tensor."""
+    if grad.numel() == 0:
+        return grad
+    if torch.compiler.is_compiling():
+        ops.scale_grad_(grad, grad_output, how)
+        return grad
+    return grad * _grad_output_for(grad, grad_output, how)
+
+
 def _lce_grad_fakes(x, W, b, gi, gw, gb):
     return (_grad_like(x) if gi else x.new_empty((0,)), _grad_like(W) if gw else x.new_empty((0,)),
             _grad_like(b) if (gb and b is not None) else x.new_empty((0,)))
@@ -409,7 +458,7 @@ class CrossEntropyFn(_Function):
                                                          reduction=_RED[red], label_smoothing=eps),
                                (input,), grad_loss)
         else:
-            gi = K.scale_grad(g, grad_loss, red, input.shape)
+            gi = _scaled(g, grad_loss, PER_POSITION if red == 0 else SCALAR)
         return gi, None, None, None, None, None
 
 
@@ -435,7 +484,7 @@ class BCEWithLogitsFn(_Function):
             (gi,) = _torch_vjp(lambda a: F.binary_cross_entropy_with_logits(
                 a, target, weight, reduction=_RED[red], pos_weight=pos_weight), (input,), grad_loss)
         else:
-            gi = g * grad_loss
+            gi = _scaled(g, grad_loss, ELEMENTWISE if red == 0 else SCALAR)
         return gi, None, None, None, None
 
 
@@ -558,7 +607,7 @@ class LinearCrossEntropyFn(_Function):
             gX, gW, gb = ops.linear_cross_entropy_backward(grad_loss, x, W, b, target, weight, red, ign,
                                                            eps, cs, need_x, need_w, need_b)
         else:
-            gX, gW, gb = (g * grad_loss for g in (gX, gW, gb))
+            gX, gW, gb = (_scaled(g, grad_loss, SCALAR) for g in (gX, gW, gb))
         return ((gX if need_x else None), (gW if need_w else None), (gb if need_b else None),
                 None, None, None, None, None, None, None, None, None)
 
@@ -633,7 +682,7 @@ _autograd("linear_cross_entropy_with_grad", LinearCrossEntropyFn.apply, (0, 1, 2
 # The ``*_backward`` operators are not differentiable: they run in the backward
 # of the Functions above and of compiled graphs, below autograd.
 for _name in ("nll_loss_backward", "log_softmax_backward", "softmax_backward",
-              "linear_cross_entropy_backward"):
+              "linear_cross_entropy_backward", "scale_grad_"):
     _not_differentiable(_name)
 
 
@@ -683,6 +732,18 @@ def _loop_vmap(name):
 
     torch.library.register_vmap(f"fastlog::{name}", rule, lib=lib)
 
+
+def _scale_grad_vmap(info, in_dims, grad, grad_output, how):
+    torch._check(in_dims[0] is not None,
+                 lambda: "fastlog::scale_grad_ under vmap: the gradient it scales in place must be batched")
+    gb = grad.movedim(in_dims[0], 0)
+    gob = _batched(grad_output, in_dims[1], info.batch_size)
+    for i in range(info.batch_size):
+        OPS["scale_grad_"](gb[i], gob[i], how)
+    return None, None
+
+
+torch.library.register_vmap("fastlog::scale_grad_", _scale_grad_vmap, lib=lib)
 
 for _name in ("log_softmax", "softmax"):
     _softmax_vmap(_name)
