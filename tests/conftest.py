@@ -168,11 +168,24 @@ def mp_prob_ce_rows(x, t, w=None, eps=0.0, dps=60):
         for xi, ti in zip(x, t):
             v = [mp.mpf(float(a)) for a in xi]
             m = max(v)
-            ls = mp.log(mp.fsum(mp.e ** (a - m) for a in v))
+            # terms below e^-(10 dps) of the max term change nothing at this precision (and
+            # exp of -1e308 is slow to evaluate)
+            ls = mp.log(mp.fsum(mp.e ** (a - m) for a in v if a - m > -10 * dps))
             li = mp.fsum(mp.mpf(float(w[c])) * ((1 - mp.mpf(eps)) * mp.mpf(float(ti[c])) + mp.mpf(eps) / C)
                          * ((m - v[c]) + ls) for c in range(C))
             out.append(math.copysign(math.inf, li) if abs(li) >= big else float(li))
     return np.array(out)
+
+
+def exact_sum(terms):
+    """The correctly rounded sum of float `terms` (exact rational arithmetic; +-inf
+    only where the exact sum overflows float64)."""
+    from fractions import Fraction
+    s = sum(Fraction(float(v)) for v in terms)
+    try:
+        return float(s)
+    except OverflowError:
+        return math.inf if s > 0 else -math.inf
 
 
 def same_kind_of_result(ours, ref, what=""):
@@ -202,7 +215,15 @@ def dtype(request):
 
 @pytest.fixture
 def threads():
-    """Restore fastlog's thread count after the test."""
-    old = fastlog.get_num_threads()
+    """fastlog.set_num_threads for the test; afterwards the thread policy in force
+    before it comes back: an explicit count stays that count, and fastlog's default
+    (all cores, cut to the idle ones at each call) stays the default rather than
+    becoming an explicit count."""
+    from fastlog._dispatch import core
+    saved = core.get_default_threads(), core.threads_explicit()
     yield fastlog.set_num_threads
-    fastlog.set_num_threads(old)
+    if saved[1]:
+        fastlog.set_num_threads(saved[0])
+    else:
+        fastlog.set_num_threads(None)
+    assert core.threads_explicit() == saved[1]

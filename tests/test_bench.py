@@ -134,48 +134,149 @@ def test_compute_floor_counts_gemm_flops():
     assert f.kind == "compute" and f.amount == 6 * 256 * 512 * 32000
 
 
-def test_floor_meter_uses_bandwidth_at_the_op_size_and_thread_count(monkeypatch):
+def test_gemm_shapes_are_the_products_whose_flops_the_floor_counts():
+    for group, shape in (("mlp_train", (64,)), ("mlp_train", (1024,)), ("mlp_predict", (64,)),
+                         ("linear_cross_entropy", (256, 512, 32000))):
+        shapes = floors.gemm_shapes(group, shape)
+        assert sum(2 * m * n * k for m, n, k, _, _ in shapes) == GROUPS[group].floor(shape, "float32").amount
+    # the MLP step: forward X @ W.T, weight gradients G.T @ X, input gradients G @ W (not the first layer)
+    assert len(floors.gemm_shapes("mlp_train", (64,))) == 3 + 3 + 2
+    assert floors.gemm_shapes("softmax", (64, 10)) == []
+
+
+def test_traffic_splits_each_memory_floor_into_reads_and_writes():
+    for name, g in GROUPS.items():
+        if g.floor is None or g.kind != "rows":
+            continue
+        r, w = floors.traffic(name, (N, C), "float32")
+        assert r > 0 and w >= 0 and r + w == g.floor((N, C), "float32").amount, name
+    assert floors.traffic("nll", (N, C), "float32") == (N * 64 + 8 * N, N * C * 4)      # mostly writes
+    assert floors.traffic("logsumexp", (N, C), "float64") == (N * C * 8, N * 8)         # mostly reads
+    assert floors.traffic("cross_entropy", (N, C), "float32")[1] == 0                   # a scalar out
+
+
+def _fake_rates(monkeypatch, calls):
+    def rate(kind, per_thread):
+        def f(nbytes, threads, repeats):
+            calls.append((kind, nbytes, threads))
+            return (0.9 * per_thread * threads, 0.5 * per_thread, per_thread * threads)   # (median, min, best)
+        return f
+
+    monkeypatch.setattr(floors, "copy_rate", rate("copy", 2e10))      # bytes/s, 2 bytes moved per byte
+    monkeypatch.setattr(floors, "read_rate", rate("read", 1.5e10))
+    monkeypatch.setattr(floors, "write_rate", rate("write", 4e10))
+    monkeypatch.setattr(floors, "exp_rates", lambda dtype, n, repeats: {"fastlog": 2e9 if dtype == "float32"
+                                                                         else 1e9, "numpy": 1e9})
+    monkeypatch.setattr(floors, "gemm_shape_rate",
+                        lambda m, n, k, dtype, threads, ta, tb, repeats: 1e9 * threads * min(m, n, k))
+
+
+def test_floor_meter_takes_the_larger_of_the_memory_and_exp_floors(monkeypatch):
     calls = []
-
-    def fake_copy_rate(nbytes, threads, repeats):
-        calls.append((nbytes, threads))
-        return (0.9e10 * threads, 0.5e10, 1e10 * threads)     # (median, min, best)
-
-    monkeypatch.setattr(floors, "copy_rate", fake_copy_rate)
-    monkeypatch.setattr(floors, "gemm_rate", lambda dtype, threads, n: 1e11 * threads)
-    # the floor is a least time: it divides by the best pass, not the median
+    _fake_rates(monkeypatch, calls)
     meter = floors.FloorMeter()
+    # cross-entropy fwd+bwd 1024x2000: reads = writes (+ targets): the copy's rate binds the memory part
     c1 = Case("cross_entropy_fwd_bwd", (N, 2000), "float32", 1)
     f = meter.floor(c1)
-    assert f["seconds"] == pytest.approx((2 * N * 2000 * 4 + 8 * N) / 1e10)
+    nc = N * 2000 * 4
+    assert f["memory"]["seconds"] == pytest.approx(max((nc + 8 * N) / 1.5e10, nc / 4e10, 2 * nc / 2e10))
+    assert f["exp"]["count"] == N * 2000 and f["exp"]["seconds"] == pytest.approx(N * 2000 / 2e9)
+    assert f["bound"] == "exp" and f["seconds"] == max(f["memory"]["seconds"], f["exp"]["seconds"])
+    # two threads: the exp floor halves (one core's best rate per thread), the bandwidths are remeasured
     f2 = meter.floor(Case("cross_entropy_fwd_bwd", (N, 2000), "float32", 2))
-    assert f2["seconds"] == pytest.approx(f["seconds"] / 2)
+    assert f2["exp"]["seconds"] == pytest.approx(f["exp"]["seconds"] / 2)
+    assert f2["memory"]["seconds"] == pytest.approx(f["memory"]["seconds"] / 2)
     meter.floor(Case("log_softmax", (N, 2000), "float32", 1))       # same size: measured once
-    assert calls == [(N * 2000 * 4, 1), (N * 2000 * 4, 2)]
-    assert meter.floor(Case("log_softmax", (64, 10), "float32", 1)) is None   # in cache: no floor
-    g = meter.floor(Case("mlp_train", (64,), "float32", 2))
-    assert g["kind"] == "compute" and g["seconds"] == pytest.approx(g["flops"] / 2e11)
+    assert [c for c in calls if c[0] == "copy"] == [("copy", nc, 1), ("copy", nc, 2)]
+    # NLL mostly writes: the write rate (memset) binds, and it has no exponentials
+    g = meter.floor(Case("nll", (N, 2000), "float32", 1))
+    assert "exp" not in g and g["bound"] == "memory"
+    assert g["seconds"] == pytest.approx(max((N * 64 + 8 * N) / 1.5e10, nc / 4e10, 2 * (N * 64 + 8 * N) / 2e10))
+    # half precision computes in float32: float32's exp rate; float64 its own
+    assert meter.floor(Case("softmax", (N, 2000), "bfloat16", 1))["exp"]["rate"] == 2e9
+    assert meter.floor(Case("softmax", (N, 2000), "float64", 1))["exp"]["rate"] == 1e9
+    # in cache: no memory floor, but the exponentials still bound it; nll in cache has no floor
+    small = meter.floor(Case("log_softmax", (64, 10), "float32", 1))
+    assert "memory" not in small and small["bound"] == "exp"
+    assert meter.floor(Case("nll", (64, 10), "float32", 1)) is None
     saved = meter.to_dict()
-    assert len(saved["rows"]) == 4 and {b["threads"] for b in saved["bandwidth"]} == {1, 2}
+    assert {b["threads"] for b in saved["bandwidth"]} == {1, 2} and saved["exp"][0]["per_s"]["numpy"] == 1e9
 
 
-def test_x_floor_column_is_fastlog_time_over_the_floor(saved):
+def test_gemm_floor_uses_the_best_rate_at_the_operations_own_shapes(monkeypatch):
+    _fake_rates(monkeypatch, [])
+    meter = floors.FloorMeter()
+    g = meter.floor(Case("mlp_train", (64,), "float32", 2))
+    shapes = floors.gemm_shapes("mlp_train", (64,))
+    best = max(1e9 * 2 * min(s[:3]) for s in shapes)     # the fake rate grows with the smallest dimension
+    assert g["bound"] == "gemm" and g["gemm"]["rate"] == best
+    assert g["seconds"] == pytest.approx(g["gemm"]["flops"] / best)
+    assert tuple(g["gemm"]["at"]) in shapes
+    assert len(meter.to_dict()["gemm"]) == len(set(shapes))
+
+
+def test_x_floor_column_is_fastlog_time_over_the_larger_floor(saved):
     rep = records.load_json(saved[0])
     rows = [f for f in rep["floors"]["rows"]]
-    assert rows, "the tiny run has compute floors (MLP, linear+CE)"
+    assert rows, "the tiny run has floors (exp floors of the row ops, GEMM floors of the MLP, linear+CE)"
     lce = next(f for f in rows if f["group"] == "linear_cross_entropy")
     fl = next(r for r in records.results_of(rep) if r.library == "fastlog"
               and r.case.group == "linear_cross_entropy")
     table = next(t for t in report.tables_of(rep) if t.title.startswith("fused linear"))
     row = table.rows[0]
-    assert row[table.header.index("x floor")] == report.fmt_multiple(fl.stats.median / lce["seconds"])
-    assert "1.00 = at the GEMM rate" in " ".join(table.notes)
+    x = fl.stats.median / lce["seconds"]
+    assert row[table.header.index("x floor")] == report.fmt_multiple(x) + ("!" if x < 1 else "")
+    assert row[table.header.index("GEMM floor ms")] == report.fmt_ms(lce["gemm"]["seconds"])
+    assert "best rate SciPy's BLAS reached at the operation's own GEMM shapes" in " ".join(table.notes)
+    ce = next(t for t in report.tables_of(rep) if t.title.startswith("cross-entropy forward+backward"))
+    assert "exp floor ms" in ce.header
 
 
-def test_copy_and_gemm_rates_are_positive():
-    med, lo, hi = floors.copy_rate(2**20, threads=2, repeats=3)
-    assert 0 < lo <= med <= hi
+def _below_floor_report(saved_path):
+    """The saved tiny report with the cross-entropy rows' floors set to twice fastlog's time."""
+    rep = copy.deepcopy(records.load_json(saved_path))
+    t = {(d["group"], tuple(d["shape"]), d["dtype"], d["threads"]): d["stats"]["median"]
+         for d in rep["results"] if d["library"] == "fastlog" and d["status"] == "ok"}
+    n = 0
+    for f in rep["floors"]["rows"]:
+        if f["group"] == "cross_entropy_fwd_bwd":
+            f["exp"]["seconds"] = f["seconds"] = 2 * t[(f["group"], tuple(f["shape"]), f["dtype"], f["threads"])]
+            f["bound"] = "exp"
+            n += 1
+    return rep, n
+
+
+def test_a_row_below_its_floor_is_reported_loudly(saved):
+    rep, n = _below_floor_report(saved[0])
+    assert n > 0
+    assert len(report.below_floor(rep)) == n
+    text = report.format_report(rep)
+    assert f"WARNING: {n} fastlog row" in text and "BELOW THE FLOOR" in text
+    assert re.search(r"cross-entropy forward\+backward \S+ float\d+ \dt: .* exp floor .* \(x floor 0\.50\)", text)
+    assert f"{n} below" in text.splitlines()[-1] or f"{n} below" in text
+    t = next(t for t in report.tables_of(rep) if t.title.startswith("cross-entropy forward+backward"))
+    assert all(r[t.header.index("x floor")] == "0.50!" for r in t.rows)
+    md = report.format_markdown(rep)
+    assert "BELOW THE FLOOR" in md and "0.50!" in md
+    # the unchanged run: every row at or above its floor
+    assert "no row is below its floor" in report.format_report(records.load_json(saved[0]))
+
+
+def test_old_reports_floors_still_render():
+    """Reports saved before the exp floor had one floor per row ('kind': memory or compute)."""
+    rep = {"floors": {"rows": [{"group": "mlp_train", "shape": [64], "dtype": "float32", "threads": 1,
+                                "kind": "compute", "flops": 1e6, "rate": 1e11, "seconds": 1e-5}]}}
+    f = report.floors_of(rep)[("mlp_train", (64,), "float32", 1)]
+    assert f["bound"] == "gemm" and f["gemm"]["seconds"] == 1e-5
+
+
+def test_copy_read_write_exp_and_gemm_rates_are_positive():
+    for rate in (floors.copy_rate, floors.read_rate, floors.write_rate):
+        med, lo, hi = rate(2**20, threads=2, repeats=3)
+        assert 0 < lo <= med <= hi
     assert floors.gemm_rate("float64", 1, n=64) > 0
+    assert floors.gemm_shape_rate(32, 16, 8, "float32", 1, True, True, repeats=2) > 0
+    assert min(floors.exp_rates("float64", n=1024, repeats=2).values()) > 0
 
 
 # -------------------------------------------------------------------- noise --
@@ -532,6 +633,49 @@ def test_plot_has_a_panel_per_operation_and_thread_scaling(saved, tmp_path):
     from matplotlib.image import imread
     h, w = imread(str(p)).shape[:2]
     assert w > 1000 and h > 300
+
+
+def _captured_figure(monkeypatch, fn, *args):
+    """Run a plot function and return (its result, the matplotlib figure it saved)."""
+    from fastlog.bench import plot
+    seen = {}
+    real = plot._finish
+
+    def finish(fig, path, height):
+        seen["fig"] = fig
+        real(fig, path, height)
+
+    monkeypatch.setattr(plot, "_finish", finish)
+    return fn(*args), seen["fig"]
+
+
+@pytest.mark.parametrize("groups", [("log_softmax", "mlp_train"), ("log_softmax",
+                                                                  "cross_entropy_fwd_bwd", "mlp_train",
+                                                                  "linear_cross_entropy")])
+def test_plot_draws_what_it_measures(saved, tmp_path, monkeypatch, groups):
+    """No empty panel; markers, no lines between shapes; the legend names only what is drawn."""
+    pytest.importorskip("matplotlib")
+    from fastlog.bench import plot
+    rep = _synthetic_report(saved[0])
+    rep["results"] = [d for d in rep["results"] if d["group"] in groups]
+    panels, fig = _captured_figure(monkeypatch, plot.plot_report, rep, str(tmp_path / "p.png"))
+    axes = fig.get_axes()
+    assert len(axes) == len(panels)                        # one axes per panel: none left empty
+    for ax in axes:
+        markers = [ln for ln in ax.get_lines() if ln.get_marker() not in (None, "None", "")]
+        assert markers, ax.get_title()                     # every panel draws points
+        joined = [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1 and ln.get_linestyle() != "None"
+                  and ln.get_marker() in (None, "None", "")
+                  and not np.allclose(np.asarray(ln.get_ydata(), float), ln.get_ydata()[0])]
+        assert joined == [], ax.get_title()                # only horizontal reference lines
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    drawn_colours = {ln.get_color() for ax in axes for ln in ax.get_lines()
+                     if ln.get_marker() not in (None, "None", "")}
+    for lib, colour in plot.COLOURS.items():
+        assert (lib in labels) == (colour in drawn_colours), lib
+    scaling = "thread scaling" in panels
+    assert ("fastlog" in labels) == scaling                # fastlog is drawn only as its own thread scaling
+    assert "noisy timing" in labels                        # the synthetic report has one noisy timing
 
 
 def test_plot_ticks_are_readable_for_wide_and_narrow_ranges():

@@ -268,3 +268,20 @@ def test_distributed_cluster(client):
         client.compute(fd.cross_entropy(X, bad)).result(timeout=60)
     lse = client.compute(fd.logsumexp(da.from_array(x, chunks=(700, 5)), axis=1)).result(timeout=60)
     np.testing.assert_allclose(lse, special.logsumexp(x, axis=1), rtol=4 * RTOL[np.float32])
+
+
+@pytest.mark.parametrize("fn", ["logsumexp", "log_softmax", "softmax"])
+def test_an_axis_out_of_range_is_an_axis_error_not_wrapped(fn):
+    """axis=2 of a 2-d array raised nothing and was taken as axis 0 (2 % 2): a silent wrong answer."""
+    import dask.array as da
+    import fastlog.dask
+    x = da.from_array(np.arange(12.0).reshape(4, 3), chunks=2)
+    for axis in (2, -3, (0, 5)):
+        with pytest.raises(np.exceptions.AxisError, match="axis"):
+            getattr(fastlog.dask, fn)(x, axis=axis)
+        with pytest.raises(np.exceptions.AxisError):             # the NumPy face says the same
+            getattr(fastlog, fn)(x.compute(), axis=axis)
+    with pytest.raises(ValueError, match="repeated"):
+        getattr(fastlog.dask, fn)(x, axis=(1, -1))
+    np.testing.assert_allclose(getattr(fastlog.dask, fn)(x, axis=-1).compute(scheduler="synchronous"),
+                               getattr(fastlog, fn)(x.compute(), axis=-1))

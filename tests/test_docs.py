@@ -55,7 +55,10 @@ def _module_names():
                 continue
             names.append(prefix + info.name)
             if info.ispkg:
-                walk(os.path.join(path, info.name), prefix + info.name + ".")
+                # The subpackage's own search path from its spec (not path/name: an editable
+                # install's paths are its loader's, not folders); finding a spec runs no module.
+                for sub in importlib.util.find_spec(prefix + info.name).submodule_search_locations:
+                    walk(sub, prefix + info.name + ".")
 
     for path in spec.submodule_search_locations:
         walk(path, "fastlog.")

@@ -16,7 +16,7 @@ F = optional("torch.nn.functional")
 
 import fastlog as fl
 
-from conftest import assert_unchanged, mp_prob_ce_rows, snapshot
+from conftest import assert_unchanged, exact_sum, mp_prob_ce_rows, snapshot
 
 X = np.zeros((3, 4))
 T = np.array([0, 1, 2])
@@ -357,33 +357,60 @@ def test_positive_int_bounded(n):
     assert fl.get_num_threads() == old
 
 
+def _onehot(t, C):
+    p = np.zeros((len(t), C))
+    p[np.arange(len(t)), t] = 1.0
+    return p
+
+
 @pytest.mark.parametrize("big", [np.finfo(np.float64).max, 1e308])
-@pytest.mark.parametrize("eps", [0.1, 0.5, 1.0])
-def test_smoothed_loss_that_overflows_is_inf(big, eps):
-    """Label smoothing with logits near the float64 limit: the exact loss is
-    beyond float64, so +inf, never NaN (nor -inf), as torch gives."""
-    x = np.array([[big, -big, 0.0], [-big, big, 1.0], [1.0, 2.0, 3.0]])
-    for t in (np.array([0, 1, 2]), np.array([1, 0, 2])):
-        ref = F.cross_entropy(torch.tensor(x), torch.tensor(t), label_smoothing=eps,
-                              reduction="none").numpy()
-        got = fl.cross_entropy(x, t, label_smoothing=eps, reduction="none")
-        if eps == 1.0:   # torch: 0 * inf = NaN for the (weightless) nll term; exact: +inf
-            ref[:2] = np.where(np.isnan(ref[:2]), np.inf, ref[:2])
-        np.testing.assert_allclose(got, ref, rtol=1e-12)
-        assert np.isinf(got[:2]).all() and (got[:2] > 0).all()
-        for red in ("mean", "sum"):
-            assert fl.cross_entropy(x, t, label_smoothing=eps, reduction=red) == np.inf
-            loss, g = fl.cross_entropy_and_grad(x, t, label_smoothing=eps, reduction=red)
-            assert loss == np.inf and np.isfinite(g).all()
-            # the same in place (the logits are overwritten by the gradient)
-            xc = x.copy()
-            loss2, g2 = fl.cross_entropy_and_grad(xc, t, label_smoothing=eps, reduction=red, out=xc)
-            assert loss2 == np.inf and g2 is xc
-            np.testing.assert_array_equal(g2, g)
-    # probability targets: the exact loss (mpmath), rounded to float64.  With p = fl(1/3) the
-    # loss of a [max, -max, 0] row is just BELOW max, so it is max, where torch's
-    # -log p_c = 2 max overflows to inf (a deliberate difference: exact values).
-    p = np.full((3, 3), 1 / 3)
+@pytest.mark.parametrize("eps", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("C", [3, 70])      # the short-row (grouped) kernel and the row kernel
+def test_loss_near_float64_limit_is_exact(big, eps, C):
+    """Logits near the float64 limit: lse - x_c of a [max, -max] row is 2 max, which
+    overflows in torch (inf, or NaN from 0 * inf with label_smoothing=1).  fastlog
+    returns the exact loss, rounded once (finite where it is: 0.1 max for eps = 0.1),
+    +inf only where the exact loss overflows, never NaN; the same for reduced losses,
+    with weights, written in place over the logits and through a K-dim copy.
+    Oracle: mpmath (an index target is a one-hot probability target)."""
+    x = np.zeros((4, C))
+    x[0, :3] = [big, -big, 0.0]
+    x[1, :3] = [-big, big, 1.0]
+    x[2, :3] = [1.0, 2.0, 3.0]
+    x[3, :3] = [big, -big, 0.0]
+    w = np.linspace(0.25, 1.5, C)
+    for t in (np.array([0, 1, 2, 1]), np.array([1, 0, 2, 0])):
+        for ww in (None, w):
+            want = mp_prob_ce_rows(x, _onehot(t, C), ww, eps)
+            got = fl.cross_entropy(x, t, ww, label_smoothing=eps, reduction="none")
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+            assert not np.isnan(got).any()
+            ref = F.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                  None if ww is None else torch.tensor(ww), label_smoothing=eps,
+                                  reduction="none").numpy()
+            fin = np.isfinite(ref)
+            np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-12)   # torch agrees where finite
+            total = exact_sum(want) if np.isfinite(want).all() else np.inf
+            wsum = 4.0 if ww is None else float(ww[t].sum())
+            for red, exact in (("sum", total), ("mean", total / wsum)):
+                assert fl.cross_entropy(x, t, ww, label_smoothing=eps, reduction=red) == \
+                    pytest.approx(exact, rel=1e-12)
+                loss, g = fl.cross_entropy_and_grad(x, t, ww, label_smoothing=eps, reduction=red)
+                assert loss == pytest.approx(exact, rel=1e-12) and np.isfinite(g).all()
+                # in place: the logits are overwritten by the gradient
+                xc = x.copy()
+                loss2, g2 = fl.cross_entropy_and_grad(xc, t, ww, label_smoothing=eps, reduction=red,
+                                                      out=xc)
+                assert loss2 == loss and g2 is xc
+                np.testing.assert_array_equal(g2, g)
+                # K-dim: the kernel writes the gradient over its private copy of the rows
+                lk, gk = fl.cross_entropy_and_grad(x[:, :, None], t[:, None], ww, label_smoothing=eps,
+                                                   reduction=red)
+                assert lk == loss
+                np.testing.assert_array_equal(gk[:, :, 0], g)
+    # probability targets: the exact loss too.  With p = fl(1/3) the loss of a [max, -max, 0]
+    # row is just BELOW max, so it is max, where torch's -log p_c = 2 max overflows to inf.
+    p = np.full((4, C), 1 / C)
     np.testing.assert_allclose(fl.cross_entropy(x, p, label_smoothing=eps, reduction="none"),
                                mp_prob_ce_rows(x, p, eps=eps), rtol=1e-12)
 
@@ -451,3 +478,84 @@ def test_misaligned_arrays_are_read_safely_and_misaligned_out_rejected(dtype):
                  lambda o: fl.binary_cross_entropy_with_logits_and_grad(x, y, out=o)):
         with pytest.raises(ValueError, match="out is not aligned"):
             call(_misaligned(np.zeros_like(x)))
+
+
+# ------------------------------------------------------------ numbers --
+def _numeric_calls():
+    """(call, parameter name): every public number parameter of the NumPy side, each
+    called with a value given by the test."""
+    from fastlog.nn import MLP, LogisticRegression, save_logreg
+    from fastlog.data import train_test_split
+    x, t = np.zeros((4, 3), np.float32), np.array([0, 1, 2, 0])
+    h, W = np.ones((4, 2)), np.ones((3, 2))
+    X, y = np.ones((4, 3), np.float32), np.array([0, 1, 1, 0])
+    return [
+        (lambda v: fl.cross_entropy(x, t, label_smoothing=v), "label_smoothing"),
+        (lambda v: fl.cross_entropy(x, t, ignore_index=v), "ignore_index"),
+        (lambda v: fl.softmax(x, axis=1, temperature=v), "temperature"),
+        (lambda v: fl.linear_cross_entropy(h, W, t, z_loss=v), "z_loss"),
+        (lambda v: fl.linear_cross_entropy(h, W, t, chunk_size=v), "chunk_size"),
+        (lambda v: MLP((3, v, 2)), "sizes"),
+        (lambda v: MLP((3, 4, 2)).train_step(X, y, lr=v), "lr"),
+        (lambda v: MLP((3, 4, 2)).train_step(X, y, momentum=v), "momentum"),
+        (lambda v: MLP((3, 4, 2)).fit(X, y, epochs=v, progress=False), "epochs"),
+        (lambda v: MLP((3, 4, 2)).fit(X, y, epochs=1, batch_size=v, progress=False), "batch_size"),
+        (lambda v: MLP((3, 4, 2)).fit(X, y, epochs=1, weight_decay=v, progress=False), "weight_decay"),
+        (lambda v: LogisticRegression(3).fit(X, y, epochs=1, lr=v, progress=False), "lr"),
+        (lambda v: LogisticRegression(v), "n_features"),
+        (lambda v: save_logreg(LogisticRegression(4), "unused.json", final_accuracy=v, training_samples=1,
+                               learning_rate=0.1, image_shape=(2, 2)), "final_accuracy"),
+        (lambda v: train_test_split(X, y, test_size=v), "test_size"),
+        (lambda v: fl.set_num_threads(v), "n"),
+    ]
+
+
+@pytest.mark.parametrize("value", [10**400, -10**400, 2**70, float("nan"), float("inf")],
+                         ids=["1e400-int", "neg-1e400-int", "2**70", "nan", "inf"])
+def test_numbers_that_cannot_be_taken_name_the_parameter(value):
+    """A number no parameter can take -- an integer too large for a float or a C
+    integer, NaN, infinity -- is a ValueError (or TypeError: a float where an integer
+    is needed) naming the parameter, never an OverflowError from deep inside or a
+    silent wrong value."""
+    old = fl.get_num_threads()
+    try:
+        for call, name in _numeric_calls():
+            if isinstance(value, float) and name in ("ignore_index", "chunk_size", "sizes", "epochs",
+                                                     "batch_size", "n_features", "n"):
+                with pytest.raises(TypeError, match=name):
+                    call(value)
+                continue
+            if name == "ignore_index" and value == 2**70 or name == "test_size" and value == 2**70:
+                # an int64 parameter takes no 2**70; a test_size that large leaves no training rows
+                with pytest.raises(ValueError, match=name):
+                    call(value)
+                continue
+            if value == 2**70 and name in ("lr", "momentum", "weight_decay", "z_loss", "temperature"):
+                call(value)   # a representable (if silly) float: accepted
+                continue
+            with pytest.raises(ValueError, match=name):
+                call(value)
+    finally:
+        fl.set_num_threads(old)
+
+
+def test_seed_is_a_nonnegative_integer():
+    """Seeds are what numpy.random.default_rng takes: any integer >= 0 (10**400 too)."""
+    from fastlog.nn import MLP
+    assert MLP((3, 4, 2), seed=10**400).sizes == (3, 4, 2)
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        MLP((3, 4, 2), seed=-1)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        MLP((3, 4, 2), seed=1.5)
+
+
+def test_layer_sizes_beyond_memory_name_sizes():
+    """Layer sizes whose parameter count no machine can address: a ValueError naming
+    sizes before anything is allocated (not NumPy's 'Maximum allowed dimension')."""
+    from fastlog.nn import MLP
+    with pytest.raises(ValueError, match="sizes"):
+        MLP((2**40, 2**40, 10))
+    with pytest.raises(ValueError, match="sizes"):
+        MLP((784, 0, 10))
+    with pytest.raises(TypeError, match="sizes"):
+        MLP((784, 12.5, 10))

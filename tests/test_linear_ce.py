@@ -252,7 +252,7 @@ def test_bad_inputs(fn):
         _bad(fn, input=np.ones((6, 4), np.int64))
     with pytest.raises(TypeError, match="target has floating dtype"):
         _bad(fn, target=t.astype(np.float64))
-    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         _bad(fn, chunk_size=0)
     with pytest.raises(TypeError, match="chunk_size"):
         _bad(fn, chunk_size=2.5)

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import fastlog as fl
 from fastlog import _reference as ref
 
-from conftest import assert_close, assert_unchanged, layouts, mp_prob_ce_rows, snapshot, tol
+from conftest import assert_close, assert_unchanged, exact_sum, layouts, mp_prob_ce_rows, snapshot, tol
 
 REDUCTIONS = ("none", "mean", "sum")
 # (input shape): 1-D (C,) with a 0-d target, rows, K-dim, empty batch.  K-dim
@@ -485,15 +485,6 @@ def test_smoothing_with_minus_inf_logit_when_gradient_overwrites_rows():
     assert got_p[0][0, 0] == inf and np.isfinite(got_p[0][1, 0])
 
 
-def _exact_sum(terms):
-    from fractions import Fraction
-    s = sum(Fraction(float(v)) for v in terms)
-    try:
-        return float(s)   # correctly rounded
-    except OverflowError:
-        return math.inf if s > 0 else -math.inf
-
-
 @pytest.mark.parametrize("signs", [(1, 1, -1, -1, 1), (1, 1, 1, -1), (-1, -1, 1),
                                    (1, -1, 1, -1, 1, 1)], ids=str)
 def test_batch_sums_near_float64_limit_are_exact(signs):
@@ -506,7 +497,7 @@ def test_batch_sums_near_float64_limit_are_exact(signs):
     x = np.zeros((n, 2))
     x[np.arange(n), 0] = [-s * big for s in signs]
     t = np.zeros(n, np.int64)
-    want = _exact_sum([s * big for s in signs])
+    want = exact_sum([s * big for s in signs])
     for fn in (fl.nll_loss, lambda *a, **k: fl.nll_loss_and_grad(*a, **k)[0]):
         assert fn(x, t, reduction="sum") == want
         assert fn(np.ascontiguousarray(x[:, :, None]), t[:, None], reduction="sum") == want
@@ -520,7 +511,7 @@ def test_batch_sums_near_float64_limit_are_exact(signs):
     w = np.array([s * big for s in signs]) / unit
     got = fl.binary_cross_entropy_with_logits(xb, np.zeros(n), weight=w, reduction="sum")
     terms = fl.binary_cross_entropy_with_logits(xb, np.zeros(n), weight=w, reduction="none")
-    assert got == _exact_sum(terms)
+    assert got == exact_sum(terms)
 
 
 @pytest.mark.parametrize("dt", [np.float32, np.float64])
@@ -585,7 +576,7 @@ def test_kl_div_float32_terms_beyond_float32_are_summed_in_float64():
     t = np.array([1.0, 0.0, 0.0, 0.0], np.float32)             # log targets
     x64, t64 = x.astype(np.float64), t.astype(np.float64)
     terms = np.exp(t64) * (t64 - x64)
-    want = _exact_sum(terms)
+    want = exact_sum(terms)
     assert np.isfinite(want) and abs(want) < big
     assert fl.kl_div(x, t, reduction="sum", log_target=True) == np.float32(want)
     assert fl.kl_div(x, t, reduction="mean", log_target=True) == np.float32(want / 4)

@@ -208,3 +208,15 @@ def test_building_blocks_follow_the_out_overlap_rule():
     out = np.empty((6, 3))
     assert linear_forward(xw, w, out=out) is out
     np.testing.assert_allclose(out, xw @ w.T, rtol=1e-12)
+
+
+def test_reset_parameters_checks_init_as_the_constructor_does():
+    """reset_parameters(init='foo') used to fall through to Xavier silently."""
+    from fastlog.nn import MLP
+    model = MLP((4, 3, 2), seed=0)
+    before = [p.copy() for p in model.parameters()]
+    with pytest.raises(ValueError, match="init must be 'he' or 'xavier'"):
+        model.reset_parameters(init="foo")
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="init must be"):
+        MLP((4, 3, 2), init="foo")

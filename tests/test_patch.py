@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-import fastlog._losses as L  # noqa: E402
+from fastlog._dispatch import core  # noqa: E402
 import fastlog.torch as FL  # noqa: E402
 
 NAMES = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div", "log_softmax",
@@ -35,33 +35,16 @@ def _state():
 
 
 def _counter(monkeypatch, name):
+    """Count the calls of one of fastlog's compiled kernels (the proof that fastlog, not
+    PyTorch, computed a loss)."""
     calls = []
-    real = getattr(L, name)
+    real = getattr(core, name)
 
     def spy(*a, **k):
         calls.append(1)
         return real(*a, **k)
-    monkeypatch.setattr(L, name, spy)
+    monkeypatch.setattr(core, name, spy)
     return calls
-
-
-def _ce_kernel_dtypes(monkeypatch):
-    """The dtypes of the logits fastlog.torch's cross-entropy kernels receive: the NumPy
-    face's fused call, or the torch face's training-loop path (float32/float64)."""
-    from fastlog.torch import _kernels as K
-    seen = []
-    real_np, real_hot = L.cross_entropy_and_grad, K.cross_entropy_with_grad_hot
-
-    def spy_np(x, *a, **k):
-        seen.append(x.dtype)
-        return real_np(x, *a, **k)
-
-    def spy_hot(x, *a, **k):
-        seen.append(x.dtype)
-        return real_hot(x, *a, **k)
-    monkeypatch.setattr(L, "cross_entropy_and_grad", spy_np)
-    monkeypatch.setattr(K, "cross_entropy_with_grad_hot", spy_hot)
-    return seen
 
 
 def test_patch_unpatch_restore_identity():
@@ -103,8 +86,8 @@ def test_modules_built_before_the_patch_use_fastlog(monkeypatch):
     t = torch.randint(0, 11, (6,))
     y = torch.rand(6, 11)
     want = crit(x, t), bce(x, y)
-    calls = _counter(monkeypatch, "cross_entropy_and_grad")
-    bcalls = _counter(monkeypatch, "binary_cross_entropy_with_logits_and_grad")
+    calls = _counter(monkeypatch, "ce_index")
+    bcalls = _counter(monkeypatch, "bce_with_logits")
     with FL.patched():
         got = crit(x, t), bce(x, y)
         assert len(calls) == 1 and len(bcalls) == 1
@@ -183,7 +166,7 @@ def _train(steps, dtype=None, autocast=False):
 def test_transformers_gpt2_trains_the_same_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(4)
-    calls = _ce_kernel_dtypes(monkeypatch)
+    calls = _counter(monkeypatch, "ce_index")
     with FL.patched():
         got = _train(4)
     assert len(calls) == 4, "the model's loss did not go through fastlog"
@@ -195,7 +178,13 @@ def test_transformers_gpt2_trains_the_same_patched(monkeypatch):
 def test_transformers_gpt2_bf16_autocast_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(3, autocast=True)
-    seen = _ce_kernel_dtypes(monkeypatch)
+    seen = []
+    real = core.ce_index
+
+    def spy(x, *a, **k):
+        seen.append(x.dtype)
+        return real(x, *a, **k)
+    monkeypatch.setattr(core, "ce_index", spy)
     with FL.patched():
         got = _train(3, autocast=True)
     # (transformers' ForCausalLMLoss upcasts the logits with .float() itself before calling
@@ -207,7 +196,7 @@ def test_transformers_gpt2_bf16_autocast_patched(monkeypatch):
 def test_transformers_gpt2_bf16_weights_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(3, dtype=torch.bfloat16)
-    calls = _ce_kernel_dtypes(monkeypatch)
+    calls = _counter(monkeypatch, "ce_index")
     with FL.patched():
         got = _train(3, dtype=torch.bfloat16)
     assert len(calls) == 3

@@ -11,8 +11,8 @@ import pytest
 
 from fastlog.data import mnist_train_test
 from fastlog.nn import MLP, LogisticRegression
-from fastlog.nn.io import (_float_strings, checkpoint_files, load_logreg, load_mlp, save_logreg,
-                           weight_evolution)
+from fastlog.nn import load_logreg, load_mlp
+from fastlog.nn.io import _float_strings, checkpoint_files, save_logreg, weight_evolution
 
 
 def _softmax(z):

@@ -28,18 +28,21 @@ def _is_png(path):
 
 
 # --------------------------------------------------------------- lr_find --
-def test_lr_find_suggestion_trains_to_90_percent_in_three_epochs(digits):
-    """Issue 15: three epochs at the suggested rate reach >= 90% on the held-out real digits
-    (mean over three seeds: one run's accuracy after 3 epochs on 4,000 digits varies by about +-1.5%)."""
+def test_lr_find_suggestion_trains_to_90_percent_in_three_epochs_for_every_seed(digits):
+    """Three epochs at the suggested rate reach >= 90% on the held-out real digits for each of the
+    seeds 0-5 (not on average).  The rule was chosen on seeds 6-105 (scripts/lr_find_rule.py): there
+    it missed on 2 of 100 (0.890, 0.898), fastai's steep rule on 14.  About 1 s for the six seeds."""
+    from fastlog.nn.lr_find import STEP_BACK
     Xtr, Xte, ytr, yte = digits
     accs = []
-    for seed in range(3):
+    for seed in range(6):
         model = MLP(seed=seed)
         res = fastlog.lr_find(model, Xtr, ytr, seed=seed)
         assert 1e-4 < res.suggestion < res.lrs[-1]
+        assert res.suggestion == STEP_BACK * res.steepest
         model.fit(Xtr, ytr, epochs=3, lr=res.suggestion, progress=False, seed=seed)
         accs.append(model.evaluate(Xte, yte)[1])
-    assert np.mean(accs) >= 0.90 and min(accs) >= 0.87, accs
+    assert min(accs) >= 0.90, accs
 
 
 def test_lr_find_restores_weights_and_momentum_exactly(digits):
@@ -68,9 +71,28 @@ def test_lr_find_schedule_smoothing_and_suggestion_follow_fastai(digits):
         want.append(avg / (1 - 0.9 ** k))
     np.testing.assert_allclose(res.losses, want, rtol=1e-12)
     lrs, losses = res.lrs[4:-5], res.losses[4:-5]   # fastai: skip steps // 10 at the start, 5 at the end
+    m = int(np.argmin(losses)) + 1                  # then only the descent: up to the lowest loss
+    lrs, losses = (lrs[:m], losses[:m]) if m >= 2 else (lrs, losses)
     slope = np.diff(losses) / np.diff(np.log(lrs))
-    assert res.suggestion == lrs[np.argmin(slope)]
+    assert res.steepest == lrs[np.argmin(slope)]
+    assert res.suggestion == 0.75 * res.steepest
+    assert res.lrs[0] < res.suggestion < res.lrs[-1]
+    assert res.suggestion_loss == pytest.approx(np.interp(np.log(res.suggestion), np.log(res.lrs), res.losses))
     assert "suggested lr" in str(res)
+
+
+def test_lr_find_suggestion_ignores_a_drop_past_the_minimum():
+    """A smoothed loss that falls again in the diverging tail (a bounce) is not the descent."""
+    from fastlog.nn.lr_find import _suggest
+    lrs = np.geomspace(1e-4, 10, 60)
+    x = np.log10(lrs)
+    # learning until lr 0.1 (minimum), diverging after; a steep drop at lr ~3 in the tail
+    loss = 2.3 - 0.4 * np.tanh(2 * (x + 1.6)) + np.where(x > -1, 2 * (x + 1), 0) - np.where(x > 0.4, 3.0 * (x - 0.4), 0)
+    sug, _, steep = _suggest(lrs, loss, 60)
+    assert 1e-3 < steep < 0.1 and sug == 0.75 * steep
+    lo, hi = 6, len(lrs) - 5                      # fastai's window would pick the tail
+    g = np.diff(loss[lo:hi]) / np.diff(np.log(lrs[lo:hi]))
+    assert lrs[lo:hi][np.argmin(g)] > 1
 
 
 def test_lr_find_stops_when_the_loss_diverges(digits):

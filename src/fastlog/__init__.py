@@ -11,7 +11,7 @@ NumPy API:
 PyTorch users: ``import fastlog.torch`` (torch is optional; importing fastlog
 never imports it).
 """
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 from ._config import config, get_num_threads, num_threads, set_num_threads, show_config
 from ._losses import (binary_cross_entropy_with_logits, binary_cross_entropy_with_logits_and_grad,

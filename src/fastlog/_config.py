@@ -3,6 +3,7 @@ import platform
 import sys
 
 from . import _dispatch
+from ._version import __version__
 from ._dispatch import core
 from ._threads import get_num_threads, num_threads, set_num_threads  # noqa: F401
 
@@ -42,7 +43,6 @@ def config():
     >>> c["version"] == fastlog.__version__, c["isa"] in c["isa_supported"]
     (True, True)
     """
-    from . import __version__
     import numpy as np
 
     return {

@@ -90,7 +90,7 @@ LEVELS = ("baseline", "avx2", "avx512")
 OPENMP = bool(FL_OPENMP)
 ENUMS = {
     "Op": {"LOG_SOFTMAX": OP_LOG_SOFTMAX, "SOFTMAX": OP_SOFTMAX, "LOGSUMEXP": OP_LOGSUMEXP},
-    "Reduction": {"NONE": RED_NONE, "MEAN": RED_MEAN, "SUM": RED_SUM},
+    "Reduction": {"NONE": RED_NONE, "MEAN": RED_MEAN, "SUM": RED_SUM, "BATCHMEAN": RED_BATCHMEAN},
     "MLPMode": {"GRAD": MLP_GRAD, "SGD": MLP_SGD},
     "MLPOutput": {"LOGITS": MLP_LOGITS, "LOG_PROBA": MLP_LOG_PROBA, "PROBA": MLP_PROBA,
                   "LABELS": MLP_LABELS},
@@ -325,18 +325,40 @@ cdef int _reduction(int r) except -1:
     return r
 
 
+cdef inline double _grad_scale(int reduction, double wsum, double eps) noexcept nogil:
+    """The gradient's scale: 1 / (sum of the counted targets' weights) for
+    'mean', 1 otherwise.  A zero sum gives IEEE's 1/0 = inf (so inf or NaN
+    where a row's gradient is nonzero or zero, as PyTorch's division), except
+    with label smoothing, where PyTorch's 'mean' of the smoothing term is 0/0
+    as well and its gradient is NaN through every counted row: NaN then."""
+    if reduction != RED_MEAN:
+        return 1.0
+    if wsum == 0.0 and eps != 0.0:
+        return NAN
+    return 1.0 / wsum
+
+
+def grad_scale(int reduction, double wsum, double eps=0.0):
+    """The gradient scale the kernels use for a reduction (Reduction) whose counted
+    targets' weights sum to `wsum` (see _grad_scale); for the faces that scale
+    gradients themselves (vocab-parallel, half-precision linear + CE)."""
+    _reduction(reduction)
+    return _grad_scale(reduction, wsum, eps)
+
+
 # ------------------------------------------------------ unary row kernels --
-cdef void _unary_block(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *out) noexcept nogil:
+cdef void _unary_block(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *out,
+                       int nanrow) noexcept nogil:
     if real is float:
         if op == OP_LOG_SOFTMAX:
-            K.f32.log_softmax_rows(x, n, C, out)
+            K.f32.log_softmax_rows(x, n, C, out, nanrow)
         elif op == OP_SOFTMAX:
             K.f32.softmax_rows(x, n, C, out)
         else:
             K.f32.lse_rows(x, n, C, out)
     else:
         if op == OP_LOG_SOFTMAX:
-            K.f64.log_softmax_rows(x, n, C, out)
+            K.f64.log_softmax_rows(x, n, C, out, nanrow)
         elif op == OP_SOFTMAX:
             K.f64.softmax_rows(x, n, C, out)
         else:
@@ -344,25 +366,28 @@ cdef void _unary_block(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *
 
 
 cdef void _unary_run(int op, const real *x, Py_ssize_t n, Py_ssize_t C, real *out,
-                     int nthr) noexcept nogil:
+                     int nthr, int nanrow) noexcept nogil:
     cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, ostride
     cdef int nt = _threads_for(nthr, n, C)
     ostride = 1 if op == OP_LOGSUMEXP else C
     if nt == 1:
-        _unary_block(op, x, n, C, out)
+        _unary_block(op, x, n, C, out, nanrow)
         return
     for k in prange(nch, num_threads=nt, schedule='dynamic'):
         r0 = k * cr
-        _unary_block(op, x + r0 * C, (cr if r0 + cr <= n else n - r0), C, out + r0 * ostride)
+        _unary_block(op, x + r0 * C, (cr if r0 + cr <= n else n - r0), C, out + r0 * ostride, nanrow)
 
 
-def unary_rows(int op, cnp.ndarray x not None, cnp.ndarray out not None, Py_ssize_t C=-1):
+def unary_rows(int op, cnp.ndarray x not None, cnp.ndarray out not None, Py_ssize_t C=-1,
+               bint nanrow=False):
     """op (Op) log_softmax / softmax / logsumexp over the rows of `x` into `out`.
 
     x is C-contiguous; rows have length C (default: the last dimension of a
-    2-D x), so an N-d array reduced over trailing axes needs no reshape."""
+    2-D x), so an N-d array reduced over trailing axes needs no reshape.
+    nanrow (log_softmax): a row whose max is not finite is NaN everywhere
+    (PyTorch's result) instead of SciPy's -inf / NaN pattern."""
     if _is_half(x):   # float16 / bfloat16: _half.pxi
-        return half_unary_rows(op, x, out, C)
+        return half_unary_rows(op, x, out, C, nanrow)
     cdef Py_ssize_t n, size = cnp.PyArray_SIZE(x)
     cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
     if op < OP_LOG_SOFTMAX or op > OP_LOGSUMEXP:
@@ -383,11 +408,32 @@ def unary_rows(int op, cnp.ndarray x not None, cnp.ndarray out not None, Py_ssiz
     if tn == cnp.NPY_FLOAT32:
         with nogil:
             _unary_run[float](op, <const float *>cnp.PyArray_DATA(x), n, C, <float *>cnp.PyArray_DATA(out),
-                              nthr)
+                              nthr, nanrow)
     else:
         with nogil:
             _unary_run[double](op, <const double *>cnp.PyArray_DATA(x), n, C,
-                               <double *>cnp.PyArray_DATA(out), nthr)
+                               <double *>cnp.PyArray_DATA(out), nthr, nanrow)
+
+
+def lse_rows_d(cnp.ndarray x not None, cnp.ndarray out not None):
+    """The logsumexp of each row of 2-D float32/float64 `x` into float64 `out`
+    (n,), not rounded to x's dtype (see fl_rows_impl.h's lse_rows_d)."""
+    cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
+    cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1)
+    cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, m
+    cdef int nt = _threads_for(nthr, n, C)
+    cdef double *op
+    cdef const void *xp = cnp.PyArray_DATA(x)
+    _like(out, cnp.NPY_FLOAT64, n, "out", True, False)
+    op = <double *>cnp.PyArray_DATA(out)
+    with nogil:
+        for k in prange(nch, num_threads=nt, schedule='dynamic'):
+            r0 = k * cr
+            m = cr if r0 + cr <= n else n - r0
+            if tn == cnp.NPY_FLOAT32:
+                K.f32.lse_rows_d(<const float *>xp + r0 * C, m, C, op + r0)
+            else:
+                K.f64.lse_rows_d(<const double *>xp + r0 * C, m, C, op + r0)
 
 
 # ------------------------------------------------------- backward kernels --
@@ -489,29 +535,29 @@ cdef int _targets_arg(cnp.ndarray target, Py_ssize_t n, str name="target") excep
 # --------------------------------------------- cross-entropy, index targets --
 cdef void _ce_index_run(const real *x, Py_ssize_t n, Py_ssize_t C, const int64_t *t, const real *w,
                         double W, int64_t ignore_index, double eps, double gscale, double *loss,
-                        real *grad, int nthr) noexcept nogil:
+                        real *grad, int nthr, int ign_nan) noexcept nogil:
     cdef Py_ssize_t cr = _chunk_rows(C), nch = (n + cr - 1) // cr, k, r0, m
     cdef int nt = _threads_for(nthr, n, C)
     if nt == 1:
         if real is float:
-            K.f32.ce_index_rows(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad)
+            K.f32.ce_index_rows(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad, ign_nan)
         else:
-            K.f64.ce_index_rows(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad)
+            K.f64.ce_index_rows(x, n, C, t, w, W, ignore_index, eps, gscale, loss, grad, ign_nan)
         return
     for k in prange(nch, num_threads=nt, schedule='dynamic'):
         r0 = k * cr
         m = cr if r0 + cr <= n else n - r0
         if real is float:
             K.f32.ce_index_rows(x + r0 * C, m, C, t + r0, w, W, ignore_index, eps, gscale,
-                                loss + r0, (grad + r0 * C) if grad != NULL else NULL)
+                                loss + r0, (grad + r0 * C) if grad != NULL else NULL, ign_nan)
         else:
             K.f64.ce_index_rows(x + r0 * C, m, C, t + r0, w, W, ignore_index, eps, gscale,
-                                loss + r0, (grad + r0 * C) if grad != NULL else NULL)
+                                loss + r0, (grad + r0 * C) if grad != NULL else NULL, ign_nan)
 
 
 cdef object _index_call(bint is_ce, cnp.ndarray x, cnp.ndarray target, object weight,
                         long long ignore_index, double eps, int reduction, object grad,
-                        cnp.ndarray loss):
+                        cnp.ndarray loss, int ign_nan):
     cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
     cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1), bad
     cdef double wsum = 0.0, W = <double>C, gscale, total = 0.0
@@ -533,12 +579,12 @@ cdef object _index_call(bint is_ce, cnp.ndarray x, cnp.ndarray target, object we
         with nogil:
             bad = _check_targets[float](t, n, C, ignore_index, <const float *>wp, &wsum)
             if bad < 0:
-                gscale = (1.0 / wsum) if reduction == RED_MEAN else 1.0
+                gscale = _grad_scale(reduction, wsum, eps)
                 if is_ce:
                     if wp != NULL:
                         W = _sum_w[float](<const float *>wp, C)
                     _ce_index_run[float](<const float *>xp, n, C, t, <const float *>wp, W, ignore_index,
-                                         eps, gscale, lp, <float *>gp, nthr)
+                                         eps, gscale, lp, <float *>gp, nthr, ign_nan)
                 else:
                     K.f32.nll_rows(<const float *>xp, n, C, t, <const float *>wp, ignore_index, gscale,
                                    lp, <float *>gp)
@@ -547,12 +593,12 @@ cdef object _index_call(bint is_ce, cnp.ndarray x, cnp.ndarray target, object we
         with nogil:
             bad = _check_targets[double](t, n, C, ignore_index, <const double *>wp, &wsum)
             if bad < 0:
-                gscale = (1.0 / wsum) if reduction == RED_MEAN else 1.0
+                gscale = _grad_scale(reduction, wsum, eps)
                 if is_ce:
                     if wp != NULL:
                         W = _sum_w[double](<const double *>wp, C)
                     _ce_index_run[double](<const double *>xp, n, C, t, <const double *>wp, W,
-                                          ignore_index, eps, gscale, lp, <double *>gp, nthr)
+                                          ignore_index, eps, gscale, lp, <double *>gp, nthr, ign_nan)
                 else:
                     K.f64.nll_rows(<const double *>xp, n, C, t, <const double *>wp, ignore_index, gscale,
                                    lp, <double *>gp)
@@ -563,17 +609,20 @@ cdef object _index_call(bint is_ce, cnp.ndarray x, cnp.ndarray target, object we
 
 
 def ce_index(cnp.ndarray x not None, cnp.ndarray target not None, object weight, long long ignore_index,
-             double eps, int reduction, object grad, cnp.ndarray loss not None):
+             double eps, int reduction, object grad, cnp.ndarray loss not None, bint ign_nan=False):
     """Cross-entropy with int64 class targets over the rows of 2-D `x`.
 
     reduction (Reduction): 0 none, 1 mean, 2 sum (sets the gradient's scale).
     loss: float64 (n,) OUT, per-row losses.  grad: None or OUT array like x
-    (may be x itself).  Returns (bad_row, weight_sum, loss_sum); bad_row >= 0
-    means target[bad_row] is out of range and nothing else was computed.
+    (may be x itself).  ign_nan: the gradient of an ignored row is NaN where
+    the row has no log-softmax (PyTorch's value) instead of 0.  Returns
+    (bad_row, weight_sum, loss_sum); bad_row >= 0 means target[bad_row] is out
+    of range and nothing else was computed.
     """
     if _is_half(x):
-        return half_ce_index(x, target, weight, ignore_index, eps, reduction, grad, loss)
-    return _index_call(True, x, target, weight, ignore_index, eps, reduction, grad, loss)
+        return half_ce_index(x, target, weight, ignore_index, eps, reduction, grad, loss,
+                             ign_nan=ign_nan)
+    return _index_call(True, x, target, weight, ignore_index, eps, reduction, grad, loss, ign_nan)
 
 
 # ---------------------------------------- cross-entropy, probability targets --
@@ -632,13 +681,68 @@ def ce_prob(cnp.ndarray x not None, cnp.ndarray target not None, object weight, 
     return total
 
 
+# ------------------------------------- CE gradient given the log-sum-exp --
+cdef void _grad_lse_run(const real *x, Py_ssize_t n, Py_ssize_t m, const double *lse, const double *k,
+                        const double *s, const int64_t *ycol, const real *w, double W, real *out,
+                        int nthr) noexcept nogil:
+    cdef Py_ssize_t cr = _chunk_rows(m), nch = (n + cr - 1) // cr, c, r0, mm
+    cdef int nt = _threads_for(nthr, n, m)
+    if nt == 1:
+        if real is float:
+            K.f32.ce_grad_lse_rows(x, n, m, lse, k, s, ycol, w, W, out)
+        else:
+            K.f64.ce_grad_lse_rows(x, n, m, lse, k, s, ycol, w, W, out)
+        return
+    for c in prange(nch, num_threads=nt, schedule='dynamic'):
+        r0 = c * cr
+        mm = cr if r0 + cr <= n else n - r0
+        if real is float:
+            K.f32.ce_grad_lse_rows(x + r0 * m, mm, m, lse + r0, k + r0, s + r0, ycol + r0, w, W,
+                                   out + r0 * m)
+        else:
+            K.f64.ce_grad_lse_rows(x + r0 * m, mm, m, lse + r0, k + r0, s + r0, ycol + r0, w, W,
+                                   out + r0 * m)
+
+
+def ce_grad_lse(cnp.ndarray x not None, cnp.ndarray lse not None, cnp.ndarray k not None,
+                cnp.ndarray s not None, cnp.ndarray ycol not None, object weight, double W,
+                cnp.ndarray out not None):
+    """The cross-entropy gradient of the rows of 2-D `x` (a block of m columns of
+    the classes) given each row's log-sum-exp over all classes:
+    out[i, j] = (k_i + s_i W) exp(x[i, j] - lse_i) - s_i w_j - [j == ycol_i] k_i.
+    lse, k, s: float64 (n,); ycol: int64 (n,), the target's column in the
+    block or -1; weight: None or the block's (m,) class weights of x's dtype;
+    W: the weights' sum over all classes.  out: like x (may be x itself)."""
+    cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
+    cdef Py_ssize_t n = _dim2(x, 0, "x"), m = cnp.PyArray_DIM(x, 1)
+    _like(lse, cnp.NPY_FLOAT64, n, "lse", False, False)
+    _like(k, cnp.NPY_FLOAT64, n, "k", False, False)
+    _like(s, cnp.NPY_FLOAT64, n, "s", False, False)
+    _targets_arg(ycol, n, "ycol")
+    _like(weight, tn, m, "weight")
+    _like(out, tn, n * m, "out", True, False)
+    cdef const double *lp = <const double *>cnp.PyArray_DATA(lse)
+    cdef const double *kp = <const double *>cnp.PyArray_DATA(k)
+    cdef const double *sp = <const double *>cnp.PyArray_DATA(s)
+    cdef const int64_t *yp = <const int64_t *>cnp.PyArray_DATA(ycol)
+    cdef void *wp = _ptr(weight)
+    if tn == cnp.NPY_FLOAT32:
+        with nogil:
+            _grad_lse_run[float](<const float *>cnp.PyArray_DATA(x), n, m, lp, kp, sp, yp,
+                                 <const float *>wp, W, <float *>cnp.PyArray_DATA(out), nthr)
+    else:
+        with nogil:
+            _grad_lse_run[double](<const double *>cnp.PyArray_DATA(x), n, m, lp, kp, sp, yp,
+                                  <const double *>wp, W, <double *>cnp.PyArray_DATA(out), nthr)
+
+
 # -------------------------------------------------------------------- NLL --
 def nll(cnp.ndarray x not None, cnp.ndarray target not None, object weight, long long ignore_index,
         int reduction, object grad, cnp.ndarray loss not None):
     """NLL over the rows of 2-D log-probabilities `x`; same contract as ce_index."""
     if _is_half(x):
         return half_nll(x, target, weight, ignore_index, reduction, grad, loss)
-    return _index_call(False, x, target, weight, ignore_index, 0.0, reduction, grad, loss)
+    return _index_call(False, x, target, weight, ignore_index, 0.0, reduction, grad, loss, 0)
 
 
 # ---------------------------------------------------- BCE with logits -------

@@ -1,6 +1,9 @@
 from typing import Any, List, Tuple
 
-from . import _core as core
+from . import _core
+
+#: The compiled module, with the selected level's kernel table.
+core = _core
 
 LEVELS: Tuple[str, ...]
 def supported_levels() -> List[str]: ...

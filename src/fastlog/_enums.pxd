@@ -11,6 +11,7 @@ cdef enum Reduction:
     RED_NONE = 0
     RED_MEAN = 1
     RED_SUM = 2
+    RED_BATCHMEAN = 3   # kl_div's, reduced in Python (fastlog/_losses/_reduce.py)
 
 cdef enum MLPMode:
     MLP_GRAD = 0        # gradients into the workspace's gradient buffer

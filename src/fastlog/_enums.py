@@ -17,10 +17,14 @@ class Op(IntEnum):
 
 
 class Reduction(IntEnum):
-    """Loss reduction: the gradient's scale (mean divides by the weight sum)."""
+    """Loss reduction: the gradient's scale (mean divides by the weight sum).
+
+    BATCHMEAN (kl_div only) divides the sum by the batch size; the compiled
+    kernels see only NONE, MEAN and SUM."""
     NONE = 0
     MEAN = 1
     SUM = 2
+    BATCHMEAN = 3
 
 
 class MLPMode(IntEnum):

@@ -102,7 +102,7 @@ cdef fl_half_args _half_args(int op, cnp.ndarray x, Py_ssize_t C):
     return a
 
 
-def half_unary_rows(int op, cnp.ndarray x, cnp.ndarray out, Py_ssize_t C=-1):
+def half_unary_rows(int op, cnp.ndarray x, cnp.ndarray out, Py_ssize_t C=-1, bint nanrow=False):
     """unary_rows for 2-byte x (out of x's dtype)."""
     cdef Py_ssize_t n, size = cnp.PyArray_SIZE(x)
     cdef int tn = _half_x(x, "x")
@@ -118,6 +118,7 @@ def half_unary_rows(int op, cnp.ndarray x, cnp.ndarray out, Py_ssize_t C=-1):
     _like(out, tn, n if op == OP_LOGSUMEXP else size, "out", True, False)
     cdef fl_half_args a = _half_args(op, x, C)
     a.out = _u16w(out)
+    a.flag = nanrow and op == OP_LOG_SOFTMAX
     _half_run(&a, n, NULL)
 
 
@@ -135,12 +136,13 @@ def half_backward_rows(int op, cnp.ndarray grad_output, cnp.ndarray output, cnp.
 
 
 def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index,
-                  double eps, int reduction, object grad, cnp.ndarray loss, double gscale=-1.0,
-                  bint stream=True):
+                  double eps, int reduction, object grad, cnp.ndarray loss, object gscale=None,
+                  bint stream=True, bint ign_nan=False):
     """ce_index for 2-byte x; weight None or float32 (C,); grad None or like x.
-    gscale >= 0 replaces the gradient scale the reduction implies (a block of a
-    larger batch: fused linear + cross-entropy, torch/linear_ce_half.py);
-    stream=False keeps a large gradient in the caches (it is read next)."""
+    gscale (a float) replaces the gradient scale the reduction implies (a block
+    of a larger batch: fused linear + cross-entropy, torch/linear_ce_half.py);
+    stream=False keeps a large gradient in the caches (it is read next);
+    ign_nan as for ce_index."""
     cdef int tn = _half_x(x, "x")
     cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1), bad, j
     cdef double wsum = 0.0, W = <double>C
@@ -165,7 +167,8 @@ def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ig
     a.W = W
     a.ignore_index = ignore_index
     a.eps = eps
-    a.gscale = gscale if gscale >= 0 else ((1.0 / wsum) if reduction == 1 else 1.0)
+    a.gscale = _grad_scale(reduction, wsum, eps) if gscale is None else <double>gscale
+    a.flag = ign_nan
     a.loss = <double *>cnp.PyArray_DATA(loss)
     a.out = _u16w(grad)
     _half_run(&a, n, NULL, -1 if stream else 0)
@@ -215,7 +218,7 @@ def half_nll(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_
     with nogil:
         bad = _check_targets[float](t, n, C, ignore_index, wp, &wsum)
         if bad < 0:
-            gscale = (1.0 / wsum) if reduction == 1 else 1.0
+            gscale = _grad_scale(reduction, wsum, 0.0)
             for i in range(n):
                 y = t[i]
                 if y == ignore_index:

@@ -7,12 +7,14 @@ from libc.stdint cimport int64_t, uint16_t
 cdef extern from "fl_kernels.h" nogil:
     ctypedef struct fl_kt_f32:
         void (*lse_rows)(const float *x, Py_ssize_t nrows, Py_ssize_t C, float *out) noexcept nogil
-        void (*log_softmax_rows)(const float *x, Py_ssize_t nrows, Py_ssize_t C, float *out) noexcept nogil
+        void (*lse_rows_d)(const float *x, Py_ssize_t nrows, Py_ssize_t C, double *out) noexcept nogil
+        void (*log_softmax_rows)(const float *x, Py_ssize_t nrows, Py_ssize_t C, float *out, int nanrow) noexcept nogil
         void (*softmax_rows)(const float *x, Py_ssize_t nrows, Py_ssize_t C, float *out) noexcept nogil
         void (*log_softmax_backward_rows)(const float *go, const float *out, Py_ssize_t nrows, Py_ssize_t C, float *gi) noexcept nogil
         void (*softmax_backward_rows)(const float *go, const float *out, Py_ssize_t nrows, Py_ssize_t C, float *gi) noexcept nogil
-        void (*ce_index_rows)(const float *x, Py_ssize_t nrows, Py_ssize_t C, const int64_t *target, const float *w, double W, int64_t ignore_index, double eps, double gscale, double *loss, float *grad) noexcept nogil
+        void (*ce_index_rows)(const float *x, Py_ssize_t nrows, Py_ssize_t C, const int64_t *target, const float *w, double W, int64_t ignore_index, double eps, double gscale, double *loss, float *grad, int ign_nan) noexcept nogil
         void (*ce_prob_rows)(const float *x, Py_ssize_t nrows, Py_ssize_t C, const float *t, const float *w, double eps, double gscale, double *loss, float *grad) noexcept nogil
+        void (*ce_grad_lse_rows)(const float *x, Py_ssize_t nrows, Py_ssize_t m, const double *lse, const double *k, const double *s, const int64_t *ycol, const float *w, double W, float *out) noexcept nogil
         double (*bce_n)(const float *x, const float *y, const float *w, const float *pw, Py_ssize_t n, double gscale, float *loss, float *grad) noexcept nogil
         void (*exp_n)(const float *x, Py_ssize_t n, float *out) noexcept nogil
         void (*exp_nonpos_n)(const float *x, Py_ssize_t n, float *out) noexcept nogil
@@ -32,12 +34,14 @@ cdef extern from "fl_kernels.h" nogil:
         void (*bias_update)(float *b, float *gb, float *vb, const double *acc, Py_ssize_t n, int mode, double lr, double mu, double damp, double wd, int first) noexcept nogil
     ctypedef struct fl_kt_f64:
         void (*lse_rows)(const double *x, Py_ssize_t nrows, Py_ssize_t C, double *out) noexcept nogil
-        void (*log_softmax_rows)(const double *x, Py_ssize_t nrows, Py_ssize_t C, double *out) noexcept nogil
+        void (*lse_rows_d)(const double *x, Py_ssize_t nrows, Py_ssize_t C, double *out) noexcept nogil
+        void (*log_softmax_rows)(const double *x, Py_ssize_t nrows, Py_ssize_t C, double *out, int nanrow) noexcept nogil
         void (*softmax_rows)(const double *x, Py_ssize_t nrows, Py_ssize_t C, double *out) noexcept nogil
         void (*log_softmax_backward_rows)(const double *go, const double *out, Py_ssize_t nrows, Py_ssize_t C, double *gi) noexcept nogil
         void (*softmax_backward_rows)(const double *go, const double *out, Py_ssize_t nrows, Py_ssize_t C, double *gi) noexcept nogil
-        void (*ce_index_rows)(const double *x, Py_ssize_t nrows, Py_ssize_t C, const int64_t *target, const double *w, double W, int64_t ignore_index, double eps, double gscale, double *loss, double *grad) noexcept nogil
+        void (*ce_index_rows)(const double *x, Py_ssize_t nrows, Py_ssize_t C, const int64_t *target, const double *w, double W, int64_t ignore_index, double eps, double gscale, double *loss, double *grad, int ign_nan) noexcept nogil
         void (*ce_prob_rows)(const double *x, Py_ssize_t nrows, Py_ssize_t C, const double *t, const double *w, double eps, double gscale, double *loss, double *grad) noexcept nogil
+        void (*ce_grad_lse_rows)(const double *x, Py_ssize_t nrows, Py_ssize_t m, const double *lse, const double *k, const double *s, const int64_t *ycol, const double *w, double W, double *out) noexcept nogil
         double (*bce_n)(const double *x, const double *y, const double *w, const double *pw, Py_ssize_t n, double gscale, double *loss, double *grad) noexcept nogil
         void (*exp_n)(const double *x, Py_ssize_t n, double *out) noexcept nogil
         void (*exp_nonpos_n)(const double *x, Py_ssize_t n, double *out) noexcept nogil
@@ -72,6 +76,7 @@ cdef extern from "fl_kernels.h" nogil:
         const float *pw
         double W, eps, gscale
         int64_t ignore_index
+        int flag
         double *loss
         int stream
         Py_ssize_t nrows

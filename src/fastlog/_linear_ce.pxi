@@ -10,21 +10,23 @@
 #      gb_acc      += column sums of work (float64)
 # so the extra memory is the nb x V workspace whatever N is.
 #
-# Determinism: step 2 is per row (threads over rows with a static schedule,
-# each row's result independent of the split); gW and gb are accumulated
+# Determinism: step 2 is per row (rows handed to threads dynamically, each
+# row's result independent of which thread ran it); gW and gb are accumulated
 # block after block in row order, never across threads of ours.  The GEMMs
 # are cut into blocks that depend only on the shapes (_lce_gemm), each block
 # one single-threaded BLAS call on one of fastlog's threads; fastlog.linear
 # holds SciPy's BLAS pool at 1 thread during the call (threadpoolctl, then
-# restores it), so no library's thread count changes a result (issue 12).
+# restores it), so no library's thread count changes a result (a BLAS that
+# splits a dot product over its own threads sums in another order).
 
 cdef void _lce_block(real *work, Py_ssize_t m, Py_ssize_t V, const int64_t *t, const real *w, double W,
                      int64_t ignore_index, double eps, double gscale, const double *row_scale,
                      double zscale, bint want_grad, bint want_lse, double *loss, real *lse,
                      real *scratch, int nthr) noexcept nogil:
     """One row at a time (lce_row of the kernel table) over the m rows of a
-    block, threads over rows (static).  nthr was fixed at the call's entry
-    and scratch holds nthr * V values when it is used: thread k uses row k."""
+    block, threads over rows (a dynamic schedule: a preempted thread does not
+    hold the others up).  nthr was fixed at the call's entry and scratch holds
+    nthr * V values when it is used: thread k uses row k of it."""
     cdef Py_ssize_t i
     cdef int nt = _threads_for(nthr, m, V)
     cdef int tid
@@ -224,7 +226,7 @@ def linear_ce(cnp.ndarray X not None, cnp.ndarray Wm not None, object bias, cnp.
             if bad < 0:
                 if wp != NULL:
                     Wtot = _sum_w[float](<const float *>wp, V)
-                gscale = (1.0 / wsum) if (reduction == RED_MEAN and rs == NULL) else 1.0
+                gscale = _grad_scale(reduction if rs == NULL else RED_SUM, wsum, eps)
                 _lce_run[float](<const float *>cnp.PyArray_DATA(X), <const float *>cnp.PyArray_DATA(Wm),
                                 <const float *>bp, N, H, V, t, <const float *>wp, Wtot, ignore_index, eps,
                                 gscale, rs, zscale, nb, <float *>cnp.PyArray_DATA(work), <float *>sp,
@@ -236,7 +238,7 @@ def linear_ce(cnp.ndarray X not None, cnp.ndarray Wm not None, object bias, cnp.
             if bad < 0:
                 if wp != NULL:
                     Wtot = _sum_w[double](<const double *>wp, V)
-                gscale = (1.0 / wsum) if (reduction == RED_MEAN and rs == NULL) else 1.0
+                gscale = _grad_scale(reduction if rs == NULL else RED_SUM, wsum, eps)
                 _lce_run[double](<const double *>cnp.PyArray_DATA(X), <const double *>cnp.PyArray_DATA(Wm),
                                  <const double *>bp, N, H, V, t, <const double *>wp, Wtot, ignore_index,
                                  eps, gscale, rs, zscale, nb, <double *>cnp.PyArray_DATA(work),

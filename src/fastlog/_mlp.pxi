@@ -3,7 +3,7 @@
 #
 # Included at the end of _core.pyx (uses `real`, `_gemm`, `_sum_rows`, the
 # cross-entropy C kernel fl_ce_index_rows_f32/_f64).  The Python layer
-# (fastlog/nn.py) validates, allocates every buffer and keeps them alive;
+# (fastlog/nn/mlp.py) validates, allocates every buffer and keeps them alive;
 # nothing here allocates per step or raises user-facing errors.
 #
 # Layout: parameters like torch.nn.Linear, W_l is (out, in) row-major, b_l is
@@ -331,9 +331,9 @@ cdef Py_ssize_t _mlp_step(MLPNet *net, const real *X, const int64_t *y, Py_ssize
     # reads a row before writing it); labels are in range so ignore_index=-1
     # never matches.
     if real is float:
-        K.f32.ce_index_rows(H, m, C, y, NULL, <double>C, -1, 0.0, 1.0 / m, net.loss, H)
+        K.f32.ce_index_rows(H, m, C, y, NULL, <double>C, -1, 0.0, 1.0 / m, net.loss, H, 0)
     else:
-        K.f64.ce_index_rows(H, m, C, y, NULL, <double>C, -1, 0.0, 1.0 / m, net.loss, H)
+        K.f64.ce_index_rows(H, m, C, y, NULL, <double>C, -1, 0.0, 1.0 / m, net.loss, H, 0)
     total = _sum_rows(net.loss, m) / m
     loss_out[0] = total
     if not (total - total == 0.0):          # NaN or inf
@@ -408,9 +408,9 @@ cdef void _mlp_forward(MLPNet *net, const real *X, Py_ssize_t n, int kind, real 
             _argmax_rows[real](H, m, C, labels + r0)
         elif kind == MLP_LOG_PROBA:
             if real is float:
-                K.f32.log_softmax_rows(H, m, C, H)
+                K.f32.log_softmax_rows(H, m, C, H, 0)
             else:
-                K.f64.log_softmax_rows(H, m, C, H)
+                K.f64.log_softmax_rows(H, m, C, H, 0)
         elif kind == MLP_PROBA:
             if real is float:
                 K.f32.softmax_rows(H, m, C, H)

@@ -19,12 +19,15 @@ deliberate difference from SciPy: an empty result that needs no reduction --
 softmax over the last axis of a (5, 0, 0) array, which has no rows -- comes
 back empty, where SciPy raises NumPy's "zero-size array" error.
 """
+from typing import Optional, Tuple, Union
+
 import numpy as np
 
 from . import _half
 from ._dispatch import core
 from ._enums import Op
-from ._validation import _F32, _F64, check_out, check_overlap, float_array, normalize_axes
+from ._typing import ArrayLike, Axis, Scalar
+from ._validation import _F32, _F64, check_out, check_overlap, float_array, float_param, normalize_axes
 
 _LOG_SOFTMAX, _SOFTMAX, _LSE = Op.LOG_SOFTMAX, Op.SOFTMAX, Op.LOGSUMEXP
 
@@ -64,7 +67,7 @@ def _restore(rows_result, moved_shape, perm, out):
     return out
 
 
-def _elementwise(op, x, axis, out, name="x", orig=None):
+def _elementwise(op, x, axis, out, name="x", orig=None, nanrow=False):
     # Fast path: the usual call, log_softmax(x, axis=-1) on a C-contiguous
     # float array (per-call overhead matters for small inputs).
     if out is None and type(x) is np.ndarray and (x.dtype is _F32 or x.dtype is _F64):
@@ -74,7 +77,7 @@ def _elementwise(op, x, axis, out, name="x", orig=None):
             K = x.shape[-1]
             if K and x.size:
                 res = np.empty_like(x)
-                core.unary_rows(op, x, res, K)
+                core.unary_rows(op, x, res, K, nanrow)
                 return res
     a = float_array(x, name)
     # NumPy (and so SciPy) accepts axis=0 / -1 for a 0-d array.
@@ -87,7 +90,7 @@ def _elementwise(op, x, axis, out, name="x", orig=None):
     if a.ndim == 0:
         a1 = a.reshape(1)
         r = np.empty(1, a.dtype)
-        core.unary_rows(op, a1.reshape(1, 1), r.reshape(1, 1))
+        core.unary_rows(op, a1.reshape(1, 1), r.reshape(1, 1), -1, nanrow)
         if out is not None:
             out[...] = r[0]
             return out
@@ -106,14 +109,14 @@ def _elementwise(op, x, axis, out, name="x", orig=None):
     rows, moved_shape, perm = _as_rows(a, axes)
     # Write straight into `out` when it has the rows' layout (the common case).
     if perm is None and out is not None and out.flags.c_contiguous:
-        core.unary_rows(op, rows, out.reshape(rows.shape))
+        core.unary_rows(op, rows, out.reshape(rows.shape), -1, nanrow)
         return out
     res = np.empty(rows.shape, a.dtype)
-    core.unary_rows(op, rows, res)
+    core.unary_rows(op, rows, res, -1, nanrow)
     return _restore(res, moved_shape, perm, out)
 
 
-def log_softmax(x, axis=None, *, out=None):
+def log_softmax(x: ArrayLike, axis: Axis = None, *, out: Optional[np.ndarray] = None) -> Union[np.ndarray, Scalar]:
     """Logarithm of the softmax, like ``scipy.special.log_softmax``.
 
     Parameters
@@ -133,6 +136,17 @@ def log_softmax(x, axis=None, *, out=None):
         log taken with log1p.  A row whose max is +inf gives nan at the inf
         entries and -inf elsewhere; an all -inf row gives nan (as SciPy).
 
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, strings,
+        ...), or an `out` whose dtype is not the result's.
+    ValueError
+        An `out` of the wrong shape, overlapping `x` other than being `x`
+        itself, or not aligned to its dtype.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -147,7 +161,15 @@ def log_softmax(x, axis=None, *, out=None):
     return _elementwise(_LOG_SOFTMAX, x, axis, out)
 
 
-def softmax(x, axis=None, *, out=None, temperature=None):
+def log_softmax_nan_rows(x: ArrayLike, axis: Axis) -> Union[np.ndarray, Scalar]:
+    """:func:`log_softmax` with PyTorch's non-finite rows: a row whose max is not
+    finite (a +inf entry, or every entry -inf) is NaN everywhere, where SciPy gives
+    -inf at its finite entries.  For the torch face."""
+    return _elementwise(_LOG_SOFTMAX, x, axis, None, nanrow=True)
+
+
+def softmax(x: ArrayLike, axis: Axis = None, *, out: Optional[np.ndarray] = None,
+            temperature: Optional[float] = None) -> Union[np.ndarray, Scalar]:
     """Softmax, like ``scipy.special.softmax``.
 
     ``temperature`` (keyword-only, > 0) computes ``softmax(x / temperature)``.
@@ -171,6 +193,19 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     ndarray (a scalar for 0-d input)
         ``exp(x - logsumexp(x, axis, keepdims=True))``; sums to 1 over `axis`.
 
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, strings,
+        ...), or an `out` whose dtype is not the result's.
+    ValueError
+        An `out` of the wrong shape, overlapping `x` other than being `x`
+        itself, or not aligned to its dtype.
+    TypeError, ValueError
+        A `temperature` that is not a number, or not a positive finite one.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -182,9 +217,7 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     array([0.3333, 0.3333, 0.3333])
     """
     if temperature is not None:
-        t = float(temperature)
-        if not t > 0 or not np.isfinite(t):
-            raise ValueError(f"temperature must be a positive finite number, got {temperature!r}")
+        t = float_param(temperature, "temperature", lo=0.0, lo_open=True)
         a = float_array(x, "x")
         if _half.is_half(a.dtype):   # x / t in float32, the softmax rounded once
             if out is not None:
@@ -199,7 +232,8 @@ def softmax(x, axis=None, *, out=None, temperature=None):
     return _elementwise(_SOFTMAX, x, axis, out)
 
 
-def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+def logsumexp(a: ArrayLike, axis: Axis = None, b: Optional[ArrayLike] = None, keepdims: bool = False,
+              return_sign: bool = False) -> Union[np.ndarray, Scalar, Tuple[Union[np.ndarray, Scalar], Union[np.ndarray, Scalar]]]:
     """Log of the sum of exponentials, like ``scipy.special.logsumexp``.
 
     Parameters and results as in SciPy: ``axis`` (None = all axes, int or
@@ -227,6 +261,15 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     ndarray or scalar
         ``log(sum(b * exp(a), axis))``; with ``return_sign`` the pair
         ``(result, sign)``.
+
+    Raises
+    ------
+    TypeError
+        `a` or `b` of a dtype fastlog does not compute in (complex, object, ...).
+    ValueError
+        A `b` that does not broadcast against `a`.
+    numpy.exceptions.AxisError
+        An axis out of range (a subclass of ``ValueError`` and ``IndexError``).
 
     Examples
     --------
@@ -347,7 +390,8 @@ def _backward(op, grad_output, output, axis, out):
     return r.reshape(np.shape(output)) if out is None else r
 
 
-def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
+def log_softmax_backward(grad_output: ArrayLike, output: ArrayLike, axis: Axis = -1, *,
+                         out: Optional[np.ndarray] = None) -> np.ndarray:
     """Gradient of :func:`log_softmax` given its `output`:
     ``grad_output - exp(output) * grad_output.sum(axis, keepdims=True)``.
 
@@ -370,6 +414,17 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
     ndarray
         The gradient with respect to the input of :func:`log_softmax`.
 
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in, or an `out` whose dtype is
+        not the result's.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape, overlapping an argument other than `grad_output`, or misaligned.
+    numpy.exceptions.AxisError
+        An axis out of range.
+
     Examples
     --------
     >>> import numpy as np, fastlog
@@ -381,7 +436,8 @@ def log_softmax_backward(grad_output, output, axis=-1, *, out=None):
     return _backward(0, grad_output, output, axis, out)
 
 
-def softmax_backward(grad_output, output, axis=-1, *, out=None):
+def softmax_backward(grad_output: ArrayLike, output: ArrayLike, axis: Axis = -1, *,
+                     out: Optional[np.ndarray] = None) -> np.ndarray:
     """Gradient of :func:`softmax` given its `output`:
     ``output * (grad_output - (grad_output * output).sum(axis, keepdims=True))``.
 
@@ -400,6 +456,17 @@ def softmax_backward(grad_output, output, axis=-1, *, out=None):
     -------
     ndarray
         The gradient with respect to the input of :func:`softmax`.
+
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in, or an `out` whose dtype is
+        not the result's.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape, overlapping an argument other than `grad_output`, or misaligned.
+    numpy.exceptions.AxisError
+        An axis out of range.
 
     Examples
     --------

@@ -67,6 +67,13 @@ def set_num_threads(n):
     n : int or None
         Thread count, 1 to 65536, used as given; None: the default policy.
 
+    Raises
+    ------
+    TypeError
+        An `n` that is not an integer (or None).
+    ValueError
+        An `n` below 1.
+
     Examples
     --------
     >>> import fastlog
@@ -110,6 +117,13 @@ class num_threads:
     ----------
     n : int
         Thread count inside the block, 1 to 65536.
+
+    Raises
+    ------
+    TypeError
+        An `n` that is not an integer.
+    ValueError
+        An `n` below 1.
 
     Examples
     --------

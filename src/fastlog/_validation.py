@@ -3,6 +3,7 @@
 The compiled kernels trust their inputs; everything a user can get wrong is
 caught here, once, with an exception that names the argument.
 """
+import math
 import operator
 
 import numpy as np
@@ -14,6 +15,7 @@ _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 _I64 = np.dtype(np.int64)
 REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
+KL_REDUCTIONS = dict(REDUCTIONS, batchmean=Reduction.BATCHMEAN)
 
 
 def float_array(x, name, *, promote_int=True):
@@ -94,9 +96,74 @@ def check_out(out, shape, dtype, name="out"):
     return out
 
 
+# ------------------------------------------------------------- numbers --
+# One coercion for every public number parameter.  A value that is not a real
+# number of the right kind is a TypeError naming the parameter; one that the
+# parameter cannot take -- NaN, inf, out of range, or too large to represent
+# at all (an integer like 10**400 has no float, 2**70 no C integer) -- is a
+# ValueError naming it.  Nothing reaches compiled code to overflow there.
+
 #: Upper bound of :func:`positive_int` unless a call gives its own (a C ``int``).
 INT_MAX = 2**31 - 1
 _I64_MIN, _I64_MAX = -2**63, 2**63 - 1
+
+
+def _is_bool(v):
+    return isinstance(v, (bool, np.bool_))
+
+
+def float_param(v, name, *, lo=-math.inf, hi=math.inf, lo_open=False, finite=True):
+    """`v` as a Python float in ``[lo, hi]`` (``(lo, hi]`` with `lo_open`).
+
+    Real numbers only: int, float, NumPy scalars and 0-d arrays (bools, strings
+    and None are a TypeError).  NaN, +-inf (with `finite`), a value outside the
+    range, and an integer too large for a float (``10**400``) are a ValueError
+    naming `name` and the values it takes.
+    """
+    if _is_bool(v) or isinstance(v, (str, bytes)):
+        raise TypeError(f"{name} must be a float, got {type(v).__name__}")
+    if math.isfinite(lo) and math.isfinite(hi):
+        allowed = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+    elif lo == 0 and lo_open:
+        allowed = "a positive finite number" if finite else "a positive number"
+    elif math.isfinite(lo):
+        allowed = f"a {'finite ' if finite else ''}number {'>' if lo_open else '>='} {lo:g}"
+    else:
+        allowed = "a finite number" if finite else "a number"
+    try:
+        f = float(v)
+    except OverflowError:
+        raise ValueError(f"{name} must be {allowed}, got an integer too large for a float "
+                         f"({str(v)[:12]}...)") from None
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a float, got {type(v).__name__}") from None
+    if f != f or (finite and math.isinf(f)) or f < lo or f > hi or (lo_open and f == lo):
+        raise ValueError(f"{name} must be {allowed}, got {v!r}")
+    return f
+
+
+def nonneg_float(v, name):
+    """A finite float >= 0 (learning rates, momentum, weight decay, z_loss)."""
+    return float_param(v, name, lo=0.0)
+
+
+def int_param(v, name, *, lo=_I64_MIN, hi=_I64_MAX):
+    """`v` as a Python int in ``[lo, hi]`` (default: int64).  Integers only
+    (``operator.index``: no floats, no bools); out of range is a ValueError
+    naming `name`."""
+    if _is_bool(v):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        i = operator.index(v)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
+    if not lo <= i <= hi:
+        if lo == _I64_MIN and hi == _I64_MAX:
+            raise ValueError(f"{name} must fit in int64 (-2**63 to 2**63 - 1), got {i}")
+        if hi in (_I64_MAX, math.inf):
+            raise ValueError(f"{name} must be >= {lo}, got {i}")
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {i}")
+    return i
 
 
 def positive_int(v, name, maximum=INT_MAX):
@@ -106,10 +173,7 @@ def positive_int(v, name, maximum=INT_MAX):
     counts, sizes) from turning into an OverflowError deep inside; pass a smaller
     `maximum` where a sane limit exists (e.g. ``2**15`` threads).
     """
-    try:
-        i = operator.index(v)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
+    i = int_param(v, name, lo=-math.inf, hi=math.inf)
     if i < 1:
         raise ValueError(f"{name} must be >= 1, got {i}")
     if i > maximum:
@@ -117,32 +181,20 @@ def positive_int(v, name, maximum=INT_MAX):
     return i
 
 
-def int_param(v, name):
-    try:
-        return operator.index(v)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(v).__name__}") from None
-
-
 def index_param(v, name="ignore_index"):
     """An integer that the kernels compare with int64 targets (ignore_index):
     TypeError if not an integer, ValueError naming it outside the int64 range."""
-    i = int_param(v, name)
-    if not _I64_MIN <= i <= _I64_MAX:
-        raise ValueError(f"{name} must fit in int64 (-2**63 to 2**63 - 1), got {i}")
-    return i
+    return int_param(v, name)
+
+
+def seed_param(v, name="seed"):
+    """A seed for ``numpy.random.default_rng``: None or an integer >= 0."""
+    return None if v is None else int_param(v, name, lo=0, hi=math.inf)
 
 
 def smoothing_param(v):
-    try:
-        if isinstance(v, (str, bytes)):  # float("0.1") would accept a string
-            raise TypeError
-        e = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"label_smoothing must be a float, got {type(v).__name__}") from None
-    if not 0.0 <= e <= 1.0:   # NaN fails this too
-        raise ValueError(f"label_smoothing must be in [0, 1], got {v!r}")
-    return e
+    """label_smoothing: a float in [0, 1]."""
+    return float_param(v, "label_smoothing", lo=0.0, hi=1.0)
 
 
 # ---------------------------------------------------------------- overlap --

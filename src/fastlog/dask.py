@@ -42,22 +42,25 @@ process starts and restored when the last one ends (fastlog's thread count is
 process-wide).  Pass ``threads=k`` to let every task use k threads (e.g. a
 single-threaded worker that owns several cores).
 """
+import operator
 import threading
 from contextlib import contextmanager
 from functools import partial
+from typing import Any, Optional
 
 import dask.array as da
 import numpy as np
 
 import fastlog
 
-from ._losses import _ratio
-from ._validation import reduction_code, smoothing_param
+from ._enums import Reduction
+from ._losses._reduce import finish
+from ._typing import ArrayLike, Axis, KLReductionName, ReductionName
+from ._validation import KL_REDUCTIONS, positive_int, reduction_code, smoothing_param
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div",
            "log_softmax", "softmax", "logsumexp"]
 
-_KL_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}
 
 # ------------------------------------------------------------------ threads --
 _lock = threading.Lock()
@@ -86,11 +89,7 @@ def _task_threads(n):
 
 
 def _threads_param(threads):
-    if threads is None:
-        return 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
-    return int(threads)
+    return 1 if threads is None else positive_int(threads, "threads", maximum=1 << 16)
 
 
 # ------------------------------------------------------------------- layout --
@@ -121,17 +120,19 @@ def _letters(n, start=2):
     return "".join("abcdefghmnopqrstuvwxyz"[start - 2 + k] for k in range(n))
 
 
-def _ratio_block(parts, red, dtype, count_override=None):
+def _reduce_block(parts, red, dtype, count_override=None, smoothing=0.0):
     total, denom = float(parts[0]), float(parts[1])
     if count_override is not None:
         denom = count_override
-    return np.asarray(dtype.type(total if red == 2 else _ratio(total, denom)))
+    return np.asarray(finish(None, total, denom, red, dtype, smoothing=smoothing))
 
 
-def _finish(partials, red, dtype, split_every, count_override=None):
-    """Tree-sum the (nblocks, 2) partial pairs and divide: a lazy 0-d array."""
+def _finish(partials, red, dtype, split_every, count_override=None, smoothing=0.0):
+    """Tree-sum the (nblocks, 2) partial pairs (block totals, denominators) and
+    reduce them as every face does (fastlog._losses._reduce): a lazy 0-d array."""
     tot = partials.sum(axis=0, split_every=split_every)
-    return tot.map_blocks(_ratio_block, red, dtype, count_override, dtype=dtype, drop_axis=0, chunks=())
+    return tot.map_blocks(_reduce_block, red, dtype, count_override, smoothing, dtype=dtype, drop_axis=0,
+                          chunks=())
 
 
 # ------------------------------------------------------- class-axis losses --
@@ -217,7 +218,7 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, eps, threads
     # The outputs keep every index of the input (the class index j with its size adjusted) so
     # that no index is contracted: a contracted index makes Dask concatenate -- copy -- the
     # input block before the call, even when it is the only block along that index.
-    if red == 0:
+    if red == Reduction.NONE:
         out = da.blockwise(_ce_none, xi, x, xi, t, ti, weight=w, ignore_index=ignore_index, eps=eps,
                            threads=threads, fn=fn, adjust_chunks={"j": 1}, dtype=dtype)
         out = out[:, 0]
@@ -227,11 +228,12 @@ def _class_loss(fn, input, target, weight, ignore_index, reduction, eps, threads
                             adjust_chunks=dict({"i": 1, "j": 2}, **{c: 1 for c in extra}),
                             dtype=np.float64)
     partials = partials[(slice(None), slice(None)) + (0,) * len(extra)]
-    return _finish(partials, red, dtype, split_every)
+    return _finish(partials, red, dtype, split_every, smoothing=eps)
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                  *, threads=None, split_every=None):
+def cross_entropy(input: Any, target: Any, weight: Optional[ArrayLike] = None, ignore_index: int = -100,
+                  reduction: ReductionName = "mean", label_smoothing: float = 0.0, *,
+                  threads: Optional[int] = None, split_every: Optional[int] = None) -> "da.Array":
     """:func:`fastlog.cross_entropy` on a dask array of logits (lazy).
 
     `input` ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` chunked along the rows;
@@ -255,6 +257,25 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
 
+    Returns
+    -------
+    dask.array.Array
+        Lazy: a 0-d array for a reduced loss, the per-position losses for
+        ``reduction='none'``; ``.compute()`` evaluates it, one fastlog call per
+        block of rows.
+
+    Raises
+    ------
+    ValueError
+        At the call: shapes that do not match, an unknown `reduction`, a
+        `label_smoothing` outside [0, 1], or a `threads` below 1.
+    TypeError
+        At the call: an input that is not float32 / float64, or targets that are
+        not integers.
+    IndexError
+        When computed: a class-index target outside ``[0, C)`` that is not
+        `ignore_index`.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, fastlog, fastlog.dask
@@ -270,8 +291,9 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     return _class_loss("ce", input, target, weight, ignore_index, reduction, eps, threads, split_every)
 
 
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *, threads=None,
-             split_every=None):
+def nll_loss(input: Any, target: Any, weight: Optional[ArrayLike] = None, ignore_index: int = -100,
+             reduction: ReductionName = "mean", *, threads: Optional[int] = None,
+             split_every: Optional[int] = None) -> "da.Array":
     """:func:`fastlog.nll_loss` on a dask array of log-probabilities (lazy); see :func:`cross_entropy`.
 
     Parameters
@@ -286,6 +308,24 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean", *,
         fastlog threads per task (default 1; see the module docstring).
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy: a 0-d array for a reduced loss, the per-position losses for
+        ``reduction='none'``; ``.compute()`` evaluates it, one fastlog call per
+        block of rows.
+
+    Raises
+    ------
+    ValueError
+        At the call: shapes that do not match, an unknown `reduction`, or a `threads` below 1.
+    TypeError
+        At the call: an input that is not float32 / float64, or targets that are
+        not integers.
+    IndexError
+        When computed: a class-index target outside ``[0, C)`` that is not
+        `ignore_index`.
 
     Examples
     --------
@@ -321,8 +361,10 @@ def _broadcast_param(v, x, dtype, name):
     return b.rechunk(x.chunks)
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None, *,
-                                     threads=None, split_every=None):
+def binary_cross_entropy_with_logits(input: Any, target: Any, weight: Optional[ArrayLike] = None,
+                                     reduction: ReductionName = "mean", pos_weight: Optional[ArrayLike] = None,
+                                     *, threads: Optional[int] = None,
+                                     split_every: Optional[int] = None) -> "da.Array":
     """:func:`fastlog.binary_cross_entropy_with_logits` on dask arrays (lazy).
 
     Any chunking; `target` is rechunked to the input's chunks and `weight` /
@@ -341,6 +383,21 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
         fastlog threads per task (default 1; see the module docstring).
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy: a 0-d array for a reduced loss, the per-position losses for
+        ``reduction='none'``; ``.compute()`` evaluates it, one fastlog call per
+        block.
+
+    Raises
+    ------
+    ValueError
+        At the call: a target, `weight` or `pos_weight` whose shape does not fit
+        the input, an unknown `reduction`, or a `threads` below 1.
+    TypeError
+        At the call: an input that is not float32 / float64.
 
     Examples
     --------
@@ -363,7 +420,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean
     w = _broadcast_param(weight, x, dtype, "weight")
     pw = _broadcast_param(pos_weight, x, dtype, "pos_weight")
     idx = _letters(x.ndim)
-    if red == 0:
+    if red == Reduction.NONE:
         out = da.blockwise(_bce_none, idx, x, idx, t, idx, w, None if w is None else idx,
                            pw, None if pw is None else idx, threads=threads, dtype=dtype)
         return out.reshape(np.shape(input)) if np.ndim(input) == 0 else out
@@ -384,7 +441,8 @@ def _kl_none(xb, tb, log_target, threads):
         return fastlog.kl_div(xb, tb, "none", log_target)
 
 
-def kl_div(input, target, reduction="mean", log_target=False, *, threads=None, split_every=None):
+def kl_div(input: Any, target: Any, reduction: KLReductionName = "mean", log_target: bool = False, *,
+           threads: Optional[int] = None, split_every: Optional[int] = None) -> "da.Array":
     """:func:`fastlog.kl_div` on dask arrays (lazy).
 
     `input` and `target` broadcast against each other (any chunking; the
@@ -404,6 +462,21 @@ def kl_div(input, target, reduction="mean", log_target=False, *, threads=None, s
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
 
+    Returns
+    -------
+    dask.array.Array
+        Lazy: a 0-d array for a reduced loss, the per-position losses for
+        ``reduction='none'``; ``.compute()`` evaluates it, one fastlog call per
+        block.
+
+    Raises
+    ------
+    ValueError
+        At the call: a target that does not broadcast against the input, an
+        unknown `reduction`, or a `threads` below 1.
+    TypeError
+        At the call: an input that is not float32 / float64.
+
     Examples
     --------
     >>> import numpy as np, dask.array as da, fastlog.dask
@@ -414,7 +487,7 @@ def kl_div(input, target, reduction="mean", log_target=False, *, threads=None, s
     """
     x = _as_dask(input, "input")
     t = _as_dask(target, "target")
-    red = reduction_code(reduction, _KL_REDUCTIONS)
+    red = reduction_code(reduction, KL_REDUCTIONS)
     threads = _threads_param(threads)
     for a, name in ((x, "input"), (t, "target")):
         if a.dtype.kind not in "fiub":
@@ -431,16 +504,16 @@ def kl_div(input, target, reduction="mean", log_target=False, *, threads=None, s
     x = da.broadcast_to(x.astype(dtype), shape)
     t = da.broadcast_to(t.astype(dtype), shape).rechunk(x.chunks)
     idx = _letters(len(shape))
-    if red == 0:
+    if red == Reduction.NONE:
         out = da.blockwise(_kl_none, idx, x, idx, t, idx, log_target=log_target, threads=threads,
                            dtype=dtype)
         return out.reshape(np.broadcast_shapes(np.shape(input), np.shape(target)))
     pairs = da.blockwise(_kl_pair, idx + "k", x, idx, t, idx, log_target=log_target, threads=threads,
                          new_axes={"k": 2}, adjust_chunks={c: 1 for c in idx},
                          dtype=np.float64).reshape(-1, 2)
-    if red == 3:
+    if red == Reduction.BATCHMEAN:
         n = np.broadcast_shapes(np.shape(input), np.shape(target))
-        return _finish(pairs, 1, dtype, split_every, count_override=float(n[0] if len(n) else 1))
+        return _finish(pairs, red, dtype, split_every, count_override=float(n[0] if len(n) else 1))
     return _finish(pairs, red, dtype, split_every)
 
 
@@ -455,14 +528,23 @@ def _lse_step(x, axis=None, keepdims=False, *, threads=1, final=False):
 
 
 def _axes(axis, ndim):
+    """The sorted, non-negative axes; an axis out of range is NumPy's AxisError (as on the NumPy face),
+    a repeated one a ValueError -- never wrapped around."""
     if axis is None:
         return tuple(range(ndim))
-    if isinstance(axis, (tuple, list)):
-        return tuple(sorted(int(a) % ndim for a in axis))
-    return (int(axis) % ndim,)
+    out = []
+    for a in (axis if isinstance(axis, (tuple, list)) else (axis,)):
+        a = operator.index(a)
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(a, ndim, "axis")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ValueError(f"axis holds a repeated axis: {axis!r}")
+    return tuple(sorted(out))
 
 
-def logsumexp(a, axis=None, keepdims=False, *, threads=None, split_every=None):
+def logsumexp(a: Any, axis: Axis = None, keepdims: bool = False, *, threads: Optional[int] = None,
+              split_every: Optional[int] = None) -> "da.Array":
     """``scipy.special.logsumexp`` (without ``b`` / ``return_sign``) on a dask array (lazy).
 
     A tree reduction: fastlog's logsumexp of each block, of groups of those
@@ -481,6 +563,20 @@ def logsumexp(a, axis=None, keepdims=False, *, threads=None, split_every=None):
         fastlog threads per task (default 1; see the module docstring).
     split_every : int, optional, keyword-only
         Fan-in of the tree reduction (Dask's default when None).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, reduced over `axis` (kept as length 1 with `keepdims`).
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        At the call: an axis out of range.
+    ValueError
+        At the call: a repeated axis.
+    TypeError
+        When computed: an input of a dtype fastlog does not compute in.
 
     Examples
     --------
@@ -510,7 +606,7 @@ def _split_along(x, axes):
     return any(len(x.chunks[ax]) > 1 for ax in axes)
 
 
-def log_softmax(x, axis=None, *, threads=None):
+def log_softmax(x: Any, axis: Axis = None, *, threads: Optional[int] = None) -> "da.Array":
     """``scipy.special.log_softmax`` on a dask array (lazy; see the module docstring).
 
     Parameters
@@ -521,6 +617,20 @@ def log_softmax(x, axis=None, *, threads=None):
         The axes to normalise over (None: all).
     threads : int, optional, keyword-only
         fastlog threads per task (default 1; see the module docstring).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, of the input's shape.
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        At the call: an axis out of range.
+    ValueError
+        At the call: a repeated axis.
+    TypeError
+        When computed: an input of a dtype fastlog does not compute in.
 
     Examples
     --------
@@ -549,7 +659,7 @@ def _softmax_from_lse(xb, lb):
     return np.where(np.isfinite(lb), r, np.asarray(np.nan, r.dtype))
 
 
-def softmax(x, axis=None, *, threads=None):
+def softmax(x: Any, axis: Axis = None, *, threads: Optional[int] = None) -> "da.Array":
     """``scipy.special.softmax`` on a dask array (lazy; see the module docstring).
 
     Parameters
@@ -560,6 +670,20 @@ def softmax(x, axis=None, *, threads=None):
         The axes to normalise over (None: all).
     threads : int, optional, keyword-only
         fastlog threads per task (default 1; see the module docstring).
+
+    Returns
+    -------
+    dask.array.Array
+        Lazy, of the input's shape.
+
+    Raises
+    ------
+    numpy.exceptions.AxisError
+        At the call: an axis out of range.
+    ValueError
+        At the call: a repeated axis.
+    TypeError
+        When computed: an input of a dtype fastlog does not compute in.
 
     Examples
     --------

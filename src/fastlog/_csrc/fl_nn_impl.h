@@ -78,7 +78,7 @@ static void FL_(lce_row)(T *row, ptrdiff_t V, const int64_t *t, const T *w, doub
         if (zscale != 0.0 && want_grad && !ignored)
             memcpy(scratch, row, (size_t)V * sizeof(T));
     }
-    FL_(ce_index_rows)(row, 1, V, t, w, W, ignore_index, eps, gs, loss, want_grad ? row : NULL);
+    FL_(ce_index_rows)(row, 1, V, t, w, W, ignore_index, eps, gs, loss, want_grad ? row : NULL, 0);
     if (zscale != 0.0 && !ignored) {
         /* z-loss: zscale * lse^2, gradient 2 * zscale * lse * softmax. */
         loss[0] += zscale * (double)l * (double)l;

@@ -1,10 +1,12 @@
 /* fastlog row kernels, written once for a floating type T.
  *
- * Included twice by fl_kernels.h with
- *   T = float  / double,   FL_SFX = f32 / f64,   FL_EXP = fl_expf / fl_exp.
+ * Included four times: by fl_kernels.c with T = float / double (FL_SFX =
+ * f32 / f64, FL_EXP = fl_expf / fl_exp), and by fl_half.h with T = float and
+ * bfloat16 / float16 storage (FL_SFX = bf16 / f16, FL_HALF_ROWS: only the
+ * large-row kernels the half-precision driver calls; see "Storage type").
  *
  * Every kernel works on a block of `nrows` contiguous rows of length `C`
- * (row stride C).  The callers (Cython, in _core.pxi) split the rows into
+ * (row stride C).  The callers (Cython, in _core.pyx) split the rows into
  * fixed chunks and run the chunks in an OpenMP `prange`; a row's result does
  * not depend on how rows are chunked or which thread ran it, so results are
  * bit-identical for any thread count.
@@ -458,8 +460,9 @@ static inline void FL_(col_stats)(T *xt, ptrdiff_t C, int want_e, T *a, T *L, T 
     }
 }
 
-/* op: 0 log_softmax, 1 softmax, 2 logsumexp (one value per row). */
-static void FL_(unary_small)(int op, const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
+/* op: 0 log_softmax, 1 softmax, 2 logsumexp (one value per row); nanrow: a
+ * log_softmax row whose max is not finite is NaN (see log_softmax_rows_x). */
+static void FL_(unary_small)(int op, const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out, int nanrow)
 {
     T xt[FL_SMALL_C * FL_G], a[FL_G], L[FL_G], S[FL_G], fin[FL_G];
     for (ptrdiff_t i0 = 0; i0 < nrows; i0 += FL_G) {
@@ -471,6 +474,8 @@ static void FL_(unary_small)(int op, const T *x, ptrdiff_t nrows, ptrdiff_t C, T
             continue;
         }
         if (op == 0) {
+            if (nanrow)
+                for (ptrdiff_t k = 0; k < FL_G; k++) L[k] = fin[k] != 0 ? L[k] : (T)NAN;
             for (ptrdiff_t c = 0; c < C; c++)
                 for (ptrdiff_t k = 0; k < FL_G; k++) xt[c * FL_G + k] = (xt[c * FL_G + k] - a[k]) - L[k];
         } else {
@@ -499,11 +504,72 @@ static inline T FL_(target_grad)(double kwy, double epc, double W, double wy, do
     return (T)(gscale * ((epc * W - kwy * Sm1) / S - epc * wy));
 }
 
+/* The loss of a row whose fast formula overflowed although its logits are
+ * finite: logits near the float64 limits, where lse - x_c = (a - x_c) + L can
+ * be twice the largest double (a [max, -max] row), and the reassociated sums
+ * of the fast formulas overflow or cancel inf - inf.  The loss is
+ *   sum_c v_c (lse - x_c),   v_c = w_c ((1-eps) t_c + eps/C)   (probability targets t)
+ *                            v_c = eps/C w_c + [c == y] (1-eps) w_y   (class index y),
+ * taken here from halved differences h_c = (a/2 - x_c/2) + L/2, which cannot
+ * overflow, summed in double-double arithmetic (exact sums and products,
+ * TwoSum / FMA) in class order and doubled at the end: the result is the
+ * exact loss rounded once (+inf only where the exact loss overflows, never NaN
+ * from an intermediate inf - inf; a loss within an ulp of the largest double
+ * stays finite).  A row with a non-finite logit, target or weight keeps `fast`
+ * (its inf or NaN is the exact answer, as in torch).  keep = 1 - eps,
+ * epc = eps / C.  A rare path: only rows whose fast loss is not finite. */
+static inline void FL_(two_sum)(double a, double b, double *s, double *e)
+{
+    const double t = a + b, bb = t - a;
+    *s = t;
+    *e = (a - (t - bb)) + (b - bb);
+}
+
+static double FL_(halved_loss)(const FL_TS *x, ptrdiff_t C, double a, double L, const T *w,
+                               const T *t, double keep, double epc, int64_t y, double fast)
+{
+    const double ha = a / 2, hL = L / 2;
+    const double kwy = (y >= 0 && y < C) ? keep * (w ? (double)w[y] : 1.0) : 0.0;
+    double sh = 0.0, sl = 0.0;   /* the sum as sh + sl */
+    for (ptrdiff_t c = 0; c < C; c++) {
+        const double xc = (double)FL_(ld1)(x[c]);
+        const double wc = w ? (double)w[c] : 1.0;
+        /* t'_c rounded in T, as the probability-target kernel forms it */
+        double v = t ? wc * (double)(t[c] * (T)keep + (T)epc) : wc * epc;
+        if (c == y) v += kwy;
+        if (!(isfinite(xc) && isfinite(v))) return fast;
+        double dh, dl, hh, hl;
+        FL_(two_sum)(ha, -(xc / 2), &dh, &dl);   /* a/2 - x_c/2 = dh + dl exactly */
+        FL_(two_sum)(dh, hL, &hh, &hl);
+        hl += dl;                                /* h_c = hh + hl */
+        const double p = v * hh, pe = __builtin_fma(v, hh, -p) + v * hl;
+        double ts, te;
+        FL_(two_sum)(sh, p, &ts, &te);
+        sh = ts;
+        sl += te + pe;
+    }
+    return 2.0 * (sh + sl);
+}
+
+/* 1 if the row has no log-softmax: a NaN anywhere, or a max that is not
+ * finite (a +inf logit, or every logit -inf). */
+static inline int FL_(no_log_softmax)(const FL_TS *x, ptrdiff_t C)
+{
+    T m = -INFINITY;
+    int nan = 0;
+    for (ptrdiff_t j = 0; j < C; j++) {
+        const T v = FL_(ld1)(x[j]);
+        nan |= v != v;
+        m = v > m ? v : m;
+    }
+    return nan || !(m > -INFINITY && m < INFINITY);
+}
+
 #if !FL_HALF_ROWS
 static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
                                 const int64_t *target, const T *w, double W,
                                 int64_t ignore_index, double eps, double gscale,
-                                double *loss, T *grad)
+                                double *loss, T *grad, int ign_nan)
 {
     const double keep = 1.0 - eps, epc = eps / (double)C;
     const T sw = (T)(gscale * epc);
@@ -546,18 +612,28 @@ static void FL_(ce_index_small)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
             /* max not finite (+inf logit or all -inf): NaN, as torch */
             loss[i0 + k] = target[i0 + k] == ignore_index ? 0.0 : (fin[k] != 0 ? li : NAN);
         }
+        /* Logits near the float64 limits: the exact loss, from the row itself
+         * (x is intact: the gradient is written below). */
+        for (ptrdiff_t k = 0; k < g; k++)
+            if (!isfinite(loss[i0 + k]) && fin[k] != 0 && target[i0 + k] != ignore_index)
+                loss[i0 + k] = FL_(halved_loss)(xb + k * C, C, (double)a[k], (double)L[k], w, NULL, keep,
+                                                epc, target[i0 + k], loss[i0 + k]);
         if (!grad) continue;
         /* Per lane: sc scales exp(x - a) (NaN for a row whose max is not
          * finite, as torch); the target class (yc, -1 for none) also loses
-         * oh = gscale (1-eps) w_y; ignored rows (and padding lanes) get 0.
-         * All of it in the vector loop, so no per-row fix-up follows. */
+         * oh = gscale (1-eps) w_y; ignored rows (and padding lanes) get 0,
+         * or NaN with ign_nan where the row has no log-softmax (torch's
+         * 0 - exp(NaN) * 0).  All of it in the vector loop, so no per-row
+         * fix-up follows. */
         for (ptrdiff_t k = 0; k < FL_G; k++) {
-            const int live = k < g && target[i0 + (k < g ? k : 0)] != ignore_index;
+            const int real_row = k < g;
+            const int live = real_row && target[i0 + (k < g ? k : 0)] != ignore_index;
+            const int nan_ign = ign_nan && real_row && !live && (fin[k] == 0 || L[k] != L[k]);
             sc[k] = live ? (fin[k] != 0 ? (T)(gscale * (keep * wy[k] + epc * W) / (double)S[k]) : (T)NAN)
-                         : (T)0;
+                         : (nan_ign ? (T)NAN : (T)0);
             oh[k] = live ? (T)(gscale * keep * wy[k]) : (T)0;
             yc[k] = live ? (T)target[i0 + k] : (T)-1;
-            on[k] = live ? (T)1 : (T)0;
+            on[k] = (live || nan_ign) ? (T)1 : (T)0;
         }
         for (ptrdiff_t c = 0; c < C; c++) {
             const T swc = w ? sw * w[c] : sw, tc = (T)c;
@@ -601,17 +677,19 @@ static void FL_(lse_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C, FL_TS 
     }
 }
 
-/* log_softmax: out = (x - a) - L.  out may alias x. */
+/* log_softmax: out = (x - a) - L.  out may alias x.  A row whose max is not
+ * finite gives SciPy's values (-inf at the finite entries of a row holding
+ * +inf, NaN at its +inf ones), or with nanrow NaN everywhere, as torch. */
 static void FL_(log_softmax_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C, FL_TS *out,
-                                    int nt, ptrdiff_t npf)
+                                    int nt, ptrdiff_t npf, int nanrow)
 {
     T tin[FL_TS_IS_T ? 1 : FL_BLK], tout[FL_BLK];
     for (ptrdiff_t i = 0; i < nrows; i++) {
         const FL_TS *xr = x + i * C;
         FL_TS *o = out + i * C;
         double a, L, S;
-        FL_(row_stats_pf)(xr, C, NULL, FL_PF(i), &a, &L, &S);
-        const T ta = (T)a, tL = (T)L;
+        const int fin = FL_(row_stats_pf)(xr, C, NULL, FL_PF(i), &a, &L, &S);
+        const T ta = (T)a, tL = (nanrow && !fin) ? (T)NAN : (T)L;
         for (ptrdiff_t j0 = 0; j0 < C; j0 += FL_OB(C, nt)) {
             const ptrdiff_t len = j0 + FL_OB(C, nt) < C ? FL_OB(C, nt) : C - j0;
             const T *xb = FL_(ldn)(xr + j0, len, tin);
@@ -655,19 +733,42 @@ static void FL_(softmax_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C, FL
  * CE 11.7 -> 10.1 ms, log_softmax 14.3 -> 11.9 ms; same results). */
 static void FL_(lse_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
 {
-    if (C > 0 && C <= FL_SMALL_C) { FL_(unary_small)(2, x, nrows, C, out); return; }
+    if (C > 0 && C <= FL_SMALL_C) { FL_(unary_small)(2, x, nrows, C, out, 0); return; }
     FL_(lse_rows_x)(x, nrows, C, out, nrows);
 }
 
-static void FL_(log_softmax_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
+/* logsumexp of each row as a double, a + L unrounded to T: for callers that
+ * combine it with others (vocabulary shards) or subtract it again, where
+ * rounding to float would cost half an ulp of the logsumexp in every use. */
+static void FL_(lse_rows_d)(const T *x, ptrdiff_t nrows, ptrdiff_t C, double *out)
 {
-    if (C <= FL_SMALL_C) { FL_(unary_small)(0, x, nrows, C, out); return; }
-    FL_(log_softmax_rows_x)(x, nrows, C, out, 0, nrows);
+    if (C > 0 && C <= FL_SMALL_C) {
+        T xt[FL_SMALL_C * FL_G], a[FL_G], L[FL_G], S[FL_G], fin[FL_G];
+        for (ptrdiff_t i0 = 0; i0 < nrows; i0 += FL_G) {
+            const ptrdiff_t g = nrows - i0 < FL_G ? nrows - i0 : FL_G;
+            FL_(to_cols)(x + i0 * C, g, C, xt);
+            FL_(col_stats)(xt, C, 0, a, L, S, fin, NULL);
+            for (ptrdiff_t k = 0; k < g; k++) out[i0 + k] = (double)a[k] + (double)L[k];
+        }
+        return;
+    }
+    for (ptrdiff_t i = 0; i < nrows; i++) {
+        double a, L, S;
+        if (C == 0) { out[i] = -INFINITY; continue; }
+        FL_(row_stats_pf)(x + i * C, C, NULL, i + 1 < nrows ? x + (i + 1) * C : NULL, &a, &L, &S);
+        out[i] = a + L;
+    }
+}
+
+static void FL_(log_softmax_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out, int nanrow)
+{
+    if (C <= FL_SMALL_C) { FL_(unary_small)(0, x, nrows, C, out, nanrow); return; }
+    FL_(log_softmax_rows_x)(x, nrows, C, out, 0, nrows, nanrow);
 }
 
 static void FL_(softmax_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, T *out)
 {
-    if (C <= FL_SMALL_C) { FL_(unary_small)(1, x, nrows, C, out); return; }
+    if (C <= FL_SMALL_C) { FL_(unary_small)(1, x, nrows, C, out, 0); return; }
     FL_(softmax_rows_x)(x, nrows, C, out, NULL, 0, nrows);
 }
 
@@ -741,7 +842,8 @@ static inline void FL_(nan_row)(double *loss, FL_TS *g, ptrdiff_t C)
 static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
                                  const int64_t *target, const T *w, double W,
                                  int64_t ignore_index, double eps, double gscale,
-                                 double *loss, FL_TS *grad, T *esc, int nt, ptrdiff_t npf)
+                                 double *loss, FL_TS *grad, T *esc, int nt, ptrdiff_t npf,
+                                 int ign_nan)
 {
     const double keep = 1.0 - eps, epc = eps / (double)C;
     T tin[FL_TS_IS_T ? 1 : FL_BLK], tout[FL_BLK];
@@ -752,7 +854,14 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
         const int64_t y = target[i];
         if (y == ignore_index) {
             loss[i] = 0.0;
-            if (g) memset(g, 0, (size_t)C * sizeof(FL_TS));
+            if (g) {
+                /* torch: an ignored row's gradient is 0 - exp(log_softmax) * 0,
+                 * NaN where the row has no log-softmax (ign_nan asks for that) */
+                if (ign_nan && FL_(no_log_softmax)(xr, C))
+                    for (ptrdiff_t j = 0; j < C; j++) g[j] = FL_(st1)((T)NAN);
+                else
+                    memset(g, 0, (size_t)C * sizeof(FL_TS));
+            }
             continue;
         }
         const double xy = (double)FL_(ld1)(xr[y]);
@@ -761,7 +870,7 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
          * ~1e6) lse - x_y would cancel.  The smoothing sum takes the logits
          * relative to r0, the row's largest finite logit (not x_y: a target
          * far below the max, 1e300 against -0.3, made W (a - r0) and swx
-         * cancel to garbage -- torch fuzz, issue 12). */
+         * cancel to garbage). */
         double r0 = 0.0;
         double swx = 0.0;   /* sum_c w_c (x_c - r0) */
         if (eps != 0.0) {
@@ -780,15 +889,33 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
             }
             swx = FL_(lanes_total_dn)(sl, FL_VL);
         }
+        /* The gradient written over the logits (out=input) destroys them in
+         * the exp pass.  A float64 row whose loss may need them again (a
+         * difference of logits that overflows: see FL_(halved_loss)) keeps
+         * its exp values in a buffer of its own instead.  float32 and half
+         * rows form every loss term in double: nothing overflows. */
+        T *own = NULL;
+        if (sizeof(T) == 8 && FL_TS_IS_T && g && (const void *)e == (const void *)xr) {
+            if (eps == 0.0 && w && fabs(wy) < 1.0) {   /* without smoothing only a weight < 1 can */
+                r0 = (double)FL_(max_finite)(xr, C);   /* make an overflowing a - x_y finite */
+            }
+            if ((eps != 0.0 || (w && fabs(wy) < 1.0)) && !(isfinite(r0 - xy) && isfinite(swx))) {
+                own = (T *)malloc((size_t)C * sizeof(T));
+                if (own) e = own;
+            }
+        }
         double a, L, S;
         if (!FL_(row_stats_pf)(xr, C, g ? e : NULL, FL_PF(i), &a, &L, &S)) {
             FL_(nan_row)(loss + i, g, C);
+            free(own);
             continue;
         }
         double li = keep * wy * ((a - xy) + L);
         if (eps != 0.0) li += epc * (W * ((a - r0) + L) - swx);
+        if (!isfinite(li) && (!g || (const void *)e != (const void *)xr))
+            li = FL_(halved_loss)(xr, C, a, L, w, NULL, keep, epc, y, li);
         loss[i] = li;
-        if (!g) continue;
+        if (!g) { free(own); continue; }
         const double coef = keep * wy + epc * W;
         const T sc = (T)(gscale * coef / S);
         const T sw = (T)(gscale * epc);
@@ -811,6 +938,7 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
             FL_(oput)(ob, len, g + j0, nt);
         }
         if (FL_TS_IS_T && !nt) FL_CE_TARGET(((T *)g)[y]);   /* (T storage only) */
+        free(own);
     }
     if (nt) fl_stream_fence();
 }
@@ -819,14 +947,14 @@ static void FL_(ce_index_rows_x)(const FL_TS *x, ptrdiff_t nrows, ptrdiff_t C,
 static void FL_(ce_index_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C,
                                const int64_t *target, const T *w, double W,
                                int64_t ignore_index, double eps, double gscale,
-                               double *loss, T *grad)
+                               double *loss, T *grad, int ign_nan)
 {
     if (C <= FL_SMALL_C) {
-        FL_(ce_index_small)(x, nrows, C, target, w, W, ignore_index, eps, gscale, loss, grad);
+        FL_(ce_index_small)(x, nrows, C, target, w, W, ignore_index, eps, gscale, loss, grad, ign_nan);
         return;
     }
     FL_(ce_index_rows_x)(x, nrows, C, target, w, W, ignore_index, eps, gscale, loss, grad, NULL, 0,
-                         nrows);
+                         nrows, ign_nan);
 }
 
 /* Cross-entropy with class-probability targets t (same shape as x), fused
@@ -869,22 +997,77 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
         const double swt = FL_lanes_total_d(st), swtx = FL_(lanes_total_dn)(stx, FL_VL);
 #endif
 #undef FL_WT
+        /* As in ce_index_rows_x: a float64 row written over by its own
+         * gradient keeps its exp values apart when its sums overflowed
+         * (the loss is then taken from the logits again). */
+        T *e = g, *own = NULL;
+        if (sizeof(T) == 8 && g == xr && !(isfinite(swt) && isfinite(swtx))) {
+            own = (T *)malloc((size_t)C * sizeof(T));
+            if (own) e = own;
+        }
         double a, L, S;
-        if (!FL_(row_stats)(xr, C, g, &a, &L, &S)) {
+        if (!FL_(row_stats)(xr, C, e, &a, &L, &S)) {
             FL_(nan_row)(loss + i, g, C);
+            free(own);
             continue;
         }
-        loss[i] = swt * ((a - r0) + L) - swtx;
-        if (!g) continue;
+        double li = swt * ((a - r0) + L) - swtx;
+        if (!isfinite(li) && e != xr)
+            li = FL_(halved_loss)(xr, C, a, L, w, tr, 1.0 - eps, eps / (double)C, -1, li);
+        loss[i] = li;
+        if (!g) { free(own); continue; }
         const T sc = (T)(gscale * swt / S), gs = (T)gscale;
         if (w) {
 #pragma omp simd
             for (ptrdiff_t j = 0; j < C; j++)
-                g[j] = g[j] * sc - gs * (w[j] * (tr[j] * keep + epc));
+                g[j] = e[j] * sc - gs * (w[j] * (tr[j] * keep + epc));
         } else {
 #pragma omp simd
             for (ptrdiff_t j = 0; j < C; j++)
-                g[j] = g[j] * sc - gs * (tr[j] * keep + epc);
+                g[j] = e[j] * sc - gs * (tr[j] * keep + epc);
+        }
+        free(own);
+    }
+}
+
+/* The cross-entropy gradient of rows whose log-sum-exp is already known: a
+ * block of m of the C classes (a vocabulary shard of another process, or the
+ * column block of a second pass), with lse_i over all C classes.  Row i:
+ *   out[i, j] = c_i exp(x[i, j] - lse_i) - s_i w_j - [j == ycol_i] k_i,   c_i = k_i + s_i W
+ * where k_i = scale_i (1-eps) w_{y_i} and s_i = scale_i eps / C are given per row
+ * (both 0 for an ignored row, whose gradient is 0), w holds the block's class
+ * weights (NULL: all 1), W the weights' sum over all C classes, and ycol_i the
+ * target's column in the block (-1 when it lies elsewhere).
+ * lse_i is subtracted as hi + lo in T (hi = (T)lse_i), so a large common
+ * offset of the logits does not cost the bits that rounding lse_i to T would.
+ * The target entry is formed in double from expm1: c p - k cancels when
+ * p = exp(x_y - lse) is close to 1 (the "softmax - 1" trap).  out may alias x. */
+static void FL_(ce_grad_lse_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t m, const double *lse,
+                                  const double *k, const double *s, const int64_t *ycol,
+                                  const T *w, double W, T *out)
+{
+    for (ptrdiff_t i = 0; i < nrows; i++) {
+        const T *xr = x + i * m;
+        T *o = out + i * m;
+        const double ki = k[i], si = s[i];
+        if (ki == 0.0 && si == 0.0) {
+            memset(o, 0, (size_t)m * sizeof(T));
+            continue;
+        }
+        const T hi = (T)lse[i], lo = (T)(lse[i] - (double)hi);
+        const T ct = (T)(ki + si * W), st = (T)si;
+        const int64_t yc = ycol[i];
+        const double xy = (yc >= 0 && yc < m) ? (double)xr[yc] : 0.0;   /* read before o is written */
+        if (w) {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < m; j++) o[j] = FL_EXP((xr[j] - hi) - lo) * ct - st * w[j];
+        } else {
+#pragma omp simd
+            for (ptrdiff_t j = 0; j < m; j++) o[j] = FL_EXP((xr[j] - hi) - lo) * ct - st;
+        }
+        if (yc >= 0 && yc < m) {
+            const double d = xy - lse[i];
+            o[yc] = (T)(ki * expm1(d) + si * (W * exp(d) - (w ? (double)w[yc] : 1.0)));
         }
     }
 }

@@ -245,7 +245,7 @@ def _measure(args, argv, prog, preset, case_list):
             pass
     policy = _policy(args, preset)
     t0, load0 = time.perf_counter(), _records.load_average()
-    meter = FloorMeter(repeats=3 if preset == "tiny" else 5, gemm_n=256 if preset == "tiny" else 1024)
+    meter = FloorMeter(repeats=3 if preset == "tiny" else 5)
     libraries = args.libraries
     if preset == "tiny" and libraries == list(LIBRARIES):
         # the seconds-long smoke run leaves out the torch.compile contenders (each compiles for seconds)

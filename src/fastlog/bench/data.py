@@ -115,7 +115,7 @@ def _linear_data(group, shape, dtype):
 
 
 MAKERS = {"rows": _rows_data, "mlp": _mlp_data, "linear": _linear_data}
-_CACHE = {}
+_CACHE: dict = {}
 
 
 def data_for(group, shape, dtype):

@@ -39,7 +39,7 @@ class Unavailable(Exception):
     """
 
 
-_torch_cache = []
+_torch_cache: list = []
 
 
 def torch_modules():

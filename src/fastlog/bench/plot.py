@@ -1,8 +1,12 @@
 """PNG plots of a report (fastlog's speed-up) and of a comparison (the change between two runs).
 
-matplotlib is imported only here, only when a plot is asked for.  One colour
-per library in every panel; dtype = marker, thread count = line style, a
-hollow marker = a noisy timing; error bars span the ratio of the quartiles.
+matplotlib is imported only here, only when a plot is asked for.  What is
+drawn is what was measured: one marker per (shape, thread count, library,
+dtype), no lines (the shapes of a panel are not a series), colour = library,
+marker = dtype, a hollow marker = a noisy timing, error bars span the ratio
+of the quartiles.  A panel with several thread counts labels each shape with
+its thread count.  The legend names only what the figure draws, and the
+figure has no empty panels.
 """
 import textwrap
 
@@ -19,7 +23,7 @@ __all__ = ["plot_report", "plot_compare", "COLOURS", "MARKERS"]
 COLOURS = {"fastlog": "#c0392b", "numpy": "#1f77b4", "scipy": "#2ca02c", "torch": "#ff7f0e",
            "torch.compile": "#8c564b", "fastlog.torch": "#9467bd", "fastlog.torch.compile": "#e377c2"}
 MARKERS = {"float32": "o", "float64": "s", "bfloat16": "^", "float16": "v"}
-LINES = {1: "-", 2: "--", 4: ":", 8: "-."}
+IDEAL = {2: "--", 4: ":", 8: "-."}   # line style of the 'ideal n x' reference lines of thread scaling
 
 
 def _ticks(lo, hi, most=8):
@@ -56,48 +60,75 @@ def _log_axis(ax, label):
     ax.grid(axis="y", lw=0.3, alpha=0.5)
 
 
-def _series_plot(ax, labels, series, connect=True):
-    """series: {(library, dtype, threads): [(x label, y, lo, hi, noisy)]} on a categorical x axis;
-    `connect` joins a series' points (only where the x axis is one operation's shapes)."""
+def _series_plot(ax, labels, series):
+    """series: {(library, dtype): [(x label, y, lo, hi, noisy)]} on a categorical x axis; one
+    marker per point (no lines: neighbouring categories are different shapes, not a series).
+    Returns the (library, dtype) pairs drawn."""
     xs = {lab: i for i, lab in enumerate(labels)}
     n = max(1, len(series))
-    for k, ((lib, dt, th), pts) in enumerate(sorted(series.items(), key=lambda s: (
-            LIBRARIES.index(s[0][0]), s[0][1], s[0][2]))):
-        off = (k - (n - 1) / 2) * min(0.5 / n, 0.12)
+    drawn = []
+    for k, ((lib, dt), pts) in enumerate(sorted(series.items(), key=lambda s: (
+            LIBRARIES.index(s[0][0]), list(MARKERS).index(s[0][1]) if s[0][1] in MARKERS else 9))):
+        off = (k - (n - 1) / 2) * min(0.6 / n, 0.14)
         x = [xs[p[0]] + off for p in pts]
         y = [p[1] for p in pts]
         colour = COLOURS.get(lib, "black")
-        if connect:
-            ax.plot(x, y, color=colour, ls=LINES.get(th, "-."), lw=1.2, alpha=0.8)
         ax.errorbar(x, y, yerr=[[max(0.0, v - p[2]) for v, p in zip(y, pts)],
                                 [max(0.0, p[3] - v) for v, p in zip(y, pts)]],
                     fmt="none", ecolor=colour, elinewidth=0.8, capsize=2, alpha=0.7)
         for xi, yi, p in zip(x, y, pts):
-            ax.plot([xi], [yi], marker=MARKERS.get(dt, "D"), ms=5.5, color=colour,
+            ax.plot([xi], [yi], marker=MARKERS.get(dt, "D"), ms=6, color=colour,
                     mfc="white" if p[4] else colour, mew=1.2, ls="none")
+        drawn.append((lib, dt))
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=25, ha="right", fontsize=7.5)
     ax.set_xlim(-0.6, len(labels) - 0.4)
+    return drawn
 
 
-def _legend(fig, libraries, dtypes, threads):
+def _legend(fig, drawn, noisy):
+    """A legend of what the figure draws: the libraries and dtypes of `drawn` ((library, dtype)
+    pairs), and the hollow marker only when some timing was noisy."""
     from matplotlib.lines import Line2D
-    h = [Line2D([], [], color=COLOURS[lib], lw=2, label=lib) for lib in libraries]
-    h += [Line2D([], [], color="dimgrey", marker=MARKERS.get(d, "D"), ls="none", label=d) for d in dtypes]
-    h += [Line2D([], [], color="dimgrey", ls=LINES.get(t, "-."), label=f"{t} thread{'s' * (t > 1)}")
-          for t in threads]
-    h.append(Line2D([], [], color="dimgrey", marker="o", mfc="white", ls="none", label="noisy timing"))
+    libs = [lib for lib in LIBRARIES if any(d[0] == lib for d in drawn)]
+    dts = [d for d in MARKERS if any(x[1] == d for x in drawn)]
+    h = [Line2D([], [], color=COLOURS[lib], marker="o", ms=7, ls="none", label=lib) for lib in libs]
+    h += [Line2D([], [], color="dimgrey", marker=MARKERS[d], ls="none", label=d) for d in dts]
+    if noisy:
+        h.append(Line2D([], [], color="dimgrey", marker="o", mfc="white", ls="none", label="noisy timing"))
     fig.legend(handles=h, loc="upper center", ncol=len(h), fontsize=8.5, frameon=False,
                bbox_to_anchor=(0.5, 0.985))
 
 
+def _categories(points):
+    """points: [(shape label, threads, (library, dtype), y, lo, hi, noisy)] -> (x labels, series).
+
+    The x axis has one category per (shape, thread count), in order of first
+    appearance; the thread count is written under the shape when the panel
+    has more than one."""
+    several = len({p[1] for p in points}) > 1
+    label = {}
+    for p in points:
+        label.setdefault((p[0], p[1]), p[0] + (f"\n{p[1]} thread{'s' * (p[1] > 1)}" if several else ""))
+    series = {}
+    for p in points:
+        series.setdefault(p[2], []).append((label[(p[0], p[1])],) + tuple(p[3:]))
+    return list(label.values()), series
+
+
 def _grid(plt, n, wide=False, cols=3):
-    """A figure with n panels in rows of `cols`, plus one full-width panel below when `wide`."""
+    """A figure with n panels in rows of at most `cols` (no empty panel), plus one full-width panel
+    below when `wide`."""
+    cols = max(1, min(cols, n)) if n else 1
     rows = (n + cols - 1) // cols
     height = 3.7 * (rows + wide) + 0.6
-    fig = plt.figure(figsize=(5.3 * cols, height))
-    grid = fig.add_gridspec(rows + wide, cols)
-    axes = [fig.add_subplot(grid[k // cols, k % cols]) for k in range(n)]
+    fig = plt.figure(figsize=(max(5.3 * cols, 10.6 if wide else 0), height))
+    grid = fig.add_gridspec(rows + wide, cols * 2)
+    axes = []
+    for k in range(n):
+        r, c = divmod(k, cols)
+        left = rows * cols - n if r == rows - 1 else 0     # centre a short last row
+        axes.append(fig.add_subplot(grid[r, 2 * c + left:2 * c + left + 2]))
     if wide:
         axes.append(fig.add_subplot(grid[rows, :]))
     return fig, axes, height
@@ -114,14 +145,16 @@ def _ratio(num, den):
 
 
 def _speedup_panels(cases):
+    """{group: [(shape label, threads, (library, dtype), ratio, lo, hi, noisy)]}: fastlog's
+    speed-up over each other library (fastlog itself is the baseline and is not drawn)."""
     panels = {}
     for c, lr in cases.items():
         f = lr.get("fastlog")
         for lib, o in lr.items():
             if lib == "fastlog" or f is None or f.status != "ok" or o.status != "ok":
                 continue
-            panels.setdefault(c.group, {}).setdefault((lib, c.dtype, c.threads), []).append(
-                (c.label,) + _ratio(o, f) + (f.noisy or o.noisy,))
+            panels.setdefault(c.group, []).append(
+                (c.label, c.threads, (lib, c.dtype)) + _ratio(o, f) + (f.noisy or o.noisy,))
     return panels
 
 
@@ -129,7 +162,8 @@ SCALING_MAX = 12   # categories in the thread-scaling panel
 
 
 def _scaling_series(cases):
-    """{(library, dtype, threads): points} of 1-thread / n-thread time, and the subset's description.
+    """[(label, n threads, (library, dtype), ratio, lo, hi, noisy)] of 1-thread / n-thread time, and
+    the subset's description.
 
     One dtype (float32 when present) and, when there are more than SCALING_MAX
     (operation, shape) pairs, the largest shapes: threads matter for big arrays.
@@ -146,16 +180,15 @@ def _scaling_series(cases):
     if len(keys) > SCALING_MAX:
         keep = set(sorted(keys, key=lambda k: -float(np.prod(k[1])))[:SCALING_MAX])
         pairs = [(c, c2) for c, c2 in pairs if (c.group, c.shape) in keep]
-    series = {}
-    for c, c2 in sorted(pairs, key=lambda p: (list(GROUPS).index(p[0].group), size[p[0]])):
+    points = []
+    for c, c2 in sorted(pairs, key=lambda p: (list(GROUPS).index(p[0].group), size[p[0]], p[1].threads)):
         label = "\n".join(textwrap.wrap(GROUPS[c.group].short, 18) + [c.label])
         for lib in LIBRARIES:
             a, b = cases[c].get(lib), cases[c2].get(lib)
             if a is not None and b is not None and a.status == b.status == "ok":
-                series.setdefault((lib, c.dtype, c2.threads), []).append(
-                    (label,) + _ratio(a, b) + (a.noisy or b.noisy,))
+                points.append((label, c2.threads, (lib, c.dtype)) + _ratio(a, b) + (a.noisy or b.noisy,))
     kept = "" if len(keys) <= SCALING_MAX else f", the {SCALING_MAX} largest shapes"
-    return series, f"{dt}{kept}"
+    return points, f"{dt}{kept}"
 
 
 def plot_report(report, path):
@@ -196,22 +229,25 @@ def plot_report(report, path):
     if not panels and not scaling:
         raise ValueError("the report has no rows timed for both fastlog and another library")
     plt = _pyplot()
-    n_cat = len({p[0] for pts in scaling.values() for p in pts})
+    n_cat = len({(p[0], p[1]) for p in scaling})
     wide = n_cat > 4                      # a few scaling cases fit in an ordinary panel
     fig, axes, height = _grid(plt, len(panels) + (bool(scaling) and not wide), wide=wide)
     order = [g for g in GROUPS if g in panels]
+    drawn, noisy = [], False
     for ax, g in zip(axes, order):
-        labels = list(dict.fromkeys(c.label for c in cases if c.group == g))
-        _series_plot(ax, labels, panels[g])
+        labels, series = _categories(panels[g])
+        drawn += _series_plot(ax, labels, series)
+        noisy |= any(p[-1] for p in panels[g])
         _log_axis(ax, "fastlog speed-up (x faster)")
         ax.set_title(GROUPS[g].short, fontsize=10)
         ax.set_xlabel("shape" if GROUPS[g].kind != "mlp" else "batch size", fontsize=8)
     if scaling:
         ax = axes[-1]
-        labels = list(dict.fromkeys(p[0] for pts in scaling.values() for p in pts))
-        _series_plot(ax, labels, scaling, connect=False)
-        for n in sorted({k[2] for k in scaling}):
-            ax.axhline(n, color="black", lw=0.6, ls=LINES.get(n, "-."))
+        labels, series = _categories(scaling)
+        drawn += _series_plot(ax, labels, series)
+        noisy |= any(p[-1] for p in scaling)
+        for n in sorted({p[1] for p in scaling}):
+            ax.axhline(n, color="black", lw=0.6, ls=IDEAL.get(n, "-."))
             ax.text(-0.5, n * 1.05, f"ideal: {n}x", fontsize=7)
         _log_axis(ax, "n threads over 1 thread (x)")
         ax.set_title(f"thread scaling: time with 1 thread / time with n threads ({scaling_what})",
@@ -224,9 +260,7 @@ def plot_report(report, path):
     fig.suptitle(f"fastlog {m['fastlog']} ({m['isa']}) vs NumPy, SciPy, PyTorch: how many times faster "
                  f"fastlog is (above 1x: faster).  {m['cpu']}, {m['cores']} cores, {report['created']}"
                  + (f"; {flagged} noisy timings" if flagged else ""), fontsize=9.5, y=0.995)
-    libs = [lib for lib in LIBRARIES if any(lib in lr for lr in cases.values())]
-    _legend(fig, libs, [d for d in MARKERS if any(c.dtype == d for c in cases)],
-            sorted({c.threads for c in cases}))
+    _legend(fig, drawn, noisy)
     _finish(fig, path, height)
     plt.close(fig)
     return [GROUPS[g].short for g in order] + (["thread scaling"] if scaling else [])
@@ -265,23 +299,22 @@ def plot_compare(old, new, path, libraries=None):
     rows, _, _ = compare_rows(old, new, libraries=libraries)
     if not rows:
         raise ValueError("the two reports have no timed row in common")
-    panels, labels = {}, {}
+    panels = {}
     for c, lib, ra, rb, _, _ in rows:
-        panels.setdefault(c.group, {}).setdefault((lib, c.dtype, c.threads), []).append(
-            (c.label,) + _ratio(ra, rb) + (ra.noisy or rb.noisy,))
-        labels.setdefault(c.group, {})[c.label] = None
+        panels.setdefault(c.group, []).append(
+            (c.label, c.threads, (lib, c.dtype)) + _ratio(ra, rb) + (ra.noisy or rb.noisy,))
     plt = _pyplot()
     fig, axes, height = _grid(plt, len(panels))
     order = [g for g in GROUPS if g in panels] + [g for g in panels if g not in GROUPS]
+    drawn = []
     for ax, g in zip(axes, order):
-        _series_plot(ax, list(labels[g]), panels[g])
+        labels, series = _categories(panels[g])
+        drawn += _series_plot(ax, labels, series)
         _log_axis(ax, "old time / new time (x)")
         ax.set_title(GROUPS[g].short if g in GROUPS else g, fontsize=10)
     fig.suptitle(f"change from {old['created']} to {new['created']} (above 1x: the new run is faster)",
                  fontsize=10, y=0.995)
-    found = {(lib, c.dtype, c.threads) for c, lib, *_ in rows}
-    _legend(fig, [lib for lib in LIBRARIES if any(k[0] == lib for k in found)],
-            [d for d in MARKERS if any(k[1] == d for k in found)], sorted({k[2] for k in found}))
+    _legend(fig, drawn, any(p[-1] for pts in panels.values() for p in pts))
     _finish(fig, path, height)
     plt.close(fig)
     return [GROUPS[g].short if g in GROUPS else g for g in order]

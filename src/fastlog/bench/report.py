@@ -12,7 +12,7 @@ from .impls import LIBRARIES, TORCH_PAIRS
 from .records import results_of
 
 __all__ = ["format_report", "format_markdown", "tables_of", "render_text", "render_markdown",
-           "fmt_ms", "fmt_ratio", "WIDTH", "NOISY"]
+           "fmt_ms", "fmt_ratio", "floors_of", "below_floor", "WIDTH", "NOISY", "BELOW"]
 
 WIDTH = 100
 NOISY = "*"
@@ -87,19 +87,92 @@ def by_case(results):
     return out
 
 
+def _normalized(f):
+    """A floor row in the current form (``seconds``, ``bound`` and one entry per floor); rows of
+    reports written before the exp floor existed had one floor of kind 'memory' or 'compute'."""
+    if "bound" in f or "kind" not in f:
+        return f
+    part = "memory" if f["kind"] == "memory" else "gemm"
+    return dict(f, bound=part, **{part: {k: v for k, v in f.items() if k in ("bytes", "flops", "rate",
+                                                                           "seconds", "array_bytes")}})
+
+
 def floors_of(report):
-    """{(group, shape, dtype, threads): floor dict} from the report."""
+    """{(group, shape, dtype, threads): floor dict} from the report (see ``FloorMeter.floor``).
+
+    Parameters
+    ----------
+    report : dict
+        A report.
+
+    Examples
+    --------
+    >>> from fastlog.bench.report import floors_of
+    >>> rep = {"floors": {"rows": [{"group": "softmax", "shape": [4096, 1000], "dtype": "float32",
+    ...                             "threads": 1, "kind": "memory", "bytes": 32768000, "seconds": 0.001}]}}
+    >>> f = floors_of(rep)[("softmax", (4096, 1000), "float32", 1)]
+    >>> f["bound"], f["memory"]["seconds"]
+    ('memory', 0.001)
+    """
     rows = (report.get("floors") or {}).get("rows", [])
-    return {(f["group"], tuple(f["shape"]), f["dtype"], f["threads"]): f for f in rows}
+    return {(f["group"], tuple(f["shape"]), f["dtype"], f["threads"]): _normalized(f) for f in rows}
 
 
-def _floor_note(g, kinds):
-    if "compute" in kinds:
-        return (f"floor: {g.floor_text}; x floor = fastlog time / floor time "
-                f"(1.00 = at the GEMM rate; 1.25 = 80% of it)")
-    return (f"floor: {g.floor_text}, at the read+write bandwidth measured on arrays of this size "
-            f"and thread count; x floor = fastlog time / floor time (1.00 = at the memory limit); "
-            f"no floor under 4 MiB (in cache)")
+# The floors a table can show, in column order: (key, column title).
+FLOOR_COLUMNS = (("memory", "memory floor ms"), ("exp", "exp floor ms"), ("gemm", "GEMM floor ms"))
+BELOW = "!"   # marks an 'x floor' under 1: impossible for a true floor
+
+
+def _floor_notes(g, kinds):
+    out = []
+    if "memory" in kinds:
+        out.append(f"memory floor: {g.floor_text}; the largest of the reads at the read rate, the writes at the "
+                   f"write rate and the bytes both read and written at the copy rate, measured on arrays of "
+                   f"this size and thread count; none under 4 MiB (in cache)")
+    if "exp" in kinds:
+        out.append("exp floor: N x C exponentials (at least one per element) at the best exp throughput "
+                   "measured in this run (one thread, in cache) times the thread count")
+    if "gemm" in kinds:
+        out.append(f"GEMM floor: {g.floor_text.replace('at the measured GEMM rate', '')}at the best rate "
+                   f"SciPy's BLAS reached at the operation's own GEMM shapes")
+    out.append(f"x floor = fastlog time / the larger floor (1.00 = at the limit; below 1.00 a floor "
+               f"is wrong, marked {BELOW})")
+    return out
+
+
+def below_floor(report):
+    """[(case, fastlog time, floor dict)] for every timed fastlog row faster than its floor.
+
+    A floor is a least time: a row below it means the floor or the timing is
+    wrong.  The report lists these loudly.
+
+    Parameters
+    ----------
+    report : dict
+        A report.
+
+    Examples
+    --------
+    >>> from fastlog.bench.presets import Case
+    >>> from fastlog.bench.records import machine_info, make_report
+    >>> from fastlog.bench.runner import Result
+    >>> from fastlog.bench.timing import Stats
+    >>> from fastlog.bench.report import below_floor
+    >>> case = Case("softmax", (4096, 1000), "float32", 1)
+    >>> res = [Result(case, "fastlog", "ok", err=0.0, stats=Stats.from_samples([1e-3] * 5, 1))]
+    >>> floors = {"rows": [{"group": "softmax", "shape": [4096, 1000], "dtype": "float32", "threads": 1,
+    ...                     "seconds": 2e-3, "bound": "exp", "exp": {"count": 4096000, "seconds": 2e-3}}]}
+    >>> [(c.label, t) for c, t, f in below_floor(make_report(res, machine_info(), floors, "quick", "x"))]
+    [('4096x1000', 0.001)]
+    """
+    floors = floors_of(report)
+    out = []
+    for r in results_of(report):
+        if r.library == "fastlog" and r.status == "ok":
+            f = floors.get((r.case.group, r.case.shape, r.case.dtype, r.case.threads))
+            if f and r.stats.median < f["seconds"]:
+                out.append((r.case, r.stats.median, f))
+    return out
 
 
 def _group_table(gname, items, floors):
@@ -107,11 +180,11 @@ def _group_table(gname, items, floors):
     libs = [lib for lib in LIBRARIES if lib in g.impls and any(lib in lr for _, lr in items)]
     others = [lib for lib in libs if lib != "fastlog"]
     fl_of = {c: floors.get((c.group, c.shape, c.dtype, c.threads)) for c, _ in items}
-    has_floor = any(fl_of.values())
+    kinds = [k for k, _ in FLOOR_COLUMNS if any(f and k in f for f in fl_of.values())]
     pairs = [(a, b) for a, b in TORCH_PAIRS if a in libs and b in libs]
     header = ["shape", "dtype", "thr"] + [f"{lib} ms" for lib in libs] + [f"vs {lib}" for lib in others]
     header += [f"{b} / {a}" for a, b in pairs]
-    header += ["floor ms", "x floor"] if has_floor else []
+    header += [title for k, title in FLOOR_COLUMNS if k in kinds] + (["x floor"] if kinds else [])
     rows = []
     for c, lr in items:
         fl = lr.get("fastlog")
@@ -127,12 +200,16 @@ def _group_table(gname, items, floors):
             ok = ra is not None and rb is not None and ra.status == rb.status == "ok"
             row.append(fmt_ratio(rb.stats.median / ra.stats.median) + (NOISY if ra.noisy or rb.noisy else "")
                        if ok else "-")
-        if has_floor:
+        if kinds:
             f = fl_of[c]
-            row += [fmt_ms(f["seconds"]) if f else "-",
-                    fmt_multiple(fl.stats.median / f["seconds"]) if f and fl_ok else "-"]
+            row += [fmt_ms(f[k]["seconds"]) if f and k in f else "-" for k in kinds]
+            if f and fl_ok:
+                x = fl.stats.median / f["seconds"]
+                row.append(fmt_multiple(x) + (BELOW if x < 1 else ""))
+            else:
+                row.append("-")
         rows.append(row)
-    notes = [_floor_note(g, {f["kind"] for f in fl_of.values() if f})] if has_floor else []
+    notes = _floor_notes(g, kinds) if kinds else []
     return Table(g.title, header, rows, notes)
 
 
@@ -195,14 +272,25 @@ def tables_of(report):
 
 
 def _rates(report):
+    """(bandwidth, exp, GEMM) texts for the header: what the floors were computed from."""
     fl = report.get("floors") or {}
-    bw = ", ".join(f"{b['array_bytes'] / 2**20:.0f} MiB x {b['threads']}t {b['max'] / 1e9:.1f}"
+    bw = ", ".join(f"{b['array_bytes'] / 2**20:.3g} MiB x {b['threads']}t {b['max'] / 1e9:.1f}"
+                   + (f" / {b['read_max'] / 1e9:.1f} / {b['write_max'] / 1e9:.1f}" if "read_max" in b else "")
                    for b in sorted(fl.get("bandwidth", []), key=lambda b: (b["threads"], b["array_bytes"])))
-    gm = ", ".join(f"{g['dtype']} {g['threads']}t {g['flops_per_s'] / 1e9:.0f}" for g in fl.get("gemm", []))
     old = report.get("bandwidth")  # format 1: one large copy
     if not bw and old:
         bw = f"{old['nbytes'] / 2**20:.0f} MiB x 1t {old['bytes_per_s'] / 1e9:.1f}"
-    return bw, gm, fl.get("repeats", 5)
+    ex = "; ".join(f"{e['dtype']} " + ", ".join(f"{k} {v / 1e9:.2f}" for k, v in e["per_s"].items())
+                   for e in fl.get("exp", []))
+    gm = []
+    for g in fl.get("gemm", []):
+        if "shape" in g:
+            m, n, k, ta, tb = g["shape"]
+            gm.append(f"{m}x{k}{'.T' if ta else ''} @ {k}x{n}{'.T' if tb else ''} {g['dtype']} {g['threads']}t "
+                      f"{g['flops_per_s'] / 1e9:.0f}")
+        else:    # reports written before the floors used the operations' own shapes
+            gm.append(f"{g.get('n', 1024)}^3 {g['dtype']} {g['threads']}t {g['flops_per_s'] / 1e9:.0f}")
+    return bw, ex, ", ".join(gm), fl.get("repeats", 5)
 
 
 def header_items(report):
@@ -219,7 +307,7 @@ def header_items(report):
     if load is not None and max(load, start or 0) > m["cores"]:
         load_text += " (above the core count: the machine was shared with other work)"
     torch = m.get("torch") or f"not installed ({m.get('torch_install', 'pip install torch==2.13.0')})"
-    bw, gm, repeats = _rates(report)
+    bw, ex, gm, repeats = _rates(report)
     items = [
         ("command", report["command"]
          + (f"   [{report['elapsed_s']:.0f} s]" if report.get("elapsed_s") else "")),
@@ -234,11 +322,21 @@ def header_items(report):
                     + m.get("pinning", "fastlog.set_num_threads, threadpoolctl, torch.set_num_threads")),
     ]
     if bw:
-        items.append(("memory", f"read+write bandwidth (np.copyto, best of {repeats}; CPU time with 1 thread) per "
-                                f"array size and thread count, GB/s: {bw}"))
+        items.append(("memory", f"best bandwidth per array size and thread count (CPU time with 1 thread; best "
+                                f"of {repeats} passes and of 50 ms), GB/s: copy (np.copyto, read+write) / read "
+                                f"(sum) / write (memset): {bw}"))
+    if ex:
+        items.append(("exp", f"exp throughput, one thread, in cache (CPU time; best of 50 ms of passes), G/s: {ex}"))
     if gm:
-        n = (report.get("floors") or {}).get("gemm", [{}])[0].get("n", 1024)
-        items.append(("GEMM", f"{n}^3 GEMM rate (SciPy's BLAS, best of 5; CPU time with 1 thread), GFLOP/s: {gm}"))
+        items.append(("GEMM", f"SciPy's BLAS at each operation's own GEMM shapes (row-major; CPU time with "
+                              f"1 thread; best of {repeats} calls and of 50 ms), GFLOP/s: {gm}"))
+    bad = below_floor(report)
+    if (report.get("floors") or {}).get("rows"):
+        items.append(("floors", "each row's floor is the larger of its memory, exp or GEMM floor (see under each "
+                                "table); " + (f"WARNING: {len(bad)} fastlog row{'s' * (len(bad) != 1)} BELOW "
+                                              f"{'their' if len(bad) != 1 else 'its'} floor (listed at the end: "
+                                              f"the floor or the timing is wrong)" if bad
+                                              else "no row is below its floor")))
     items += [
         ("timing", "median ms per call after warm-up; (n%) = interquartile range / median; every result "
                    "is first checked against fastlog._reference (float64), and a wrong one is not timed"),
@@ -297,7 +395,17 @@ def _summary(results):
 
 def _footer(report):
     results = results_of(report)
-    return _problems(results) + [("summary", [_summary(results)])]
+    bad = below_floor(report)
+    out = _problems(results)
+    if bad:
+        out.append((f"BELOW THE FLOOR: {len(bad)} fastlog row{'s' * (len(bad) != 1)} faster than the least "
+                    f"time the floor allows (a floor cannot be beaten: the floor or the timing is wrong)",
+                    [f"{GROUPS[c.group].short} {c.label} {c.dtype} {c.threads}t: {fmt_ms(t)} ms, "
+                     f"{f['bound']} floor {fmt_ms(f['seconds'])} ms (x floor {t / f['seconds']:.2f})"
+                     for c, t, f in bad]))
+    summary = _summary(results) + (f", {len(bad)} below {'their' if len(bad) != 1 else 'its'} floor ({BELOW})"
+                                   if bad else "")
+    return out + [("summary", [summary])]
 
 
 # ------------------------------------------------------------------ text --
@@ -384,7 +492,7 @@ def render_text(report, title="fastlog benchmark report", width=WIDTH):
     for t in tables_of(report):
         out += ["", t.title] + render_table_text(t, width)
     for title_, lines in _footer(report):
-        out += ["", title_ + ":"]
+        out += [""] + textwrap.wrap(title_ + ":", width)
         for ln in lines:
             out += textwrap.wrap(ln, width, initial_indent="  ", subsequent_indent="    ")
     return "\n".join(out)
@@ -427,8 +535,8 @@ def render_markdown(report, title="fastlog benchmark report"):
     >>> rep = make_report([timed("fastlog", 2.0), timed("numpy", 8.0)], machine_info(), None, "quick", "example")
     >>> from fastlog.bench.report import render_markdown
     >>> md = render_markdown(rep)
-    >>> print(md[md.index("###"):md.index("**summary**")].strip())
-    ### softmax(x, axis=-1)
+    >>> print(md[md.index("## "):md.index("**summary**")].strip())
+    ## softmax(x, axis=-1)
     <BLANKLINE>
     | shape | dtype | thr | fastlog ms | numpy ms | vs numpy |
     |:---|:---|:---|---:|---:|---:|
@@ -438,7 +546,7 @@ def render_markdown(report, title="fastlog benchmark report"):
     out = [f"# {title}", "", f"Generated by `{report['command']}` on {report['created']}{took}.", ""]
     out += [f"- **{label}**: {_md_escape(text)}" for label, text in header_items(report) if label != "command"]
     for t in tables_of(report):
-        out += ["", f"### {t.title}", ""] + render_table_markdown(t)
+        out += ["", f"## {t.title}", ""] + render_table_markdown(t)
     for title_, lines in _footer(report):
         out += ["", f"**{title_}**", ""] + [f"- {ln}" for ln in lines]
     return "\n".join(out) + "\n"

@@ -1,6 +1,7 @@
 """Run cases: build each library's version, check it against the oracle, then time it."""
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 from . import data as _data
 from .groups import GROUPS
@@ -61,9 +62,9 @@ class Result:
     library: str
     status: str
     reason: str = ""
-    err: float = None
-    stats: Stats = None
-    noise: dict = None
+    err: Optional[float] = None
+    stats: Optional[Stats] = None
+    noise: Optional[dict] = None
 
     @property
     def noisy(self):

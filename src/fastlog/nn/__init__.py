@@ -27,10 +27,10 @@ threads at once; training one model from two threads raises RuntimeError.
 """
 from .fit import fit_mlp
 from .functional import linear_backward, linear_forward, relu, relu_backward
-from .io import load_logreg, load_mlp, save_logreg, save_mlp, weight_evolution, WeightEvolution
-from .logistic import LogisticRegression
+from .io import save_logreg, save_mlp, weight_evolution, WeightEvolution
+from .logistic import LogisticRegression, load_logreg
 from .lr_find import LRFinderResult, lr_find
-from .mlp import INFER_BLOCK, MLP, mlp_gemms_only  # noqa: F401
+from .mlp import INFER_BLOCK, MLP, load_mlp, mlp_gemms_only  # noqa: F401
 
 __all__ = ["MLP", "LogisticRegression", "linear_forward", "linear_backward", "relu", "relu_backward",
            "mlp_gemms_only", "fit_mlp", "lr_find", "LRFinderResult", "save_mlp", "load_mlp", "save_logreg",

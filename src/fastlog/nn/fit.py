@@ -1,51 +1,21 @@
 """The training loop of :class:`fastlog.nn.MLP`: epochs, progress, history, checkpoints."""
 import os
-import sys
 import time
+from typing import Any, Dict, List, Optional, TextIO, Tuple, Union
 
 import numpy as np
 
-from .._validation import positive_int
+from .._validation import nonneg_float, positive_int, seed_param
 from .._threads import blas_pinned
-from .mlp import _nonneg
+from .._typing import ArrayLike
+from ._progress import Progress
 
 __all__ = ["fit_mlp", "CHECKPOINT_FORMATS"]
 
 CHECKPOINT_FORMATS = ("json", "npz")
 
 
-class _Progress:
-    """tqdm over epochs when it is installed, else one plain line per epoch."""
-
-    def __init__(self, total, enabled, file):
-        self.bar = None
-        self.enabled = enabled
-        self.file = file if file is not None else sys.stdout
-        if enabled and enabled != "plain":
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, unit="epoch", file=file, leave=True)
-
-    def update(self, epoch, total, stats):
-        if not self.enabled:
-            return
-        text = {k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in stats.items()}
-        if self.bar is not None:
-            self.bar.set_postfix(text, refresh=False)
-            self.bar.update(1)
-        else:
-            parts = " ".join(f"{k} {v}" for k, v in text.items())
-            print(f"epoch {epoch}/{total}: {parts}", file=self.file, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def checkpoint_path(directory, epoch, format="json"):
+def checkpoint_path(directory: Union[str, "os.PathLike[str]"], epoch: Union[int, str], format: str = "json") -> str:
     """Where :func:`fit_mlp` writes the model after `epoch` (an int, or "final").
 
     Examples
@@ -91,9 +61,12 @@ def _run_epoch(model, ws, Xs, ys, bs, lr, momentum, dampening, weight_decay):
     return total, hits, time.perf_counter() - t0
 
 
-def fit_mlp(model, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0,
-            dampening=0.0, shuffle=True, seed=0, validation_data=None, progress=True, file=None,
-            checkpoint_dir=None, checkpoint_format="json"):
+def fit_mlp(model: Any, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,
+            momentum: float = 0.9, weight_decay: float = 0.0, dampening: float = 0.0, shuffle: bool = True,
+            seed: Optional[int] = 0, validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+            progress: Union[bool, str] = True, file: Optional[TextIO] = None,
+            checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
+            checkpoint_format: str = "json") -> Dict[str, List[float]]:
     """Mini-batch SGD of an :class:`~fastlog.nn.MLP` over (X, y) for `epochs` epochs.
 
     Parameters
@@ -162,18 +135,18 @@ def fit_mlp(model, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, wei
     model._raise_nonfinite(X, "X")
     epochs = positive_int(epochs, "epochs")
     bs = min(positive_int(batch_size, "batch_size"), n)
-    lr = _nonneg(lr, "lr")
-    momentum = _nonneg(momentum, "momentum")
-    weight_decay = _nonneg(weight_decay, "weight_decay")
-    dampening = _nonneg(dampening, "dampening")
+    lr = nonneg_float(lr, "lr")
+    momentum = nonneg_float(momentum, "momentum")
+    weight_decay = nonneg_float(weight_decay, "weight_decay")
+    dampening = nonneg_float(dampening, "dampening")
     val = None
     if validation_data is not None:
         Xv, yv = validation_data
         Xv = model._x(Xv, "X_val")
         val = (Xv, model._y(yv, Xv.shape[0], "y_val"))
     ckpt = _checkpoint_dir(checkpoint_dir, checkpoint_format)
-    rng = np.random.default_rng(seed)
-    hist = {"loss": [], "accuracy": [], "time": []}
+    rng = np.random.default_rng(seed_param(seed))
+    hist: Dict[str, List[float]] = {"loss": [], "accuracy": [], "time": []}
     if validation_data is not None:
         hist["val_loss"], hist["val_accuracy"] = [], []
     with model._training("fit"):
@@ -187,7 +160,7 @@ def _epochs(model, X, y, hist, epochs, bs, sgd, shuffle, rng, val, progress, ckp
     n = X.shape[0]
     ws = model._workspace(bs, True)
     Xs, ys = (np.empty_like(X), np.empty_like(y)) if shuffle else (X, y)
-    bar = _Progress(epochs, *progress)
+    bar = Progress(epochs, *progress)
     try:
         for ep in range(1, epochs + 1):
             if shuffle:

@@ -10,9 +10,12 @@
 All take float32 or float64 (integers count as float64).  The functions are
 thread-safe: each call uses only its own buffers.
 """
+from typing import Optional, Tuple
+
 import numpy as np
 
 from .._dispatch import core
+from .._typing import ArrayLike
 from .._validation import check_out, check_overlap, float_array
 from .._threads import blas_pinned
 
@@ -41,7 +44,8 @@ def _out_array(out, shape, dtype, inputs, inplace=()):
     return out
 
 
-def linear_forward(x, weight, bias=None, *, relu=False, out=None):
+def linear_forward(x: ArrayLike, weight: ArrayLike, bias: Optional[ArrayLike] = None, *, relu: bool = False,
+                   out: Optional[np.ndarray] = None) -> np.ndarray:
     """``y = x @ weight.T + bias``, optionally followed by ReLU, like ``torch.nn.Linear``.
 
     Parameters
@@ -58,6 +62,14 @@ def linear_forward(x, weight, bias=None, *, relu=False, out=None):
     -------
     ndarray, shape (n, out_features)
         In float64 if any input is float64, else float32 (integers count as float64).
+
+    Raises
+    ------
+    TypeError
+        Arrays of a kind fastlog does not compute in (complex, object, ...).
+    ValueError
+        Shapes that do not match (features of `x` and `weight`, length of
+        `bias`), or an `out` of the wrong shape.
 
     Notes
     -----
@@ -97,7 +109,9 @@ def linear_forward(x, weight, bias=None, *, relu=False, out=None):
     return out
 
 
-def linear_backward(grad_output, x, weight, *, relu_output=None, input_grad=True, bias_grad=True):
+def linear_backward(grad_output: ArrayLike, x: ArrayLike, weight: ArrayLike, *,
+                    relu_output: Optional[ArrayLike] = None, input_grad: bool = True,
+                    bias_grad: bool = True) -> Tuple[Optional[np.ndarray], np.ndarray, Optional[np.ndarray]]:
     """Gradients of :func:`linear_forward` with respect to x, weight and bias.
 
     Parameters
@@ -122,6 +136,13 @@ def linear_backward(grad_output, x, weight, *, relu_output=None, input_grad=True
         The bias gradient is summed over rows in float64, then rounded.
 
     Inputs are never modified.
+
+    Raises
+    ------
+    TypeError
+        Arrays of a kind fastlog does not compute in (complex, object, ...).
+    ValueError
+        Shapes that do not match (`grad_output`, `x`, `weight`, `relu_output`).
 
     Examples
     --------
@@ -167,7 +188,7 @@ def linear_backward(grad_output, x, weight, *, relu_output=None, input_grad=True
     return gx, gw, gb
 
 
-def relu(x, *, out=None):
+def relu(x: ArrayLike, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``max(x, 0)`` elementwise (NaN propagates, as in ``torch.relu``).
 
     Parameters
@@ -180,6 +201,13 @@ def relu(x, *, out=None):
     Returns
     -------
     ndarray
+
+    Raises
+    ------
+    TypeError
+        `x` of a dtype fastlog does not compute in (complex, object, ...).
+    ValueError
+        An `out` of the wrong shape or overlapping `x` other than being `x`.
 
     Examples
     --------
@@ -195,7 +223,7 @@ def relu(x, *, out=None):
     return out
 
 
-def relu_backward(grad_output, output, *, out=None):
+def relu_backward(grad_output: ArrayLike, output: ArrayLike, *, out: Optional[np.ndarray] = None) -> np.ndarray:
     """``grad_output * (output > 0)``: the gradient through a ReLU.
 
     Parameters
@@ -210,6 +238,14 @@ def relu_backward(grad_output, output, *, out=None):
     Returns
     -------
     ndarray
+
+    Raises
+    ------
+    TypeError
+        Arrays of a dtype fastlog does not compute in.
+    ValueError
+        `grad_output` and `output` of different shapes, or an `out` of the wrong
+        shape.
 
     Examples
     --------

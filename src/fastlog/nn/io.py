@@ -37,11 +37,15 @@ import json
 import math
 import os
 import zipfile
+from typing import Any, BinaryIO, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["save_mlp", "load_mlp", "mlp_to_json", "save_logreg", "load_logreg", "weight_evolution",
-           "WeightEvolution", "checkpoint_files"]
+from .._validation import float_param, int_param, positive_int
+from .._typing import DTypeLike
+
+__all__ = ["save_mlp", "read_mlp_params", "mlp_to_json", "save_logreg", "read_logreg_params",
+           "weight_evolution", "WeightEvolution", "checkpoint_files"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _MAX_LAYERS = 64
@@ -94,13 +98,18 @@ def _check_finite_params(params):
             raise ValueError(f"cannot write {k}: it holds NaN or infinity (model files hold finite numbers)")
 
 
-def mlp_to_json(model):
+def mlp_to_json(model: Any) -> str:
     """The model's parameters as the text of a JSON model file (keys ``param_0`` ...).
 
     Parameters
     ----------
     model : MLP
         Its parameters must be finite.
+
+    Returns
+    -------
+    str
+        The JSON text (keys ``param_0`` ...), as :meth:`MLP.save` writes it.
 
     Examples
     --------
@@ -118,7 +127,7 @@ def mlp_to_json(model):
     return "{\n" + body + "\n}\n"
 
 
-def save_mlp(model, path, format=None):
+def save_mlp(model: Any, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None) -> None:
     """Write an :class:`~fastlog.nn.MLP` as JSON or npz (see the module docstring).
 
     Parameters
@@ -148,7 +157,8 @@ def save_mlp(model, path, format=None):
     if fmt == "json":
         text = mlp_to_json(model)
         if hasattr(path, "write"):
-            path.write(text.encode("utf-8") if not hasattr(path, "encoding") else text)
+            f: Any = path   # a binary file object, or a text one (it has an encoding)
+            f.write(text if hasattr(f, "encoding") else text.encode("utf-8"))
             return
         tmp = os.fspath(path) + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -381,8 +391,12 @@ def _load_npz_params(path, dtype):
     return sizes, arrays, dtype
 
 
-def load_mlp(path, format=None, dtype=None, cls=None):
+def read_mlp_params(path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None,
+                    dtype: Optional[DTypeLike] = None) -> Tuple[Tuple[int, ...], List[np.ndarray], np.dtype]:
     """Read an MLP file (JSON or npz, see the module docstring), validating it fully.
+
+    The layer sizes and parameters, with no model built: :func:`fastlog.nn.load_mlp`
+    (and :meth:`fastlog.nn.MLP.load`) make the model from them.
 
     Parameters
     ----------
@@ -391,12 +405,14 @@ def load_mlp(path, format=None, dtype=None, cls=None):
         None: JSON if the path ends in ``.json``, otherwise npz.
     dtype : float32 or float64, optional
         Default: float32 for JSON, the file's for npz.
-    cls : type, optional
-        The class to build (default :class:`fastlog.nn.MLP`).
 
     Returns
     -------
-    MLP
+    sizes : tuple of int
+        The layer widths, inputs first.
+    arrays : list of ndarray
+        Each layer's weight (out, in) and bias (out,), in order.
+    dtype : numpy dtype
 
     Raises
     ------
@@ -410,17 +426,16 @@ def load_mlp(path, format=None, dtype=None, cls=None):
     Examples
     --------
     >>> import io, json
-    >>> from fastlog.nn.io import load_mlp
+    >>> from fastlog.nn.io import read_mlp_params
     >>> text = json.dumps({"param_0": [[1.0, 2.0]], "param_1": [0.5]})
-    >>> load_mlp(io.BytesIO(text.encode()), format="json").weights[0]
-    array([[1., 2.]], dtype=float32)
-    >>> load_mlp(io.BytesIO(b'{"param_0": [[1.0, "2"]], "param_1": [0.5]}'), format="json")
+    >>> sizes, arrays, dtype = read_mlp_params(io.BytesIO(text.encode()), format="json")
+    >>> sizes, arrays[0], dtype
+    ((2, 1), array([[1., 2.]], dtype=float32), dtype('float32'))
+    >>> read_mlp_params(io.BytesIO(b'{"param_0": [[1.0, "2"]], "param_1": [0.5]}'), format="json")
     Traceback (most recent call last):
     ...
     TypeError: param_0[0][1] is str '2', expected a number
     """
-    if cls is None:
-        from .mlp import MLP as cls
     if dtype is not None:
         dtype = np.dtype(dtype)
         if dtype not in _FLOATS:
@@ -430,19 +445,16 @@ def load_mlp(path, format=None, dtype=None, cls=None):
         sizes, arrays = _load_json_params(path, dtype)
     else:
         sizes, arrays, dtype = _load_npz_params(path, dtype)
-    model = cls(sizes, dtype=dtype, seed=0)
-    for p, a in zip(model.parameters(), arrays):
-        p[...] = a
-    model.reset_optimizer()
-    return model
+    return tuple(int(n) for n in sizes), arrays, dtype
 
 
 # ------------------------------------------------- the 3-vs-7 classifier --
 _LOGREG_KEYS = ("weights", "bias", "final_accuracy", "training_samples", "data_type", "learning_rate")
 
 
-def save_logreg(model, path, *, final_accuracy, training_samples, learning_rate, data_type="real_mnist",
-                image_shape=(28, 28)):
+def save_logreg(model: Any, path: Union[str, "os.PathLike[str]"], *, final_accuracy: float,
+                training_samples: int, learning_rate: float, data_type: str = "real_mnist",
+                image_shape: Tuple[int, int] = (28, 28)) -> None:
     """Write a binary :class:`~fastlog.nn.LogisticRegression` in the perceptron JSON format.
 
     Parameters
@@ -459,6 +471,14 @@ def save_logreg(model, path, *, final_accuracy, training_samples, learning_rate,
     image_shape : (int, int)
         The weights are written as this grid of pixels (rows of the image).
 
+    Raises
+    ------
+    ValueError
+        A `final_accuracy` outside [0, 1], or an `image_shape` that does not hold
+        the model's weights.
+    OSError
+        If the file cannot be written.
+
     Examples
     --------
     >>> import json, os, tempfile
@@ -472,30 +492,36 @@ def save_logreg(model, path, *, final_accuracy, training_samples, learning_rate,
     >>> sorted(d), len(d["weights"]), len(d["weights"][0]), d["final_accuracy"]
     (['bias', 'data_type', 'final_accuracy', 'learning_rate', 'training_samples', 'weights'], 28, 28, 50.0)
     """
+    acc = float_param(final_accuracy, "final_accuracy")
+    if not 0.0 <= acc <= 1.0:
+        raise ValueError(f"final_accuracy must be in [0, 1] (it is written in percent), got {final_accuracy!r}")
+    samples = int_param(training_samples, "training_samples", lo=0)
+    rate = float_param(learning_rate, "learning_rate")
+    rows, cols = (positive_int(s, "image_shape") for s in image_shape)
     w = np.asarray(model.weight).reshape(-1)
-    rows, cols = (int(s) for s in image_shape)
     if rows * cols != w.size:
         raise ValueError(f"image_shape {image_shape} does not hold the model's {w.size} weights")
     if not (np.isfinite(w).all() and np.isfinite(model.bias).all()):
         raise ValueError("cannot write the model: its parameters hold NaN or infinity")
-    acc = float(final_accuracy)
-    if not 0.0 <= acc <= 1.0:
-        raise ValueError(f"final_accuracy must be in [0, 1] (it is written in percent), got {final_accuracy!r}")
     grid = w.reshape(rows, cols)
     text = ("{\n" + f'"weights": {_json_array(np.ascontiguousarray(grid))},\n'
             + f'"bias": {_float_strings(np.asarray(model.bias).reshape(1))[0]},\n'
             + f'"final_accuracy": {json.dumps(round(100.0 * acc, 4))},\n'
-            + f'"training_samples": {json.dumps(int(training_samples))},\n'
+            + f'"training_samples": {json.dumps(samples)},\n'
             + f'"data_type": {json.dumps(str(data_type))},\n'
-            + f'"learning_rate": {json.dumps(float(learning_rate))}\n' + "}\n")
+            + f'"learning_rate": {json.dumps(rate)}\n' + "}\n")
     tmp = os.fspath(path) + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
 
 
-def load_logreg(path, dtype=np.float32):
-    """Read a perceptron JSON file; returns ``(model, info)``.
+def read_logreg_params(path: Union[str, "os.PathLike[str]", BinaryIO],
+                       dtype: DTypeLike = np.float32) -> Tuple[np.ndarray, np.ndarray, Dict[str, Any]]:
+    """Read a perceptron JSON file (see the module docstring), validating it fully.
+
+    The parameters, with no model built: :func:`fastlog.nn.load_logreg` (and
+    :meth:`fastlog.nn.LogisticRegression.load`) make the model from them.
 
     Parameters
     ----------
@@ -504,22 +530,27 @@ def load_logreg(path, dtype=np.float32):
 
     Returns
     -------
-    model : LogisticRegression
-        With ``n_features = rows * cols`` of the weight grid.
+    weight : ndarray, shape (1, rows * cols)
+        The weight grid, row by row.
+    bias : ndarray, shape (1,)
     info : dict
         final_accuracy (percent), training_samples, data_type, learning_rate.
+
+    Raises
+    ------
+    ValueError, TypeError
+        For anything but a well-formed perceptron file, naming the key at fault.
 
     Examples
     --------
     >>> import io, json
-    >>> from fastlog.nn.io import load_logreg
+    >>> from fastlog.nn.io import read_logreg_params
     >>> d = {"weights": [[1.0, -1.0]], "bias": 0.25, "final_accuracy": 90.0,
     ...      "training_samples": 2, "data_type": "real_mnist", "learning_rate": 0.1}
-    >>> model, info = load_logreg(io.BytesIO(json.dumps(d).encode()))
-    >>> model.weight, info["final_accuracy"]
-    (array([[ 1., -1.]], dtype=float32), 90.0)
+    >>> w, b, info = read_logreg_params(io.BytesIO(json.dumps(d).encode()))
+    >>> w, b, info["final_accuracy"]
+    (array([[ 1., -1.]], dtype=float32), array([0.25], dtype=float32), 90.0)
     """
-    from .logistic import LogisticRegression
     name = _name(path)
     obj = _read_json(path)
     missing = [k for k in _LOGREG_KEYS if k not in obj]
@@ -527,7 +558,7 @@ def load_logreg(path, dtype=np.float32):
     if missing or extra:
         raise ValueError(f"{name}: not a perceptron file: " + (f"missing {missing}" if missing
                                                                else f"unexpected keys {extra}"))
-    shape = _list_shape(obj["weights"], "weights", 2)
+    _list_shape(obj["weights"], "weights", 2)   # (checked: a 2-D grid of numbers)
     for key in ("bias", "final_accuracy", "learning_rate"):
         if type(obj[key]) not in (int, float):
             raise TypeError(f"{name}: {key} must be a number, got {type(obj[key]).__name__}")
@@ -538,15 +569,12 @@ def load_logreg(path, dtype=np.float32):
     dtype = np.dtype(dtype)
     w = _finite_as(np.array(obj["weights"], np.float64), dtype, "weights", name)
     b = _finite_as(np.array([obj["bias"]], np.float64), dtype, "bias", name)
-    model = LogisticRegression(shape[0] * shape[1], dtype=dtype)
-    model.weight[...] = w.reshape(1, -1)
-    model.bias[...] = b
     info = {k: obj[k] for k in _LOGREG_KEYS[2:]}
-    return model, info
+    return w.reshape(1, -1), b, info
 
 
 # ------------------------------------------------------- weight evolution --
-def checkpoint_files(directory, format=None):
+def checkpoint_files(directory: Union[str, "os.PathLike[str]"], format: Optional[str] = None) -> List[Tuple[int, str]]:
     """The per-epoch checkpoints ``relu_model_epoch_<k>.<json|npz>`` in a directory, by epoch.
 
     Parameters
@@ -561,6 +589,11 @@ def checkpoint_files(directory, format=None):
     list of (int, str)
         (epoch, path), sorted by epoch; ``relu_model_final`` is not included.
 
+    Raises
+    ------
+    ValueError
+        A `directory` that is not a directory.
+
     Examples
     --------
     >>> import os, tempfile
@@ -573,7 +606,7 @@ def checkpoint_files(directory, format=None):
     directory = os.fspath(directory)
     if not os.path.isdir(directory):
         raise ValueError(f"{directory!r} is not a directory")
-    found = {}
+    found: Dict[int, str] = {}
     for fn in os.listdir(directory):
         stem, dot, ext = fn.rpartition(".")
         if not stem.startswith("relu_model_epoch_") or ext not in ("json", "npz"):
@@ -644,7 +677,8 @@ class WeightEvolution:
         return "\n".join(lines)
 
 
-def weight_evolution(checkpoints, format=None):
+def weight_evolution(checkpoints: Union[str, "os.PathLike[str]", Sequence[Union[str, "os.PathLike[str]"]]],
+                     format: Optional[str] = None) -> "WeightEvolution":
     """Summarise how each layer's parameters moved across checkpoint files.
 
     Parameters
@@ -659,6 +693,14 @@ def weight_evolution(checkpoints, format=None):
     Returns
     -------
     WeightEvolution
+
+    Raises
+    ------
+    ValueError
+        A directory without ``relu_model_epoch_<k>`` checkpoint files, or
+        checkpoints whose layer sizes differ.
+    OSError
+        If a file cannot be read.
 
     Examples
     --------
@@ -675,7 +717,10 @@ def weight_evolution(checkpoints, format=None):
     >>> bool(np.isnan(evo.changes[0]).all() and (evo.changes[1:] > 0).all())
     True
     """
-    if isinstance(checkpoints, (str, os.PathLike)) and os.path.isdir(checkpoints):
+    if isinstance(checkpoints, (str, os.PathLike)):
+        if not os.path.isdir(checkpoints):
+            raise ValueError(f"checkpoints: {os.fspath(checkpoints)!r} is not a directory (pass a directory "
+                             f"written by fit(checkpoint_dir=...) or a sequence of model files)")
         items = checkpoint_files(checkpoints, format)
         if not items:
             raise ValueError(f"no relu_model_epoch_<k> checkpoint files in {os.fspath(checkpoints)!r}")
@@ -686,7 +731,7 @@ def weight_evolution(checkpoints, format=None):
     norms, changes, prev, names = [], [], None, None
     for epoch, path in items:
         # JSON files hold no dtype: read as float32 (what fit writes), npz as stored; then float64 math
-        params = [p.astype(np.float64) for p in load_mlp(path).parameters()]
+        params = [p.astype(np.float64) for p in read_mlp_params(path)[1]]
         if prev is not None and [p.shape for p in params] != [p.shape for p in prev]:
             raise ValueError(f"{os.fspath(path)!r} has other layer sizes than the previous checkpoint")
         if names is None:

@@ -1,14 +1,18 @@
 """Binary logistic regression: :class:`LogisticRegression` (one logit, BCE with logits)."""
+import os
 import time
+from typing import Any, BinaryIO, Dict, List, Optional, TextIO, Tuple, Union
 
 import numpy as np
 
 from .._losses import binary_cross_entropy_with_logits_and_grad
-from .._validation import positive_int
-from .fit import _Progress
+from .._typing import ArrayLike, DTypeLike
+from .._validation import nonneg_float, positive_int, seed_param
+from . import io as _io
+from ._progress import Progress
 from .functional import _float2d, linear_backward, linear_forward
 
-__all__ = ["LogisticRegression"]
+__all__ = ["LogisticRegression", "load_logreg"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -36,6 +40,13 @@ class LogisticRegression:
         Like ``nn.Linear(n_features, 1).weight``.
     bias : ndarray, shape (1,)
 
+    Raises
+    ------
+    ValueError
+        An `n_features` below 1 or an unknown `init`.
+    TypeError
+        A `dtype` other than float32 / float64.
+
     Notes
     -----
     Inference (``decision_function``, ``predict``, ``predict_proba``,
@@ -55,15 +66,18 @@ class LogisticRegression:
     True
     """
 
-    def __init__(self, n_features, *, dtype=np.float32, seed=0, init="xavier"):
+    def __init__(self, n_features: int, *, dtype: DTypeLike = np.float32, seed: Optional[int] = 0,
+                 init: str = "xavier") -> None:
         n_features = positive_int(n_features, "n_features")
+        #: The training-file fields of a model read by :meth:`load` (else None).
+        self.info: Optional[Dict[str, Any]] = None
         if init not in ("xavier", "zeros"):
             raise ValueError(f"init must be 'xavier' or 'zeros', got {init!r}")
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
         self.dtype = dt
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed_param(seed))
         std = np.sqrt(2.0 / (n_features + 1))
         self.weight = (rng.standard_normal((1, n_features)) * std).astype(dt)
         if init == "zeros":
@@ -73,13 +87,13 @@ class LogisticRegression:
     def __repr__(self):
         return f"LogisticRegression(n_features={self.weight.shape[1]}, dtype={self.dtype.name})"
 
-    def _x(self, x):
+    def _x(self, x: Any) -> np.ndarray:
         a = _float2d(x, "x")
         if a.shape[1] != self.weight.shape[1]:
             raise ValueError(f"x has {a.shape[1]} features per row, the model expects {self.weight.shape[1]}")
         return np.ascontiguousarray(a, dtype=self.dtype)
 
-    def _y(self, y, n):
+    def _y(self, y: Any, n: int) -> np.ndarray:
         t = np.asarray(y)
         if t.shape != (n,):
             raise ValueError(f"y has shape {t.shape}, expected ({n},)")
@@ -90,13 +104,23 @@ class LogisticRegression:
             raise ValueError("y must hold only 0 and 1")
         return t
 
-    def decision_function(self, x):
+    def decision_function(self, x: ArrayLike) -> np.ndarray:
         """The logits ``x @ weight.T + bias``, shape (n,).
 
         Parameters
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs.
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            The logit ``x @ weight.T + bias`` of each row.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's.
 
         Examples
         --------
@@ -109,13 +133,23 @@ class LogisticRegression:
         """
         return linear_forward(self._x(x), self.weight, self.bias)[:, 0]
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """P(y = 1), shape (n,).
 
         Parameters
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs.
+
+        Returns
+        -------
+        ndarray, shape (n,)
+            The probability of class 1 (the sigmoid of the logit).
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's.
 
         Examples
         --------
@@ -127,13 +161,23 @@ class LogisticRegression:
         z = self.decision_function(x).astype(np.float64)
         return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(self.dtype)
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """1 where the logit is > 0, else 0 (int64, shape (n,)).
 
         Parameters
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs.
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+            1 where the logit is positive, else 0.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's.
 
         Examples
         --------
@@ -146,7 +190,7 @@ class LogisticRegression:
         """
         return (self.decision_function(x) > 0).astype(np.int64)
 
-    def loss_and_grad(self, x, y):
+    def loss_and_grad(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, np.ndarray, np.ndarray]:
         """(mean BCE, dW, db) on the batch.
 
         Parameters
@@ -155,6 +199,19 @@ class LogisticRegression:
             Finite inputs.
         y : array_like of 0/1, shape (n,)
             Binary labels.
+
+        Returns
+        -------
+        loss : float
+            Mean binary cross-entropy with logits of the batch.
+        grad_weight : ndarray, shape (1, n_features)
+        grad_bias : ndarray, shape (1,)
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or labels other
+            than 0 and 1.
 
         Examples
         --------
@@ -169,9 +226,10 @@ class LogisticRegression:
         z = linear_forward(x, self.weight, self.bias)
         loss, g = binary_cross_entropy_with_logits_and_grad(z[:, 0], y)
         _, gw, gb = linear_backward(g[:, None], x, self.weight, input_grad=False)
+        assert gb is not None   # (bias_grad is on)
         return float(loss), gw, gb
 
-    def train_step(self, x, y, lr=0.1):
+    def train_step(self, x: ArrayLike, y: ArrayLike, lr: float = 0.1) -> float:
         """One SGD step; returns the batch's mean loss before it.
 
         Parameters
@@ -183,6 +241,19 @@ class LogisticRegression:
         lr : float, default 0.1
             Learning rate.
 
+        Returns
+        -------
+        float
+            The mean loss of the batch before the update.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or labels other
+            than 0 and 1.
+        RuntimeError
+            If another thread is training the same model.
+
         Examples
         --------
         >>> import numpy as np
@@ -192,13 +263,15 @@ class LogisticRegression:
         >>> m.train_step(np.ones((2, 2)), [1, 1], 0.5) < first
         True
         """
+        rate = self.dtype.type(nonneg_float(lr, "lr"))
         loss, gw, gb = self.loss_and_grad(x, y)
-        self.weight -= self.dtype.type(lr) * gw
-        self.bias -= self.dtype.type(lr) * gb
+        self.weight -= rate * gw
+        self.bias -= rate * gb
         return loss
 
-    def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.1, seed=0, progress=True, file=None,
-            validation_data=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64, lr: float = 0.1,
+            seed: Optional[int] = 0, progress: Union[bool, str] = True, file: Optional[TextIO] = None,
+            validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None) -> Dict[str, List[float]]:
         """Mini-batch SGD for `epochs` epochs (rows shuffled each epoch).
 
         Parameters
@@ -227,6 +300,16 @@ class LogisticRegression:
             after the epoch), 'val_loss', 'val_accuracy' (with
             ``validation_data=(X_val, y_val)``), 'time'.
 
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or labels other
+            than 0 and 1.
+        ValueError
+            `epochs` or `batch_size` below 1, or a negative learning rate.
+        RuntimeError
+            If another thread is training the same model.
+
         Examples
         --------
         >>> import numpy as np
@@ -240,15 +323,16 @@ class LogisticRegression:
         y = self._y(y, X.shape[0])
         epochs = positive_int(epochs, "epochs")
         bs = positive_int(batch_size, "batch_size")
+        lr = nonneg_float(lr, "lr")
         if validation_data is not None:
             Xv = self._x(validation_data[0])
             yv = self._y(validation_data[1], Xv.shape[0])
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed_param(seed))
         n = X.shape[0]
-        hist = {"loss": [], "accuracy": [], "time": []}
+        hist: Dict[str, List[float]] = {"loss": [], "accuracy": [], "time": []}
         if validation_data is not None:
             hist["val_loss"], hist["val_accuracy"] = [], []
-        bar = _Progress(epochs, progress, file)
+        bar = Progress(epochs, progress, file)
         try:
             for ep in range(1, epochs + 1):
                 perm = rng.permutation(n)
@@ -274,7 +358,7 @@ class LogisticRegression:
             bar.close()
         return hist
 
-    def evaluate(self, x, y):
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, float]:
         """(mean BCE, accuracy).
 
         Parameters
@@ -283,6 +367,19 @@ class LogisticRegression:
             Finite inputs.
         y : array_like of 0/1, shape (n,)
             Binary labels.
+
+        Returns
+        -------
+        loss : float
+            Mean binary cross-entropy.
+        accuracy : float
+            Fraction of the rows predicted right.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or labels other
+            than 0 and 1.
 
         Examples
         --------
@@ -298,8 +395,8 @@ class LogisticRegression:
         loss, _ = binary_cross_entropy_with_logits_and_grad(z, y)
         return float(loss), float(np.mean((z > 0) == (y == 1)))
 
-    def save(self, path, *, final_accuracy, training_samples, learning_rate, data_type="real_mnist",
-             image_shape=(28, 28)):
+    def save(self, path: Union[str, "os.PathLike[str]"], *, final_accuracy: float, training_samples: int,
+             learning_rate: float, data_type: str = "real_mnist", image_shape: Tuple[int, int] = (28, 28)) -> None:
         """Write the perceptron JSON format; see :func:`fastlog.nn.io.save_logreg`.
 
         Parameters
@@ -308,6 +405,14 @@ class LogisticRegression:
             The JSON file to write.
         final_accuracy, training_samples, learning_rate, data_type, image_shape
             As in :func:`fastlog.nn.io.save_logreg`.
+
+        Raises
+        ------
+        ValueError
+            A `final_accuracy` outside [0, 1], or an `image_shape` that does not
+            hold the weights.
+        OSError
+            If the file cannot be written.
 
         Examples
         --------
@@ -319,20 +424,32 @@ class LogisticRegression:
         >>> LogisticRegression.load(path)
         LogisticRegression(n_features=4, dtype=float32)
         """
-        from .io import save_logreg
-        save_logreg(self, path, final_accuracy=final_accuracy, training_samples=training_samples,
+        _io.save_logreg(self, path, final_accuracy=final_accuracy, training_samples=training_samples,
                     learning_rate=learning_rate, data_type=data_type, image_shape=image_shape)
 
     @classmethod
-    def load(cls, path, dtype=np.float32):
+    def load(cls, path: Union[str, "os.PathLike[str]", BinaryIO], dtype: DTypeLike = np.float32) -> "LogisticRegression":
         """Read a perceptron JSON file (validated); the file's other fields land in ``model.info``.
 
         Parameters
         ----------
         path : str or os.PathLike
-            A file written by :meth:`save` (see :func:`fastlog.nn.io.load_logreg`).
+            A file written by :meth:`save` (see :func:`fastlog.nn.load_logreg`).
         dtype : float32 or float64, default float32
             The model's dtype.
+
+        Returns
+        -------
+        LogisticRegression
+            The model in the file.
+
+        Raises
+        ------
+        ValueError
+            A file that is not in the perceptron format (missing or extra keys,
+            weights of the wrong shape, non-finite values).
+        OSError
+            If the file cannot be read.
 
         Examples
         --------
@@ -346,7 +463,49 @@ class LogisticRegression:
         >>> model, model.info["final_accuracy"]
         (LogisticRegression(n_features=4, dtype=float64), 75.0)
         """
-        from .io import load_logreg
-        model, info = load_logreg(path, dtype=dtype)
+        model, info = load_logreg(path, dtype=dtype, cls=cls)
         model.info = info
         return model
+
+
+def load_logreg(path: Union[str, "os.PathLike[str]", BinaryIO], dtype: DTypeLike = np.float32,
+                cls: type = LogisticRegression) -> Tuple[LogisticRegression, Dict[str, Any]]:
+    """Read a perceptron JSON file; returns ``(model, info)``.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+    dtype : float32 or float64
+    cls : type, default LogisticRegression
+        The class to build.
+
+    Returns
+    -------
+    model : LogisticRegression
+        With ``n_features = rows * cols`` of the weight grid.
+    info : dict
+        final_accuracy (percent), training_samples, data_type, learning_rate.
+
+    Raises
+    ------
+    ValueError
+        A file that is not in the perceptron format (missing or extra keys,
+        weights of the wrong shape, non-finite values).
+    OSError
+        If the file cannot be read.
+
+    Examples
+    --------
+    >>> import io, json
+    >>> from fastlog.nn import load_logreg
+    >>> d = {"weights": [[1.0, -1.0]], "bias": 0.25, "final_accuracy": 90.0,
+    ...      "training_samples": 2, "data_type": "real_mnist", "learning_rate": 0.1}
+    >>> model, info = load_logreg(io.BytesIO(json.dumps(d).encode()))
+    >>> model.weight, info["final_accuracy"]
+    (array([[ 1., -1.]], dtype=float32), 90.0)
+    """
+    w, b, info = _io.read_logreg_params(path, dtype)
+    model = cls(w.shape[1], dtype=w.dtype)
+    model.weight[...] = w
+    model.bias[...] = b
+    return model, info

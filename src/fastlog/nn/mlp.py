@@ -24,17 +24,22 @@ Thread safety (Python threads sharing one model):
   sees parameters in the middle of an update.  Use one model per thread
   (``copy.deepcopy(model)``) to train in parallel.
 """
-import operator
+import math
+import os
 import threading
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, TextIO, Tuple, Union
 
 import numpy as np
 
 from .._dispatch import core
 from .._enums import MLPMode, MLPOutput
-from .._validation import float_array, positive_int
+from .._typing import ArrayLike, DTypeLike
+from .._validation import float_array, int_param, nonneg_float, positive_int, seed_param
 from .._threads import blas_pinned
+from . import io as _io
+from .fit import fit_mlp
 
-__all__ = ["MLP", "mlp_gemms_only", "INFER_BLOCK"]
+__all__ = ["MLP", "load_mlp", "mlp_gemms_only", "INFER_BLOCK"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 # Rows per block in inference (activations of a block stay in cache).
@@ -48,17 +53,7 @@ def _to_numpy(v, name):
     return float_array(v, name, promote_int=True)
 
 
-def _nonneg(v, name):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(v).__name__}") from None
-    if not f >= 0.0 or f == float("inf"):
-        raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    return f
-
-
-def mlp_gemms_only(model, x, train=True, lr=0.01):
+def mlp_gemms_only(model: "MLP", x: ArrayLike, train: bool = True, lr: float = 0.01) -> None:
     """Run only the GEMMs of a training step or of inference, for benchmarks.
 
     Parameters
@@ -71,6 +66,11 @@ def mlp_gemms_only(model, x, train=True, lr=0.01):
         ``model.predict(x)``.
     lr : float
         The alpha of the fused update GEMMs.
+
+    Raises
+    ------
+    ValueError
+        An `x` with another number of features than the model's.
 
     Notes
     -----
@@ -92,7 +92,7 @@ def mlp_gemms_only(model, x, train=True, lr=0.01):
     with model._training("mlp_gemms_only") if train else _nothing():
         ws = model._workspace(n if train else min(max(n, 1), INFER_BLOCK), bool(train))
         with blas_pinned():
-            core.mlp_gemms_only(ws, x, bool(train), float(lr))
+            core.mlp_gemms_only(ws, x, bool(train), nonneg_float(lr, "lr"))
 
 
 class _nothing:
@@ -121,6 +121,11 @@ class _TrainingGuard:
         return False
 
 
+def _check_init(init):
+    if init not in ("he", "xavier"):
+        raise ValueError(f"init must be 'he' or 'xavier', got {init!r}")
+
+
 class MLP:
     """Linear -> ReLU -> ... -> Linear, trained on mean cross-entropy with SGD.
 
@@ -144,6 +149,14 @@ class MLP:
         Views of the parameters, shaped like ``torch.nn.Linear`` (out, in) and
         (out,); they may be modified in place.  All parameters live in one
         flat vector in the order of ``nn.Sequential(...).parameters()``.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 or more than 65 `sizes`, a size below 1, or an unknown
+        `init`.
+    TypeError
+        A `dtype` other than float32 / float64, or sizes that are not integers.
 
     Notes
     -----
@@ -176,20 +189,25 @@ class MLP:
     True
     """
 
-    def __init__(self, sizes=(784, 128, 64, 10), *, dtype=np.float32, seed=0, init="he"):
+    def __init__(self, sizes: Sequence[int] = (784, 128, 64, 10), *, dtype: DTypeLike = np.float32,
+                 seed: Optional[int] = 0, init: str = "he") -> None:
         try:
-            sizes = tuple(operator.index(s) for s in sizes)
+            sizes = tuple(sizes)
         except TypeError:
             raise TypeError("sizes must be a sequence of integers") from None
         if len(sizes) < 2 or len(sizes) > 65:
             raise ValueError(f"sizes needs between 2 and 65 entries (input, ..., classes), got {len(sizes)}")
+        sizes = tuple(int_param(s, "sizes", lo=-math.inf, hi=math.inf) for s in sizes)
         if min(sizes) < 1:
-            raise ValueError(f"every layer width must be >= 1, got {sizes}")
+            raise ValueError(f"every layer width must be >= 1, got sizes={sizes}")
         dt = np.dtype(dtype)
         if dt not in _FLOATS:
             raise TypeError(f"dtype must be float32 or float64, got {dt}")
-        if init not in ("he", "xavier"):
-            raise ValueError(f"init must be 'he' or 'xavier', got {init!r}")
+        # parameters, gradients and velocities: three arrays of n values
+        n = sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:]))
+        if 3 * n * dt.itemsize > np.iinfo(np.intp).max:
+            raise ValueError(f"sizes={sizes} need {n} parameters, more than this machine can address")
+        _check_init(init)       # before allocating anything
         self._setup(sizes, dt)
         self.reset_parameters(seed=seed, init=init)
 
@@ -228,22 +246,28 @@ class MLP:
         return tuple(ws), tuple(bs)
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
         """Number of Linear layers."""
         return len(self.sizes) - 1
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         """Input width, ``sizes[0]``."""
         return self.sizes[0]
 
     @property
-    def n_classes(self):
+    def n_classes(self) -> int:
         """Output width, ``sizes[-1]``."""
         return self.sizes[-1]
 
-    def parameters(self):
+    def parameters(self) -> List[np.ndarray]:
         """[W0, b0, W1, b1, ...] (views), the order of ``nn.Sequential.parameters()``.
+
+        Returns
+        -------
+        list of ndarray
+            ``[W0, b0, W1, b1, ...]``: views of the model's parameters (writing to
+            them changes the model).
 
         Examples
         --------
@@ -256,7 +280,7 @@ class MLP:
             out += [w, b]
         return out
 
-    def reset_parameters(self, seed=0, init="he"):
+    def reset_parameters(self, seed: Optional[int] = 0, init: str = "he") -> None:
         """Gaussian He/Xavier initialisation (see the class docstring); clears momentum.
 
         Parameters
@@ -265,6 +289,11 @@ class MLP:
             Seed of the Gaussian initialisation.
         init : {'he', 'xavier'}
             As in the class docstring.
+
+        Raises
+        ------
+        ValueError
+            An unknown `init` (the parameters are left as they were).
 
         Examples
         --------
@@ -275,7 +304,8 @@ class MLP:
         >>> bool(np.array_equal(a.weights[0], b.weights[0]))
         True
         """
-        rng = np.random.default_rng(seed)
+        _check_init(init)
+        rng = np.random.default_rng(seed_param(seed))
         L = self.n_layers
         for l, (w, b) in enumerate(zip(self.weights, self.biases)):
             fan_out, fan_in = w.shape
@@ -287,7 +317,7 @@ class MLP:
             b[...] = 0
         self.reset_optimizer()
 
-    def reset_optimizer(self):
+    def reset_optimizer(self) -> None:
         """Forget the momentum buffers (the next momentum step starts afresh, like a new torch SGD).
 
         Examples
@@ -326,7 +356,7 @@ class MLP:
             self._local.ws = ws
         return ws
 
-    def workspace(self, rows, train=True):
+    def workspace(self, rows: int, train: bool = True) -> Any:
         """The compiled workspace for batches of up to `rows` rows.
 
         What :func:`mlp_gemms_only` runs on: the model's training workspace,
@@ -338,6 +368,17 @@ class MLP:
             The largest batch the workspace must hold (it grows, never shrinks).
         train : bool, default True
             The training workspace (True) or this thread's inference one.
+
+        Returns
+        -------
+        MLPWorkspace
+            The compiled workspace (an opaque object that :func:`mlp_gemms_only`
+            takes).
+
+        Raises
+        ------
+        ValueError
+            A `rows` below 1.
 
         Examples
         --------
@@ -351,7 +392,7 @@ class MLP:
         return _TrainingGuard(self._train_lock, what)
 
     # -- validation --
-    def _x(self, x, name="x"):
+    def _x(self, x: Any, name: str = "x") -> np.ndarray:
         if (type(x) is np.ndarray and x.dtype == self.dtype and x.ndim == 2
                 and x.shape[1] == self.sizes[0] and x.flags.c_contiguous and x.flags.aligned):
             return x
@@ -364,7 +405,7 @@ class MLP:
             raise ValueError(f"{name} has {a.shape[1]} features per row, the model expects {self.sizes[0]}")
         return np.ascontiguousarray(a, dtype=self.dtype)
 
-    def _y(self, y, n, name="y"):
+    def _y(self, y: Any, n: int, name: str = "y") -> np.ndarray:
         if type(y) is np.ndarray and y.dtype == np.int64 and y.ndim == 1 and y.flags.c_contiguous:
             t = y
         else:
@@ -426,13 +467,24 @@ class MLP:
         if not np.isfinite(self._flat).all():
             raise FloatingPointError("the model's parameters hold NaN or infinity")
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> np.ndarray:
         """Logits, shape (n, n_classes).  Also ``model(x)``.
 
         Parameters
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs (float32/float64; other dtypes are converted).
+
+        Returns
+        -------
+        ndarray, shape (n, n_classes), the model's dtype
+            The logits.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
 
         Examples
         --------
@@ -445,13 +497,24 @@ class MLP:
 
     __call__ = forward
 
-    def predict_log_proba(self, x):
+    def predict_log_proba(self, x: ArrayLike) -> np.ndarray:
         """log_softmax of the logits (fastlog's stable row kernel), shape (n, n_classes).
 
         Parameters
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs (float32/float64; other dtypes are converted).
+
+        Returns
+        -------
+        ndarray, shape (n, n_classes)
+            ``log_softmax`` of the logits.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
 
         Examples
         --------
@@ -462,13 +525,24 @@ class MLP:
         """
         return self._infer(x, MLPOutput.LOG_PROBA)
 
-    def predict_proba(self, x):
+    def predict_proba(self, x: ArrayLike) -> np.ndarray:
         """softmax of the logits, shape (n, n_classes).
 
         Parameters
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs (float32/float64; other dtypes are converted).
+
+        Returns
+        -------
+        ndarray, shape (n, n_classes)
+            ``softmax`` of the logits.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
 
         Examples
         --------
@@ -479,13 +553,24 @@ class MLP:
         """
         return self._infer(x, MLPOutput.PROBA)
 
-    def predict(self, x):
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Predicted class (first maximum of the logits), int64 of shape (n,).
 
         Parameters
         ----------
         x : array_like, shape (n, n_features)
             Finite inputs (float32/float64; other dtypes are converted).
+
+        Returns
+        -------
+        ndarray of int64, shape (n,)
+            The class of the largest logit of each row.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
 
         Examples
         --------
@@ -498,7 +583,7 @@ class MLP:
         """
         return self._infer(x, MLPOutput.LABELS)
 
-    def evaluate(self, x, y):
+    def evaluate(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, float]:
         """(mean cross-entropy, accuracy) on (x, y).
 
         Parameters
@@ -507,6 +592,21 @@ class MLP:
             Finite inputs (float32/float64; other dtypes are converted).
         y : array_like of int, shape (n,)
             Class labels in ``[0, n_classes)``.
+
+        Returns
+        -------
+        loss : float
+            Mean cross-entropy over the rows.
+        accuracy : float
+            Fraction of the rows whose largest logit is the label.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+        IndexError
+            A label outside ``[0, n_classes)``.
 
         Examples
         --------
@@ -544,7 +644,7 @@ class MLP:
             self._momentum_started = True
         return loss, hits
 
-    def loss_and_grad(self, x, y):
+    def loss_and_grad(self, x: ArrayLike, y: ArrayLike) -> Tuple[float, List[np.ndarray]]:
         """Mean cross-entropy over the batch and its gradients.
 
         Parameters
@@ -560,6 +660,14 @@ class MLP:
         grads : list of ndarray
             d(loss)/d(parameter) in the order of :meth:`parameters`
             ([dW0, db0, dW1, db1, ...]); fresh copies.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+        IndexError
+            A label outside ``[0, n_classes)``.
 
         Examples
         --------
@@ -578,7 +686,8 @@ class MLP:
                 out += [w.copy(), b.copy()]
         return loss, out
 
-    def train_step(self, x, y, lr=0.01, *, momentum=0.0, weight_decay=0.0, dampening=0.0):
+    def train_step(self, x: ArrayLike, y: ArrayLike, lr: float = 0.01, *, momentum: float = 0.0,
+                   weight_decay: float = 0.0, dampening: float = 0.0) -> float:
         """One SGD step on the batch (x, y); returns the batch's mean loss before the step.
 
         The update is ``torch.optim.SGD(lr, momentum, dampening, weight_decay)``'s:
@@ -597,6 +706,24 @@ class MLP:
         momentum, weight_decay, dampening : float >= 0, keyword-only
             As ``torch.optim.SGD``'s.
 
+        Returns
+        -------
+        float
+            The mean cross-entropy of the batch before the update.
+
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+        IndexError
+            A label outside ``[0, n_classes)``.
+        ValueError
+            A negative or non-finite `lr`, `momentum`, `weight_decay` or
+            `dampening`.
+        RuntimeError
+            If another thread is training the same model.
+
         Examples
         --------
         >>> import numpy as np
@@ -607,17 +734,20 @@ class MLP:
         >>> model.train_step(x, y, 0.5) < first
         True
         """
-        lr = _nonneg(lr, "lr")
-        momentum = _nonneg(momentum, "momentum")
-        weight_decay = _nonneg(weight_decay, "weight_decay")
-        dampening = _nonneg(dampening, "dampening")
+        lr = nonneg_float(lr, "lr")
+        momentum = nonneg_float(momentum, "momentum")
+        weight_decay = nonneg_float(weight_decay, "weight_decay")
+        dampening = nonneg_float(dampening, "dampening")
         with self._training("train_step"):
             loss, _ = self._step_unlocked(x, y, MLPMode.SGD, lr, momentum, dampening, weight_decay)
         return loss
 
-    def fit(self, X, y, *, epochs=10, batch_size=64, lr=0.05, momentum=0.9, weight_decay=0.0,
-            dampening=0.0, shuffle=True, seed=0, validation_data=None, progress=True, file=None,
-            checkpoint_dir=None, checkpoint_format="json"):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,
+            momentum: float = 0.9, weight_decay: float = 0.0, dampening: float = 0.0, shuffle: bool = True,
+            seed: Optional[int] = 0, validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
+            progress: Union[bool, str] = True, file: Optional[TextIO] = None,
+            checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
+            checkpoint_format: str = "json") -> Dict[str, List[float]]:
         """Mini-batch SGD over (X, y) for `epochs` epochs; see :func:`fastlog.nn.fit.fit_mlp`.
 
         Parameters
@@ -631,6 +761,19 @@ class MLP:
             Lists per epoch: 'loss', 'accuracy', 'val_loss', 'val_accuracy'
             (with validation data), 'time'.
 
+        Raises
+        ------
+        ValueError
+            An `x` with another number of features than the model's, or holding NaN
+            or infinity.
+        IndexError
+            A label outside ``[0, n_classes)``.
+        ValueError
+            `epochs` or `batch_size` below 1, a negative learning rate or momentum,
+            an unknown `checkpoint_format`.
+        RuntimeError
+            If another thread is training the same model.
+
         Examples
         --------
         >>> import numpy as np
@@ -640,7 +783,6 @@ class MLP:
         >>> sorted(hist), hist["accuracy"][-1]
         (['accuracy', 'loss', 'time'], 1.0)
         """
-        from .fit import fit_mlp
         return fit_mlp(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
                        weight_decay=weight_decay, dampening=dampening, shuffle=shuffle, seed=seed,
                        validation_data=validation_data, progress=progress, file=file,
@@ -650,7 +792,7 @@ class MLP:
     def _keys(self):
         return [(f"{2 * l}.weight", f"{2 * l}.bias") for l in range(self.n_layers)]
 
-    def state_dict(self, tensors=False):
+    def state_dict(self, tensors: bool = False) -> Dict[str, Any]:
         """Copies of the parameters keyed like ``nn.Sequential``'s state_dict.
 
         Keys "0.weight", "0.bias", "2.weight", ...; torch tensors if ``tensors``.
@@ -659,6 +801,12 @@ class MLP:
         ----------
         tensors : bool, default False
             Return ``torch.Tensor`` values (sharing the copies' memory) instead of arrays.
+
+        Returns
+        -------
+        dict
+            ``{"0.weight": ..., "0.bias": ..., "2.weight": ...}``: copies, as NumPy
+            arrays or (``tensors=True``) torch tensors.
 
         Examples
         --------
@@ -674,7 +822,7 @@ class MLP:
             sd = {k: torch.from_numpy(v) for k, v in sd.items()}
         return sd
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> "MLP":
         """Copy parameters from a state_dict (arrays or tensors) of the same sizes; clears momentum.
 
         Parameters
@@ -686,6 +834,13 @@ class MLP:
         -------
         MLP
             The model itself.
+
+        Raises
+        ------
+        KeyError
+            Keys that are not exactly the model's.
+        ValueError
+            Arrays of other shapes than the model's.
 
         Examples
         --------
@@ -713,7 +868,7 @@ class MLP:
         return self
 
     @classmethod
-    def from_state_dict(cls, state_dict, dtype=None):
+    def from_state_dict(cls, state_dict: Mapping[str, Any], dtype: Optional[DTypeLike] = None) -> "MLP":
         """A model built from a state_dict of ``nn.Sequential(Linear, ReLU, ..., Linear)``.
 
         Arrays or tensors; keys "0.weight", "0.bias", "2.weight", ...  The
@@ -726,13 +881,25 @@ class MLP:
         dtype : float32 or float64, optional
             The model's dtype (default: from the first weight).
 
+        Returns
+        -------
+        MLP
+            A new model with those parameters (layer sizes read from their shapes).
+
+        Raises
+        ------
+        KeyError
+            Keys other than ``'<index>.weight'`` / ``'<index>.bias'``.
+        ValueError
+            Shapes that do not chain from layer to layer.
+
         Examples
         --------
         >>> from fastlog.nn import MLP
         >>> MLP.from_state_dict(MLP((5, 3, 2)).state_dict())
         MLP(sizes=(5, 3, 2), dtype=float32)
         """
-        idx = {}
+        idx: Dict[int, set] = {}
         for k in state_dict:
             head, _, kind = str(k).rpartition(".")
             if kind not in ("weight", "bias") or not head.isdigit():
@@ -757,8 +924,18 @@ class MLP:
         model = cls(sizes, dtype=dtype, seed=0)
         return model.load_state_dict(state_dict)
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """An equivalent ``torch.nn.Sequential`` (float32/float64 like the model).
+
+        Returns
+        -------
+        torch.nn.Sequential
+            Linear / ReLU layers holding copies of the parameters.
+
+        Raises
+        ------
+        ModuleNotFoundError
+            Without PyTorch.
 
         Examples
         --------
@@ -781,7 +958,7 @@ class MLP:
         net.load_state_dict(self.state_dict(tensors=True))
         return net
 
-    def save(self, path, format=None):
+    def save(self, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None) -> None:
         """Write the parameters to `path`: JSON (``.json``) or npz (anything else).
 
         Parameters
@@ -790,6 +967,15 @@ class MLP:
         format : {None, 'json', 'npz'}
             None: from the suffix (``.json`` -> JSON, otherwise npz; a file
             object gets npz).
+
+        Raises
+        ------
+        ValueError
+            A `format` other than 'json' or 'npz'.
+        OSError
+            If the file cannot be written (e.g. ``FileNotFoundError`` for a missing
+            directory); an existing file is replaced only once the new one is
+            complete.
 
         Notes
         -----
@@ -805,11 +991,10 @@ class MLP:
         >>> MLP.load(path)
         MLP(sizes=(4, 3, 2), dtype=float32)
         """
-        from .io import save_mlp
-        save_mlp(self, path, format=format)
+        _io.save_mlp(self, path, format=format)
 
     @classmethod
-    def load(cls, path, format=None, dtype=None):
+    def load(cls, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None, dtype: Optional[DTypeLike] = None) -> "MLP":
         """Read a model written by :meth:`save` (or any file in the same formats).
 
         Parameters
@@ -821,12 +1006,17 @@ class MLP:
             JSON files hold no dtype: float32 unless given; npz files keep
             theirs unless given.
 
+        Returns
+        -------
+        MLP
+            The model in the file.
+
         Raises
         ------
         ValueError, TypeError
             For anything but a well-formed model file, naming the key at
             fault; nothing is allocated beyond the file's own size before the
-            whole file is checked.  See :func:`fastlog.nn.io.load_mlp`.
+            whole file is checked.  See :func:`fastlog.nn.load_mlp`.
 
         Examples
         --------
@@ -840,5 +1030,51 @@ class MLP:
         >>> back.dtype, bool(np.array_equal(back.weights[0], model.weights[0]))
         (dtype('float64'), True)
         """
-        from .io import load_mlp
         return load_mlp(path, format=format, dtype=dtype, cls=cls)
+
+
+def load_mlp(path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None, dtype: Optional[DTypeLike] = None,
+             cls: type = MLP) -> MLP:
+    """Read an MLP file (JSON or npz, see the module docstring), validating it fully.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+    format : {None, 'json', 'npz'}
+        None: JSON if the path ends in ``.json``, otherwise npz.
+    dtype : float32 or float64, optional
+        Default: float32 for JSON, the file's for npz.
+    cls : type, optional
+        The class to build (default :class:`fastlog.nn.MLP`).
+
+    Returns
+    -------
+    MLP
+
+    Raises
+    ------
+    ValueError
+        Malformed file, wrong or missing keys, shapes that do not chain,
+        NaN/infinity or values out of the dtype's range.
+    TypeError
+        Values that are not numbers (strings, booleans, null, objects),
+        layer sizes that are not integers.
+
+    Examples
+    --------
+    >>> import io, json
+    >>> from fastlog.nn import load_mlp
+    >>> text = json.dumps({"param_0": [[1.0, 2.0]], "param_1": [0.5]})
+    >>> load_mlp(io.BytesIO(text.encode()), format="json").weights[0]
+    array([[1., 2.]], dtype=float32)
+    >>> load_mlp(io.BytesIO(b'{"param_0": [[1.0, "2"]], "param_1": [0.5]}'), format="json")
+    Traceback (most recent call last):
+    ...
+    TypeError: param_0[0][1] is str '2', expected a number
+    """
+    sizes, arrays, dtype = _io.read_mlp_params(path, format, dtype)
+    model = cls(sizes, dtype=dtype, seed=0)
+    for p, a in zip(model.parameters(), arrays):
+        p[...] = a
+    model.reset_optimizer()
+    return model

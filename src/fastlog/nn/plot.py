@@ -45,6 +45,18 @@ def plot_history(history, path, title=None, train_label="training"):
     train_label : str
         Legend of the training curves.
 
+    Returns
+    -------
+    str
+        `path`, written.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (the message says ``pip install "fastlog-nn[plot]"``).
+    KeyError
+        A `history` without its ``'loss'`` list.
+
     Examples
     --------
     >>> import os, tempfile
@@ -97,6 +109,18 @@ def plot_logreg_weights(model, path, image_shape=(28, 28), labels=(3, 7)):
     labels : (str or int, str or int)
         The classes of logit < 0 and logit > 0.
 
+    Returns
+    -------
+    str
+        `path`, written.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (the message says ``pip install "fastlog-nn[plot]"``).
+    ValueError
+        An `image_shape` that does not hold the model's weights.
+
     Examples
     --------
     >>> import os, tempfile
@@ -140,6 +164,18 @@ def plot_first_layer(model, path, image_shape=(28, 28), max_tiles=64, columns=No
     columns : int, optional
         Tiles per row (default: about square).
 
+    Returns
+    -------
+    str
+        `path`, written.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (the message says ``pip install "fastlog-nn[plot]"``).
+    ValueError
+        An `image_shape` that does not hold the first layer's inputs.
+
     Examples
     --------
     >>> import os, tempfile
@@ -177,6 +213,16 @@ def plot_lr_find(result, path):
     ----------
     result : LRFinderResult
     path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        `path`, written.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (the message says ``pip install "fastlog-nn[plot]"``).
 
     Examples
     --------
@@ -217,6 +263,16 @@ def plot_weight_evolution(evolution, path):
     evolution : WeightEvolution
         From :func:`fastlog.nn.io.weight_evolution`.
     path : str or os.PathLike
+
+    Returns
+    -------
+    str
+        `path`, written.
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (the message says ``pip install "fastlog-nn[plot]"``).
 
     Examples
     --------

@@ -9,16 +9,18 @@ nothing else references -- never an input or a view of one.  They are the
 directly by the eager path (:mod:`._eager`), so both routes run the same code.
 
 Reductions are passed as codes: 0 'none', 1 'mean', 2 'sum' (3 'batchmean'
-for kl_div).  Errors that only the data can show (a target out of range)
-come from the kernels as ``IndexError``; nothing here catches an exception.
+for kl_div); the losses are finished by ``fastlog._losses._reduce``, the one
+owner of reductions.  Errors that only the data can show (a target out of
+range) come from the kernels as ``IndexError``; nothing here catches an
+exception.
 """
-import math
-
 import numpy as np
 import torch
 
 from .. import _losses, _softmax
 from .._dispatch import core
+from .._losses import ce as _ce
+from .._losses._reduce import finish
 from ._buffers import _REUSE_MIN_BYTES, grad_buffer, half_grad, np_view, to_tensor
 
 RED_NAMES = ("none", "mean", "sum", "batchmean")
@@ -31,31 +33,6 @@ def _c_order(a):
 
 
 # ----------------------------------------------------------- cross-entropy --
-def _nan_ignored_undefined(x, t, ignore_index, grad):
-    """PyTorch's gradient of an ignored position is 0 - exp(NaN) * 0 = NaN when the
-    position's logits have no log-softmax (a NaN or +inf logit, or all -inf);
-    fastlog's kernels write 0 there (the NumPy face's documented rule).  Match
-    PyTorch.  Costs one comparison over the targets; the logits are read only
-    at ignored positions."""
-    ign = t == ignore_index
-    if not ign.any() or x.size == 0:
-        return
-    # the ignored positions' logits as rows (a copy of those rows only), in float32 at
-    # least: NumPy's reductions over half precision are slow
-    rows = x[None] if x.ndim == 1 else np.moveaxis(x, 1, -1)[ign]
-    if rows.dtype.itemsize < 4:
-        rows = rows.astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        m = rows.max(axis=-1)
-    bad = ~((m > -np.inf) & (m < np.inf))
-    if bad.any():
-        if x.ndim == 1:
-            grad[...] = np.nan
-        else:
-            where = tuple(i[bad] for i in np.nonzero(ign))
-            np.moveaxis(grad, 1, -1)[where] = np.nan
-
-
 def cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing, loss_dtype=None):
     """The loss alone (no gradient pass)."""
     loss = _losses.cross_entropy(np_view(input), np_view(target),
@@ -69,16 +46,14 @@ def cross_entropy_with_grad(input, target, weight, reduction, ignore_index, labe
     """(loss, d loss / d input) from one pass over the logits; for reduction 'none'
     the gradient is that of the sum of the losses."""
     x = np_view(input)
-    t = np_view(target)
     # the buffer is filled in place for 1-D/2-D inputs; K-dim ones need a moved copy
     gt, out = half_grad(input)
     if gt is None:
         out = grad_buffer(x.shape, x.dtype) if x.ndim <= 2 else None
-    loss, grad = _losses.cross_entropy_and_grad(x, t, None if weight is None else np_view(weight),
-                                                ignore_index, RED_NAMES[reduction], label_smoothing,
-                                                out=out)
-    if not target.is_floating_point():
-        _nan_ignored_undefined(x, t, ignore_index, grad)
+    # ign_nan: an ignored position's gradient is PyTorch's, NaN where its logits have
+    # no log-softmax (the NumPy face's is 0)
+    loss, grad = _ce.fused(x, np_view(target), None if weight is None else np_view(weight),
+                           ignore_index, RED_NAMES[reduction], label_smoothing, True, out, ign_nan=True)
     return to_tensor(loss, loss_dtype or input.dtype), (gt if gt is not None else to_tensor(grad))
 
 
@@ -89,9 +64,7 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index):
     per-call work cut to the kernel call: at 64 x 10 the wrappers, not the kernel,
     are the time.  Called with grad mode off (inside ``autograd.Function.forward``) or on
     an input that does not require grad (below autograd in the operator).
-    Anything beyond the finite common case -- an out-of-range target, a non-finite
-    total, all targets ignored -- is computed again by the general path, which
-    raises or returns the exact answer."""
+    An out-of-range target is left to the general path, which raises the IndexError."""
     x = input.numpy()
     t = target.numpy()
     n = x.shape[0]
@@ -99,14 +72,10 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index):
     if g is None:
         g = np.empty_like(x)
     losses = np.empty(n, np.float64)
-    bad, wsum, total = core.ce_index(x, t, None, ignore_index, 0.0, reduction, g, losses)
-    if bad >= 0 or not wsum or not math.isfinite(total):
+    bad, wsum, total = core.ce_index(x, t, None, ignore_index, 0.0, reduction, g, losses, True)
+    if bad >= 0:        # the general path raises the IndexError
         return cross_entropy_with_grad(input, target, None, reduction, ignore_index, 0.0)
-    if wsum != n:       # some targets are ignored (unweighted: wsum counts the others)
-        _nan_ignored_undefined(x, t, ignore_index, g)
-    # (a 0-d NumPy array rounds the float64 total as NumPy's scalar would, and is the
-    # cheapest way to a 0-d tensor)
-    return torch.from_numpy(np.array(total / wsum if reduction == 1 else total, x.dtype)), torch.from_numpy(g)
+    return torch.from_numpy(np.asarray(finish(losses, total, wsum, reduction, x.dtype))), torch.from_numpy(g)
 
 
 def class_axis_shape(input_shape):
@@ -179,20 +148,6 @@ def kl_div_backward(grad_output, target, reduction, log_target, numel, batch):
 
 
 # ---------------------------------------------------- softmax/log_softmax --
-def _log_softmax_torch(x, axis):
-    """fastlog's log_softmax with PyTorch's non-finite pattern: a row holding NaN
-    or +inf (or all -inf) is NaN everywhere (SciPy, and so fastlog's NumPy face,
-    gives -inf at the finite entries of a row whose max is +inf)."""
-    y = _softmax.log_softmax(x, axis=axis)
-    # such a row has a NaN in y, and a max propagates NaN (one pass, no overflow);
-    # torch's for half precision (NumPy's reductions over it are slow), NumPy's else
-    if np.ndim(y) and y.size and np.isnan(np.max(y) if y.dtype.itemsize >= 4
-                                          else float(torch.amax(to_tensor(y)))):
-        bad = np.isnan(y).any(axis=axis, keepdims=True)
-        y[np.broadcast_to(bad, y.shape)] = np.nan
-    return y
-
-
 def _axis(input, dim):
     return dim if input.dim() else None
 
@@ -203,7 +158,8 @@ def _contiguous(a):
 
 
 def log_softmax(input, dim):
-    return _contiguous(_log_softmax_torch(np_view(input), _axis(input, dim)))
+    # PyTorch's non-finite rows: a row whose max is not finite is NaN everywhere
+    return _contiguous(_softmax.log_softmax_nan_rows(np_view(input), _axis(input, dim)))
 
 
 def softmax(input, dim):
@@ -263,12 +219,11 @@ def linear_cross_entropy_with_grad(input, linear_weight, linear_bias, target, we
         return (torch.tensor(loss, dtype=torch.float32).to(input.dtype),
                 *_lce_grads(input, linear_weight, linear_bias, gX, gW, gb, None))
     from .. import linear as _lin
-    from .._losses import _finish_loss
     prep = _lce_prepare(input, linear_weight, linear_bias, target, weight, reduction, ignore_index,
                         label_smoothing, chunk_size)
     r = _lin._run(prep, grad_input=grad_input, grad_weight=grad_weight, grad_bias=grad_bias)
     dtype = prep.dtype
-    loss = _finish_loss(r.losses, r.total, r.wsum, prep.red, dtype, prep.batch_shape, prep.eps)
+    loss = finish(r.losses, r.total, r.wsum, prep.red, dtype, prep.batch_shape, smoothing=prep.eps)
     return (torch.from_numpy(np.asarray(loss, dtype=dtype).copy()),
             *_lce_grads(input, linear_weight, linear_bias, r.gX, r.gW, r.gb, dtype))
 

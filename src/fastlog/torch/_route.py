@@ -400,6 +400,12 @@ def fast_path_available(input, *others):
     *others : torch.Tensor or None
         Further tensor arguments (target, weight, ...).
 
+    Returns
+    -------
+    bool
+        True when fastlog's kernel (not PyTorch's) would compute a loss of these
+        tensors.
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL

@@ -22,26 +22,14 @@ The gradient is computed in the forward pass, in one buffer the size of the
 shard, and kept for backward: backward of :func:`vocab_parallel_cross_entropy`
 only multiplies it by ``grad_output`` and needs no communication.
 
-Passes over the shard (x has the shard's N x V_r logits; fastlog has no kernel
-yet that takes an externally supplied per-row logsumexp):
+Passes over the shard (x has the shard's N x V_r logits):
 
-1. ``np.argmax(x, axis=1)`` (read) -- with smoothing also ``x @ w_shard`` or
-   ``x.sum(1)`` (read);
-2. ``fastlog.softmax(x, axis=1, out=g)`` (read x, write g) -- the shard-local
-   softmax ``q = exp(x - lse_shard)``; ``lse_shard = x[j] - log(q[j])`` at the
-   argmax j (exact to ~1e-7 absolute, where the float32-rounded logsumexp
-   would be off by half an ulp of its value).  Without a gradient, pass 1-2
-   are one ``fastlog.logsumexp(x, axis=1)`` (read);
-3. ``g *= exp(lse_shard - lse) * coef`` in place (read/write g), which turns it
-   into the global softmax times the loss coefficient of the row; the target
-   entry gets its ``- (1 - eps) w_y`` on the owning rank (N scalar writes);
-   with smoothing ``g -= eps/V * w_c * scale`` (one more read/write of g).
-
-A compiled ``ce_grad_given_lse(x, lse, row_coef, target_local, w, eps, out)``
-kernel (the fused CE kernel with the row max/sum replaced by a supplied
-logsumexp) would merge passes 2-3 into one read of x and one write of g, and a
-``row_stats(x, target_local, w)`` kernel would give the logsumexp, target logit
-and weighted row sum in pass 1's single read.
+1. the shard's logsumexp per row, in float64 (fastlog's kernel: one read); the
+   target logit is gathered on the owning rank, and with smoothing
+   ``x @ w_shard`` or ``x.sum(1)`` reads the shard once more;
+2. with a gradient, fastlog's gradient-given-logsumexp kernel reads x and writes
+   g once: ``g = c exp(x - lse) - s w - [target] k`` from the global logsumexp,
+   with the target entry formed from ``expm1`` (no ``softmax - 1`` cancellation).
 
 Errors: every check whose outcome could differ between ranks is decided from
 the gathered metadata, which every rank holds in full, so all ranks raise the
@@ -64,14 +52,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .. import _losses
+from .._dispatch import core
+from .._enums import Reduction
+from .._losses._reduce import finish, grad_scale
 from ._buffers import grad_buffer as _grad_buffer
-from .. import logsumexp as _logsumexp
-from .. import softmax as _softmax
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
 
-_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+_REDUCTIONS = {"none": Reduction.NONE, "mean": Reduction.MEAN, "sum": Reduction.SUM}
 _ERR_TYPES = {1: TypeError, 2: ValueError, 3: IndexError, 4: RuntimeError}
 _ERR_CODES = {TypeError: 1, ValueError: 2, IndexError: 3}
 _I64_MIN, _I64_MAX = np.iinfo(np.int64).min, np.iinfo(np.int64).max
@@ -272,29 +260,11 @@ def _ce_rows(grp, plan, x, rows, scale, row_scale=None, g=None):
     stats[1, own_rows] = x[own_rows, own_cols]
     if eps and Vr:
         stats[2] = x.sum(axis=1) if w_shard is None else x @ w_shard
-    if not Vr:
-        lse_r = np.full(n, -np.inf)
-    elif g is None:
-        # Loss only: the shard's logsumexp (one read; float-rounded, which moves the
-        # loss by at most half an ulp of the logsumexp).
-        lse_r = np.asarray(_logsumexp(x, axis=1), np.float64).reshape(n)
-    else:
-        # With the gradient: the shard-local softmax q = exp(x - L) first (x may be g).
-        # L = x[j] - log(q[j]) at the row's argmax j recovers the kernel's logsumexp
-        # to ~1e-7 absolute whatever its size (the float-rounded logsumexp would carry
-        # half an ulp of L into every gradient entry).
-        ar = np.arange(n)
-        j = np.argmax(x, axis=1)
-        xj = x[ar, j].astype(np.float64)
-        _softmax(x, axis=1, out=g)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lse_r = xj - np.log(g[ar, j].astype(np.float64))
-        # A row whose shard is all -inf (masked vocabulary) has no mass here: its local
-        # softmax is NaN, its share of the global softmax is 0.
-        dead = np.flatnonzero(xj == -np.inf)
-        if dead.size:
-            lse_r[dead] = -np.inf
-            g[dead] = 0
+    # The shard's logsumexp per row, in float64 (one read of the shard); a row whose
+    # shard is all -inf (masked vocabulary) has no mass here: -inf.
+    lse_r = np.full(n, -np.inf)
+    if Vr:
+        core.lse_rows_d(x, lse_r)
     # Collectives: per-row scalars only.
     M = grp.all_reduce(torch.from_numpy(lse_r.copy()), dist.ReduceOp.MAX).numpy()
     finite_M = np.where(np.isfinite(M), M, 0.0)
@@ -313,40 +283,25 @@ def _ce_rows(grp, plan, x, rows, scale, row_scale=None, g=None):
         if eps:
             losses += (eps / V) * (W * lse - stats[2])
     losses = np.where(valid, losses, 0.0)
-    if g is not None:
-        s = np.full(n, scale) if row_scale is None else row_scale[rows] * scale
-        s = np.where(valid, s, 0.0)
-        coef = ((1.0 - eps) * wy + (eps * W / V)) * s
-        if Vr:
-            # Global softmax times the row's coefficient, in place.
-            with np.errstate(invalid="ignore", over="ignore"):
-                r = np.where(coef != 0, np.exp(lse_r - lse) * coef, 0.0)
-            np.multiply(g, r.astype(g.dtype)[:, None], out=g)
-            g[own_rows, own_cols] -= ((1.0 - eps) * wy[own_rows] * s[own_rows]).astype(g.dtype)
-            if eps:
-                u = (eps / V) * s
-                if w_shard is None:
-                    g -= u.astype(g.dtype)[:, None]
-                else:
-                    step = max(1, (1 << 18) // max(Vr, 1))
-                    for a in range(0, n, step):
-                        b = min(n, a + step)
-                        g[a:b] -= (u[a:b, None] * w_shard[None, :]).astype(g.dtype)
+    if g is not None and Vr:
+        # The gradient straight from the global logsumexp: one read of the shard,
+        # one write of g (fastlog's gradient-given-logsumexp kernel).
+        srow = np.full(n, scale) if row_scale is None else row_scale[rows] * scale
+        with np.errstate(invalid="ignore", over="ignore"):
+            kk = np.where(valid, srow * (1.0 - eps) * wy, 0.0)
+            sm = np.where(valid, srow * (eps / V), 0.0)
+        ycol = np.full(n, -1, np.int64)
+        ycol[own_rows] = own_cols
+        core.ce_grad_lse(x, np.ascontiguousarray(lse), kk, sm, ycol, w_shard, W, g)
     return losses
 
 
 def _finish(losses, plan, D):
-    red = plan.red
-    if red == 0:
-        return losses.astype(plan.dtype)
-    total = float(np.sum(losses))
-    return plan.dtype.type(total if red == 2 else _losses._ratio(total, D))
+    return finish(losses, None, D, plan.red, plan.dtype, smoothing=plan.eps)
 
 
 def _scale_of(plan, D):
-    if plan.red == 1:
-        return 1.0 / D if D else 0.0
-    return 1.0
+    return grad_scale(plan.red, D, plan.eps)
 
 
 # ------------------------------------------------------ logits-sharded CE --
@@ -402,9 +357,9 @@ class _VocabParallelCE(torch.autograd.Function):
         (g,) = ctx.saved_tensors
         if ctx.half is not None:   # scale in float32, round once to the logits' dtype
             go = grad_output.float()
-            gi = g * (go.reshape(-1, 1) if ctx.red == 0 else go)
+            gi = g * (go.reshape(-1, 1) if ctx.red == Reduction.NONE else go)
             return gi.to(ctx.half), None, None, None, None
-        if ctx.red == 0:
+        if ctx.red == Reduction.NONE:
             return g * grad_output.reshape(-1, 1), None, None, None, None
         if grad_output.numel() == 1 and grad_output.item() == 1.0:
             return g, None, None, None, None
@@ -438,6 +393,16 @@ def vocab_parallel_cross_entropy(logits_shard, target, group=None, *, weight=Non
     The loss (0-d, or (N,) for ``reduction='none'``), identical on every rank.
     Its backward writes this rank's N x V_r gradient, with no communication.
     Must be called by every rank of the group (it is a collective).
+
+    Raises
+    ------
+    ValueError, TypeError, IndexError
+        Bad arguments on any rank (widths that do not add up, mismatched N,
+        targets outside the global vocabulary, an unknown `reduction`, ...):
+        every rank checks every rank's arguments and raises the same error, so
+        no rank is left waiting in a collective.
+    RuntimeError
+        A `group` given while ``torch.distributed`` is not initialized.
 
     Examples
     --------
@@ -485,7 +450,7 @@ def _lce_run(grp, plan, X, Wt, b, nb, want_x, want_w, want_b, row_scale=None, re
     Vr = Wt.shape[0]
     D = _denominator(plan)
     red = plan.red if red_override is None else red_override
-    scale = (1.0 / D if D else 0.0) if red == 1 else 1.0
+    scale = grad_scale(red, D, plan.eps)
     want = want_x or want_w or want_b
     work = np.empty((nb, Vr), X.dtype)
     losses = np.empty(N, np.float64)
@@ -567,7 +532,7 @@ class _VocabParallelLCE(torch.autograd.Function):
         ctx.grp, ctx.plan, ctx.nb, ctx.want = grp, plan, nb, (need_x, need_w, need_b)
         ctx.arrays = (X, Wt, b)
         ctx.grads = None
-        pre = plan.red != 0
+        pre = plan.red != Reduction.NONE
         losses, gX, gW, gb = _lce_run(grp, plan, X, Wt, b, nb, pre and need_x, pre and need_w,
                                       pre and need_b)
         if pre:
@@ -580,12 +545,12 @@ class _VocabParallelLCE(torch.autograd.Function):
         ctx.saved_tensors   # raises if an input was modified in place
         need_x, need_w, need_b = ctx.want
         plan = ctx.plan
-        if plan.red == 0:
+        if plan.red == Reduction.NONE:
             # Per-row scales: recompute block by block (collectives in backward, on every rank).
             rs = np.ascontiguousarray(grad_output.detach().to(torch.float64).reshape(-1).numpy())
             X, Wt, b = ctx.arrays
             _, gX, gW, gb = _lce_run(ctx.grp, plan, X, Wt, b, ctx.nb, need_x, need_w, need_b,
-                                     row_scale=rs, red_override=2)
+                                     row_scale=rs, red_override=Reduction.SUM)
             s = 1.0
         else:
             if ctx.grads is None:
@@ -651,6 +616,16 @@ def vocab_parallel_linear_cross_entropy(input, weight_shard, target, group=None,
     -------
     Tensor
         The loss (0-d, or (N,) for ``reduction='none'``), identical on every rank.
+
+    Raises
+    ------
+    ValueError, TypeError, IndexError
+        Bad arguments on any rank (widths that do not add up, mismatched N,
+        targets outside the global vocabulary, an unknown `reduction`, ...):
+        every rank checks every rank's arguments and raises the same error, so
+        no rank is left waiting in a collective.
+    RuntimeError
+        A `group` given while ``torch.distributed`` is not initialized.
 
     Examples
     --------

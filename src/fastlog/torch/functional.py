@@ -43,6 +43,21 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     size_average, reduce
         ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
 
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument PyTorch rejects is handed to PyTorch, so the
+        exception is the one ``torch.nn.functional`` raises (an out-of-range
+        class index is an ``IndexError`` from fastlog's kernel, as from
+        PyTorch's), except for the deliberate differences of the module
+        docstring (a negative or NaN `label_smoothing` is a ``ValueError``).
+
     Examples
     --------
     >>> import torch, torch.nn.functional as F, fastlog.torch as FL
@@ -94,6 +109,21 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     size_average, reduce
         ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
 
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument PyTorch rejects is handed to PyTorch, so the
+        exception is the one ``torch.nn.functional`` raises (an out-of-range
+        class index is an ``IndexError`` from fastlog's kernel, as from
+        PyTorch's), except for the deliberate differences of the module
+        docstring (a negative or NaN `label_smoothing` is a ``ValueError``).
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -129,6 +159,21 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         As ``torch.nn.functional.binary_cross_entropy_with_logits``'s.
     size_average, reduce
         ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
+
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument PyTorch rejects is handed to PyTorch, so the
+        exception is the one ``torch.nn.functional`` raises (an out-of-range
+        class index is an ``IndexError`` from fastlog's kernel, as from
+        PyTorch's), except for the deliberate differences of the module
+        docstring (a negative or NaN `label_smoothing` is a ``ValueError``).
 
     Examples
     --------
@@ -173,6 +218,21 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
         As ``torch.nn.functional.kl_div``'s (`reduction` also 'batchmean').
     size_average, reduce
         ``size_average``/``reduce`` are PyTorch's deprecated pair, converted to `reduction` with its warning.
+
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument PyTorch rejects is handed to PyTorch, so the
+        exception is the one ``torch.nn.functional`` raises (an out-of-range
+        class index is an ``IndexError`` from fastlog's kernel, as from
+        PyTorch's), except for the deliberate differences of the module
+        docstring (a negative or NaN `label_smoothing` is a ``ValueError``).
 
     Examples
     --------
@@ -236,6 +296,21 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     dtype : torch.dtype, optional
         Cast the input to it first.
 
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument PyTorch rejects is handed to PyTorch, so the
+        exception is the one ``torch.nn.functional`` raises (an out-of-range
+        class index is an ``IndexError`` from fastlog's kernel, as from
+        PyTorch's), except for the deliberate differences of the module
+        docstring (a negative or NaN `label_smoothing` is a ``ValueError``).
+
     Examples
     --------
     >>> import torch, fastlog.torch as FL
@@ -258,6 +333,21 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
         The axis to normalise (None: PyTorch's legacy implicit choice, with its warning).
     dtype : torch.dtype, optional
         Cast the input to it first.
+
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    RuntimeError, IndexError, ValueError
+        PyTorch's own: an argument PyTorch rejects is handed to PyTorch, so the
+        exception is the one ``torch.nn.functional`` raises (an out-of-range
+        class index is an ``IndexError`` from fastlog's kernel, as from
+        PyTorch's), except for the deliberate differences of the module
+        docstring (a negative or NaN `label_smoothing` is a ``ValueError``).
 
     Examples
     --------

@@ -149,6 +149,19 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     input, linear_weight, target, linear_bias, weight, reduction, ignore_index, label_smoothing, options
         As ``torch.nn.functional.linear_cross_entropy``'s (see above).
 
+    Returns
+    -------
+    Tensor
+        What the ``torch.nn.functional`` function of the same name returns: the
+        same value, dtype and shape, with autograd.
+
+    Raises
+    ------
+    ValueError, TypeError, IndexError
+        fastlog's own for arguments its kernel takes but finds invalid (naming the
+        argument; the deliberate difference from PyTorch's RuntimeError); PyTorch's
+        own for the calls handed to it.
+
     Examples
     --------
     >>> import torch, torch.nn.functional as F, fastlog.torch as FL
@@ -232,6 +245,11 @@ class LinearCrossEntropyLoss(_TorchLCELoss):
         -------
         torch.Tensor
             :func:`linear_cross_entropy` with the module's weight, bias and settings.
+
+        Raises
+        ------
+        ValueError, TypeError, IndexError, RuntimeError
+            As :func:`linear_cross_entropy`.
 
         Examples
         --------

@@ -1,4 +1,4 @@
-"""Fused linear + cross-entropy for bfloat16 / float16 tensors (issue 13).
+"""Fused linear + cross-entropy for bfloat16 / float16 tensors.
 
 Two passes, every GEMM through PyTorch's own bf16/fp16 matmul (the CPU's bf16
 instructions; they accumulate in float32 and round the result once), and no
@@ -12,7 +12,8 @@ float32 GEMM (on this CPU 4x slower than bf16):
 2. Vocabulary blocks (``N x cols`` logits, all rows), only if ``grad_weight``
    or ``grad_bias`` is wanted: the block's logits again, the gradient
    ``gscale (coef_n exp(z - lse_n) - eps/C w_v - [v = y_n] (1-eps) w_y)`` in
-   float32 from the saved log-sum-exp, rounded once, and
+   float32 from the saved log-sum-exp by fastlog's gradient-given-logsumexp
+   kernel (the one vocabulary-parallel cross-entropy uses), rounded once, and
    ``grad_weight[cols] = g.T @ x`` in ONE GEMM over all N rows (so it is
    accumulated in float32 and rounded once, with no V x H float32
    accumulator); ``grad_bias`` is the float32 column sum.
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 from .._dispatch import core
+from .._losses._reduce import finish, grad_scale
 from .._validation import reduction_code, smoothing_param
 
 HALVES = (torch.bfloat16, torch.float16)
@@ -97,7 +99,7 @@ def _run(x, W, b, target, weight, reduction, ign, eps, need_x, need_w, need_b):
     ys = tn[keep]
     wsum = float(np.sum(cw[ys], dtype=np.float64)) if cw is not None else float(ys.size)
     red = reduction_code(reduction)
-    gscale = (1.0 / wsum if wsum else 0.0) if red == 1 else 1.0
+    gscale = grad_scale(red, wsum, eps)
     want_grad = need_x or need_w or need_b
     two_pass = need_w or need_b
     x = x.detach().contiguous()
@@ -130,10 +132,7 @@ def _run(x, W, b, target, weight, reduction, ign, eps, need_x, need_w, need_b):
     gW = gb = None
     if two_pass:
         gW, gb = _vocab_pass(x, Wd, bd, tn, keep, cw, eps, gscale, lse, need_w, need_b)
-    total = float(np.sum(losses))
-    loss = total / wsum if red == 1 else total
-    if red == 1 and not wsum:
-        loss = float("nan")
+    loss = finish(losses, None, wsum, red, np.dtype(np.float32), smoothing=eps)
     return loss, gX, gW, gb
 
 
@@ -142,35 +141,28 @@ def _vocab_pass(x, W, b, tn, keep, cw, eps, gscale, lse, need_w, need_b):
     docstring): each block's gradient over all N rows, one GEMM per block."""
     N, H = x.shape
     V = W.shape[0]
-    wv = None if cw is None else torch.from_numpy(cw)
     Wsum = float(V) if cw is None else float(np.sum(cw, dtype=np.float64))
-    epc = eps / V
     wy = np.ones(N) if cw is None else cw[np.where(keep, tn, 0)].astype(np.float64)
-    kf = keep.astype(np.float64)
-    # per row: gscale coef (0 for ignored rows), the shift, the target's term
-    coef = torch.from_numpy((gscale * kf * ((1.0 - eps) * wy + epc * Wsum)).astype(np.float32))[:, None]
-    shift = torch.from_numpy(lse.astype(np.float32))[:, None]
-    smooth = torch.from_numpy((gscale * epc * kf).astype(np.float32))[:, None]
-    tgt = torch.from_numpy((gscale * (1.0 - eps) * kf * wy).astype(np.float32))
-    rows = np.flatnonzero(keep)
+    # per row: the target's coefficient and the smoothing's (0 and 0: an ignored row)
+    with np.errstate(invalid="ignore", over="ignore"):
+        kk = np.where(keep, gscale * (1.0 - eps) * wy, 0.0)
+        sm = np.where(keep, gscale * (eps / V), 0.0)
     gW = torch.empty(V, H, dtype=W.dtype) if need_w else None
     gb = torch.empty(V, dtype=b.dtype) if need_b else None
     bc = min(_block_cols(N), V)
-    zbuf = torch.empty(N, bc, dtype=x.dtype)
-    fbuf = torch.empty(N, bc, dtype=torch.float32)
+    zbuf = torch.empty(N * bc, dtype=x.dtype)
+    fbuf = torch.empty(N * bc, dtype=torch.float32)
     for c0 in range(0, V, bc):
         c1 = min(V, c0 + bc)
-        z, f = zbuf[:, : c1 - c0], fbuf[:, : c1 - c0]
+        z, f = zbuf[: N * (c1 - c0)].view(N, c1 - c0), fbuf[: N * (c1 - c0)].view(N, c1 - c0)
         torch.mm(x, W[c0:c1].t(), out=z)
         if b is not None:
             z += b[c0:c1]
-        f.copy_(z).sub_(shift).exp_().mul_(coef)
-        if eps:
-            f.sub_(smooth * (1.0 if wv is None else wv[c0:c1]))
-        hit = rows[(tn[rows] >= c0) & (tn[rows] < c1)]
-        if hit.size:
-            hi = torch.from_numpy(hit)
-            f[hi, torch.from_numpy(tn[hit] - c0)] -= tgt[hi]
+        f.copy_(z)
+        fn = f.numpy()
+        ycol = np.where(keep & (tn >= c0) & (tn < c1), tn - c0, -1)
+        # the block's gradient in float32, from the saved log-sum-exp (one kernel pass)
+        core.ce_grad_lse(fn, lse, kk, sm, ycol, None if cw is None else cw[c0:c1], Wsum, fn)
         if need_b:
             gb[c0:c1] = f.sum(0)
         if need_w:

@@ -42,6 +42,11 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         torch.Tensor
             :func:`cross_entropy` of the arguments with the module's settings.
 
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`cross_entropy`.
+
         Examples
         --------
         >>> import torch, fastlog.torch as FL
@@ -83,6 +88,11 @@ class NLLLoss(nn.NLLLoss):
         -------
         torch.Tensor
             :func:`nll_loss` of the arguments with the module's settings.
+
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`nll_loss`.
 
         Examples
         --------
@@ -127,6 +137,11 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
         torch.Tensor
             :func:`binary_cross_entropy_with_logits` of the arguments with the module's settings.
 
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`binary_cross_entropy_with_logits`.
+
         Examples
         --------
         >>> import torch, fastlog.torch as FL
@@ -170,6 +185,11 @@ class KLDivLoss(nn.KLDivLoss):
         -------
         torch.Tensor
             :func:`kl_div` of the arguments with the module's settings.
+
+        Raises
+        ------
+        RuntimeError, IndexError, ValueError
+            PyTorch's own, as :func:`kl_div`.
 
         Examples
         --------

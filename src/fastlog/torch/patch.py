@@ -105,6 +105,11 @@ def unpatch():
 def is_patched():
     """True between :func:`patch` and :func:`unpatch`.
 
+    Returns
+    -------
+    bool
+        True between :func:`patch` and :func:`unpatch`.
+
     Examples
     --------
     >>> import fastlog.torch
