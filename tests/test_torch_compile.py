@@ -67,21 +67,15 @@ class Recorder:
 
 
 def _kernel_calls(monkeypatch, name):
-    """Calls of fastlog's kernel `name` (the NumPy face's; for cross_entropy_and_grad also
-    the torch face's training-loop path, which calls the compiled kernel directly)."""
-    from fastlog.torch import _kernels
+    """Calls of fastlog's compiled kernel `name` (``fastlog._dispatch.core``)."""
+    from fastlog._dispatch import core
     calls = []
+    real = getattr(core, name)
 
-    def spy_on(module, attr):
-        real = getattr(module, attr)
-
-        def spy(*a, **k):
-            calls.append(1)
-            return real(*a, **k)
-        monkeypatch.setattr(module, attr, spy)
-    spy_on(fastlog._losses, name)
-    if name == "cross_entropy_and_grad":
-        spy_on(_kernels, "cross_entropy_with_grad_hot")
+    def spy(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(core, name, spy)
     return calls
 
 
@@ -120,7 +114,7 @@ def _eager_ref(model, args):
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_compile_fullgraph_runs_fastlogs_operators(dynamic, monkeypatch):
     model = Head()
-    calls = _kernel_calls(monkeypatch, "cross_entropy_and_grad")
+    calls = _kernel_calls(monkeypatch, "ce_index")
     rec = Recorder()
     FL.patch()
     compiled = torch.compile(model, backend=rec.backend, fullgraph=True, dynamic=dynamic)
@@ -175,7 +169,7 @@ def test_compile_scales_the_saved_gradient_by_grad_output(reduction):
 
 def test_compile_inductor_calls_fastlog(monkeypatch):
     from torch._inductor.utils import run_and_get_code
-    calls = _kernel_calls(monkeypatch, "cross_entropy_and_grad")
+    calls = _kernel_calls(monkeypatch, "ce_index")
     x = torch.randn(64, 512, requires_grad=True)
     t = torch.randint(0, 512, (64,))
     FL.patch()
@@ -370,7 +364,7 @@ def test_gpt2_trains_the_same_compiled_and_patched(monkeypatch):
     torch.set_num_threads(1)
     try:
         want = _train_compiled(3, False, "aot_eager")
-        calls = _kernel_calls(monkeypatch, "cross_entropy_and_grad")
+        calls = _kernel_calls(monkeypatch, "ce_index")
         rec = Recorder()
         got = _train_compiled(3, True, rec.backend)
     finally:

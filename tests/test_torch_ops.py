@@ -408,7 +408,7 @@ def _idx(x):
 
 FAULT_CALLS = {
     "cross_entropy hot": (lambda x: FL.cross_entropy(x, _idx(x)), "core"),
-    "cross_entropy": (lambda x: FL.cross_entropy(x, _idx(x), label_smoothing=0.1), "cross_entropy_and_grad"),
+    "cross_entropy": (lambda x: FL.cross_entropy(x, _idx(x), label_smoothing=0.1), "ce.fused"),
     "cross_entropy no grad": (lambda x: FL.cross_entropy(x.detach(), _idx(x), label_smoothing=0.1),
                               "cross_entropy"),
     "nll_loss": (lambda x: FL.nll_loss(x, _idx(x)), "nll_loss"),
@@ -431,9 +431,12 @@ def test_injected_kernel_fault_surfaces(case, route, monkeypatch):
         from fastlog.torch import _kernels
         monkeypatch.setattr(_kernels, "core", Core())
         if route != "eager":
-            # traced routes take the general kernels; fault them too
-            monkeypatch.setattr(fastlog._losses, "cross_entropy_and_grad", _boom)
+            # traced routes may take the general kernels; fault them too
+            monkeypatch.setattr(fastlog._losses.ce, "fused", _boom)
             monkeypatch.setattr(fastlog._losses, "cross_entropy", _boom)
+    elif target == "ce.fused":
+        monkeypatch.setattr(fastlog._losses.ce, "fused", _boom)
+        monkeypatch.setattr(fastlog._losses, "cross_entropy", _boom)
     else:
         monkeypatch.setattr(fastlog._losses, target, _boom)
         if target.endswith("_and_grad"):
