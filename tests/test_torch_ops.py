@@ -501,3 +501,24 @@ def test_registration_route_is_library_define_and_impl():
         assert torch._C._dispatch_has_kernel_for_dispatch_key(qual, "Meta") or \
             torch._library.simple_registry.singleton.find(qual).fake_impl.kernel is not None, name
     assert np.all([not isinstance(op, torch._library.custom_ops.CustomOpDef) for op in _ops.OPS.values()])
+
+
+OUT_OF_RANGE = {
+    "hot path": lambda f: f.cross_entropy(torch.randn(4, 3, requires_grad=True), torch.tensor([0, 1, 2, 5])),
+    "no grad": lambda f: f.cross_entropy(torch.randn(4, 3), torch.tensor([0, 7, 2, 5])),
+    "smoothing": lambda f: f.cross_entropy(torch.randn(4, 3, requires_grad=True), torch.tensor([0, -3, 2, 1]),
+                                           label_smoothing=0.1),
+    "weights": lambda f: f.cross_entropy(torch.randn(4, 3), torch.tensor([0, 1, 9, 1]), torch.rand(3)),
+    "nll": lambda f: f.nll_loss(torch.randn(4, 3, requires_grad=True), torch.tensor([3, 1, 2, 0])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUT_OF_RANGE))
+def test_out_of_range_targets_raise_pytorchs_error(case):
+    """Where PyTorch raises, fastlog raises PyTorch's error: same type, same message."""
+    call = OUT_OF_RANGE[case]
+    with pytest.raises(IndexError) as want:
+        call(F)
+    with pytest.raises(IndexError) as got:
+        call(FL)
+    assert str(got.value) == str(want.value)

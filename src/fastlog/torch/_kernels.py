@@ -10,9 +10,10 @@ directly by the eager path (:mod:`._eager`), so both routes run the same code.
 
 Reductions are passed as codes: 0 'none', 1 'mean', 2 'sum' (3 'batchmean'
 for kl_div); the losses are finished by ``fastlog._losses._reduce``, the one
-owner of reductions.  Errors that only the data can show (a target out of
-range) come from the kernels as ``IndexError``; nothing here catches an
-exception.
+owner of reductions.  Errors that only the data can show (a class index out
+of range) are ``IndexError`` with PyTorch's message, raised before the kernel
+runs (or, on the training-loop path, from the kernel's own range check);
+nothing here catches an exception.
 """
 import numpy as np
 import torch
@@ -33,8 +34,27 @@ def _c_order(a):
 
 
 # ----------------------------------------------------------- cross-entropy --
+def _out_of_bounds(value):
+    # PyTorch's message for a class index outside [0, C) (other than ignore_index)
+    return IndexError(f"Target {int(value)} is out of bounds.")
+
+
+def _check_targets(input, target, ignore_index):
+    """Raise PyTorch's IndexError for the first class index outside [0, C) that is not
+    `ignore_index` (the kernels check too, with fastlog's wording; this gives PyTorch's)."""
+    if target.is_floating_point():
+        return
+    t = np_view(target).reshape(-1)
+    C = input.shape[0] if input.dim() == 1 else input.shape[1]
+    bad = (t >= C) if t.dtype == np.uint8 else ((t < 0) | (t >= C))
+    bad &= t != ignore_index
+    if bad.any():
+        raise _out_of_bounds(t[np.argmax(bad)])
+
+
 def cross_entropy(input, target, weight, reduction, ignore_index, label_smoothing, loss_dtype=None):
     """The loss alone (no gradient pass)."""
+    _check_targets(input, target, ignore_index)
     loss = _losses.cross_entropy(np_view(input), np_view(target),
                                  None if weight is None else np_view(weight),
                                  ignore_index, RED_NAMES[reduction], label_smoothing)
@@ -45,6 +65,7 @@ def cross_entropy_with_grad(input, target, weight, reduction, ignore_index, labe
                             loss_dtype=None):
     """(loss, d loss / d input) from one pass over the logits; for reduction 'none'
     the gradient is that of the sum of the losses."""
+    _check_targets(input, target, ignore_index)
     x = np_view(input)
     # the buffer is filled in place for 1-D/2-D inputs; K-dim ones need a moved copy
     gt, out = half_grad(input)
@@ -64,7 +85,7 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index):
     per-call work cut to the kernel call: at 64 x 10 the wrappers, not the kernel,
     are the time.  Called with grad mode off (inside ``autograd.Function.forward``) or on
     an input that does not require grad (below autograd in the operator).
-    An out-of-range target is left to the general path, which raises the IndexError."""
+    An out-of-range target raises PyTorch's IndexError."""
     x = input.numpy()
     t = target.numpy()
     n = x.shape[0]
@@ -73,8 +94,8 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index):
         g = np.empty_like(x)
     losses = np.empty(n, np.float64)
     bad, wsum, total = core.ce_index(x, t, None, ignore_index, 0.0, reduction, g, losses, True)
-    if bad >= 0:        # the general path raises the IndexError
-        return cross_entropy_with_grad(input, target, None, reduction, ignore_index, 0.0)
+    if bad >= 0:        # the kernel range-checks every target before it writes anything
+        raise _out_of_bounds(t[bad])
     return torch.from_numpy(np.asarray(finish(losses, total, wsum, reduction, x.dtype))), torch.from_numpy(g)
 
 
@@ -96,6 +117,7 @@ def scale_grad(grad, grad_output, reduction, input_shape):
 
 # -------------------------------------------------------------------- NLL --
 def nll_loss(input, target, weight, reduction, ignore_index):
+    _check_targets(input, target, ignore_index)
     loss = _losses.nll_loss(np_view(input), np_view(target), None if weight is None else np_view(weight),
                             ignore_index, RED_NAMES[reduction])
     return to_tensor(loss, input.dtype)
