@@ -522,3 +522,22 @@ def test_out_of_range_targets_raise_pytorchs_error(case):
     with pytest.raises(IndexError) as got:
         call(FL)
     assert str(got.value) == str(want.value)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduction", [1, 2])
+def test_training_loop_path_equals_the_general_path(dtype, reduction):
+    """The torch face's training-loop path (its own finishing of a finite total) gives
+    bit-identical losses and gradients to the general path (fastlog._losses), also for
+    the rare totals it hands to the reduction code (all ignored, overflow)."""
+    from fastlog.torch import _kernels as K
+    big = torch.finfo(dtype).max
+    cases = [(torch.randn(64, 10, dtype=dtype) * 3, torch.randint(0, 10, (64,))),
+             (torch.randn(5, 4, dtype=dtype), torch.full((5,), -100)),                  # all ignored
+             (torch.tensor([[big, -big], [-big, big]], dtype=dtype), torch.tensor([1, 0]))]  # overflow
+    for x, t in cases:
+        with torch.no_grad():
+            hot = K.cross_entropy_with_grad_hot(x, t, reduction, -100)
+            gen = K.cross_entropy_with_grad(x, t, None, reduction, -100, 0.0)
+        torch.testing.assert_close(hot[0], gen[0], rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(hot[1], gen[1], rtol=0, atol=0, equal_nan=True)

@@ -72,20 +72,21 @@ class _CrossEntropy(_Function):   # the general one follows: both name their nod
     def forward(ctx, input, target, params):
         loss, g = K.cross_entropy_with_grad_hot(input, target, *params)
         ctx.save_for_backward(target, g)
-        ctx.params = params
-        ctx.input, ctx.input_version = input, input._version
+        # (one attribute: the parameters and, for a create_graph=True backward only,
+        # the input and its version; see _input_for_double_backward)
+        ctx.state = (params, input, input._version)
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
         target, g = ctx.saved_tensors
         if torch.is_grad_enabled():   # create_graph=True: PyTorch's differentiable path
-            red, ign = ctx.params
+            (red, ign), ctx.input, ctx.input_version = ctx.state
             input = _input_for_double_backward(ctx)
             gi = _torch_grad(F.cross_entropy, input, grad_output, target, None, None, ign, None,
                              K.RED_NAMES[red], 0.0)
         else:
-            ctx.input = None          # first-order backward: drop the reference now
+            ctx.state = (ctx.state[0], None, None)   # first-order backward: drop the input now
             gi = g if grad_output.item() == 1.0 else g * grad_output
         return gi, None, None
 

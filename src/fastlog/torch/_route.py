@@ -242,8 +242,9 @@ def _index_dtype_ok(input, target, weight, label_smoothing, ignore_index, mode):
 
 _HOT_REDUCTIONS = {"mean": 1, "sum": 2}
 _Tensor = torch.Tensor
+_Parameter = nn.Parameter
 _strided = torch.strided
-_int64 = torch.int64
+_int64, _float32, _float64 = torch.int64, torch.float32, torch.float64
 
 
 def cross_entropy_hot(input, target, ignore_index, reduction):
@@ -260,9 +261,18 @@ def cross_entropy_hot(input, target, ignore_index, reduction):
     if (_is_compiling() or _functorch_active() or _tf_mode() or _dispatch_modes()
             or _forward_ad._current_level >= 0):
         return 0
-    if ((type(input) is not _Tensor and type(input) is not nn.Parameter) or type(target) is not _Tensor
-            or type(ignore_index) is not int or not -_I64 <= ignore_index < _I64
-            or not hot_tensors(input, target)):
+    if ((type(input) is not _Tensor and type(input) is not _Parameter) or type(target) is not _Tensor
+            or type(ignore_index) is not int or not -_I64 <= ignore_index < _I64):
+        return 0
+    # (hot_tensors' test, inline: this runs at every training step)
+    dt = input.dtype
+    if ((dt is not _float32 and dt is not _float64) or target.dtype is not _int64
+            or not input.is_cpu or not target.is_cpu or input.layout is not _strided
+            or input.is_neg() or input.dim() != 2 or target.dim() != 1
+            or not input.is_contiguous() or not target.is_contiguous()):
+        return 0
+    n, c = input.shape
+    if c == 0 or target.shape[0] != n:
         return 0
     return _HOT_REDUCTIONS.get(reduction, 0) if type(reduction) is str else 0
 
