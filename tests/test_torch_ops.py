@@ -524,7 +524,7 @@ def test_out_of_range_targets_raise_pytorchs_error(case):
     assert str(got.value) == str(want.value)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", [1, 2])
 def test_training_loop_path_equals_the_general_path(dtype, reduction):
     """The torch face's training-loop path (its own finishing of a finite total) gives
@@ -532,8 +532,8 @@ def test_training_loop_path_equals_the_general_path(dtype, reduction):
     the rare totals it hands to the reduction code (all ignored, overflow)."""
     from fastlog.torch import _kernels as K
     big = torch.finfo(dtype).max
-    cases = [(torch.randn(64, 10, dtype=dtype) * 3, torch.randint(0, 10, (64,))),
-             (torch.randn(5, 4, dtype=dtype), torch.full((5,), -100)),                  # all ignored
+    cases = [((torch.randn(64, 10) * 3).to(dtype), torch.randint(0, 10, (64,))),
+             (torch.randn(5, 4).to(dtype), torch.full((5,), -100)),                     # all ignored
              (torch.tensor([[big, -big], [-big, big]], dtype=dtype), torch.tensor([1, 0]))]  # overflow
     for x, t in cases:
         with torch.no_grad():

@@ -93,13 +93,16 @@ def half_grad(input):
     (None, None).  The kernel writes into the tensor's memory, and the tensor (not a
     dtype view of a NumPy array) is what backward returns, so autograd can take it
     as .grad without cloning it."""
-    if input.dtype not in (torch.bfloat16, torch.float16) or input.dim() > 2:
+    dt = input.dtype
+    if (dt is not torch.bfloat16 and dt is not torch.float16) or input.dim() > 2:
         return None, None
     shape = tuple(input.shape)
-    # The memory comes from the buffer cache (an int16 array: its refcount tells when no
-    # tensor uses it any more); the tensor is a base tensor on that storage, not a view.
-    arr = grad_buffer(shape, np.int16)
-    if arr is None:
-        arr = np.empty(shape, np.int16)
-    gt = torch.empty(0, dtype=input.dtype).set_(torch.from_numpy(arr).untyped_storage(), 0, shape)
-    return gt, np_view(gt)
+    if input.numel() * 2 < _REUSE_MIN_BYTES or not _REUSE:
+        gt = torch.empty(shape, dtype=dt)        # small: not cached, PyTorch's allocator
+    else:
+        # The memory comes from the buffer cache (an int16 array: its refcount tells when
+        # no tensor uses it any more); the tensor is a base tensor on that storage, not a view.
+        arr = grad_buffer(shape, np.int16)
+        gt = torch.empty(0, dtype=dt).set_(torch.from_numpy(arr).untyped_storage(), 0, shape)
+    a = gt.view(torch.int16).numpy()
+    return gt, (a.view(_half.bfloat16()) if dt is torch.bfloat16 else a.view(np.float16))

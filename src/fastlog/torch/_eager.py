@@ -4,7 +4,7 @@ In eager mode on plain CPU tensors (see :mod:`._route`) the functions of
 :mod:`fastlog.torch` skip the dispatcher: a call through
 ``torch.ops.fastlog.*`` with an autograd kernel costs 20-30 us in Python
 wrappers alone, more than PyTorch's whole 64 x 10 cross-entropy step (the
-measurements are in ``docs/BENCHMARKS.md``).  The Functions below run the same
+measurements are in ``benchmarks/README.md``).  The Functions below run the same
 kernels (:mod:`._kernels`) as the registered operators' CPU implementations,
 so the two routes compute bit-identical results.  They are entered through
 ``_FunctionBase.apply`` (the C++ entry point): the route is decided before, and
@@ -81,7 +81,7 @@ class _CrossEntropy(_Function):   # the general one follows: both name their nod
     def backward(ctx, grad_output):
         target, g = ctx.saved_tensors
         if torch.is_grad_enabled():   # create_graph=True: PyTorch's differentiable path
-            (red, ign), ctx.input, ctx.input_version = ctx.state
+            (red, ign, _), ctx.input, ctx.input_version = ctx.state
             input = _input_for_double_backward(ctx)
             gi = _torch_grad(F.cross_entropy, input, grad_output, target, None, None, ign, None,
                              K.RED_NAMES[red], 0.0)

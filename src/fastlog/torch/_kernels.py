@@ -80,32 +80,39 @@ def cross_entropy_with_grad(input, target, weight, reduction, ignore_index, labe
     return to_tensor(loss, loss_dtype or input.dtype), (gt if gt is not None else to_tensor(grad))
 
 
-def cross_entropy_with_grad_hot(input, target, reduction, ignore_index):
+def cross_entropy_with_grad_hot(input, target, reduction, ignore_index, loss_dtype=None):
     """:func:`cross_entropy_with_grad` of the training-loop call that
-    ``_route.cross_entropy_hot`` admits (C-contiguous 2-D float32/float64 logits, int64
-    targets, no class weight or smoothing, 'mean'/'sum'), with the NumPy face's
-    per-call work cut to the kernel call: at 64 x 10 the wrappers, not the kernel,
-    are the time.  Called with grad mode off (inside ``autograd.Function.forward``) or on
-    an input that does not require grad (below autograd in the operator).
-    An out-of-range target raises PyTorch's IndexError."""
-    x = input.numpy()
+    ``_route.cross_entropy_hot`` admits (C-contiguous 2-D logits, int64 targets, no
+    class weight or smoothing, 'mean'/'sum'), with the NumPy face's per-call work cut
+    to the kernel call: at 64 x 10 the wrappers, not the kernel, are the time.  Called
+    with grad mode off (inside ``autograd.Function.forward``) or on an input that does
+    not require grad (below autograd in the operator).  An out-of-range target raises
+    PyTorch's IndexError."""
+    gt, g = half_grad(input)
+    if gt is None:
+        x = input.numpy()
+        g = grad_buffer(x.shape, x.dtype) if x.nbytes >= _REUSE_MIN_BYTES else None
+        if g is None:
+            g = np.empty_like(x)
+    else:
+        x = np_view(input)
     t = target.numpy()
-    n = x.shape[0]
-    g = (grad_buffer(x.shape, x.dtype) if x.nbytes >= _REUSE_MIN_BYTES else None)
-    if g is None:
-        g = np.empty_like(x)
-    losses = np.empty(n, np.float64)
+    losses = np.empty(x.shape[0], np.float64)
     bad, wsum, total = core.ce_index(x, t, None, ignore_index, 0.0, reduction, g, losses, True)
     if bad >= 0:        # the kernel range-checks every target before it writes anything
         raise _out_of_bounds(t[bad])
     if wsum and math.isfinite(total):
         # what _reduce.finish returns for a finite total and a nonzero denominator (the
-        # mean is the float64 ratio, rounded once to the input's dtype), without its
-        # call: at 64 x 10 it cost 10% of the whole step
-        loss = np.array(total / wsum if reduction == 1 else total, x.dtype)
+        # mean is the float64 ratio, rounded once to the loss dtype: float32 for half
+        # precision), without its call: at 64 x 10 it cost 10% of the whole step
+        loss = np.array(total / wsum if reduction == 1 else total, x.dtype if gt is None else np.float32)
     else:
         loss = np.asarray(finish(losses, total, wsum, reduction, x.dtype))
-    return torch.from_numpy(loss), torch.from_numpy(g)
+    if gt is None:
+        return torch.from_numpy(loss), torch.from_numpy(g)
+    # PyTorch's loss dtype: the input's, or float32 under autocast (the float32 value,
+    # rounded once more, as the general path's conversion does)
+    return torch.full((), float(loss), dtype=loss_dtype or input.dtype), gt
 
 
 def class_axis_shape(input_shape):

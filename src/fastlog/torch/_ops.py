@@ -2,7 +2,7 @@
 
 Registered with ``torch.library.Library("fastlog", "DEF")``: ``define`` for
 the schema and ``impl`` for the CPU kernel and for the Autograd key (the
-route measured cheapest; ``docs/BENCHMARKS.md`` has the numbers), then
+route measured cheapest; ``benchmarks/README.md`` has the numbers), then
 ``torch.library.register_fake`` and ``torch.library.register_vmap``.
 
 ===============================================  ======================================

@@ -7,7 +7,7 @@ runs, which of three routes a call takes:
     Plain CPU tensors, eager mode.  The operator's CPU kernel
     (:mod:`._kernels`) runs straight on the tensors' memory from an
     ``autograd.Function`` (:mod:`._eager`), without the dispatcher's round
-    trip (measured in ``docs/BENCHMARKS.md``: the dispatcher and the Python
+    trip (measured in ``benchmarks/README.md``: the dispatcher and the Python
     custom-op wrappers cost more than PyTorch's whole 64 x 10 step).
 ``OP``
     Traced or transformed code: ``torch.compile`` (Dynamo), ``torch.export``
@@ -26,7 +26,7 @@ A call goes to PyTorch when
   cross-entropy; ``COMPILED_MIN_ELEMENTS_SOFTMAX`` for log_softmax/softmax):
   there Inductor's own fused kernel costs less than the call of a Python
   operator from compiled code (about 20 us; measured in
-  ``docs/BENCHMARKS.md``), so PyTorch's function is traced instead.  With
+  ``benchmarks/README.md``), so PyTorch's function is traced instead.  With
   dynamic shapes this is a guard on the size, not a specialisation;
 
 * a tensor argument is not on the CPU, not strided, a tensor subclass (or
@@ -110,6 +110,13 @@ def compiled_too_small(x, mode, minimum=COMPILED_MIN_ELEMENTS):
     """True when `mode` is OP because of torch.compile (not export) and `x` has fewer
     than `minimum` elements."""
     return mode == OP and _is_compiling() and not _is_exporting() and x.numel() < minimum
+
+
+def compiled_small(x, minimum=COMPILED_MIN_ELEMENTS):
+    """Under torch.compile (not export), `x` a tensor of fewer than `minimum` elements:
+    the function is traced as PyTorch's.  Tested first, so that a traced call of that
+    kind reads few globals (each read is a guard Dynamo checks at every call)."""
+    return _is_compiling() and not _is_exporting() and isinstance(x, torch.Tensor) and x.numel() < minimum
 
 
 def environment(*tensors):
@@ -245,11 +252,13 @@ _Tensor = torch.Tensor
 _Parameter = nn.Parameter
 _strided = torch.strided
 _int64, _float32, _float64 = torch.int64, torch.float32, torch.float64
+_float16, _bfloat16 = torch.float16, torch.bfloat16
 
 
 def cross_entropy_hot(input, target, ignore_index, reduction):
     """The training-loop call, checked in about a microsecond: eager mode, plain CPU
-    C-contiguous 2-D float32/float64 logits with classes, C-contiguous int64 targets of
+    C-contiguous 2-D logits (float32/float64, or half precision) with classes,
+    C-contiguous int64 targets of
     the batch size, 'mean' or 'sum', an int64 ignore_index (the caller has checked that
     there is no class weight, label smoothing or legacy argument).  Returns the
     reduction code, or 0 when the call needs the general routing.
@@ -266,7 +275,9 @@ def cross_entropy_hot(input, target, ignore_index, reduction):
         return 0
     # (hot_tensors' test, inline: this runs at every training step)
     dt = input.dtype
-    if ((dt is not _float32 and dt is not _float64) or target.dtype is not _int64
+    if ((dt is not _float32 and dt is not _float64
+         and not (dt is _float16 or (dt is _bfloat16 and _BF16_AVAILABLE)))
+            or target.dtype is not _int64
             or not input.is_cpu or not target.is_cpu or input.layout is not _strided
             or input.is_neg() or input.dim() != 2 or target.dim() != 1
             or not input.is_contiguous() or not target.is_contiguous()):
@@ -278,10 +289,13 @@ def cross_entropy_hot(input, target, ignore_index, reduction):
 
 
 def hot_tensors(input, target):
-    """The tensors of the training-loop call: CPU C-contiguous 2-D float32/float64 logits
-    with classes (no lazy negation), C-contiguous int64 targets of the batch size."""
+    """The tensors of the training-loop call: CPU C-contiguous 2-D float32/float64/float16
+    (bfloat16 with ml_dtypes) logits with classes (no lazy negation), C-contiguous int64
+    targets of the batch size."""
     dt = input.dtype
-    if ((dt is not torch.float32 and dt is not torch.float64) or target.dtype is not _int64
+    if ((dt is not _float32 and dt is not _float64
+         and not (dt is _float16 or (dt is _bfloat16 and _BF16_AVAILABLE)))
+            or target.dtype is not _int64
             or not input.is_cpu or not target.is_cpu or input.layout is not _strided
             or input.is_neg() or input.dim() != 2 or target.dim() != 1
             or not input.is_contiguous() or not target.is_contiguous()):

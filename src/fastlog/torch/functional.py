@@ -71,12 +71,17 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     tensor([[ 0.0283,  0.1057, -0.1340],
             [-0.3000,  0.1500,  0.1500]])
     """
+    if R.compiled_small(input):    # traced as PyTorch's function (before anything else: few guards)
+        return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
+                               label_smoothing)
     if weight is None and size_average is None and reduce is None and label_smoothing == 0.0:
         red = R.cross_entropy_hot(input, target, ignore_index, reduction)
         if red:
+            # PyTorch's loss dtype: the input's, or float32 for a half input under autocast
+            loss_dtype = torch.float32 if autocast_half(input) else None
             if input.requires_grad and torch.is_grad_enabled():
-                return E.cross_entropy_hot(input, target, (red, ignore_index))
-            return K.cross_entropy(input, target, None, red, ignore_index, 0.0)
+                return E.cross_entropy_hot(input, target, (red, ignore_index, loss_dtype))
+            return K.cross_entropy(input, target, None, red, ignore_index, 0.0, loss_dtype)
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     check_smoothing(label_smoothing)
@@ -131,6 +136,8 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     >>> round(FL.nll_loss(logp, torch.tensor([0, 2])).item(), 4)
     0.4581
     """
+    if R.compiled_small(input):
+        return F.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     mode, red = R.nll_loss(input, target, weight, ignore_index, reduction)
@@ -182,6 +189,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     >>> round(FL.binary_cross_entropy_with_logits(z, y).item(), 4)
     0.3778
     """
+    if R.compiled_small(input):
+        return F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce, reduction,
+                                                  pos_weight)
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     mode, red = R.binary_cross_entropy_with_logits(input, target, weight, pos_weight, reduction)
@@ -242,6 +252,8 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     >>> round(FL.kl_div(logq, p, reduction="batchmean").item(), 4)
     0.0719
     """
+    if R.compiled_small(input):
+        return F.kl_div(input, target, size_average, reduce, reduction, log_target)
     legacy = size_average is not None or reduce is not None
     if legacy:
         reduction = legacy_reduction(size_average, reduce)
@@ -269,6 +281,8 @@ def _softmax_family(name, input, dim, _stacklevel, dtype):
         dim = 0 if input.dim() in (0, 1, 3) else 1
     if dtype is not None:
         input = input.to(dtype)
+    if R.compiled_small(input, R.COMPILED_MIN_ELEMENTS_SOFTMAX):
+        return (torch.log_softmax if name == "log_softmax" else torch.softmax)(input, dim)
     mode, d = R.softmax_family(input, dim)
     if mode == EAGER:
         if input.requires_grad and torch.is_grad_enabled():
