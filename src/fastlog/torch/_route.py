@@ -71,7 +71,7 @@ KL_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}
 _PLAIN = (torch.Tensor, nn.Parameter)
 _I64 = 2 ** 63
 
-_is_compiling = torch.compiler.is_compiling
+_is_compiling = is_compiling = torch.compiler.is_compiling
 _functorch_active = torch._C._are_functorch_transforms_active
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 _dispatch_modes = torch._C._len_torch_dispatch_stack
@@ -256,7 +256,8 @@ _float16, _bfloat16 = torch.float16, torch.bfloat16
 
 
 def cross_entropy_hot(input, target, ignore_index, reduction):
-    """The training-loop call, checked in about a microsecond: eager mode, plain CPU
+    """The training-loop call, checked in about a microsecond: eager mode (the caller has
+    checked that nothing is being compiled), plain CPU
     C-contiguous 2-D logits (float32/float64, or half precision) with classes,
     C-contiguous int64 targets of
     the batch size, 'mean' or 'sum', an int64 ignore_index (the caller has checked that
@@ -267,8 +268,7 @@ def cross_entropy_hot(input, target, ignore_index, reduction):
     and functorch wrappers exist only while a transform is active, so those checks
     reduce to the type test and the global flags.
     """
-    if (_is_compiling() or _functorch_active() or _tf_mode() or _dispatch_modes()
-            or _forward_ad._current_level >= 0):
+    if _functorch_active() or _tf_mode() or _dispatch_modes() or _forward_ad._current_level >= 0:
         return 0
     if ((type(input) is not _Tensor and type(input) is not _Parameter) or type(target) is not _Tensor
             or type(ignore_index) is not int or not -_I64 <= ignore_index < _I64):

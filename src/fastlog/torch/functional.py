@@ -71,10 +71,11 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     tensor([[ 0.0283,  0.1057, -0.1340],
             [-0.3000,  0.1500,  0.1500]])
     """
-    if R.compiled_small(input):    # traced as PyTorch's function (before anything else: few guards)
-        return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
-                               label_smoothing)
-    if weight is None and size_average is None and reduce is None and label_smoothing == 0.0:
+    if R.is_compiling():
+        if R.compiled_small(input):    # traced as PyTorch's function (first: few guards)
+            return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
+                                   label_smoothing)
+    elif weight is None and size_average is None and reduce is None and label_smoothing == 0.0:
         red = R.cross_entropy_hot(input, target, ignore_index, reduction)
         if red:
             # PyTorch's loss dtype: the input's, or float32 for a half input under autocast
