@@ -28,7 +28,6 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from torch._dynamo.backends.common import aot_autograd  # noqa: E402
 
-import fastlog  # noqa: E402
 import fastlog.torch as FL  # noqa: E402
 
 FASTLOG = torch.ops.fastlog

@@ -19,6 +19,7 @@ operator                                         returns
 ``linear_cross_entropy``                         loss
 ``linear_cross_entropy_with_grad``               (loss, grad_input, grad_weight, grad_bias)
 ``linear_cross_entropy_backward``                (grad_input, grad_weight, grad_bias)
+``scale_grad_``                                  () -- scales a saved gradient in place
 ===============================================  ======================================
 
 Reductions are integer codes (0 'none', 1 'mean', 2 'sum', 3 'batchmean');
@@ -45,10 +46,12 @@ gradient with PyTorch's differentiable formulas instead, so higher-order
 derivatives are PyTorch's.  Forward-mode AD (``torch.func.jvp``, ``jacfwd``,
 ``torch.autograd.forward_ad``) is not supported: an operator called on an
 input that carries a tangent raises ``NotImplementedError`` naming it (the
-functions of :mod:`fastlog.torch` hand such calls to PyTorch).  The forward
-halves (``*_with_grad``) and the ``*_backward`` operators are not
-differentiable: called on inputs that require grad (in grad mode) they raise.  The autograd ``Function`` s below have ``generate_vmap_rule``,
-so ``torch.vmap`` composes with ``torch.func.grad``.
+functions of :mod:`fastlog.torch` hand such calls to PyTorch).  The
+``*_backward`` operators and ``scale_grad_`` are not differentiable: called on
+inputs that require grad (in grad mode) they raise.  The forward halves
+(``*_with_grad``) are: an exported program calls them directly.
+The autograd ``Function`` s below have ``generate_vmap_rule``, so ``torch.vmap``
+composes with ``torch.func.grad``.
 
 vmap: every operator has a rule.  The softmax family moves the batch
 dimension to the front and shifts ``dim``; the losses compute each batch
@@ -219,13 +222,13 @@ def _check_bce(c, input, target, weight, pos_weight, reduction):
     for t in (target, weight, pos_weight):
         if t is not None:
             c.check(t.dtype == input.dtype,
-                         lambda: f"expected scalar type {input.dtype} but found {t.dtype}")
+                    lambda t=t: f"expected scalar type {input.dtype} but found {t.dtype}")
     for t in (weight, pos_weight):
         if t is not None:
-            shape = torch.broadcast_shapes(t.shape, input.shape)
+            shape = torch.broadcast_shapes(t.shape, input.shape)   # PyTorch's error if they do not
             c.check(tuple(shape) == tuple(input.shape),
-                         lambda: f"output with shape {list(input.shape)} doesn't match the broadcast "
-                                 f"shape {list(shape)}")
+                    lambda shape=shape: f"output with shape {list(input.shape)} doesn't match the "
+                                        f"broadcast shape {list(shape)}")
 
 
 def _check_kl(c, input, target, reduction, log_target):
