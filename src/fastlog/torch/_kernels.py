@@ -15,7 +15,6 @@ of range) are ``IndexError`` with PyTorch's message, raised before the kernel
 runs (or, on the training-loop path, from the kernel's own range check);
 nothing here catches an exception.
 """
-import math
 
 import numpy as np
 import torch
@@ -23,7 +22,7 @@ import torch
 from .. import _losses, _softmax
 from .._dispatch import core
 from .._losses import ce as _ce
-from .._losses._reduce import finish
+from .._losses._reduce import finish, value
 from ._buffers import _REUSE_MIN_BYTES, grad_buffer, half_grad, np_view, to_tensor
 
 RED_NAMES = ("none", "mean", "sum", "batchmean")
@@ -101,13 +100,9 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index, loss_dty
     bad, wsum, total = core.ce_index(x, t, None, ignore_index, 0.0, reduction, g, losses, True)
     if bad >= 0:        # the kernel range-checks every target before it writes anything
         raise _out_of_bounds(t[bad])
-    if wsum and math.isfinite(total):
-        # what _reduce.finish returns for a finite total and a nonzero denominator (the
-        # mean is the float64 ratio, rounded once to the loss dtype: float32 for half
-        # precision), without its call: at 64 x 10 it cost 10% of the whole step
-        loss = np.array(total / wsum if reduction == 1 else total, x.dtype if gt is None else np.float32)
-    else:
-        loss = np.asarray(finish(losses, total, wsum, reduction, x.dtype))
+    # the reduced loss by fastlog's one reduction rule, as a float64 rounded once to the
+    # loss dtype (float32 for half precision); value() skips finish()'s NumPy scalar
+    loss = np.array(value(losses, total, wsum, reduction), x.dtype if gt is None else np.float32)
     if gt is None:
         return torch.from_numpy(loss), torch.from_numpy(g)
     # PyTorch's loss dtype: the input's, or float32 under autocast (the float32 value,
