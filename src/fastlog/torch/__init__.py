@@ -110,10 +110,14 @@ have no log-softmax, as PyTorch's is.  The deliberate differences:
    treats it as 0.  (Above 1 and inf: PyTorch's RuntimeError.)
 2. float32 losses are accumulated in float64.  Where PyTorch's float32 sum
    overflows (to inf, or inf - inf = NaN) although the exact result is a
-   finite float32, fastlog returns the finite value; where the exact loss
-   overflows it is +inf, never NaN (e.g. label smoothing with logits of
-   +-float64 max; fastlog's NumPy face gives the same), also for
-   ``label_smoothing=1`` where PyTorch's ``0 * inf`` gives NaN.
+   finite float32, fastlog returns the finite value.  A float64 row with
+   logits near the float64 limits has the exact loss, rounded once: where
+   PyTorch's ``lse - x_c`` overflows (2 max for a [max, -max] row) its loss
+   is inf, or NaN from ``0 * inf``, while fastlog's is finite where the exact
+   loss is (label smoothing 0.1 on such a row: 0.1 max) and +inf where the
+   exact loss overflows, never NaN, also for ``label_smoothing=1``;
+   ``linear_cross_entropy`` the same for its logits.  fastlog's NumPy face
+   gives the same values.
 3. ``linear_cross_entropy`` keeps rows independent: a row with non-finite
    logits does not turn other rows' (or ignored rows') gradients into NaN, as
    PyTorch's chunked implementation can; its invalid arguments raise
