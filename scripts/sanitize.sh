@@ -12,14 +12,15 @@
 #
 # Environment: PYTHON (default python3) builds the venv (it must see NumPy,
 # SciPy, pytest, meson-python, meson, ninja, Cython: --system-site-packages);
-# FASTLOG_SAN_WORK (default /tmp/fastlog-san) holds the venv and build dir;
+# FASTLOG_SAN_WORK (default /tmp/fastlog-san.<checksum of this checkout's path>: one per
+# checkout, so two checkouts never share a build dir or venv) holds the venv and build dir;
 # FASTLOG_SAN_LEVELS (default: every level this CPU runs) picks ISA levels.
 #
 # Python itself is not instrumented, so libasan must be loaded first
 # (LD_PRELOAD); leak checking is off (CPython's allocator looks like leaks).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-work=${FASTLOG_SAN_WORK:-/tmp/fastlog-san}
+work=${FASTLOG_SAN_WORK:-/tmp/fastlog-san.$(printf %s "$here" | cksum | cut -d" " -f1)}
 py=${PYTHON:-python3}
 full=0
 survey=0

@@ -31,7 +31,6 @@ import doctest
 import importlib
 import importlib.util
 import inspect
-import os
 import pkgutil
 import re
 import tempfile

@@ -563,3 +563,26 @@ def test_layer_sizes_beyond_memory_name_sizes():
         MLP((784, 0, 10))
     with pytest.raises(TypeError, match="sizes"):
         MLP((784, 12.5, 10))
+
+
+@pytest.mark.parametrize("C", [5, 40, 100])
+def test_loss_of_rows_full_of_float64_limits_is_exact(C):
+    """Rows whose every logit is +-float64 max (the differential fuzz's case): the exact
+    loss's partial sums are themselves near the float64 limit, where an unscaled
+    double-double sum overflows inside TwoSum (inf - inf = NaN: the loss came out NaN).
+    The loss is the exact value: +inf where it overflows, finite where it does not.
+    Oracle: mpmath."""
+    big = np.finfo(np.float64).max
+    rng = np.random.default_rng(C)
+    x = np.where(rng.random((6, C)) < 0.5, big, -big)
+    x[:, 0], x[:, 1] = big, -big
+    w = rng.uniform(0.01, 2.0, C)
+    t = rng.integers(0, C, 6)
+    p = (rng.random((6, C)) < 0.2).astype(np.float64)
+    for eps in (0.0, 0.1):
+        for ww in (None, w):
+            got = fl.cross_entropy(x, t, ww, reduction="none", label_smoothing=eps)
+            np.testing.assert_allclose(got, mp_prob_ce_rows(x, _onehot(t, C), ww, eps), rtol=1e-12)
+            gp = fl.cross_entropy(x, p, ww, reduction="none", label_smoothing=eps)
+            np.testing.assert_allclose(gp, mp_prob_ce_rows(x, p, ww, eps), rtol=1e-12)
+            assert not np.isnan(got).any() and not np.isnan(gp).any()

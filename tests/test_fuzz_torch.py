@@ -19,7 +19,8 @@ own per-position float64 terms where some summation order overflows; a
 float64 cross_entropy position where torch's is NaN (0 * inf: a zero weight or
 target times an overflowed lse - x_c) or inf (an overflowed lse - x_c that a
 target probability below 1 scales back into range) may equal the exact loss
-(mpmath), and a reduced loss the exact sum of those exact terms; and
+(mpmath), and a reduced loss the exact sum of those exact terms -- for linear
+cross-entropy the exact loss of its float64 logits x W^T + b; and
 linear cross-entropy losses and gradient elements whose GEMM sums (logits,
 gradients) can overflow may be non-finite on one side (4).  Linear cross-entropy gradients also get the
 error that rounding the logits in the input's dtype causes in any
@@ -495,10 +496,11 @@ def run_case(name, seed):
     # Such a result is accepted when it matches torch run in float64 (then
     # rounded to float32) instead.
     global _mp_case
-    _mp_case = ((args, kw) if name == "cross_entropy" and kw.get("reduction") == "none"
+    ce_case = _as_ce_case(name, args, kw)
+    _mp_case = (ce_case if ce_case is not None and kw.get("reduction") == "none"
                 and r_t.dtype == torch.float64 and not torch.isfinite(r_t).all()
-                and _finite_large(args[0]) and (kw.get("weight") is None
-                                                or bool(torch.isfinite(kw["weight"]).all())) else None)
+                and _finite_large(ce_case[0][0]) and (kw.get("weight") is None
+                                                      or bool(torch.isfinite(kw["weight"]).all())) else None)
     alt = _Alt(t_fn, args, kw, grad_pos, go) if r_t.dtype == torch.float32 else None
     _close_or_alt(name, f"value {ctx}", r_f, r_t, scale, alt, "value", _ExactReduced(t_fn, args, kw, r_t),
                   overflow=_logit_overflow(args, kw, tuple(r_t.shape)) if name == "linear_cross_entropy" else None)
@@ -719,6 +721,25 @@ def _close_or_alt(name, what, got, ref, scale, alt, key, exact=None, overflow=No
     raise AssertionError(_mismatch(name, what, g, r, ok))
 
 
+def _as_ce_case(name, args, kw):
+    """(args, kw) of the cross_entropy a call amounts to: itself, or for
+    linear_cross_entropy the cross-entropy of its float64 logits x W^T + b (the exact
+    loss of those is what fastlog may return where torch's intermediates overflow,
+    documented difference 2); None for other functions."""
+    if name == "cross_entropy":
+        return args, kw
+    if name != "linear_cross_entropy":
+        return None
+    x, W = args[0].detach().double(), args[1].detach().double()
+    b = kw.get("linear_bias")
+    with torch.no_grad():
+        z = x @ W.T + (0.0 if b is None else b.detach().double())
+    ce_kw = {k: kw[k] for k in ("weight", "ignore_index", "label_smoothing", "reduction") if k in kw}
+    if ce_kw.get("ignore_index") is None:
+        ce_kw["ignore_index"] = -100
+    return (z, args[2]), ce_kw
+
+
 def _mp_ce(args, kw):
     """cross_entropy with reduction='none' in mpmath (no overflow anywhere),
     rounded to float64 (+-inf beyond its range): the exact per-position loss."""
@@ -795,11 +816,15 @@ class _ExactReduced:
                 per = t_fn(*a, **k).detach().reshape(-1).numpy()
         except Exception:  # noqa: BLE001
             return None
-        if (not np.isfinite(per).all() and t_fn is F.cross_entropy and _inf_for_nan
-                and args[0].dtype == torch.float64):
+        ce_case = _as_ce_case("linear_cross_entropy" if t_fn is F.linear_cross_entropy else "cross_entropy",
+                              a, k)
+        if (not np.isfinite(per).all() and t_fn in (F.cross_entropy, F.linear_cross_entropy)
+                and args[0].dtype == torch.float64
+                and (_inf_for_nan if t_fn is F.cross_entropy else _finite_large(ce_case[0][0]))):
             # torch's own terms are NaN (0 * inf) or inf from an overflowed
-            # intermediate (difference 2): the exact ones
-            per = _mp_ce(a, k).reshape(-1).numpy()
+            # intermediate (difference 2): the exact ones (linear + CE: of the
+            # float64 logits x W^T + b)
+            per = _mp_ce(*ce_case).reshape(-1).numpy()
             replaced = True
         else:
             replaced = False

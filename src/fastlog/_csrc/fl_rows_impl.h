@@ -535,9 +535,13 @@ static inline void FL_(two_sum)(double a, double b, double *s, double *e)
 static double FL_(halved_loss)(const FL_TS *x, ptrdiff_t C, double a, double L, const T *w,
                                const T *t, double keep, double epc, int64_t y, double fast)
 {
-    const double ha = a / 2, hL = L / 2;
+    /* Everything is scaled by 2^-64 (exact): the double-double sums of terms near
+     * the largest double would overflow inside TwoSum (inf - inf = NaN); scaled,
+     * only class weights beyond ~1e19 can, and then `fast` stands. */
+    const double S = 0x1p-64;
+    const double ha = a / 2 * S, hL = L / 2 * S;
     const double kwy = (y >= 0 && y < C) ? keep * (w ? (double)w[y] : 1.0) : 0.0;
-    double sh = 0.0, sl = 0.0;   /* the sum as sh + sl */
+    double sh = 0.0, sl = 0.0;   /* the (scaled) sum as sh + sl */
     for (ptrdiff_t c = 0; c < C; c++) {
         const double xc = (double)FL_(ld1)(x[c]);
         const double wc = w ? (double)w[c] : 1.0;
@@ -546,16 +550,18 @@ static double FL_(halved_loss)(const FL_TS *x, ptrdiff_t C, double a, double L, 
         if (c == y) v += kwy;
         if (!(isfinite(xc) && isfinite(v))) return fast;
         double dh, dl, hh, hl;
-        FL_(two_sum)(ha, -(xc / 2), &dh, &dl);   /* a/2 - x_c/2 = dh + dl exactly */
+        FL_(two_sum)(ha, -(xc / 2 * S), &dh, &dl);   /* a/2 - x_c/2 = dh + dl exactly */
         FL_(two_sum)(dh, hL, &hh, &hl);
-        hl += dl;                                /* h_c = hh + hl */
+        hl += dl;                                    /* h_c = hh + hl */
         const double p = v * hh, pe = __builtin_fma(v, hh, -p) + v * hl;
         double ts, te;
         FL_(two_sum)(sh, p, &ts, &te);
         sh = ts;
         sl += te + pe;
     }
-    return 2.0 * (sh + sl);
+    const double s = sh + sl;
+    if (!isfinite(s)) return fast;
+    return s * 0x1p65;   /* 2 s 2^64: exact, or +-inf where the loss overflows */
 }
 
 /* 1 if the row has no log-softmax: a NaN anywhere, or a max that is not

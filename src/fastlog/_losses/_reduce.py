@@ -34,9 +34,13 @@ from .. import _half
 from .._dispatch import core
 from .._enums import Reduction
 
-__all__ = ["Reduction", "loss_dtype", "grad_scale", "exact_total", "ratio", "total_of", "finish"]
+__all__ = ["Reduction", "loss_dtype", "grad_scale", "exact_total", "ratio", "total_of", "value", "finish"]
 
 _F32 = np.dtype(np.float32)
+# the scalar type of a reduced loss, per input dtype; the reductions as plain ints
+# (finish() runs once per loss call: at 64 x 10 its own cost shows)
+_LOSS_TYPES: dict = {}
+_NONE, _MEAN, _SUM = int(Reduction.NONE), int(Reduction.MEAN), int(Reduction.SUM)
 Terms = Union[np.ndarray, Callable[[], np.ndarray], None]
 
 
@@ -84,6 +88,26 @@ def total_of(terms: np.ndarray) -> float:
     return total if math.isfinite(total) else exact_total(terms)
 
 
+def value(terms: Terms, total: Optional[float], denom: float, red: int, *, smoothing: float = 0.0,
+          classes: Optional[int] = None) -> float:
+    """The reduced loss as a Python float (float64): the rules of :func:`finish` for
+    'mean', 'sum' and 'batchmean', for callers that build their own scalar (the torch
+    face makes a tensor of it directly)."""
+    if total is None:
+        assert isinstance(terms, np.ndarray), "a total or the terms themselves"
+        total = total_of(terms)
+    elif not math.isfinite(total) and terms is not None:
+        total = exact_total(terms() if callable(terms) else terms)
+    if red == _MEAN:
+        if smoothing and not denom:
+            return math.nan
+        return total / denom if denom else ratio(total, denom)
+    if red == _SUM:
+        return math.nan if smoothing and classes == 0 else total
+    with np.errstate(divide="ignore", invalid="ignore"):   # batchmean
+        return float(np.float64(total) / denom)
+
+
 def finish(terms: Terms, total: Optional[float], denom: float, red: int, dtype: np.dtype,
            batch_shape: Optional[Sequence[int]] = None, *, smoothing: float = 0.0,
            classes: Optional[int] = None):
@@ -114,21 +138,12 @@ def finish(terms: Terms, total: Optional[float], denom: float, red: int, dtype: 
     An array of `dtype` (a scalar when 0-d) for 'none'; a scalar of
     :func:`loss_dtype` otherwise.
     """
-    if red == Reduction.NONE:
+    if red == _NONE:
         v = np.asarray(terms).astype(dtype, copy=False)
         if batch_shape is not None:
             v = v.reshape(batch_shape)
         return v[()] if v.ndim == 0 else v
-    if total is None:
-        assert isinstance(terms, np.ndarray), "a total or the terms themselves"
-        total = total_of(terms)
-    elif not math.isfinite(total) and terms is not None:
-        total = exact_total(terms() if callable(terms) else terms)
-    if smoothing and ((red == Reduction.MEAN and not denom) or (red == Reduction.SUM and classes == 0)):
-        total = math.nan
-    elif red == Reduction.MEAN:
-        total = ratio(total, denom)
-    elif red == Reduction.BATCHMEAN:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            total = float(np.float64(total) / denom)
-    return loss_dtype(dtype).type(total)
+    scalar = _LOSS_TYPES.get(dtype)
+    if scalar is None:
+        scalar = _LOSS_TYPES[dtype] = loss_dtype(dtype).type
+    return scalar(value(terms, total, denom, red, smoothing=smoothing, classes=classes))

@@ -15,7 +15,7 @@ from .compare import format_compare
 from .data import DTYPES, np_dtype
 from .floors import FloorMeter
 from .groups import ALIASES, GROUPS
-from .impls import LIBRARIES, Unavailable, torch_modules
+from .impls import COMPILED, LIBRARIES, Unavailable, torch_modules
 from .presets import parse_shape, plan
 from .runner import BUDGETS, POLICIES, run_cases
 
@@ -238,7 +238,7 @@ def _policy(args, preset):
 
 def _measure(args, argv, prog, preset, case_list):
     """Run the cases; the report (a dict)."""
-    if "torch" in args.libraries:
+    if any(lib.startswith(("torch", "fastlog.torch")) for lib in args.libraries):
         try:
             torch_modules()  # imported now so that thread pinning reaches it
         except Unavailable:
@@ -246,7 +246,11 @@ def _measure(args, argv, prog, preset, case_list):
     policy = _policy(args, preset)
     t0, load0 = time.perf_counter(), _records.load_average()
     meter = FloorMeter(repeats=3 if preset == "tiny" else 5)
-    results = run_cases(case_list, args.libraries, BUDGETS[preset], progress=not args.no_progress,
+    libraries = args.libraries
+    if preset == "tiny" and libraries == list(LIBRARIES):
+        # the seconds-long smoke run leaves out the torch.compile contenders (each compiles for seconds)
+        libraries = [lib for lib in libraries if lib not in COMPILED]
+    results = run_cases(case_list, libraries, BUDGETS[preset], progress=not args.no_progress,
                         policy=policy, floors=meter)
     sys.stderr.flush()
     isa_env = os.environ.get("FASTLOG_ISA")

@@ -76,7 +76,7 @@ class Group:
     >>> from fastlog.bench.groups import GROUPS
     >>> g = GROUPS["cross_entropy_fwd_bwd"]
     >>> g.kind, sorted(g.impls), g.dtypes
-    ('rows', ['fastlog', 'numpy', 'torch'], ('float32', 'float64', 'bfloat16', 'float16'))
+    ('rows', ['fastlog', 'fastlog.torch', 'fastlog.torch.compile', 'numpy', 'torch', 'torch.compile'], ('float32', 'float64', 'bfloat16', 'float16'))
     """
     name: str
     title: str          # table heading
@@ -112,7 +112,7 @@ GROUPS = {g.name: g for g in [
               "fastlog": I.fl("log_softmax", lambda f, d: f(d["x"], axis=-1)),
               "numpy": I.numpy_rows(I.np_log_softmax, "x"),
               "scipy": I.scipy_special("log_softmax"),
-              "torch": I.torch_fwd(lambda torch, F, t: F.log_softmax(t["x"], dim=-1)),
+              **I.torch_faces(I.torch_fwd, lambda torch, F, t: F.log_softmax(t["x"], dim=-1)),
           }, _mem(lambda n, c, s: 2 * n * c * s), _RW),
     Group("softmax", "softmax(x, axis=-1)", "softmax", "rows",
           lambda d: ref.softmax(d["x"], axis=-1), {
@@ -133,7 +133,7 @@ GROUPS = {g.name: g for g in [
           "rows", lambda d: ref.cross_entropy_and_grad(d["x"], d["y"])[0], {
               "fastlog": I.fl("cross_entropy", lambda f, d: f(d["x"], d["y"])),
               "numpy": I.numpy_rows(I.np_cross_entropy, "x", "y"),
-              "torch": I.torch_fwd(lambda torch, F, t: F.cross_entropy(t["x"], t["y"])),
+              **I.torch_faces(I.torch_fwd, lambda torch, F, t: F.cross_entropy(t["x"], t["y"])),
           }, _mem(lambda n, c, s: n * c * s + TARGET_BYTES * n),
           "reads the N x C logits and N int64 targets: N*C*itemsize + 8N bytes"),
     Group("cross_entropy_fwd_bwd", "cross-entropy forward+backward (mean, integer targets)",
@@ -141,7 +141,7 @@ GROUPS = {g.name: g for g in [
           lambda d: ref.cross_entropy_and_grad(d["x"], d["y"]), {
               "fastlog": I.fl("cross_entropy_and_grad", lambda f, d: f(d["x"], d["y"])),
               "numpy": I.numpy_rows(I.np_cross_entropy_and_grad, "x", "y"),
-              "torch": I.torch_loss_backward(lambda F, x, t: F.cross_entropy(x, t["y"])),
+              **I.torch_faces(I.torch_loss_backward, lambda F, x, t: F.cross_entropy(x, t["y"])),
           }, _mem(lambda n, c, s: 2 * n * c * s + TARGET_BYTES * n),
           "reads the N x C logits and N int64 targets, writes the N x C gradient: "
           "2 x N*C*itemsize + 8N bytes"),
@@ -178,7 +178,7 @@ GROUPS = {g.name: g for g in [
           lambda d: ref.linear_cross_entropy_and_grad(d["x"], d["w"], d["y"]), {
               "fastlog": I.fl_linear_ce,
               "numpy": lambda d: (lambda: I.np_linear_cross_entropy_and_grad(d["x"], d["w"], d["y"])),
-              "torch": I.torch_linear_ce,
+              **I.torch_faces(I.torch_linear_ce),
           }, lambda shape, dtype: Floor("compute", 6 * shape[0] * shape[1] * shape[2]),
           "compute bound: three N x D x V GEMMs (logits, dx, dW) = 6*N*D*V flops at the measured "
           "GEMM rate", FLOAT_DTYPES),

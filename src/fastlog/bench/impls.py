@@ -14,9 +14,16 @@ import fastlog
 
 from .data import HALF
 
-__all__ = ["Unavailable", "LIBRARIES", "TORCH_INSTALL", "torch_modules", "to_torch", "to_numpy"]
+__all__ = ["Unavailable", "LIBRARIES", "COMPILED", "TORCH_PAIRS", "TORCH_INSTALL", "torch_modules",
+           "to_torch", "to_numpy"]
 
-LIBRARIES = ("fastlog", "numpy", "scipy", "torch")
+# fastlog (the NumPy face), NumPy, SciPy and PyTorch (eager), then PyTorch's functions
+# under torch.compile (Inductor), fastlog.torch's functions eagerly, and fastlog.torch's
+# functions under torch.compile (what a model compiled after fastlog.torch.patch() runs).
+LIBRARIES = ("fastlog", "numpy", "scipy", "torch", "torch.compile", "fastlog.torch", "fastlog.torch.compile")
+COMPILED = ("torch.compile", "fastlog.torch.compile")
+# (contender, what it replaces): the report's "A vs B" columns for the torch face
+TORCH_PAIRS = (("fastlog.torch", "torch"), ("fastlog.torch.compile", "torch.compile"))
 TORCH_INSTALL = "pip install torch==2.13.0"   # the README's pin (a CPU wheel)
 MLP_LR = 0.05
 
@@ -227,32 +234,80 @@ def scipy_special(name):
 
 
 # -------------------------------------------------------------- PyTorch --
-def torch_fwd(f):
+def _face(face):
+    """torch.nn.functional ('torch') or fastlog.torch ('fastlog.torch'): the namespace the
+    contender's code calls (``F.cross_entropy`` etc.)."""
+    torch, F = torch_modules()
+    if face == "torch":
+        return torch, F
+    try:
+        import fastlog.torch as FL
+    except ImportError as e:   # pragma: no cover - fastlog.torch imports with any torch 2.x
+        raise Unavailable(f"fastlog.torch does not import here: {e}") from e
+    return torch, FL
+
+
+def _maybe_compiled(torch, fn, compiled):
+    """`fn`, or `fn` under torch.compile (Inductor, static shapes, the whole function as one
+    graph).  Dynamo's cache is reset first: each case gets its own graph, compiled for
+    this thread count (Inductor bakes it in); the runner's first call compiles it, so
+    the timed calls are warm and compile time is excluded."""
+    if not compiled:
+        return fn
+    torch._dynamo.reset()
+    return torch.compile(fn, fullgraph=True, dynamic=False)
+
+
+def torch_fwd(f, face="torch", compiled=False):
+    """f(torch, F, tensors) under no_grad, F being torch.nn.functional or fastlog.torch."""
     def build(d):
-        torch, F = torch_modules()
+        torch, F = _face(face)
         t = {k: to_torch(v) for k, v in d.items() if isinstance(v, np.ndarray)}
+        g = _maybe_compiled(torch, lambda tt: f(torch, F, tt), compiled)
 
         def run():
             with torch.no_grad():
-                return f(torch, F, t)
+                return g(t)
         return run
     return build
 
 
-def torch_loss_backward(loss_fn):
+def torch_loss_backward(loss_fn, face="torch", compiled=False):
     """fwd+bwd: loss_fn(F, x, tensors) -> loss; the run returns (loss, d loss / d x)."""
     def build(d):
-        torch, F = torch_modules()
+        torch, F = _face(face)
         t = {k: to_torch(v) for k, v in d.items() if isinstance(v, np.ndarray)}
         xt = t["x"].clone().requires_grad_(True)
+        g = _maybe_compiled(torch, lambda x, tt: loss_fn(F, x, tt), compiled)
 
         def run():
             xt.grad = None
-            loss = loss_fn(F, xt, t)
+            loss = g(xt, t)
             loss.backward()
             return loss, xt.grad
         return run
     return build
+
+
+def torch_faces(make, *args):
+    """The four PyTorch-side contenders of a group: {library: builder}.
+
+    Parameters
+    ----------
+    make : callable
+        :func:`torch_fwd`, :func:`torch_loss_backward` or :func:`torch_linear_ce`.
+    *args
+        Its leading arguments.
+
+    Examples
+    --------
+    >>> from fastlog.bench.impls import torch_faces, torch_fwd
+    >>> sorted(torch_faces(torch_fwd, lambda torch, F, t: F.log_softmax(t["x"], dim=-1)))
+    ['fastlog.torch', 'fastlog.torch.compile', 'torch', 'torch.compile']
+    """
+    return {"torch": make(*args), "torch.compile": make(*args, compiled=True),
+            "fastlog.torch": make(*args, face="fastlog.torch"),
+            "fastlog.torch.compile": make(*args, face="fastlog.torch", compiled=True)}
 
 
 # ------------------------------------------------------------------ MLP --
@@ -331,17 +386,21 @@ def fl_linear_ce(d):
     return lambda: tuple(fn(x, w, y)[:3])
 
 
-def torch_linear_ce(d):
-    torch, F = torch_modules()
-    if not hasattr(F, "linear_cross_entropy"):
-        raise Unavailable("this PyTorch has no F.linear_cross_entropy (added in 2.13)")
-    xt = torch.from_numpy(d["x"]).clone().requires_grad_(True)
-    wt = torch.from_numpy(d["w"]).clone().requires_grad_(True)
-    yt = torch.from_numpy(d["y"])
+def torch_linear_ce(face="torch", compiled=False):
+    """F.linear_cross_entropy forward+backward; the run returns (loss, dx, dW)."""
+    def build(d):
+        torch, F = _face(face)
+        if not hasattr(torch_modules()[1], "linear_cross_entropy"):
+            raise Unavailable("this PyTorch has no F.linear_cross_entropy (added in 2.13)")
+        xt = torch.from_numpy(d["x"]).clone().requires_grad_(True)
+        wt = torch.from_numpy(d["w"]).clone().requires_grad_(True)
+        yt = torch.from_numpy(d["y"])
+        g = _maybe_compiled(torch, lambda x, w, y: F.linear_cross_entropy(x, w, y), compiled)
 
-    def run():
-        xt.grad = wt.grad = None
-        loss = F.linear_cross_entropy(xt, wt, yt)
-        loss.backward()
-        return loss, xt.grad, wt.grad
-    return run
+        def run():
+            xt.grad = wt.grad = None
+            loss = g(xt, wt, yt)
+            loss.backward()
+            return loss, xt.grad, wt.grad
+        return run
+    return build

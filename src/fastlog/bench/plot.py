@@ -20,7 +20,8 @@ from .report import by_case
 
 __all__ = ["plot_report", "plot_compare", "COLOURS", "MARKERS"]
 
-COLOURS = {"fastlog": "#c0392b", "numpy": "#1f77b4", "scipy": "#2ca02c", "torch": "#ff7f0e"}
+COLOURS = {"fastlog": "#c0392b", "numpy": "#1f77b4", "scipy": "#2ca02c", "torch": "#ff7f0e",
+           "torch.compile": "#8c564b", "fastlog.torch": "#9467bd", "fastlog.torch.compile": "#e377c2"}
 MARKERS = {"float32": "o", "float64": "s", "bfloat16": "^", "float16": "v"}
 IDEAL = {2: "--", 4: ":", 8: "-."}   # line style of the 'ideal n x' reference lines of thread scaling
 

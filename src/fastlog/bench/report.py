@@ -8,7 +8,7 @@ import textwrap
 from dataclasses import dataclass, field
 
 from .groups import GROUPS
-from .impls import LIBRARIES
+from .impls import LIBRARIES, TORCH_PAIRS
 from .records import results_of
 
 __all__ = ["format_report", "format_markdown", "tables_of", "render_text", "render_markdown",
@@ -181,7 +181,9 @@ def _group_table(gname, items, floors):
     others = [lib for lib in libs if lib != "fastlog"]
     fl_of = {c: floors.get((c.group, c.shape, c.dtype, c.threads)) for c, _ in items}
     kinds = [k for k, _ in FLOOR_COLUMNS if any(f and k in f for f in fl_of.values())]
+    pairs = [(a, b) for a, b in TORCH_PAIRS if a in libs and b in libs]
     header = ["shape", "dtype", "thr"] + [f"{lib} ms" for lib in libs] + [f"vs {lib}" for lib in others]
+    header += [f"{b} / {a}" for a, b in pairs]
     header += [title for k, title in FLOOR_COLUMNS if k in kinds] + (["x floor"] if kinds else [])
     rows = []
     for c, lr in items:
@@ -192,6 +194,11 @@ def _group_table(gname, items, floors):
             o = lr.get(lib)
             ok = fl_ok and o is not None and o.status == "ok"
             row.append(fmt_ratio(o.stats.median / fl.stats.median) + (NOISY if fl.noisy or o.noisy else "")
+                       if ok else "-")
+        for a, b in pairs:   # the torch face against what it replaces: b's time / a's time
+            ra, rb = lr.get(a), lr.get(b)
+            ok = ra is not None and rb is not None and ra.status == rb.status == "ok"
+            row.append(fmt_ratio(rb.stats.median / ra.stats.median) + (NOISY if ra.noisy or rb.noisy else "")
                        if ok else "-")
         if kinds:
             f = fl_of[c]

@@ -55,7 +55,7 @@ import torch.distributed as dist
 from .._dispatch import core
 from .._enums import Reduction
 from .._losses._reduce import finish, grad_scale
-from . import _grad_buffer
+from ._buffers import grad_buffer as _grad_buffer
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
 

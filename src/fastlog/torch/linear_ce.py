@@ -5,127 +5,120 @@
 :class:`LinearCrossEntropyLoss` is a drop-in for
 ``torch.nn.LinearCrossEntropyLoss``.  On CPU float32/float64 tensors with
 class-index targets they run fastlog's blocked kernel (the N x V logits are
-never built, whatever ``options`` says); anything else (probability targets,
-K-dimensional ``linear_weight``, other dtypes or devices) is passed on to
-``torch.nn.functional.linear_cross_entropy`` unchanged.
+never built, whatever ``options`` says); bfloat16/float16 ``(N, H)`` inputs
+with reduction 'mean' or 'sum' take the half-precision path
+(``linear_ce_half.py``); anything else (probability targets, K-dimensional
+``linear_weight``, other dtypes or devices, a class weight that requires
+grad) is passed on to ``torch.nn.functional.linear_cross_entropy`` unchanged.
+Under ``torch.compile``, ``torch.export`` and the ``torch.func`` transforms
+the call is the operator ``torch.ops.fastlog.linear_cross_entropy`` (see
+:mod:`._route` and :mod:`._ops`).
 
 Autograd: for ``reduction='mean'``/``'sum'`` the gradients are computed in
 the forward pass (three GEMMs in all, like torch's chunked path) and handed
 out by ``backward`` (scaled by the incoming gradient).  A second backward
-(``retain_graph=True``) recomputes them from the saved inputs, so it works
-without ``allow_retain_graph``.  ``reduction='none'`` computes only the loss
-in forward and recomputes the logits in backward with per-row scales.
-Higher-order gradients are not supported (``once_differentiable``).
+(``retain_graph=True``) recomputes them from the saved inputs.
+``reduction='none'`` computes only the loss in forward and recomputes the
+logits in backward with per-row scales.  Higher-order gradients: not in
+eager mode (``once_differentiable``); the operator's backward with grad mode
+on uses PyTorch's formula.
 
 Imported by ``fastlog.torch``; importing fastlog alone never imports torch.
 """
-import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from .. import linear as _lin
-from .._enums import Reduction
-from .._losses._reduce import finish
+from .._validation import index_param, reduction_code, smoothing_param
+from . import _kernels as K
+from . import _ops as O
 from . import _orig as F   # PyTorch's own functions, even after fastlog.torch.patch()
+from . import _route as R
 
 __all__ = ["linear_cross_entropy", "LinearCrossEntropyLoss"]
 
-_DTYPES = (torch.float32, torch.float64)
-
-
-def _np(t):
-    """A CPU tensor as an ndarray (no copy when contiguous)."""
-    return None if t is None else t.detach().contiguous().numpy()
-
 
 def _chunk_size(options, num_batches, in_features, num_classes, dtype):
-    """Rows per block from LinearCrossEntropyOptions (None: fastlog's default)."""
+    """Rows per block from LinearCrossEntropyOptions (-1: fastlog's default)."""
     if options is None:
-        return None
+        return -1
     opt_cls = getattr(torch.nn, "LinearCrossEntropyOptions", None)
     if opt_cls is None or not isinstance(options, opt_cls):
         raise TypeError(f"options must be a torch.nn.LinearCrossEntropyOptions or None, "
                         f"got {type(options).__name__}")
     if options.batch_chunk_size is None and options.chunking_method in (None, "auto"):
-        return None
+        return -1
     adj = options._adjust(num_batches=max(num_batches, 1), in_features=max(in_features, 1),
                           num_classes=max(num_classes, 1), dtype=dtype, device=torch.device("cpu"))
-    return adj.batch_chunk_size
+    return -1 if adj.batch_chunk_size is None else int(adj.batch_chunk_size)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
+    """The eager route: the operator's CPU kernels called directly (see ``_eager.py``)."""
+
     @staticmethod
-    def forward(ctx, input, linear_weight, linear_bias, target, weight, reduction, ignore_index,
-                label_smoothing, chunk_size):
-        prep = _lin._prepare(_np(input), _np(linear_weight), _np(target), _np(linear_bias), _np(weight),
-                             ignore_index, reduction, label_smoothing, chunk_size, 0.0)
+    def forward(ctx, input, linear_weight, linear_bias, target, weight, params):
+        red, ign, eps, cs = params
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        need_b = need_b and prep.b is not None
-        ctx.prep = prep
-        ctx.want = (need_x, need_w, need_b)
-        ctx.grads = None
-        precompute = prep.red != Reduction.NONE and (need_x or need_w or need_b)
-        r = _lin._run(prep, grad_input=precompute and need_x, grad_weight=precompute and need_w,
-                      grad_bias=precompute and need_b)
-        if precompute:
-            ctx.grads = (r.gX, r.gW, r.gb)
-        dtype = prep.dtype
-        loss = finish(r.losses, r.total, r.wsum, prep.red, dtype, prep.batch_shape, smoothing=prep.eps)
-        ctx.input_shape = tuple(input.shape)
-        # Saved only so autograd checks they were not modified in place
-        # before backward (ctx.prep holds ndarray views of them).
-        ctx.save_for_backward(input, linear_weight, linear_bias)
-        return torch.from_numpy(np.asarray(loss, dtype=dtype).copy())
+        need_b = need_b and linear_bias is not None
+        pre = red != 0
+        loss, gX, gW, gb = K.linear_cross_entropy_with_grad(
+            input, linear_weight, linear_bias, target, weight, red, ign, eps, cs,
+            need_x and pre, need_w and pre, need_b and pre)
+        ctx.grads = (gX, gW, gb) if pre else None
+        ctx.want, ctx.params = (need_x, need_w, need_b), params
+        # saved so autograd checks they were not modified in place before backward
+        ctx.save_for_backward(input, linear_weight, linear_bias, target, weight)
+        return loss
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_output):
-        ctx.saved_tensors   # raises if an input was modified in place since forward
-        prep = ctx.prep
-        dtype = prep.dtype
+        input, linear_weight, linear_bias, target, weight = ctx.saved_tensors
+        red, ign, eps, cs = ctx.params
         need_x, need_w, need_b = ctx.want
-        go = grad_output.detach()
-        if prep.red == Reduction.NONE:
-            # Per-row scales: recompute the logits block by block.
-            rs = np.ascontiguousarray(go.to(torch.float64).reshape(-1).numpy())
-            _, _, _, _, gX, gW, gb = _lin._run(prep._replace(red=Reduction.SUM), grad_input=need_x,
-                                               grad_weight=need_w, grad_bias=need_b, row_scale=rs)
-            scale = None
+        args = (input, linear_weight, linear_bias, target, weight, red, ign, eps, cs, need_x, need_w, need_b)
+        if red == 0:      # per-row scales: the logits again, block by block
+            gX, gW, gb = K.linear_cross_entropy_backward(grad_output, *args)
         else:
             if ctx.grads is not None:
                 gX, gW, gb = ctx.grads
-                ctx.grads = None          # hand them out once; a second backward recomputes
+                ctx.grads = None          # handed out once; a second backward recomputes
             else:
-                _, _, _, _, gX, gW, gb = _lin._run(prep, grad_input=need_x, grad_weight=need_w,
-                                                   grad_bias=need_b)
-            scale = float(go)
-        out = []
-        for g, need, shape in ((gX, need_x, ctx.input_shape), (gW, need_w, None), (gb, need_b, None)):
-            if not need or g is None:
-                out.append(None)
-                continue
-            if g.dtype != dtype:       # grad_bias is accumulated in float64
-                g = g.astype(dtype)
-            tg = torch.from_numpy(g)
-            if shape is not None:
-                tg = tg.reshape(shape)
-            if scale is not None and scale != 1.0:
-                tg.mul_(scale)
-            out.append(tg)
-        return (*out, None, None, None, None, None, None)
+                _, gX, gW, gb = K.linear_cross_entropy_with_grad(*args)
+            scale = float(grad_output)
+            if scale != 1.0:
+                gX, gW, gb = (g.mul_(scale) if g.numel() else g for g in (gX, gW, gb))
+        return ((gX if need_x else None), (gW if need_w else None), (gb if need_b else None),
+                None, None, None)
 
 
-def _fastlog_can_run(input, linear_weight, target, linear_bias, weight):
-    tensors = [t for t in (input, linear_weight, linear_bias, weight) if t is not None]
-    if any(t.device.type != "cpu" for t in tensors + [target]):
-        return False
-    if input.dtype not in _DTYPES or linear_weight.dtype != input.dtype:
-        return False
-    if linear_weight.dim() != 2 or input.dim() not in (1, 2):
-        return False
-    if target.is_floating_point() or target.is_complex():
-        return False                 # probability targets: torch's path
-    return True
+_eager = super(torch.autograd.Function, _LinearCrossEntropy).apply
+
+
+def _route(input, linear_weight, target, linear_bias, weight, reduction):
+    """EAGER, OP or TORCH for a linear_cross_entropy call (see the module docstring)."""
+    mode = R.environment(input, linear_weight, target, linear_bias, weight)
+    if not mode or not all(isinstance(t, torch.Tensor) for t in (input, linear_weight, target)):
+        return R.TORCH
+    tensors = [t for t in (input, linear_weight, target, linear_bias, weight) if t is not None]
+    if not all(R.cpu_tensor(t, mode) for t in tensors):
+        return R.TORCH
+    dt = input.dtype
+    if (not R.float_ok(dt) or linear_weight.dtype != dt or linear_weight.dim() != 2
+            or input.dim() not in (1, 2) or target.is_floating_point() or target.is_complex()
+            or (linear_bias is not None and linear_bias.dtype != dt)
+            or (weight is not None and R.needs_grad(weight))):
+        return R.TORCH
+    if dt in R.HALVES:
+        if (input.dim() != 2 or reduction not in ("mean", "sum") or mode != R.EAGER and R.autocast_half(input)
+                or (weight is not None and weight.dtype not in (dt, torch.float32))):
+            return R.TORCH
+    elif weight is not None and weight.dtype != dt:
+        return R.TORCH
+    if (mode == R.OP and R._is_compiling() and not R._is_exporting()
+            and input.numel() // max(input.shape[-1], 1) * linear_weight.shape[0] < R.COMPILED_MIN_ELEMENTS):
+        return R.TORCH       # the logits are small: Inductor's code is cheaper than an operator call
+    return mode
 
 
 def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
@@ -145,10 +138,11 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     ``weight`` all supported.  ``ignore_index=None`` means -100.
 
     Cases the kernel does not cover (class-probability targets,
-    K-dimensional ``linear_weight``, dtypes other than float32/float64,
-    non-CPU tensors) are computed by torch's own function.  Invalid
-    arguments raise fastlog's exceptions (ValueError/TypeError/IndexError
-    naming the argument) rather than torch's RuntimeError.
+    K-dimensional ``linear_weight``, dtypes other than float32/float64 and
+    half precision as above, non-CPU tensors) are computed by torch's own
+    function.  Invalid arguments raise fastlog's exceptions
+    (ValueError/TypeError/IndexError naming the argument) rather than torch's
+    RuntimeError.
 
     Parameters
     ----------
@@ -163,10 +157,10 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
 
     Raises
     ------
-    RuntimeError, IndexError, ValueError
-        PyTorch's own: an argument fastlog would reject is handed to PyTorch, so
-        the exception is the one ``torch.nn.functional`` raises, as a single
-        exception (e.g. ``IndexError: Target 5 is out of bounds.``).
+    ValueError, TypeError, IndexError
+        fastlog's own for arguments its kernel takes but finds invalid (naming the
+        argument; the deliberate difference from PyTorch's RuntimeError); PyTorch's
+        own for the calls handed to it.
 
     Examples
     --------
@@ -178,11 +172,8 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     >>> torch.allclose(loss, F.cross_entropy(h @ W.T, t))
     True
     """
-    from . import linear_ce_half as _h   # bfloat16 / float16 (issue 13)
-    if _h.can_run(input, linear_weight, target, linear_bias, weight, reduction):
-        return _h.linear_cross_entropy_half(input, linear_weight, target, linear_bias, weight,
-                                            reduction, ignore_index, label_smoothing)
-    if not _fastlog_can_run(input, linear_weight, target, linear_bias, weight):
+    mode = _route(input, linear_weight, target, linear_bias, weight, reduction)
+    if not mode:
         if hasattr(F, "linear_cross_entropy"):
             return F.linear_cross_entropy(input, linear_weight, target, linear_bias=linear_bias,
                                           weight=weight, reduction=reduction,
@@ -193,19 +184,24 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
                                reduction=reduction,
                                ignore_index=-100 if ignore_index is None else ignore_index,
                                label_smoothing=label_smoothing)
-    ign = -100 if ignore_index is None else ignore_index
+    # fastlog's own argument errors (the deliberate difference from PyTorch's RuntimeError)
+    red = reduction_code(reduction)
+    ign = index_param(-100 if ignore_index is None else ignore_index)
+    eps = smoothing_param(label_smoothing)
     n = input.shape[0] if input.dim() == 2 else 1
     cs = _chunk_size(options, n, input.shape[-1], linear_weight.shape[0], input.dtype)
-    needs = torch.is_grad_enabled() and (input.requires_grad or linear_weight.requires_grad or
-                                         (linear_bias is not None and linear_bias.requires_grad))
-    if needs:
-        return _LinearCrossEntropy.apply(input, linear_weight, linear_bias, target, weight, reduction,
-                                         ign, label_smoothing, cs)
-    p = _lin._prepare(_np(input), _np(linear_weight), _np(target), _np(linear_bias), _np(weight), ign,
-                      reduction, label_smoothing, cs, 0.0)
-    r = _lin._run(p, grad_input=False, grad_weight=False, grad_bias=False)
-    loss = finish(r.losses, r.total, r.wsum, p.red, p.dtype, p.batch_shape, smoothing=p.eps)
-    return torch.from_numpy(np.asarray(loss, dtype=p.dtype).copy())
+    if mode == R.EAGER:
+        if torch.is_grad_enabled() and (input.requires_grad or linear_weight.requires_grad or
+                                        (linear_bias is not None and linear_bias.requires_grad)):
+            return _eager(input, linear_weight, linear_bias, target, weight, (red, ign, eps, cs))
+        return K.linear_cross_entropy_with_grad(input, linear_weight, linear_bias, target, weight, red,
+                                                ign, eps, cs, False, False, False)[0]
+    need = (R.needs_grad(input), R.needs_grad(linear_weight),
+            linear_bias is not None and R.needs_grad(linear_bias))
+    if any(need):
+        return O.LinearCrossEntropyFn.apply(input, linear_weight, linear_bias, target, weight, red, ign,
+                                            eps, cs, *need)[0]
+    return O.ops.linear_cross_entropy(input, linear_weight, linear_bias, target, weight, red, ign, eps, cs)
 
 
 _TorchLCELoss = getattr(torch.nn, "LinearCrossEntropyLoss", None)
@@ -252,8 +248,8 @@ class LinearCrossEntropyLoss(_TorchLCELoss):
 
         Raises
         ------
-        RuntimeError, IndexError, ValueError
-            PyTorch's own, as :func:`linear_cross_entropy`.
+        ValueError, TypeError, IndexError, RuntimeError
+            As :func:`linear_cross_entropy`.
 
         Examples
         --------

@@ -40,17 +40,18 @@ _saved = None   # {(owner, name): original object} while patched
 
 
 def _replacements():
-    import fastlog.torch as flt
+    from . import functional as flt
+    from . import linear_ce, modules
 
     funcs = {"cross_entropy": flt.cross_entropy, "nll_loss": flt.nll_loss,
              "binary_cross_entropy_with_logits": flt.binary_cross_entropy_with_logits,
              "kl_div": flt.kl_div, "log_softmax": flt.log_softmax, "softmax": flt.softmax}
-    if getattr(_F, "linear_cross_entropy", None) is not None and hasattr(flt, "linear_cross_entropy"):
-        funcs["linear_cross_entropy"] = flt.linear_cross_entropy
+    if getattr(_F, "linear_cross_entropy", None) is not None:
+        funcs["linear_cross_entropy"] = linear_ce.linear_cross_entropy
     out = {(_F, name): fn for name, fn in funcs.items()}
-    for torch_cls, fl_cls in ((nn.CrossEntropyLoss, flt.CrossEntropyLoss), (nn.NLLLoss, flt.NLLLoss),
-                              (nn.BCEWithLogitsLoss, flt.BCEWithLogitsLoss),
-                              (nn.KLDivLoss, flt.KLDivLoss)):
+    for torch_cls, fl_cls in ((nn.CrossEntropyLoss, modules.CrossEntropyLoss), (nn.NLLLoss, modules.NLLLoss),
+                              (nn.BCEWithLogitsLoss, modules.BCEWithLogitsLoss),
+                              (nn.KLDivLoss, modules.KLDivLoss)):
         out[(torch_cls, "forward")] = fl_cls.__dict__["forward"]
     return out
 
