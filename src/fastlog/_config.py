@@ -1,6 +1,7 @@
 """Run-time configuration: threads, the chosen ISA build, OpenMP status."""
 import platform
 import sys
+from typing import Any, Dict, Optional, TextIO
 
 from . import _dispatch
 from ._version import __version__
@@ -25,7 +26,7 @@ def _openmp_works():
     return bool(core.OPENMP) and core.openmp_team_size(2) == 2
 
 
-def config():
+def config() -> Dict[str, Any]:
     """The build and run-time configuration as a dict.
 
     Returns
@@ -61,7 +62,7 @@ def config():
     }
 
 
-def show_config(file=None):
+def show_config(file: Optional[TextIO] = None) -> None:
     """Print version, CPU, chosen ISA build, OpenMP status and threads.
 
     Parameters

@@ -30,6 +30,8 @@ from ._typing import ArrayLike, Axis, Scalar
 from ._validation import _F32, _F64, check_out, check_overlap, float_array, float_param, normalize_axes
 
 _LOG_SOFTMAX, _SOFTMAX, _LSE = Op.LOG_SOFTMAX, Op.SOFTMAX, Op.LOGSUMEXP
+#: An array, or a scalar for a 0-d result.
+Result = Union[np.ndarray, Scalar]
 
 
 def _as_rows(a, axes):
@@ -116,7 +118,8 @@ def _elementwise(op, x, axis, out, name="x", orig=None, nanrow=False):
     return _restore(res, moved_shape, perm, out)
 
 
-def log_softmax(x: ArrayLike, axis: Axis = None, *, out: Optional[np.ndarray] = None) -> Union[np.ndarray, Scalar]:
+def log_softmax(x: ArrayLike, axis: Axis = None, *,
+out: Optional[np.ndarray] = None) -> Union[np.ndarray, Scalar]:
     """Logarithm of the softmax, like ``scipy.special.log_softmax``.
 
     Parameters
@@ -233,7 +236,7 @@ def softmax(x: ArrayLike, axis: Axis = None, *, out: Optional[np.ndarray] = None
 
 
 def logsumexp(a: ArrayLike, axis: Axis = None, b: Optional[ArrayLike] = None, keepdims: bool = False,
-              return_sign: bool = False) -> Union[np.ndarray, Scalar, Tuple[Union[np.ndarray, Scalar], Union[np.ndarray, Scalar]]]:
+              return_sign: bool = False) -> Union[Result, Tuple[Result, Result]]:
     """Log of the sum of exponentials, like ``scipy.special.logsumexp``.
 
     Parameters and results as in SciPy: ``axis`` (None = all axes, int or

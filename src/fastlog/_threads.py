@@ -35,6 +35,7 @@
 import contextlib
 import os
 import threading
+from typing import Any, Optional
 
 from ._validation import positive_int
 
@@ -43,7 +44,7 @@ _local = threading.local()
 
 # fastlog._core, handed over by fastlog._dispatch once it has loaded it (bind):
 # this module never imports the loader, so the two form no cycle.
-_core = None
+_core: Any = None
 
 
 def bind(core):
@@ -61,7 +62,7 @@ def _count(n, name="n"):
     return n
 
 
-def set_num_threads(n):
+def set_num_threads(n: Optional[int]) -> None:
     """Use `n` threads (>= 1) in fastlog's kernels, process-wide.  Results do not depend on it.
 
     The default is ``FASTLOG_NUM_THREADS`` if set, else all cores cut at each
@@ -96,7 +97,7 @@ def set_num_threads(n):
         _core.set_threads(_count(n))
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """The number of threads fastlog's kernels may use in a call made now from this thread.
 
     Returns
@@ -142,7 +143,7 @@ class num_threads:
     True
     """
 
-    def __init__(self, n):
+    def __init__(self, n: int) -> None:
         self.n = _count(n)
 
     def __enter__(self):

@@ -33,6 +33,7 @@ import math
 import os
 import sys
 import time
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -221,7 +222,7 @@ def _companion(path, suffix):
 
 
 # -------------------------------------------------------------------- main --
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """The command line: parse `argv` (default ``sys.argv[1:]``), run, return the exit status.
 
     Parameters
@@ -259,7 +260,8 @@ def main(argv=None):
                 return _logreg(args, source, Xtr, Xte, ytr, yte, out)
             return _mlp(args, source, Xtr, Xte, ytr, yte, out)
     except _UsageError as e:
-        p.exit(2, f"{p.prog}: error: {e}\n")
+        p.exit(2, f"{p.prog}: error: {e}\n")   # (raises SystemExit)
+    return 2
 
 
 def _threads_text():

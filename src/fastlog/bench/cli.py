@@ -7,6 +7,7 @@ import tempfile
 import time
 
 from dataclasses import asdict, replace
+from typing import Optional, Sequence
 
 from . import plot as _plot
 from . import records as _records
@@ -273,7 +274,7 @@ def _write(args, rep):
         _save_plot(lambda: _plot.plot_report(rep, args.plot), args.plot)
 
 
-def main(argv=None, prog="fastlog-bench"):
+def main(argv: Optional[Sequence[str]] = None, prog: str = "fastlog-bench") -> int:
     """Entry point of ``fastlog-bench``; returns the exit status (1 if fastlog gave a wrong answer).
 
     Parameters

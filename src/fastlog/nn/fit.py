@@ -15,7 +15,8 @@ __all__ = ["fit_mlp", "CHECKPOINT_FORMATS"]
 CHECKPOINT_FORMATS = ("json", "npz")
 
 
-def checkpoint_path(directory: Union[str, "os.PathLike[str]"], epoch: Union[int, str], format: str = "json") -> str:
+def checkpoint_path(directory: Union[str, "os.PathLike[str]"], epoch: Union[int, str],
+format: str = "json") -> str:
     """Where :func:`fit_mlp` writes the model after `epoch` (an int, or "final").
 
     Examples
@@ -61,11 +62,11 @@ def _run_epoch(model, ws, Xs, ys, bs, lr, momentum, dampening, weight_decay):
     return total, hits, time.perf_counter() - t0
 
 
-def fit_mlp(model: Any, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64, lr: float = 0.05,
-            momentum: float = 0.9, weight_decay: float = 0.0, dampening: float = 0.0, shuffle: bool = True,
-            seed: Optional[int] = 0, validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None,
-            progress: Union[bool, str] = True, file: Optional[TextIO] = None,
-            checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
+def fit_mlp(model: Any, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 64,
+            lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0, dampening: float = 0.0,
+            shuffle: bool = True, seed: Optional[int] = 0,
+            validation_data: Optional[Tuple[ArrayLike, ArrayLike]] = None, progress: Union[bool, str] = True,
+            file: Optional[TextIO] = None, checkpoint_dir: Union[str, "os.PathLike[str]", None] = None,
             checkpoint_format: str = "json") -> Dict[str, List[float]]:
     """Mini-batch SGD of an :class:`~fastlog.nn.MLP` over (X, y) for `epochs` epochs.
 

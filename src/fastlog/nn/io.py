@@ -127,7 +127,8 @@ def mlp_to_json(model: Any) -> str:
     return "{\n" + body + "\n}\n"
 
 
-def save_mlp(model: Any, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None) -> None:
+def save_mlp(model: Any, path: Union[str, "os.PathLike[str]", BinaryIO],
+format: Optional[str] = None) -> None:
     """Write an :class:`~fastlog.nn.MLP` as JSON or npz (see the module docstring).
 
     Parameters
@@ -574,7 +575,8 @@ def read_logreg_params(path: Union[str, "os.PathLike[str]", BinaryIO],
 
 
 # ------------------------------------------------------- weight evolution --
-def checkpoint_files(directory: Union[str, "os.PathLike[str]"], format: Optional[str] = None) -> List[Tuple[int, str]]:
+def checkpoint_files(directory: Union[str, "os.PathLike[str]"],
+format: Optional[str] = None) -> List[Tuple[int, str]]:
     """The per-epoch checkpoints ``relu_model_epoch_<k>.<json|npz>`` in a directory, by epoch.
 
     Parameters
@@ -654,7 +656,8 @@ class WeightEvolution:
            [0.5]])
     """
 
-    def __init__(self, epochs, names, norms, changes):
+    def __init__(self, epochs: Sequence[int], names: Sequence[str], norms: Sequence[Sequence[float]],
+                 changes: Sequence[Sequence[float]]) -> None:
         self.epochs = list(epochs)
         self.names = list(names)
         self.norms = np.asarray(norms, np.float64)
@@ -740,4 +743,4 @@ def weight_evolution(checkpoints: Union[str, "os.PathLike[str]", Sequence[Union[
         changes.append([math.nan] * len(params) if prev is None
                        else [math.sqrt(float(np.sum((p - q) ** 2))) for p, q in zip(params, prev)])
         prev = params
-    return WeightEvolution([e for e, _ in items], names, norms, changes)
+    return WeightEvolution([e for e, _ in items], names or [], norms, changes)

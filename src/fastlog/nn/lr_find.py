@@ -29,9 +29,12 @@ between nearby rates, so no rule makes every run reach 90%: this one gave
 0.890 and 0.898 on 2 of those 100 seeds, and 0.916 - 0.936 on seeds 0-5.
 """
 import math
+import os
+from typing import Any, Optional, Union
 
 import numpy as np
 
+from .._typing import ArrayLike
 __all__ = ["lr_find", "LRFinderResult"]
 
 # The suggestion is this fraction of the rate of steepest descent (see the module docstring).
@@ -86,7 +89,8 @@ class LRFinderResult:
     suggested lr (0.75 x that): 0.01
     """
 
-    def __init__(self, lrs, losses, raw_losses, suggestion, suggestion_loss, stopped, steepest=None):
+    def __init__(self, lrs: ArrayLike, losses: ArrayLike, raw_losses: ArrayLike, suggestion: float,
+                 suggestion_loss: float, stopped: str, steepest: Optional[float] = None) -> None:
         self.lrs = np.asarray(lrs, np.float64)
         self.losses = np.asarray(losses, np.float64)
         self.raw_losses = np.asarray(raw_losses, np.float64)
@@ -110,7 +114,7 @@ class LRFinderResult:
                 f"steepest descent of the smoothed loss at lr {self.steepest:.3g}\n"
                 f"suggested lr ({STEP_BACK:g} x that): {self.suggestion:.3g}")
 
-    def plot(self, path):
+    def plot(self, path: Union[str, "os.PathLike[str]"]) -> Any:
         """Save the loss-against-learning-rate curve to `path`; see :func:`fastlog.nn.plot.plot_lr_find`.
 
         Parameters
@@ -197,8 +201,9 @@ def _suggest(lrs, losses, steps):
     return sug, loss, steep
 
 
-def lr_find(model, X, y, *, start=1e-6, end=10.0, steps=100, batch_size=64, beta=0.98, stop_div=4.0,
-            momentum=0.9, weight_decay=0.0, seed=0):
+def lr_find(model: Any, X: ArrayLike, y: ArrayLike, *, start: float = 1e-6, end: float = 10.0, steps: int = 100,
+            batch_size: int = 64, beta: float = 0.98, stop_div: Optional[float] = 4.0, momentum: float = 0.9,
+            weight_decay: float = 0.0, seed: Optional[int] = 0) -> "LRFinderResult":
     """Sweep the learning rate exponentially over mini-batches and suggest one.
 
     Each of up to `steps` mini-batches (drawn in a random order, reshuffled

@@ -948,7 +948,7 @@ class MLP:
         )
         """
         import torch
-        layers = []
+        layers: List[Any] = []
         for l, (i, o) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
             layers.append(torch.nn.Linear(i, o, dtype=torch.float64 if self.dtype == np.float64
                                           else torch.float32))
@@ -994,7 +994,8 @@ class MLP:
         _io.save_mlp(self, path, format=format)
 
     @classmethod
-    def load(cls, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None, dtype: Optional[DTypeLike] = None) -> "MLP":
+    def load(cls, path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None,
+             dtype: Optional[DTypeLike] = None) -> "MLP":
         """Read a model written by :meth:`save` (or any file in the same formats).
 
         Parameters
@@ -1033,8 +1034,8 @@ class MLP:
         return load_mlp(path, format=format, dtype=dtype, cls=cls)
 
 
-def load_mlp(path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None, dtype: Optional[DTypeLike] = None,
-             cls: type = MLP) -> MLP:
+def load_mlp(path: Union[str, "os.PathLike[str]", BinaryIO], format: Optional[str] = None,
+             dtype: Optional[DTypeLike] = None, cls: type = MLP) -> MLP:
     """Read an MLP file (JSON or npz, see the module docstring), validating it fully.
 
     Parameters

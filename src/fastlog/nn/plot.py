@@ -5,6 +5,7 @@ no global state, no display needed), saves it to `path` (the format from the
 suffix, e.g. ``.png`` or ``.pdf``) and returns `path`.
 """
 import os
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -28,7 +29,8 @@ def _save(fig, path):
     return path
 
 
-def plot_history(history, path, title=None, train_label="training"):
+def plot_history(history: Dict[str, Sequence[float]], path: Union[str, "os.PathLike[str]"],
+                 title: Optional[str] = None, train_label: str = "training") -> Any:
     """Training (and validation) loss and accuracy per epoch, side by side.
 
     Validation is measured after each epoch; ``MLP.fit``'s training figures
@@ -94,7 +96,8 @@ def _weights_of(model_or_weights):
     return np.asarray(w, np.float64)
 
 
-def plot_logreg_weights(model, path, image_shape=(28, 28), labels=(3, 7)):
+def plot_logreg_weights(model: Any, path: Union[str, "os.PathLike[str]"],
+                        image_shape: Tuple[int, int] = (28, 28), labels: Tuple[Any, Any] = (3, 7)) -> Any:
     """The weights of a binary classifier on images as one image, which pixels vote for which class.
 
     Diverging colormap centred at 0: red pixels push the logit up (vote for
@@ -147,7 +150,9 @@ def plot_logreg_weights(model, path, image_shape=(28, 28), labels=(3, 7)):
     return _save(fig, path)
 
 
-def plot_first_layer(model, path, image_shape=(28, 28), max_tiles=64, columns=None):
+def plot_first_layer(model: Any, path: Union[str, "os.PathLike[str]"],
+                     image_shape: Tuple[int, int] = (28, 28), max_tiles: int = 64,
+                     columns: Optional[int] = None) -> Any:
     """The first layer's weights of an MLP as a grid of images, one per hidden unit.
 
     Each tile is one row of ``model.weights[0]`` reshaped to `image_shape`,
@@ -206,7 +211,7 @@ def plot_first_layer(model, path, image_shape=(28, 28), max_tiles=64, columns=No
     return _save(fig, path)
 
 
-def plot_lr_find(result, path):
+def plot_lr_find(result: Any, path: Union[str, "os.PathLike[str]"]) -> Any:
     """The learning-rate finder's smoothed loss against the learning rate (log axis), suggestion marked.
 
     Parameters
@@ -255,7 +260,7 @@ def plot_lr_find(result, path):
     return _save(fig, path)
 
 
-def plot_weight_evolution(evolution, path):
+def plot_weight_evolution(evolution: Any, path: Union[str, "os.PathLike[str]"]) -> Any:
     """How far each layer's weights moved per epoch (relative change norms), from checkpoint files.
 
     Parameters

@@ -24,7 +24,7 @@ __all__ = ["set_buffer_reuse"]
 
 _REUSE = True
 _REUSE_MIN_BYTES = 1 << 20
-_buffers = {}
+_buffers: dict = {}
 
 
 def np_view(t):
@@ -45,7 +45,7 @@ def to_tensor(a, dtype=None):
     return t if dtype is None or t.dtype == dtype else t.to(dtype)
 
 
-def set_buffer_reuse(enabled):
+def set_buffer_reuse(enabled: bool) -> None:
     """Keep (True, the default) or drop (False) fastlog.torch's cached gradient buffers.
 
     With reuse on, the most recent large (>= 1 MiB) gradient buffer of each

@@ -94,7 +94,7 @@ class _CrossEntropy(_Function):   # the general one follows: both name their nod
 _CrossEntropyHot = _CrossEntropy
 
 
-class _CrossEntropy(_Function):
+class _CrossEntropy(_Function):  # type: ignore[no-redef]  # same name: same backward node name
     @staticmethod
     def forward(ctx, input, target, weight, params):
         red, ign, eps, loss_dtype = params

@@ -57,6 +57,8 @@ kernel and fails raises that error (an out-of-range target is an
 """
 import importlib.util
 
+from typing import Optional
+
 import torch
 from torch import nn
 from torch.autograd import forward_ad as _forward_ad
@@ -406,7 +408,7 @@ def softmax_family(input, dim):
     return mode, (dim % nd if nd else None)
 
 
-def fast_path_available(input, *others):
+def fast_path_available(input: torch.Tensor, *others: Optional[torch.Tensor]) -> bool:
     """True when fastlog (not PyTorch) would compute a loss of `input` and `others`.
 
     The check made by every function of :mod:`fastlog.torch` first: CPU

@@ -48,6 +48,8 @@ a group of one.
 """
 import zlib
 
+from typing import Any, Optional
+
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -366,8 +368,10 @@ class _VocabParallelCE(torch.autograd.Function):
         return g * grad_output, None, None, None, None
 
 
-def vocab_parallel_cross_entropy(logits_shard, target, group=None, *, weight=None, ignore_index=-100,
-                                 reduction="mean", label_smoothing=0.0, vocab_size=None):
+def vocab_parallel_cross_entropy(logits_shard: torch.Tensor, target: torch.Tensor, group: Any = None, *,
+                                 weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
+                                 reduction: str = "mean", label_smoothing: float = 0.0,
+                                 vocab_size: Optional[int] = None) -> torch.Tensor:
     """Cross-entropy of logits split by vocabulary across the ranks of `group`.
 
     Parameters
@@ -572,9 +576,12 @@ class _VocabParallelLCE(torch.autograd.Function):
         return (*out, None, None, None)
 
 
-def vocab_parallel_linear_cross_entropy(input, weight_shard, target, group=None, *, bias_shard=None,
-                                        weight=None, ignore_index=-100, reduction="mean",
-                                        label_smoothing=0.0, vocab_size=None, chunk_size=None):
+def vocab_parallel_linear_cross_entropy(input: torch.Tensor, weight_shard: torch.Tensor, target: torch.Tensor,
+                                        group: Any = None, *, bias_shard: Optional[torch.Tensor] = None,
+                                        weight: Optional[torch.Tensor] = None, ignore_index: int = -100,
+                                        reduction: str = "mean", label_smoothing: float = 0.0,
+                                        vocab_size: Optional[int] = None,
+                                        chunk_size: Optional[int] = None) -> torch.Tensor:
     """Fused linear + cross-entropy with the output layer's weight split by vocabulary.
 
     Equals ``torch.nn.functional.linear_cross_entropy(input, W, target,

@@ -8,6 +8,7 @@ kernels on the tensors' memory), the registered operators
 (its result and its errors).  No exception is caught here.
 """
 import warnings
+from typing import Optional
 
 import torch
 
@@ -25,8 +26,10 @@ _ops = O.ops
 
 
 # ----------------------------------------------------------- cross-entropy --
-def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                  reduction="mean", label_smoothing=0.0):
+def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                  size_average: Optional[bool] = None, ignore_index: int = -100,
+                  reduce: Optional[bool] = None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> torch.Tensor:
     """``torch.nn.functional.cross_entropy`` computed by fastlog's fused kernel.
 
     Same parameters and results: input ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``
@@ -104,8 +107,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 
 
 # -------------------------------------------------------------------- NLL --
-def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-             reduction="mean"):
+def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
+             size_average: Optional[bool] = None, ignore_index: int = -100, reduce: Optional[bool] = None,
+             reduction: str = "mean") -> torch.Tensor:
     """``torch.nn.functional.nll_loss`` computed by fastlog (same parameters and results).
 
     Parameters
@@ -154,8 +158,11 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
 
 
 # -------------------------------------------------------- BCE with logits --
-def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
-                                     reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
+                                     weight: Optional[torch.Tensor] = None,
+                                     size_average: Optional[bool] = None, reduce: Optional[bool] = None,
+                                     reduction: str = "mean",
+                                     pos_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``torch.nn.functional.binary_cross_entropy_with_logits`` by fastlog's fused kernel.
 
     `target` has the input's shape and dtype; `weight` and `pos_weight`
@@ -215,7 +222,8 @@ _KL_MEAN_WARNING = ("reduction: 'mean' divides the total loss by both the batch 
                     "'batchmean' in the next major release.")
 
 
-def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+def kl_div(input: torch.Tensor, target: torch.Tensor, size_average: Optional[bool] = None,
+           reduce: Optional[bool] = None, reduction: str = "mean", log_target: bool = False) -> torch.Tensor:
     """``torch.nn.functional.kl_div`` (input holds log-probabilities), computed by fastlog.
 
     Pointwise ``exp(t) * (t - x)`` if `log_target` else ``xlogy(t, t) - t * x``;
@@ -296,7 +304,8 @@ def _softmax_family(name, input, dim, _stacklevel, dtype):
     return (torch.log_softmax if name == "log_softmax" else torch.softmax)(input, dim)
 
 
-def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+def log_softmax(input: torch.Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
+                dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """``torch.nn.functional.log_softmax`` computed by fastlog's kernel (one exp per element).
 
     `dim` None picks PyTorch's legacy implicit dimension (with its warning);
@@ -337,7 +346,8 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     return _softmax_family("log_softmax", input, dim, _stacklevel, dtype)
 
 
-def softmax(input, dim=None, _stacklevel=3, dtype=None):
+def softmax(input: torch.Tensor, dim: Optional[int] = None, _stacklevel: int = 3,
+            dtype: Optional[torch.dtype] = None) -> torch.Tensor:
     """``torch.nn.functional.softmax`` computed by fastlog's kernel (same parameters).
 
     Parameters

@@ -25,6 +25,8 @@ on uses PyTorch's formula.
 
 Imported by ``fastlog.torch``; importing fastlog alone never imports torch.
 """
+from typing import Any, Optional
+
 import torch
 from torch.autograd.function import once_differentiable
 
@@ -121,8 +123,10 @@ def _route(input, linear_weight, target, linear_bias, weight, reduction):
     return mode
 
 
-def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
-                         reduction="mean", ignore_index=None, label_smoothing=0.0, options=None):
+def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, target: torch.Tensor, *,
+                         linear_bias: Optional[torch.Tensor] = None, weight: Optional[torch.Tensor] = None,
+                         reduction: str = "mean", ignore_index: Optional[int] = None,
+                         label_smoothing: float = 0.0, options: Any = None) -> torch.Tensor:
     """``torch.nn.functional.linear_cross_entropy`` on fastlog's fused kernel.
 
     Same parameters and result as
@@ -204,13 +208,13 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     return O.ops.linear_cross_entropy(input, linear_weight, linear_bias, target, weight, red, ign, eps, cs)
 
 
-_TorchLCELoss = getattr(torch.nn, "LinearCrossEntropyLoss", None)
+_TorchLCELoss: Any = getattr(torch.nn, "LinearCrossEntropyLoss", None)
 if _TorchLCELoss is None:  # pragma: no cover  (torch < 2.13 has no such module)
     __all__.remove("LinearCrossEntropyLoss")
     _TorchLCELoss = object
 
 
-class LinearCrossEntropyLoss(_TorchLCELoss):
+class LinearCrossEntropyLoss(_TorchLCELoss):  # type: ignore[misc,valid-type]  # a base chosen at import
     """``torch.nn.LinearCrossEntropyLoss`` whose forward runs fastlog's fused kernel.
 
     Same constructor, parameters (``self.linear``) and state dict as the torch
@@ -231,7 +235,7 @@ class LinearCrossEntropyLoss(_TorchLCELoss):
     True
     """
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of ``self.linear(input)`` against `target`, the logits never built.
 
         Parameters

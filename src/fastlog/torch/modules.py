@@ -4,6 +4,7 @@ Subclasses of the ``torch.nn`` ones, so ``isinstance`` checks, ``state_dict``
 keys and ``repr`` are unchanged; :func:`fastlog.torch.patch` installs their
 ``forward`` on the ``torch.nn`` classes.
 """
+import torch
 from torch import nn
 
 from .functional import binary_cross_entropy_with_logits, cross_entropy, kl_div, nll_loss
@@ -27,7 +28,7 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
     0.4076
     """
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of `input` against `target` (also ``module(input, target)``).
 
         Parameters
@@ -74,7 +75,7 @@ class NLLLoss(nn.NLLLoss):
     0.4581
     """
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of `input` against `target` (also ``module(input, target)``).
 
         Parameters
@@ -122,7 +123,7 @@ class BCEWithLogitsLoss(nn.BCEWithLogitsLoss):
     0.6511
     """
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of `input` against `target` (also ``module(input, target)``).
 
         Parameters
@@ -171,7 +172,7 @@ class KLDivLoss(nn.KLDivLoss):
     0.0719
     """
 
-    def forward(self, input, target):
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of `input` against `target` (also ``module(input, target)``).
 
         Parameters

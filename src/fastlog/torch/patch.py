@@ -29,6 +29,7 @@ unsupported dtypes, ...) is computed by the SAVED ORIGINAL PyTorch functions
 """
 import contextlib
 import threading
+from typing import Any, Dict, Iterator
 
 import torch.nn.functional as _F
 from torch import nn
@@ -56,7 +57,7 @@ def _replacements():
     return out
 
 
-def patch():
+def patch() -> None:
     """Replace torch.nn.functional's losses/softmaxes and the nn loss modules' forward
     by fastlog's, process-wide.  Calling it again while patched does nothing.
 
@@ -83,7 +84,7 @@ def patch():
         _saved = saved
 
 
-def unpatch():
+def unpatch() -> None:
     """Restore exactly what :func:`patch` replaced (the same objects).  No-op if not patched.
 
     Examples
@@ -103,7 +104,7 @@ def unpatch():
         _saved = None
 
 
-def is_patched():
+def is_patched() -> bool:
     """True between :func:`patch` and :func:`unpatch`.
 
     Returns
@@ -124,7 +125,7 @@ def is_patched():
 
 
 @contextlib.contextmanager
-def patched():
+def patched() -> Iterator[None]:
     """``with fastlog.torch.patched(): ...`` -- patch for the block, restore after it
     (also on an exception).  Inside an outer patch() it leaves the patch in place.
 
@@ -146,7 +147,7 @@ def patched():
             unpatch()
 
 
-def originals():
+def originals() -> Dict[str, Any]:
     """PyTorch's own functions as saved by fastlog.torch (what the fallbacks call).
 
     Returns
