@@ -1,4 +1,4 @@
-"""Half precision (issue 13): bfloat16 / float16 cross-entropy, log_softmax and fused
+"""Half precision: bfloat16 / float16 cross-entropy, log_softmax and fused
 linear + cross-entropy, fastlog vs PyTorch and vs fastlog's own float32.
 
 Script mode (one process; every thread pool pinned to --threads):

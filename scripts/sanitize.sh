@@ -46,7 +46,7 @@ mkdir -p "$work"
 vpy="$work/venv/bin/python"
 # -O1 keeps the sanitizers' reports readable (meson.build keeps the kernels
 # at -O3; their summation order is fixed in the source, so the accuracy
-# tests hold under instrumentation too, issue 12).  OpenMP is required (the build fails
+# tests hold under instrumentation too).  OpenMP is required (the build fails
 # without it) and config()["openmp_threads_ok"] is checked at run time below.
 FASTLOG_REQUIRE_OPENMP=1 "$vpy" -m pip install -q --no-deps --no-build-isolation \
     -Cbuild-dir="$work/build" \

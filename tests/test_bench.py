@@ -711,7 +711,7 @@ def test_quick_plan_has_the_required_shapes_dtypes_and_threads():
         assert (shape, "float64", 1) in ce
     for shape in [(4096, 1000), (1024, 32000)]:
         assert (shape, "float32", 2) in ce
-    for group in ("cross_entropy_fwd_bwd", "log_softmax"):   # issue 13's half-precision rows
+    for group in ("cross_entropy_fwd_bwd", "log_softmax"):   # the half-precision rows
         got = {(c.shape, c.dtype) for c in cs if c.group == group and c.threads == 1}
         for shape in [(1024, 32000), (128, 128256)]:
             assert {(shape, "bfloat16"), (shape, "float16")} <= got

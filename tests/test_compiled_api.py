@@ -284,7 +284,7 @@ def test_set_num_threads_bounds(threads):
 def test_z_loss_with_set_num_threads_hammered_from_another_thread(threads):
     """The z-loss scratch is sized from the thread count at entry; another
     thread changing the count mid-call must neither corrupt memory nor change
-    the result (issue 12: 'free(): invalid next size')."""
+    the result (it once failed with 'free(): invalid next size')."""
     rng = np.random.default_rng(4)
     X = rng.standard_normal((96, 16)).astype(F32)
     W = rng.standard_normal((2048, 16)).astype(F32)

@@ -320,7 +320,7 @@ def test_invalid_fastlog_num_threads_is_import_error(value, msg):
     assert "ImportError" in r.stderr and f"FASTLOG_NUM_THREADS={value!r} {msg}" in r.stderr
 
 
-# ------------------------------------------------ issue 12: parity and bounds --
+# ------------------------------------------------------ parity and bounds --
 def test_probability_targets_with_ignore_index_raise_like_torch():
     x, p = np.zeros((3, 4)), np.full((3, 4), 0.25)
     for ign in (0, 1, 3, 7):
@@ -451,7 +451,7 @@ def test_misaligned_arrays_are_read_safely_and_misaligned_out_rejected(dtype):
     """Misaligned inputs (logits, targets, weights) give the aligned answer -- the
     wrappers copy them, so no kernel reads through a misaligned typed pointer (the
     sanitizer job, scripts/sanitize.sh, turns such a read into a failure: UBSan
-    found them via the Dask workers, issue 12); a misaligned `out` is a ValueError."""
+    found them via the Dask workers); a misaligned `out` is a ValueError."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((6, 5)).astype(dtype)
     t = rng.integers(0, 5, 6)

@@ -1,4 +1,4 @@
-"""float16 and bfloat16 (ml_dtypes) on the NumPy face (issue 13).
+"""float16 and bfloat16 (ml_dtypes) on the NumPy face.
 
 Oracle: fastlog._reference (plain float64 NumPy) evaluated on the SAME rounded
 half-precision inputs.  Every output / gradient element must lie within 1 ulp

@@ -23,7 +23,7 @@ from conftest import assert_close, assert_unchanged, exact_sum, layouts, mp_prob
 REDUCTIONS = ("none", "mean", "sum")
 # (input shape): 1-D (C,) with a 0-d target, rows, K-dim, empty batch.  K-dim
 # shapes with d1*...*dk == 1 (or C == 1), whose class axis moved last is
-# already C-contiguous: the gradient once overwrote such an input (fuzz, issue 12).
+# already C-contiguous: the gradient once overwrote such an input (found by the differential fuzz).
 CE_SHAPES = [(7,), (6, 5), (4, 3, 2), (3, 4, 2, 3), (1, 1), (0, 4), (0, 3, 2), (4, 3, 1),
              (3, 1, 1, 1), (2, 1, 3)]
 
@@ -469,7 +469,7 @@ def test_smoothing_with_minus_inf_logit_when_gradient_overwrites_rows():
     """float32, label smoothing, a -inf logit: the loss is +inf (eps/C * -log 0), also
     where the gradient is written over the rows (K-dim private copy, out=input).
     The float64-overflow fix once re-read those rows and gave a finite loss (fuzz,
-    issue 12)."""
+    found by the differential fuzz).\"\"\"
     inf = np.inf
     x2 = np.array([[3.0, -inf, -1.5], [1.0, 2.0, 3.0]], np.float32)
     t = np.array([2, 0])
@@ -490,7 +490,7 @@ def test_smoothing_with_minus_inf_logit_when_gradient_overwrites_rows():
 def test_batch_sums_near_float64_limit_are_exact(signs):
     """Per-position losses of +-0.9 * float64 max: the batch total is the exact sum
     (finite where it is, +-inf only where the exact sum overflows, never NaN from an
-    intermediate inf - inf), whatever the summation order (fuzz, issue 12)."""
+    intermediate inf - inf), whatever the summation order (found by the differential fuzz)."""
     big = 0.9 * np.finfo(np.float64).max
     n = len(signs)
     # nll: loss_i = -x[i, t_i]
@@ -518,7 +518,7 @@ def test_batch_sums_near_float64_limit_are_exact(signs):
 def test_probability_targets_first_logit_far_below_max(dt):
     """Probability-target CE with a first logit far below the row's max (-1e28
     against 4e15): the kernel's reference logit was the first finite one, every
-    term w t (x - r0) was ~1e28 and the loss lost 4 digits (fuzz, issue 12).
+    term w t (x - r0) was ~1e28 and the loss lost 4 digits (found by the differential fuzz).
     Oracle: mpmath."""
     import mpmath as mp
     x = np.array([[-1.1263748671186148e+28, 1535403349065.5593, -929564258953438.2,
@@ -541,7 +541,7 @@ def test_smoothing_with_target_far_below_max(C, big):
     """Label smoothing, target logit far below the row's max (1e300 or float64 max
     against -0.29): the smoothing sum was taken relative to the target logit and
     W (lse - x_y) - sum_c w_c (x_c - x_y) cancelled to 1e283 (or inf - inf, then
-    0 from the overflow fix) where the loss is 0.227 (fuzz, issue 12).  Oracle:
+    0 from the overflow fix) where the loss is 0.227 (found by the differential fuzz).  Oracle:
     mpmath."""
     import mpmath as mp
     x = np.full((2, C), big)
@@ -570,7 +570,7 @@ def test_smoothing_with_target_far_below_max(C, big):
 def test_kl_div_float32_terms_beyond_float32_are_summed_in_float64():
     """float32 KL terms that overflow float32 on their own (e * -3.4e38) while the
     float64 total is finite: the reduced loss is that total (float32 losses are
-    accumulated in float64), not -inf or NaN (fuzz, issue 12)."""
+    accumulated in float64), not -inf or NaN (found by the differential fuzz)."""
     big = float(np.finfo(np.float32).max)
     x = np.array([big, -big, -big, -big / 2], np.float32)
     t = np.array([1.0, 0.0, 0.0, 0.0], np.float32)             # log targets
@@ -607,7 +607,7 @@ def test_smoothing_with_target_far_below_max_half(C):
 def _overflowing_log_probability_row():
     """Probability targets (one negative, as torch accepts) with logits of +-float64
     max: -log p_c = 2 max overflows, but the exact loss is 2.6e307; it was -inf
-    (torch: NaN) (fuzz, issue 12).  Returns the row, its targets, class weights,
+    (torch: NaN) (found by the differential fuzz).  Returns the row, its targets, class weights,
     smoothing and the exact loss (mpmath)."""
     big = np.finfo(np.float64).max
     x = np.array([[big, -0.07661957712747713, -big]])

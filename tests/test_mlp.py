@@ -447,7 +447,7 @@ def test_internal_workspace_refuses_what_does_not_fit():
 # ------------------------------------------------------------ thread safety --
 def test_inference_from_many_threads_matches_single_threaded():
     """One model, 6 Python threads calling predict_proba / predict / forward at once
-    (issue 12: a shared inference workspace gave wrong probabilities in 199 of 200 calls).
+    (a shared inference workspace gave wrong probabilities in 199 of 200 calls).
 
     Within rounding, not bit for bit: SciPy's OpenBLAS 0.3.30 does not apply
     openblas_set_num_threads made from a non-main thread to that thread's calls (measured),

@@ -181,7 +181,7 @@ def test_building_blocks_thread_count_invariant():
 
 
 def test_building_blocks_follow_the_out_overlap_rule():
-    """The package's one out= rule (issue 12): identical in place where documented, any
+    """The package's one out= rule : identical in place where documented, any
     other overlap a ValueError naming both arrays; in-place results equal the fresh ones."""
     rng = np.random.default_rng(3)
     buf = rng.standard_normal(41).astype(np.float32)

@@ -1,4 +1,4 @@
-"""fastlog.torch.patch() / unpatch() / patched() (issue 13).
+"""fastlog.torch.patch() / unpatch() / patched().
 
 Identity of what is restored, modules built before the patch, fallbacks that
 call the saved original PyTorch functions (no recursion), and a real

@@ -176,7 +176,7 @@ def test_other_integers_are_computed_in_float64(name, int_dtype):
 
 @pytest.mark.parametrize("name", FUNCS)
 def test_float16_stays_float16(name):
-    """Issue 13: float16 is computed in float32 and rounded once to float16
+    """float16 is computed in float32 and rounded once to float16
     (accuracy is tested in test_half.py); SciPy would compute in float16."""
     x = np.linspace(-3, 3, 7).astype(np.float16)
     r = getattr(fl, name)(x)

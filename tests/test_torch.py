@@ -182,7 +182,7 @@ def test_cross_entropy_does_not_mutate_inputs(fast_only):
 @pytest.mark.parametrize("shape", [(4, 3, 1), (3, 1, 1, 1), (2, 1, 3)])
 def test_kdim_input_with_unit_spatial_size_not_overwritten(fast_only, shape):
     """(N, C, 1...) or C == 1: the class axis moved last is already contiguous; the
-    gradient once went over the caller's logits (found by the fuzz, issue 12)."""
+    gradient once went over the caller's logits (found by the differential fuzz)."""
     C = shape[1]
     x0 = logits(shape, torch.float64, seed=13)
     t = torch.randint(0, C, (shape[0],) + shape[2:], generator=gen(14))
@@ -463,7 +463,7 @@ def test_legacy_size_average_reduce():
 def test_fallback_dtypes_and_mixed(monkeypatch):
     t = torch.tensor([1, 0, 2])
     for dt in (torch.float16, torch.bfloat16):
-        # Half precision is fastlog's own path since issue 13 (accuracy in test_half.py):
+        # Half precision is fastlog's own path (accuracy in test_half.py):
         # PyTorch's dtypes, values within an ulp of the float64 result on the same inputs.
         x = logits((3, 4), dt, seed=90)
         tol = dict(rtol=2.0 ** -(8 if dt == torch.bfloat16 else 11), atol=0)
@@ -645,7 +645,7 @@ def test_fallback_other_devices():
         assert type(out.grad_fn).__module__ != "torch.autograd.function"   # not a fastlog Function
 
 
-# ------------------------------------------------ issue 12: parity and errors --
+# ------------------------------------------------------ parity and errors --
 def _one_exception(call, exc):
     """`call` raises `exc` as a single exception (no implicit chain shown)."""
     with pytest.raises(exc) as ei:
@@ -780,7 +780,7 @@ def test_torch_uint8_targets_where_torch_accepts_them():
 def test_torch_uint8_targets_smoothing_ignore_index_wraps_like_torch(ign):
     """PyTorch's smoothing term masks ignored positions by `target == ignore_index`
     in uint8, so an ignore_index outside [0, 256) matches the class it wraps to
-    (for that term only); fastlog.torch gives PyTorch's result (fuzz, issue 12)."""
+    (for that term only); fastlog.torch gives PyTorch's result (found by the differential fuzz)."""
     C = 200
     x = torch.randn(4, C, dtype=torch.float64, generator=gen(21))
     t = torch.tensor([ign % 256, 1, ign % 256, 7], dtype=torch.uint8)
@@ -794,7 +794,7 @@ def test_torch_uint8_targets_smoothing_ignore_index_wraps_like_torch(ign):
 def test_torch_smoothed_mean_with_zero_target_weight_is_nan_like_torch(linear):
     """'mean' with label smoothing where the counted targets' class weights sum to 0:
     torch's loss is NaN (its NLL part is 0/0) and so is its gradient through the
-    counted rows; fastlog once gave +inf (smoothing_total / 0) (fuzz, issue 12)."""
+    counted rows; fastlog once gave +inf (smoothing_total / 0) (found by the differential fuzz)."""
     x = torch.randn(3, 4, dtype=torch.float64, generator=gen(31))
     W = torch.randn(5, 4, dtype=torch.float64, generator=gen(32))
     t = torch.tensor([3, -100, 0])
@@ -819,7 +819,7 @@ def test_torch_smoothed_mean_with_zero_target_weight_is_nan_like_torch(linear):
 
 def test_torch_no_classes_with_smoothing_like_torch():
     """(0, 0) logits, index targets, label smoothing: torch's 'sum' is NaN (eps / C
-    with C == 0 times an empty sum), its 'mean' NaN, 'none' empty (fuzz, issue 12)."""
+    with C == 0 times an empty sum), its 'mean' NaN, 'none' empty (found by the differential fuzz)."""
     x = torch.zeros(0, 0, dtype=torch.float64)
     t = torch.zeros(0, dtype=torch.int64)
     for eps in (0.0, 0.5):

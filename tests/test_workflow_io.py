@@ -21,7 +21,7 @@ def _softmax(z):
 
 
 def _consumer(params, x):
-    """The plain NumPy consumer of issue 15, verbatim (x: a flattened 28x28 image in [0, 1])."""
+    """The plain NumPy consumer of the JSON format (the module docstring's), verbatim (x: a flattened 28x28 image in [0, 1])."""
     softmax = _softmax
     z1 = params['param_0'] @ x + params['param_1']; a1 = np.maximum(0, z1)  # noqa: E702
     z2 = params['param_2'] @ a1 + params['param_3']; a2 = np.maximum(0, z2)  # noqa: E702
@@ -185,7 +185,7 @@ def _good_npz():
 
 
 def test_npz_naming_huge_sizes_fails_before_allocating(tmp_path):
-    """Issue 12: a 1.6 KB file naming huge layer sizes made MLP.load allocate 1.2 GB."""
+    """A 1.6 KB file naming huge layer sizes made MLP.load allocate 1.2 GB."""
     d = _good_npz()
     d["__sizes__"] = np.array([3, 100_000, 100_000, 2])
     path = _npz(tmp_path, **d)
@@ -256,7 +256,7 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
 
 
 def test_loaded_nan_cannot_reach_predict(tmp_path):
-    """Issue 12: NaN weights made predict return -1; they are now refused at load time, and a NaN
+    """NaN weights made predict return -1; they are now refused at load time, and a NaN
     written into a model's parameters by hand gives an error instead of -1."""
     model = MLP((4, 3, 2))
     model.weights[0][0, 0] = np.nan

@@ -179,7 +179,7 @@ def test_checkpoints_and_plots_from_the_command_line(tmp_path, capsys):
 
 
 def test_logreg_save_writes_the_perceptron_file(tmp_path, capsys):
-    """Issue 15: `--logreg --save FILE.json` used to write nothing."""
+    """`--logreg --save FILE.json` used to write nothing."""
     path = tmp_path / "perceptron.json"
     rc, out = _run(["--logreg", "--epochs", "2", "--no-progress", "--save", str(path),
                     "--plot", str(tmp_path / "lr.png")], capsys)

@@ -23,7 +23,7 @@ def float_array(x, name, *, promote_int=True):
     already is one).  A misaligned array (e.g. ``np.frombuffer`` at an odd
     offset, or a buffer unpickled inside a larger frame, as Dask workers do) is
     copied: the kernels read typed pointers, and a misaligned load is undefined
-    behaviour in C (UBSan reports it; issue 12).
+    behaviour in C (UBSan reports it).
 
     Integers (and bools) become float64 when ``promote_int`` (SciPy's rule),
     otherwise they are a TypeError (torch's rule for losses).  float16 and

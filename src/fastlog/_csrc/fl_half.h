@@ -5,7 +5,7 @@
  * its own copy compiled with its own flags; exported through the level's
  * kernel table (fl_ktab.half; the argument struct is in fl_kernels.h).
  *
- * Design (issue 13).  Rows longer than FL_SMALL_C in log_softmax, softmax,
+ * Design.  Rows longer than FL_SMALL_C in log_softmax, softmax,
  * logsumexp and class-index cross-entropy (the large, memory-bound cases) go
  * through fl_rows_impl.h's large-row kernels compiled once more per half type
  * (storage type uint16_t, math in float32): each row is widened while it is

@@ -53,7 +53,7 @@
 #endif
 #define FL_NL ((ptrdiff_t)(FL_VB / sizeof(T)))   /* lanes of a sum (x86: one vector of this level) */
 
-/* Order-explicit sums (issue 12).  A float sum's rounding depends on the
+/* Order-explicit sums.  A float sum's rounding depends on the
  * order of its additions, and `omp simd reduction` leaves that order to the
  * vectorizer: -O1, sanitizer instrumentation or another vector width sum in
  * another order, with a different (for a long scalar chain: several times
@@ -72,10 +72,10 @@
  * That is the order GCC's vectorized `omp simd reduction` loops had before
  * (one vector of partial sums, a scalar epilogue into lane 0, lanes added in
  * order), so the results are the same bits as those loops gave at -O3
- * (issue 11: no result moves).  Where GCC left such a loop scalar -- the BCE
+ * (spelling the order out moved no result).  Where GCC left such a loop scalar -- the BCE
  * sum in the baseline build and for double in the AVX2 one -- the sum has
  * one lane (FL_NL_BCE).  The label-smoothing and probability-target sums
- * relative to the row's largest finite logit (a fix of issue 12, so new
+ * relative to the row's largest finite logit (an accuracy fix, so new
  * bits anyway) use FL_VL lanes at every level, which is more accurate in
  * the baseline build.
  *
@@ -135,7 +135,7 @@ static inline double FL_(lanes_total_dn)(const double *a, ptrdiff_t nl)
 #define FL_LANES_T(name) T name[64 / sizeof(T)] = {0}
 #define FL_LANES_D(name) double name[64 / sizeof(T)] = {0}
 
-/* Storage type (issue 13).  The arrays the large-row kernels read and write
+/* Storage type.  The arrays the large-row kernels read and write
  * hold FL_TS, by default T itself.  fl_half.h includes this file once more
  * per half type with T = float, FL_TS = uint16_t (bfloat16 / float16 bits),
  * FL_TS_IS_T = 0 and the conversions FL_HLD1 / FL_HLDN (widen one / n) and
@@ -988,22 +988,22 @@ static void FL_(ce_prob_rows)(const T *x, ptrdiff_t nrows, ptrdiff_t C, const T 
          * lse - r0 as (a - r0) + L: with a large common offset (logits ~1e6)
          * swt * lse - sum wt x would cancel.  (Not the first finite logit:
          * one far below the max, e.g. -1e28 against 4e15, made every
-         * wt (x_c - r0) ~1e28 and the loss lost 4 digits -- torch fuzz,
-         * issue 12.)  NaN and +-inf are skipped. */
+         * wt (x_c - r0) ~1e28 and the loss lost 4 digits -- found by the
+         * differential fuzz.)  NaN and +-inf are skipped. */
         double r0 = (double)FL_(max_finite)(xr, C);
         if (r0 == -INFINITY) r0 = 0.0;
         FL_LANES_D(st);    /* sum wt */
         FL_LANES_D(stx);   /* sum wt (x - r0) */
 #define FL_WT ((w ? (double)w[j] : 1.0) * (double)(tr[j] * keep + epc))
 #if FL_VB >= 32
-        /* one loop, as before issue 12 (wt has two uses, so its product is
-         * rounded on its own in swt) */
+        /* one loop, as the vectorized reduction summed it (wt has two uses,
+         * so its product is rounded on its own in swt) */
         FL_LANE_LOOP(0, C, const double wt = FL_WT; st[l] += wt;
                      stx[l] = FL_MADD(wt, (double)xr[j] - r0, stx[l]););
         const double swt = FL_lanes_total_d(st), swtx = FL_lanes_total_d(stx);
 #else
         /* baseline: swt in its lanes as before; swtx, new bits since the
-         * reference logit moved (issue 12), in FL_VL lanes instead of 2 or 4
+         * reference logit moved, in FL_VL lanes instead of 2 or 4
          * (a sum of 16,000 terms per lane lost up to 8 ulp of the loss) */
         FL_LANE_LOOP(0, C, st[l] += FL_WT;);
         FL_LANE_LOOP_N(FL_VL, 0, C, stx[l] = FL_MADD(FL_WT, (double)xr[j] - r0, stx[l]););

@@ -121,7 +121,7 @@ _MAIN = ([(s, (F32, F64), (1,)) for s in ROW_SHAPES[:3]] + [(s, (F32,), (1,)) fo
          + [(s, (F32,), (2,)) for s in SCALING_SHAPES])
 _SIDE = [(s, (F32,), (1,)) for s in ((64, 10), (4096, 1000), (128, 128256))]
 _HALF = [(s, (BF16, F16), (1,)) for s in ((4096, 1000), (1024, 32000))]
-# quick: the half-precision rows of issue 13's speed targets (README report)
+# quick: the half-precision rows of the speed targets (README report)
 _HALF_QUICK = [(s, (BF16, F16), (1,)) for s in ((1024, 32000), (128, 128256))]
 PRESETS = {
     "quick": {

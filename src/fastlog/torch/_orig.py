@@ -2,8 +2,8 @@
 
 fastlog.torch's fallbacks call these, never ``torch.nn.functional.<name>``
 looked up at call time: after :func:`fastlog.torch.patch` those names are
-fastlog's own functions, and a fallback through them would recurse forever
-(issue 13).  fastlog.torch imports this module as ``F``, so ``F.cross_entropy``
+fastlog's own functions, and a fallback through them would recurse forever.
+fastlog.torch imports this module as ``F``, so ``F.cross_entropy``
 etc. there always mean PyTorch's implementation.
 """
 import torch.nn.functional as _F
