@@ -468,8 +468,8 @@ def test_kl_div_partial_sum_overflow_is_not_inf():
 def test_smoothing_with_minus_inf_logit_when_gradient_overwrites_rows():
     """float32, label smoothing, a -inf logit: the loss is +inf (eps/C * -log 0), also
     where the gradient is written over the rows (K-dim private copy, out=input).
-    The float64-overflow fix once re-read those rows and gave a finite loss (fuzz,
-    found by the differential fuzz).\"\"\"
+    The float64-overflow fix once re-read those rows and gave a finite loss (found by
+    the differential fuzz)."""
     inf = np.inf
     x2 = np.array([[3.0, -inf, -1.5], [1.0, 2.0, 3.0]], np.float32)
     t = np.array([2, 0])
