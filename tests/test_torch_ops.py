@@ -529,15 +529,22 @@ def test_out_of_range_targets_raise_pytorchs_error(case):
 def test_training_loop_path_equals_the_general_path(dtype, reduction):
     """The torch face's training-loop path (its own finishing of a finite total) gives
     bit-identical losses and gradients to the general path (fastlog._losses), also for
-    the rare totals it hands to the reduction code (all ignored, overflow)."""
+    the rare totals it hands to the reduction code (all ignored, overflow: +inf, as
+    PyTorch gives, with no RuntimeWarning)."""
+    import warnings
+
     from fastlog.torch import _kernels as K
     big = torch.finfo(dtype).max
     cases = [((torch.randn(64, 10) * 3).to(dtype), torch.randint(0, 10, (64,))),
              (torch.randn(5, 4).to(dtype), torch.full((5,), -100)),                     # all ignored
              (torch.tensor([[big, -big], [-big, big]], dtype=dtype), torch.tensor([1, 0]))]  # overflow
     for x, t in cases:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)
             hot = K.cross_entropy_with_grad_hot(x, t, reduction, -100)
             gen = K.cross_entropy_with_grad(x, t, None, reduction, -100, 0.0)
+            want = F.cross_entropy(x, t, reduction=("mean", "sum")[reduction - 1])
+        if not want.isfinite():      # inf (overflow) or NaN (mean over no target), as PyTorch
+            torch.testing.assert_close(hot[0], want, rtol=0, atol=0, equal_nan=True)
         torch.testing.assert_close(hot[0], gen[0], rtol=0, atol=0, equal_nan=True)
         torch.testing.assert_close(hot[1], gen[1], rtol=0, atol=0, equal_nan=True)

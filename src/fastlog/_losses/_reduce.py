@@ -40,6 +40,7 @@ _F32 = np.dtype(np.float32)
 # the scalar type of a reduced loss, per input dtype; the reductions as plain ints
 # (finish() runs once per loss call: at 64 x 10 its own cost shows)
 _LOSS_TYPES: dict = {}
+_HALF_MAX = 65504.0   # float16's largest finite value, the smallest range of a loss dtype
 _NONE, _MEAN, _SUM = int(Reduction.NONE), int(Reduction.MEAN), int(Reduction.SUM)
 Terms = Union[np.ndarray, Callable[[], np.ndarray], None]
 
@@ -146,4 +147,14 @@ def finish(terms: Terms, total: Optional[float], denom: float, red: int, dtype: 
     scalar = _LOSS_TYPES.get(dtype)
     if scalar is None:
         scalar = _LOSS_TYPES[dtype] = loss_dtype(dtype).type
-    return scalar(value(terms, total, denom, red, smoothing=smoothing, classes=classes))
+    return rounded(value(terms, total, denom, red, smoothing=smoothing, classes=classes), scalar)
+
+
+def rounded(v: float, scalar: Callable) -> np.generic:
+    """`v` rounded to the loss dtype's scalar type; a value beyond that dtype's range
+    becomes +-inf silently, as in PyTorch (the overflow is the answer, not an accident
+    worth a RuntimeWarning)."""
+    if -_HALF_MAX <= v <= _HALF_MAX:        # in every loss dtype's range (and not NaN)
+        return scalar(v)
+    with np.errstate(over="ignore"):
+        return scalar(v)

@@ -22,7 +22,7 @@ import torch
 from .. import _losses, _softmax
 from .._dispatch import core
 from .._losses import ce as _ce
-from .._losses._reduce import finish, value
+from .._losses._reduce import finish, rounded, value
 from ._buffers import _REUSE_MIN_BYTES, grad_buffer, half_grad, np_view, to_tensor
 
 RED_NAMES = ("none", "mean", "sum", "batchmean")
@@ -102,7 +102,8 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index, loss_dty
         raise _out_of_bounds(t[bad])
     # the reduced loss by fastlog's one reduction rule, as a float64 rounded once to the
     # loss dtype (float32 for half precision); value() skips finish()'s NumPy scalar
-    loss = np.array(value(losses, total, wsum, reduction), x.dtype if gt is None else np.float32)
+    loss = np.array(rounded(value(losses, total, wsum, reduction),
+                            x.dtype.type if gt is None else np.float32))
     if gt is None:
         return torch.from_numpy(loss), torch.from_numpy(g)
     # PyTorch's loss dtype: the input's, or float32 under autocast (the float32 value,
