@@ -31,6 +31,39 @@ def test_enums_match_the_compiled_codes():
 
 
 # ------------------------------------------------- typed entry points --
+@pytest.mark.parametrize("dt", [F32, F64])
+def test_ce_index_by_address_equals_ce_index_and_checks_its_arguments(dt):
+    """The training-loop entry of the torch face reads memory by address: it gives
+    ce_index's results bit for bit, reports a bad target before writing, and rejects a
+    code, size or address it cannot use."""
+    x, t, loss = _ce_args(6, 7, dt)
+    t[2] = -100                                    # an ignored row
+    kind = 0 if dt is F32 else 1
+    for red in (1, 2):
+        g1, g2, l2 = np.empty_like(x), np.empty_like(x), np.empty_like(loss)
+        got = core.ce_index_addr(kind, x.ctypes.data, t.ctypes.data, 6, 7, -100, red, g1.ctypes.data, loss)
+        want = core.ce_index(x, t, None, -100, 0.0, red, g2, l2, True)
+        assert got == want
+        np.testing.assert_array_equal(g1, g2)
+        np.testing.assert_array_equal(loss, l2)
+    bad_t = t.copy()
+    bad_t[4] = 7
+    g = np.full_like(x, 5.0)
+    assert core.ce_index_addr(kind, x.ctypes.data, bad_t.ctypes.data, 6, 7, -100, 1, g.ctypes.data, loss)[0] == 4
+    assert (g == 5.0).all()                        # nothing written
+    a = (x.ctypes.data, t.ctypes.data)
+    with pytest.raises(ValueError, match="kind"):
+        core.ce_index_addr(4, *a, 6, 7, -100, 1, g.ctypes.data, loss)
+    with pytest.raises(ValueError, match="C > 0"):
+        core.ce_index_addr(kind, *a, 6, 0, -100, 1, g.ctypes.data, loss)
+    with pytest.raises(ValueError, match="non-null"):
+        core.ce_index_addr(kind, 0, t.ctypes.data, 6, 7, -100, 1, g.ctypes.data, loss)
+    with pytest.raises(ValueError, match="reduction"):
+        core.ce_index_addr(kind, *a, 6, 7, -100, 5, g.ctypes.data, loss)
+    with pytest.raises(ValueError, match="loss"):
+        core.ce_index_addr(kind, *a, 6, 7, -100, 1, g.ctypes.data, loss[:5].copy())
+
+
 @pytest.mark.parametrize("fn", ["ce_index", "nll"])
 def test_index_losses_reject_bad_arguments(fn):
     kern = getattr(core, fn)

@@ -36,14 +36,14 @@ def _state():
 
 def _counter(monkeypatch, name):
     """Count the calls of one of fastlog's compiled kernels (the proof that fastlog, not
-    PyTorch, computed a loss)."""
+    PyTorch, computed a loss); for "ce_index" also of its by-address entry (the
+    training-loop call)."""
     calls = []
-    real = getattr(core, name)
-
-    def spy(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-    monkeypatch.setattr(core, name, spy)
+    for entry in (name, name + "_addr") if name == "ce_index" else (name,):
+        def spy(*a, _real=getattr(core, entry), **k):
+            calls.append(1)
+            return _real(*a, **k)
+        monkeypatch.setattr(core, entry, spy)
     return calls
 
 
@@ -178,13 +178,7 @@ def test_transformers_gpt2_trains_the_same_patched(monkeypatch):
 def test_transformers_gpt2_bf16_autocast_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(3, autocast=True)
-    seen = []
-    real = core.ce_index
-
-    def spy(x, *a, **k):
-        seen.append(x.dtype)
-        return real(x, *a, **k)
-    monkeypatch.setattr(core, "ce_index", spy)
+    seen = _counter(monkeypatch, "ce_index")
     with FL.patched():
         got = _train(3, autocast=True)
     # (transformers' ForCausalLMLoss upcasts the logits with .float() itself before calling

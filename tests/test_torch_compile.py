@@ -66,15 +66,15 @@ class Recorder:
 
 
 def _kernel_calls(monkeypatch, name):
-    """Calls of fastlog's compiled kernel `name` (``fastlog._dispatch.core``)."""
+    """Calls of fastlog's compiled kernel `name` (``fastlog._dispatch.core``); for
+    "ce_index" also of its by-address entry (the training-loop call)."""
     from fastlog._dispatch import core
     calls = []
-    real = getattr(core, name)
-
-    def spy(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
-    monkeypatch.setattr(core, name, spy)
+    for entry in (name, name + "_addr") if name == "ce_index" else (name,):
+        def spy(*a, _real=getattr(core, entry), **k):
+            calls.append(1)
+            return _real(*a, **k)
+        monkeypatch.setattr(core, entry, spy)
     return calls
 
 

@@ -589,54 +589,66 @@ cdef void _ce_index_run(const real *x, Py_ssize_t n, Py_ssize_t C, const int64_t
                                 loss + r0, (grad + r0 * C) if grad != NULL else NULL, ign_nan)
 
 
+cdef Py_ssize_t _index_run(bint is_ce, int tn, const void *xp, Py_ssize_t n, Py_ssize_t C,
+                           const int64_t *t, const void *wp, long long ignore_index, double eps,
+                           int reduction, void *gp, double *lp, int ign_nan, int nthr,
+                           double *wsum, double *total) noexcept nogil:
+    """ce_index / nll over checked float32 (tn NPY_FLOAT32) or float64 memory: the
+    targets are range-checked first (returns the first bad row, nothing written), then
+    the rows run; *wsum and *total get the counted weight and the sum of the row losses."""
+    cdef double W = <double>C, gscale
+    cdef Py_ssize_t bad
+    wsum[0] = 0.0
+    total[0] = 0.0
+    if tn == cnp.NPY_FLOAT32:
+        bad = _check_targets[float](t, n, C, ignore_index, <const float *>wp, wsum)
+        if bad >= 0:
+            return bad
+        gscale = _grad_scale(reduction, wsum[0], eps)
+        if is_ce:
+            if wp != NULL:
+                W = _sum_w[float](<const float *>wp, C)
+            _ce_index_run[float](<const float *>xp, n, C, t, <const float *>wp, W, ignore_index,
+                                 eps, gscale, lp, <float *>gp, nthr, ign_nan)
+        else:
+            K.f32.nll_rows(<const float *>xp, n, C, t, <const float *>wp, ignore_index, gscale,
+                           lp, <float *>gp)
+    else:
+        bad = _check_targets[double](t, n, C, ignore_index, <const double *>wp, wsum)
+        if bad >= 0:
+            return bad
+        gscale = _grad_scale(reduction, wsum[0], eps)
+        if is_ce:
+            if wp != NULL:
+                W = _sum_w[double](<const double *>wp, C)
+            _ce_index_run[double](<const double *>xp, n, C, t, <const double *>wp, W,
+                                  ignore_index, eps, gscale, lp, <double *>gp, nthr, ign_nan)
+        else:
+            K.f64.nll_rows(<const double *>xp, n, C, t, <const double *>wp, ignore_index, gscale,
+                           lp, <double *>gp)
+    total[0] = _sum_rows(lp, n)
+    return -1
+
+
 cdef object _index_call(bint is_ce, cnp.ndarray x, cnp.ndarray target, object weight,
                         long long ignore_index, double eps, int reduction, object grad,
                         cnp.ndarray loss, int ign_nan):
     cdef int tn = _float_arr(x, "x"), nthr = _call_threads()
     cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1), bad
-    cdef double wsum = 0.0, W = <double>C, gscale, total = 0.0
-    cdef const int64_t *t
-    cdef double *lp
-    cdef void *wp = NULL
-    cdef void *gp = NULL
-    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef double wsum, total
     _reduction(reduction)
     _targets_arg(target, n)
     _like(weight, tn, C, "weight")
     _like(grad, tn, n * C, "grad", True)
     _like(loss, cnp.NPY_FLOAT64, n, "loss", True, False)
-    t = <const int64_t *>cnp.PyArray_DATA(target)
-    lp = <double *>cnp.PyArray_DATA(loss)
-    wp = _ptr(weight)
-    gp = _ptr(grad)
-    if tn == cnp.NPY_FLOAT32:
-        with nogil:
-            bad = _check_targets[float](t, n, C, ignore_index, <const float *>wp, &wsum)
-            if bad < 0:
-                gscale = _grad_scale(reduction, wsum, eps)
-                if is_ce:
-                    if wp != NULL:
-                        W = _sum_w[float](<const float *>wp, C)
-                    _ce_index_run[float](<const float *>xp, n, C, t, <const float *>wp, W, ignore_index,
-                                         eps, gscale, lp, <float *>gp, nthr, ign_nan)
-                else:
-                    K.f32.nll_rows(<const float *>xp, n, C, t, <const float *>wp, ignore_index, gscale,
-                                   lp, <float *>gp)
-                total = _sum_rows(lp, n)
-    else:
-        with nogil:
-            bad = _check_targets[double](t, n, C, ignore_index, <const double *>wp, &wsum)
-            if bad < 0:
-                gscale = _grad_scale(reduction, wsum, eps)
-                if is_ce:
-                    if wp != NULL:
-                        W = _sum_w[double](<const double *>wp, C)
-                    _ce_index_run[double](<const double *>xp, n, C, t, <const double *>wp, W,
-                                          ignore_index, eps, gscale, lp, <double *>gp, nthr, ign_nan)
-                else:
-                    K.f64.nll_rows(<const double *>xp, n, C, t, <const double *>wp, ignore_index, gscale,
-                                   lp, <double *>gp)
-                total = _sum_rows(lp, n)
+    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
+    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef const void *wp = _ptr(weight)
+    cdef void *gp = _ptr(grad)
+    cdef const void *xp = cnp.PyArray_DATA(x)
+    with nogil:
+        bad = _index_run(is_ce, tn, xp, n, C, t, wp, ignore_index, eps, reduction, gp, lp, ign_nan,
+                         nthr, &wsum, &total)
     if bad >= 0:
         return bad, 0.0, 0.0
     return -1, wsum, total
@@ -657,6 +669,52 @@ def ce_index(cnp.ndarray x not None, cnp.ndarray target not None, object weight,
         return half_ce_index(x, target, weight, ignore_index, eps, reduction, grad, loss,
                              ign_nan=ign_nan)
     return _index_call(True, x, target, weight, ignore_index, eps, reduction, grad, loss, ign_nan)
+
+
+cdef enum:     # ce_index_addr's `kind`
+    _ADDR_F32 = 0
+    _ADDR_F64 = 1
+    _ADDR_F16 = 2
+    _ADDR_BF16 = 3
+
+
+def ce_index_addr(int kind, size_t x, size_t target, Py_ssize_t n, Py_ssize_t C,
+                  long long ignore_index, int reduction, size_t grad, cnp.ndarray loss not None):
+    """ce_index (no class weight, no smoothing, PyTorch's NaN gradient for ignored
+    rows) on memory given by address: the training-loop call of fastlog.torch, where
+    turning two tensors into ndarrays and one back would cost more than the kernel.
+
+    kind: 0 float32, 1 float64, 2 float16, 3 bfloat16.  x: n x C C-contiguous
+    elements of that kind; target: n C-contiguous int64; grad: n x C writable
+    elements of x's kind, not overlapping x.  The caller (fastlog.torch._kernels)
+    has checked the tensors behind the addresses: CPU, strided, C-contiguous, those
+    dtypes and shapes, alive for the call.  loss: float64 (n,) OUT.  Returns
+    (bad_row, weight_sum, loss_sum) as ce_index does.
+    """
+    cdef int nthr = _call_threads(), tn
+    cdef double wsum = 0.0, total = 0.0
+    cdef Py_ssize_t bad
+    if kind < _ADDR_F32 or kind > _ADDR_BF16:
+        raise ValueError(f"kind must be 0 (float32), 1 (float64), 2 (float16) or 3 (bfloat16), got {kind}")
+    if n < 0 or C <= 0:
+        raise ValueError(f"n must be >= 0 and C > 0, got n={n}, C={C}")
+    if n > 0 and (x == 0 or target == 0 or grad == 0):
+        raise ValueError("x, target and grad must be non-null addresses")
+    _reduction(reduction)
+    _like(loss, cnp.NPY_FLOAT64, n, "loss", True, False)
+    cdef double *lp = <double *>cnp.PyArray_DATA(loss)
+    cdef const int64_t *t = <const int64_t *>target
+    if kind >= _ADDR_F16:
+        return _half_index_run(FL_KIND_F16 if kind == _ADDR_F16 else FL_KIND_BF16,
+                               <const uint16_t *>x, n, C, t, NULL, ignore_index, 0.0, reduction,
+                               None, True, True, lp, <uint16_t *>grad)
+    tn = cnp.NPY_FLOAT32 if kind == _ADDR_F32 else cnp.NPY_FLOAT64
+    with nogil:
+        bad = _index_run(True, tn, <const void *>x, n, C, t, NULL, ignore_index, 0.0, reduction,
+                         <void *>grad, lp, True, nthr, &wsum, &total)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    return -1, wsum, total
 
 
 # ---------------------------------------- cross-entropy, probability targets --

@@ -135,6 +135,40 @@ def half_backward_rows(int op, cnp.ndarray grad_output, cnp.ndarray output, cnp.
     _half_run(&a, n, NULL)
 
 
+cdef object _half_index_run(int kind, const uint16_t *x, Py_ssize_t n, Py_ssize_t C,
+                            const int64_t *t, const float *wp, long long ignore_index, double eps,
+                            int reduction, object gscale, bint stream, bint ign_nan, double *lp,
+                            uint16_t *gp):
+    """half_ce_index over checked memory (kind FL_KIND_F16 / FL_KIND_BF16)."""
+    cdef Py_ssize_t bad, j
+    cdef double wsum = 0.0, W = <double>C
+    with nogil:
+        bad = _check_targets[float](t, n, C, ignore_index, wp, &wsum)
+    if bad >= 0:
+        return bad, 0.0, 0.0
+    if wp != NULL:
+        W = 0.0
+        for j in range(C):
+            W += wp[j]
+    cdef fl_half_args a
+    memset(&a, 0, sizeof(a))
+    a.kind = kind
+    a.op = FL_H_CE_INDEX
+    a.C = C
+    a.x = x
+    a.target = t
+    a.w = wp
+    a.W = W
+    a.ignore_index = ignore_index
+    a.eps = eps
+    a.gscale = _grad_scale(reduction, wsum, eps) if gscale is None else <double>gscale
+    a.flag = ign_nan
+    a.loss = lp
+    a.out = gp
+    _half_run(&a, n, NULL, -1 if stream else 0)
+    return -1, wsum, _sum_rows(lp, n)
+
+
 def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ignore_index,
                   double eps, int reduction, object grad, cnp.ndarray loss, object gscale=None,
                   bint stream=True, bint ign_nan=False):
@@ -144,35 +178,16 @@ def half_ce_index(cnp.ndarray x, cnp.ndarray target, object weight, long long ig
     stream=False keeps a large gradient in the caches (it is read next);
     ign_nan as for ce_index."""
     cdef int tn = _half_x(x, "x")
-    cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1), bad, j
-    cdef double wsum = 0.0, W = <double>C
+    cdef Py_ssize_t n = _dim2(x, 0, "x"), C = cnp.PyArray_DIM(x, 1)
     _reduction(reduction)
     _targets_arg(target, n)
     _like(weight, cnp.NPY_FLOAT32, C, "weight")
     _like(grad, tn, n * C, "grad", True)
     _like(loss, cnp.NPY_FLOAT64, n, "loss", True, False)
-    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(target)
-    cdef const float *wp = _f32p(weight)
-    cdef fl_half_args a = _half_args(FL_H_CE_INDEX, x, C)
-    with nogil:
-        bad = _check_targets[float](t, n, C, ignore_index, wp, &wsum)
-    if bad >= 0:
-        return bad, 0.0, 0.0
-    if wp != NULL:
-        W = 0.0
-        for j in range(C):
-            W += wp[j]
-    a.target = t
-    a.w = wp
-    a.W = W
-    a.ignore_index = ignore_index
-    a.eps = eps
-    a.gscale = _grad_scale(reduction, wsum, eps) if gscale is None else <double>gscale
-    a.flag = ign_nan
-    a.loss = <double *>cnp.PyArray_DATA(loss)
-    a.out = _u16w(grad)
-    _half_run(&a, n, NULL, -1 if stream else 0)
-    return -1, wsum, _sum_rows(a.loss, n)
+    return _half_index_run(_half_kind(x), <const uint16_t *>cnp.PyArray_DATA(x), n, C,
+                           <const int64_t *>cnp.PyArray_DATA(target), _f32p(weight), ignore_index,
+                           eps, reduction, gscale, stream, ign_nan,
+                           <double *>cnp.PyArray_DATA(loss), _u16w(grad))
 
 
 def half_ce_prob(cnp.ndarray x, cnp.ndarray target, object weight, double eps, double gscale,

@@ -88,21 +88,31 @@ def grad_buffer(shape, dtype):
     return arr
 
 
+def grad_tensor(input):
+    """A fresh C-contiguous gradient tensor of `input`'s shape and dtype (nothing else
+    references it).  Large ones take their memory from the buffer cache; the tensor is
+    then a base tensor on that storage, not a view, so autograd can take it as .grad
+    without cloning it."""
+    if not _REUSE or input.nbytes < _REUSE_MIN_BYTES:
+        # small: not cached, PyTorch's allocator
+        return torch.empty_like(input, memory_format=torch.contiguous_format)
+    dt = input.dtype
+    shape = tuple(input.shape)
+    if dt is torch.float32 or dt is torch.float64:
+        return torch.from_numpy(grad_buffer(shape, np.float32 if dt is torch.float32 else np.float64))
+    # 2-byte dtypes: the cached array is int16 (its refcount tells when no tensor uses it)
+    arr = grad_buffer(shape, np.int16)
+    return torch.empty(0, dtype=dt).set_(torch.from_numpy(arr).untyped_storage(), 0, shape)
+
+
 def half_grad(input):
-    """(tensor, ndarray view) of a fresh gradient buffer for a half-precision input, or
-    (None, None).  The kernel writes into the tensor's memory, and the tensor (not a
-    dtype view of a NumPy array) is what backward returns, so autograd can take it
-    as .grad without cloning it."""
+    """(tensor, ndarray view) of a fresh gradient buffer (:func:`grad_tensor`) for a
+    half-precision input of at most 2 dimensions, or (None, None).  The kernel writes
+    into the tensor's memory, and the tensor (not a dtype view of a NumPy array) is what
+    backward returns."""
     dt = input.dtype
     if (dt is not torch.bfloat16 and dt is not torch.float16) or input.dim() > 2:
         return None, None
-    shape = tuple(input.shape)
-    if input.numel() * 2 < _REUSE_MIN_BYTES or not _REUSE:
-        gt = torch.empty(shape, dtype=dt)        # small: not cached, PyTorch's allocator
-    else:
-        # The memory comes from the buffer cache (an int16 array: its refcount tells when
-        # no tensor uses it any more); the tensor is a base tensor on that storage, not a view.
-        arr = grad_buffer(shape, np.int16)
-        gt = torch.empty(0, dtype=dt).set_(torch.from_numpy(arr).untyped_storage(), 0, shape)
+    gt = grad_tensor(input)
     a = gt.view(torch.int16).numpy()
     return gt, (a.view(_half.bfloat16()) if dt is torch.bfloat16 else a.view(np.float16))

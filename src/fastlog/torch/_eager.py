@@ -71,22 +71,29 @@ class _CrossEntropy(_Function):   # the general one follows: both name their nod
     @staticmethod
     def forward(ctx, input, target, params):
         loss, g = K.cross_entropy_with_grad_hot(input, target, *params)
-        ctx.save_for_backward(target, g)
-        # (one attribute: the parameters and, for a create_graph=True backward only,
-        # the input and its version; see _input_for_double_backward)
-        ctx.state = (params, input, input._version)
+        # The gradient is saved (the engine releases it right after this node's backward,
+        # so it becomes .grad without a copy; retain_graph=True keeps it); one attribute
+        # holds the rest: the parameters and, for a create_graph=True backward only, the
+        # input, its version and the targets (see _input_for_double_backward).
+        ctx.save_for_backward(g)
+        ctx.state = (params, input, input._version, target, target._version)
         return loss
 
     @staticmethod
     def backward(ctx, grad_output):
-        target, g = ctx.saved_tensors
+        (g,) = ctx.saved_tensors
+        params, input, version, target, target_version = ctx.state
         if torch.is_grad_enabled():   # create_graph=True: PyTorch's differentiable path
-            (red, ign, _), ctx.input, ctx.input_version = ctx.state
+            ctx.input, ctx.input_version = input, version
             input = _input_for_double_backward(ctx)
-            gi = _torch_grad(F.cross_entropy, input, grad_output, target, None, None, ign, None,
-                             K.RED_NAMES[red], 0.0)
+            if target._version != target_version:
+                raise RuntimeError("one of the variables needed for gradient computation has been "
+                                   "modified by an inplace operation: the target of "
+                                   "fastlog.torch.cross_entropy")
+            gi = _torch_grad(F.cross_entropy, input, grad_output, target, None, None, params[1],
+                             None, K.RED_NAMES[params[0]], 0.0)
         else:
-            ctx.state = (ctx.state[0], None, None)   # first-order backward: drop the input now
+            ctx.state = (params, None, None, None, None)   # first-order backward: drop the input now
             gi = g if grad_output.item() == 1.0 else g * grad_output
         return gi, None, None
 

@@ -23,9 +23,12 @@ from .. import _losses, _softmax
 from .._dispatch import core
 from .._losses import ce as _ce
 from .._losses._reduce import finish, rounded, value
-from ._buffers import _REUSE_MIN_BYTES, grad_buffer, half_grad, np_view, to_tensor
+from ._buffers import grad_buffer, grad_tensor, half_grad, np_view, to_tensor
 
 RED_NAMES = ("none", "mean", "sum", "batchmean")
+# core.ce_index_addr's dtype codes, and the loss scalars of the first two
+_ADDR_KINDS = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
+_LOSS_SCALARS = (np.float32, np.float64)
 
 
 def _c_order(a):
@@ -87,28 +90,24 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index, loss_dty
     with grad mode off (inside ``autograd.Function.forward``) or on an input that does
     not require grad (below autograd in the operator).  An out-of-range target raises
     PyTorch's IndexError."""
-    gt, g = half_grad(input)
-    if gt is None:
-        x = input.numpy()
-        g = grad_buffer(x.shape, x.dtype) if x.nbytes >= _REUSE_MIN_BYTES else None
-        if g is None:
-            g = np.empty_like(x)
-    else:
-        x = np_view(input)
-    t = target.numpy()
-    losses = np.empty(x.shape[0], np.float64)
-    bad, wsum, total = core.ce_index(x, t, None, ignore_index, 0.0, reduction, g, losses, True)
+    kind = _ADDR_KINDS[input.dtype]
+    n, C = input.shape
+    gt = grad_tensor(input)
+    losses = np.empty(n, np.float64)
+    # the tensors' memory by address: at 64 x 10, making NumPy arrays of the three
+    # tensors would take longer than the kernel
+    bad, wsum, total = core.ce_index_addr(kind, input.data_ptr(), target.data_ptr(), n, C,
+                                          ignore_index, reduction, gt.data_ptr(), losses)
     if bad >= 0:        # the kernel range-checks every target before it writes anything
-        raise _out_of_bounds(t[bad])
+        raise _out_of_bounds(target[bad])
     # the reduced loss by fastlog's one reduction rule, as a float64 rounded once to the
     # loss dtype (float32 for half precision); value() skips finish()'s NumPy scalar
-    loss = np.array(rounded(value(losses, total, wsum, reduction),
-                            x.dtype.type if gt is None else np.float32))
-    if gt is None:
-        return torch.from_numpy(loss), torch.from_numpy(g)
+    v = value(losses, total, wsum, reduction)
+    if kind <= 1:
+        return torch.from_numpy(np.array(rounded(v, _LOSS_SCALARS[kind]))), gt
     # PyTorch's loss dtype: the input's, or float32 under autocast (the float32 value,
     # rounded once more, as the general path's conversion does)
-    return torch.full((), float(loss), dtype=loss_dtype or input.dtype), gt
+    return torch.full((), float(rounded(v, np.float32)), dtype=loss_dtype or input.dtype), gt
 
 
 def class_axis_shape(input_shape):
