@@ -13,7 +13,6 @@ import os
 
 import pytest
 
-from _optional import optional
 
 MODULES = ["fastlog", "fastlog.nn", "fastlog.nn.io", "fastlog.nn.plot", "fastlog.nn.fit",
            "fastlog.nn.lr_find", "fastlog.data", "fastlog.linear", "fastlog.train", "fastlog.bench",
@@ -53,8 +52,8 @@ def _public_functions(module):
 
 @pytest.mark.parametrize("name", MODULES)
 def test_every_public_function_is_annotated(name):
-    if name in NEEDS:
-        optional(NEEDS[name])
+    if name in NEEDS:   # (the main CI run has them; the newest CPython's may not)
+        pytest.importorskip(NEEDS[name])
     module = importlib.import_module(name)
     missing = {q: bad for q, f in _public_functions(module) if (bad := _unannotated(q, f))}
     assert missing == {}, f"public functions without annotations: {missing}"
