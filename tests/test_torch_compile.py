@@ -29,6 +29,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch._dynamo.backends.common import aot_autograd  # noqa: E402
 
 import fastlog.torch as FL  # noqa: E402
+from fastlog.torch._route import COMPILED_MIN_ELEMENTS  # noqa: E402
 
 FASTLOG = torch.ops.fastlog
 
@@ -95,6 +96,8 @@ class Head(torch.nn.Module):
 
 
 V = 8192   # N x V logits of at least COMPILED_MIN_ELEMENTS(_SOFTMAX): fastlog's operators are traced
+# classes of a 64-row batch with COMPILED_MIN_ELEMENTS or more logits (fastlog's operators)
+C_BIG = -(-COMPILED_MIN_ELEMENTS // 64)
 
 
 def _inputs(N, seed=0):
@@ -151,10 +154,10 @@ def test_compile_scales_the_saved_gradient_by_grad_output(reduction):
     grad_output other than 1, by one per position for 'none', not at all after
     loss.backward() on a reduced loss."""
     rec = Recorder()
-    x = torch.randn(64, 300, 2, dtype=torch.float64, requires_grad=True)     # K-dim
-    t = torch.randint(0, 300, (64, 2))
+    x = torch.randn(64, C_BIG, 2, dtype=torch.float64, requires_grad=True)     # K-dim
+    t = torch.randint(0, C_BIG, (64, 2))
     w = torch.rand(64, 2, dtype=torch.float64) if reduction == "none" else 3.5
-    y = torch.rand(64, 300, 2, dtype=torch.float64)
+    y = torch.rand(64, C_BIG, 2, dtype=torch.float64)
     fn = torch.compile(lambda a: (FL.cross_entropy(a, t, reduction=reduction) * w).sum()
                        + (FL.binary_cross_entropy_with_logits(a, y, reduction=reduction) * 0.25).sum(),
                        backend=rec.backend, fullgraph=True)
@@ -169,8 +172,8 @@ def test_compile_scales_the_saved_gradient_by_grad_output(reduction):
 def test_compile_inductor_calls_fastlog(monkeypatch):
     from torch._inductor.utils import run_and_get_code
     calls = _kernel_calls(monkeypatch, "ce_index")
-    x = torch.randn(64, 512, requires_grad=True)
-    t = torch.randint(0, 512, (64,))
+    x = torch.randn(64, C_BIG, requires_grad=True)
+    t = torch.randint(0, C_BIG, (64,))
     FL.patch()
     fn = torch.compile(lambda a, b: F.cross_entropy(a * 2.0, b, label_smoothing=0.05), fullgraph=True)
 
@@ -190,8 +193,8 @@ def test_compile_inductor_calls_fastlog(monkeypatch):
 
 def test_compile_linear_cross_entropy():
     x = torch.randn(64, 6, dtype=torch.float64, requires_grad=True)
-    W = torch.randn(300, 6, dtype=torch.float64, requires_grad=True)
-    t = torch.randint(0, 300, (64,))
+    W = torch.randn(C_BIG, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, C_BIG, (64,))
     rec = Recorder()
     for red in ("mean", "none"):
         torch._dynamo.reset()
@@ -212,8 +215,8 @@ def test_compile_linear_cross_entropy():
 
 def test_compile_no_grad_uses_loss_only_operators():
     rec = Recorder()
-    x = torch.randn(64, 300)
-    t = torch.randint(0, 300, (64,))
+    x = torch.randn(64, C_BIG)
+    t = torch.randint(0, C_BIG, (64,))
     fn = torch.compile(lambda a: FL.cross_entropy(a, t) + FL.log_softmax(a, 1).sum(), backend=rec.backend,
                        fullgraph=True)
     with torch.no_grad():
@@ -225,9 +228,9 @@ def test_compile_no_grad_uses_loss_only_operators():
 def test_compile_routes_unsupported_cases_to_pytorch():
     """int32 targets: PyTorch's function is traced (and raises its error)."""
     rec = Recorder()
-    x = torch.randn(64, 300, requires_grad=True)
-    t = torch.randint(0, 300, (64,))
-    p = torch.rand(300, 64).softmax(0).t()     # probability targets, transposed layout
+    x = torch.randn(64, C_BIG, requires_grad=True)
+    t = torch.randint(0, C_BIG, (64,))
+    p = torch.rand(C_BIG, 64).softmax(0).t()     # probability targets, transposed layout
     fn = torch.compile(lambda a: FL.cross_entropy(a, p), backend=rec.backend, fullgraph=True)
     fn(x)
     assert FASTLOG.cross_entropy_with_grad.default in rec.targets(0)
@@ -240,7 +243,6 @@ def test_compile_routes_unsupported_cases_to_pytorch():
 def test_compile_small_inputs_trace_pytorchs_functions():
     """Below COMPILED_MIN_ELEMENTS, Inductor's fused code is cheaper than an operator call:
     PyTorch's function is traced (a guard on the size with dynamic shapes)."""
-    from fastlog.torch._route import COMPILED_MIN_ELEMENTS
     rec = Recorder()
     fn = torch.compile(lambda a, b: FL.cross_entropy(a, b), backend=rec.backend, fullgraph=True, dynamic=True)
     small = torch.randn(64, 10, requires_grad=True)

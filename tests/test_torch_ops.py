@@ -27,6 +27,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode  # noqa: E402
 import fastlog  # noqa: E402
 import fastlog.torch as FL  # noqa: E402
 from fastlog.torch import _ops  # noqa: E402
+from fastlog.torch._route import COMPILED_MIN_ELEMENTS  # noqa: E402
 
 ops = torch.ops.fastlog
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -447,7 +448,7 @@ def test_injected_kernel_fault_surfaces(case, route, monkeypatch):
             raise AssertionError(f"fastlog.torch handed the call to torch.nn.functional.{name}")
     monkeypatch.setattr(FL.functional, "F", NoTorch())
     # (under torch.compile, inputs of COMPILED_MIN_ELEMENTS or more take fastlog's operators)
-    x = torch.randn(64, 300 if route == "compile" else 5, requires_grad=True)
+    x = torch.randn(64, -(-COMPILED_MIN_ELEMENTS // 64) if route == "compile" else 5, requires_grad=True)
     if route == "eager":
         fn = call
     elif route == "torch.func.grad":

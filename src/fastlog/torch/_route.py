@@ -98,12 +98,15 @@ def _functorch_route():
 
 
 # Under torch.compile, inputs below this many elements are traced as PyTorch's own
-# functions (see the module docstring).  At 64 x 10 a compiled cross-entropy step
-# through the operator took ~1.3x Inductor's own; from about 10**4 elements
-# fastlog's fused loss-and-gradient kernel saves more than the call costs.  A
-# log_softmax/softmax forward alone saves less per element (Inductor fuses it
-# well; 4096 x 10: the operator 0.26 ms, Inductor 0.21 ms), hence its own bound.
-COMPILED_MIN_ELEMENTS = 16384
+# functions (see the module docstring).  A compiled step through fastlog's operators
+# costs ~0.15 ms more than Inductor's own graph outside the kernel (the operator
+# calls, the compiled backward's scaling call, Dynamo's guards), which fastlog's
+# fused kernel wins back only on larger inputs: cross-entropy forward + backward
+# (benchmarks/bench_torch_compile.py, 2 threads) at 4096 x 10 Inductor 0.22 ms
+# against 0.25 ms through the operators, at 8192 x 10 0.45 ms against 0.37 ms (1
+# thread: the operators win from 4096 x 10).  A log_softmax/softmax forward alone
+# saves less per element (Inductor fuses it well), hence its own bound.
+COMPILED_MIN_ELEMENTS = 65536
 COMPILED_MIN_ELEMENTS_SOFTMAX = 131072
 _is_exporting = torch.compiler.is_exporting
 
