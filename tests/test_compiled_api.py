@@ -58,6 +58,10 @@ def test_ce_index_by_address_equals_ce_index_and_checks_its_arguments(dt):
         core.ce_index_addr(kind, *a, 6, 0, -100, 1, g.ctypes.data, loss)
     with pytest.raises(ValueError, match="non-null"):
         core.ce_index_addr(kind, 0, t.ctypes.data, 6, 7, -100, 1, g.ctypes.data, loss)
+    l3 = np.empty_like(loss)                       # grad 0: the losses alone, the same ones
+    assert core.ce_index_addr(kind, *a, 6, 7, -100, 1, 0, l3) == core.ce_index(x, t, None, -100, 0.0, 1,
+                                                                                None, loss, True)
+    np.testing.assert_array_equal(l3, loss)
     with pytest.raises(ValueError, match="reduction"):
         core.ce_index_addr(kind, *a, 6, 7, -100, 5, g.ctypes.data, loss)
     with pytest.raises(ValueError, match="loss"):

@@ -357,12 +357,13 @@ def test_vmap_and_per_sample_gradients_match_torch(case):
 
 def test_vmap_runs_fastlogs_operators(monkeypatch):
     seen = []
-    real = fastlog._losses.cross_entropy
-
-    def spy(*a, **k):
-        seen.append(1)
-        return real(*a, **k)
-    monkeypatch.setattr(fastlog._losses, "cross_entropy", spy)
+    from fastlog._dispatch import core
+    # the general loss or the training-loop call's by-address kernel
+    for owner, name in ((fastlog._losses, "cross_entropy"), (core, "ce_index_addr")):
+        def spy(*a, _real=getattr(owner, name), **k):
+            seen.append(1)
+            return _real(*a, **k)
+        monkeypatch.setattr(owner, name, spy)
     x = torch.randn(4, 6, 5)
     t = torch.randint(0, 5, (4, 6))
     torch.vmap(FL.cross_entropy)(x, t)
@@ -544,8 +545,12 @@ def test_training_loop_path_equals_the_general_path(dtype, reduction):
             warnings.simplefilter("error", RuntimeWarning)
             hot = K.cross_entropy_with_grad_hot(x, t, reduction, -100)
             gen = K.cross_entropy_with_grad(x, t, None, reduction, -100, 0.0)
+            hot_loss = K.cross_entropy_hot(x, t, reduction, -100)          # the loss alone
+            gen_loss = K.cross_entropy(x, t, None, reduction, -100, 0.0)
             want = F.cross_entropy(x, t, reduction=("mean", "sum")[reduction - 1])
         if not want.isfinite():      # inf (overflow) or NaN (mean over no target), as PyTorch
             torch.testing.assert_close(hot[0], want, rtol=0, atol=0, equal_nan=True)
         torch.testing.assert_close(hot[0], gen[0], rtol=0, atol=0, equal_nan=True)
         torch.testing.assert_close(hot[1], gen[1], rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(hot_loss, gen_loss, rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(hot_loss, gen[0], rtol=0, atol=0, equal_nan=True)

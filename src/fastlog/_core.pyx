@@ -685,8 +685,8 @@ def ce_index_addr(int kind, size_t x, size_t target, Py_ssize_t n, Py_ssize_t C,
     turning two tensors into ndarrays and one back would cost more than the kernel.
 
     kind: 0 float32, 1 float64, 2 float16, 3 bfloat16.  x: n x C C-contiguous
-    elements of that kind; target: n C-contiguous int64; grad: n x C writable
-    elements of x's kind, not overlapping x.  The caller (fastlog.torch._kernels)
+    elements of that kind; target: n C-contiguous int64; grad: 0 (the loss alone) or
+    n x C writable elements of x's kind, not overlapping x.  The caller (fastlog.torch._kernels)
     has checked the tensors behind the addresses: CPU, strided, C-contiguous, those
     dtypes and shapes, alive for the call.  loss: float64 (n,) OUT.  Returns
     (bad_row, weight_sum, loss_sum) as ce_index does.
@@ -698,8 +698,8 @@ def ce_index_addr(int kind, size_t x, size_t target, Py_ssize_t n, Py_ssize_t C,
         raise ValueError(f"kind must be 0 (float32), 1 (float64), 2 (float16) or 3 (bfloat16), got {kind}")
     if n < 0 or C <= 0:
         raise ValueError(f"n must be >= 0 and C > 0, got n={n}, C={C}")
-    if n > 0 and (x == 0 or target == 0 or grad == 0):
-        raise ValueError("x, target and grad must be non-null addresses")
+    if n > 0 and (x == 0 or target == 0):
+        raise ValueError("x and target must be non-null addresses")
     _reduction(reduction)
     _like(loss, cnp.NPY_FLOAT64, n, "loss", True, False)
     cdef double *lp = <double *>cnp.PyArray_DATA(loss)

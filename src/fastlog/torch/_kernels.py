@@ -90,24 +90,34 @@ def cross_entropy_with_grad_hot(input, target, reduction, ignore_index, loss_dty
     with grad mode off (inside ``autograd.Function.forward``) or on an input that does
     not require grad (below autograd in the operator).  An out-of-range target raises
     PyTorch's IndexError."""
+    gt = grad_tensor(input)
+    return _ce_hot(input, target, reduction, ignore_index, loss_dtype, gt), gt
+
+
+def cross_entropy_hot(input, target, reduction, ignore_index, loss_dtype=None):
+    """:func:`cross_entropy` (the loss alone) of the call :func:`cross_entropy_with_grad_hot`
+    takes: an evaluation loop's call."""
+    return _ce_hot(input, target, reduction, ignore_index, loss_dtype, None)
+
+
+def _ce_hot(input, target, reduction, ignore_index, loss_dtype, gt):
     kind = _ADDR_KINDS[input.dtype]
     n, C = input.shape
-    gt = grad_tensor(input)
     losses = np.empty(n, np.float64)
     # the tensors' memory by address: at 64 x 10, making NumPy arrays of the three
     # tensors would take longer than the kernel
-    bad, wsum, total = core.ce_index_addr(kind, input.data_ptr(), target.data_ptr(), n, C,
-                                          ignore_index, reduction, gt.data_ptr(), losses)
+    bad, wsum, total = core.ce_index_addr(kind, input.data_ptr(), target.data_ptr(), n, C, ignore_index,
+                                          reduction, 0 if gt is None else gt.data_ptr(), losses)
     if bad >= 0:        # the kernel range-checks every target before it writes anything
         raise _out_of_bounds(target[bad])
     # the reduced loss by fastlog's one reduction rule, as a float64 rounded once to the
     # loss dtype (float32 for half precision); value() skips finish()'s NumPy scalar
     v = value(losses, total, wsum, reduction)
     if kind <= 1:
-        return torch.from_numpy(np.array(rounded(v, _LOSS_SCALARS[kind]))), gt
+        return torch.from_numpy(np.array(rounded(v, _LOSS_SCALARS[kind])))
     # PyTorch's loss dtype: the input's, or float32 under autocast (the float32 value,
     # rounded once more, as the general path's conversion does)
-    return torch.full((), float(rounded(v, np.float32)), dtype=loss_dtype or input.dtype), gt
+    return torch.full((), float(rounded(v, np.float32)), dtype=loss_dtype or input.dtype)
 
 
 def class_axis_shape(input_shape):

@@ -314,15 +314,29 @@ def _impl(name, check, cpu, fake):
     torch.library.register_fake(f"fastlog::{name}", fake_kernel, lib=lib)
 
 
-_impl("cross_entropy", _check_ce, K.cross_entropy,
-      lambda x, t, w, red, ign, eps: _loss_like(x, red, batch_shape(x)))
+def _hot(x, t, w, red, ign, eps):
+    """The training-loop call (what compiled graphs run at every step): the checks it
+    needs are the hot path's own test."""
+    return w is None and not eps and red and hot_tensors(x, t) and -2**63 <= ign < 2**63
+
+
+def _ce_cpu(x, t, w, red, ign, eps):
+    if _hot(x, t, w, red, ign, eps):
+        return K.cross_entropy_hot(x, t, red, ign)
+    _check_ce(_REAL, x, t, w, red, ign, eps)
+    return K.cross_entropy(x, t, w, red, ign, eps)
+
+
 def _ce_with_grad_cpu(x, t, w, red, ign, eps):
-    # the training-loop call (what compiled graphs run at every step): the checks it
-    # needs are the hot path's own test
-    if w is None and not eps and red and hot_tensors(x, t) and -2**63 <= ign < 2**63:
+    if _hot(x, t, w, red, ign, eps):
         return K.cross_entropy_with_grad_hot(x, t, red, ign)
     _check_ce(_REAL, x, t, w, red, ign, eps)
     return K.cross_entropy_with_grad(x, t, w, red, ign, eps)
+
+
+lib.impl("cross_entropy", _ce_cpu, "CPU")
+torch.library.register_fake("fastlog::cross_entropy", lambda x, t, w, red, ign, eps: (
+    _check_ce(_SYM, x, t, w, red, ign, eps), _loss_like(x, red, batch_shape(x)))[1], lib=lib)
 
 
 lib.impl("cross_entropy_with_grad", _ce_with_grad_cpu, "CPU")

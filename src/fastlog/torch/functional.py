@@ -85,7 +85,7 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
             loss_dtype = torch.float32 if autocast_half(input) else None
             if input.requires_grad and torch.is_grad_enabled():
                 return E.cross_entropy_hot(input, target, (red, ignore_index, loss_dtype))
-            return K.cross_entropy(input, target, None, red, ignore_index, 0.0, loss_dtype)
+            return K.cross_entropy_hot(input, target, red, ignore_index, loss_dtype)
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
     check_smoothing(label_smoothing)
