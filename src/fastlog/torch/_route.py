@@ -120,8 +120,15 @@ def compiled_too_small(x, mode, minimum=COMPILED_MIN_ELEMENTS):
 def compiled_small(x, minimum=COMPILED_MIN_ELEMENTS):
     """Under torch.compile (not export), `x` a tensor of fewer than `minimum` elements:
     the function is traced as PyTorch's.  Tested first, so that a traced call of that
-    kind reads few globals (each read is a guard Dynamo checks at every call)."""
-    return _is_compiling() and not _is_exporting() and isinstance(x, torch.Tensor) and x.numel() < minimum
+    kind reads few globals (each read is a guard Dynamo checks at every call; the
+    callers hold this function itself, not this module, and it reads no module that
+    they read: two paths to one object make Dynamo add a guard in Python)."""
+    return _is_compiling() and not _is_exporting() and isinstance(x, _Tensor) and x.numel() < minimum
+
+
+def compiled_small_softmax(x):
+    """:func:`compiled_small` with log_softmax/softmax's bound."""
+    return compiled_small(x, COMPILED_MIN_ELEMENTS_SOFTMAX)
 
 
 def environment(*tensors):

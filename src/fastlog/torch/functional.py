@@ -18,6 +18,7 @@ from . import _ops as O
 from . import _orig as F   # PyTorch's own functions, saved before any patch()
 from . import _route as R
 from ._route import EAGER, OP, autocast_half, check_smoothing, legacy_reduction, needs_grad
+from ._route import compiled_small, compiled_small_softmax, is_compiling
 
 __all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div", "log_softmax",
            "softmax"]
@@ -74,8 +75,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor, weight: Optional[to
     tensor([[ 0.0283,  0.1057, -0.1340],
             [-0.3000,  0.1500,  0.1500]])
     """
-    if R.is_compiling():
-        if R.compiled_small(input):    # traced as PyTorch's function (first: few guards)
+    if is_compiling():
+        if compiled_small(input):    # traced as PyTorch's function (first: few guards)
             return F.cross_entropy(input, target, weight, size_average, ignore_index, reduce, reduction,
                                    label_smoothing)
     elif weight is None and size_average is None and reduce is None and label_smoothing == 0.0:
@@ -141,7 +142,7 @@ def nll_loss(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.T
     >>> round(FL.nll_loss(logp, torch.tensor([0, 2])).item(), 4)
     0.4581
     """
-    if R.compiled_small(input):
+    if compiled_small(input):
         return F.nll_loss(input, target, weight, size_average, ignore_index, reduce, reduction)
     if size_average is not None or reduce is not None:
         reduction = legacy_reduction(size_average, reduce)
@@ -197,7 +198,7 @@ def binary_cross_entropy_with_logits(input: torch.Tensor, target: torch.Tensor,
     >>> round(FL.binary_cross_entropy_with_logits(z, y).item(), 4)
     0.3778
     """
-    if R.compiled_small(input):
+    if compiled_small(input):
         return F.binary_cross_entropy_with_logits(input, target, weight, size_average, reduce, reduction,
                                                   pos_weight)
     if size_average is not None or reduce is not None:
@@ -261,7 +262,7 @@ def kl_div(input: torch.Tensor, target: torch.Tensor, size_average: Optional[boo
     >>> round(FL.kl_div(logq, p, reduction="batchmean").item(), 4)
     0.0719
     """
-    if R.compiled_small(input):
+    if compiled_small(input):
         return F.kl_div(input, target, size_average, reduce, reduction, log_target)
     legacy = size_average is not None or reduce is not None
     if legacy:
@@ -290,7 +291,7 @@ def _softmax_family(name, input, dim, _stacklevel, dtype):
         dim = 0 if input.dim() in (0, 1, 3) else 1
     if dtype is not None:
         input = input.to(dtype)
-    if R.compiled_small(input, R.COMPILED_MIN_ELEMENTS_SOFTMAX):
+    if compiled_small_softmax(input):
         return (torch.log_softmax if name == "log_softmax" else torch.softmax)(input, dim)
     mode, d = R.softmax_family(input, dim)
     if mode == EAGER:
