@@ -14,8 +14,8 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from fastlog._dispatch import core  # noqa: E402
 import fastlog.torch as FL  # noqa: E402
+from _spies import kernel_calls  # noqa: E402
 
 NAMES = ["cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "kl_div", "log_softmax",
          "softmax"]
@@ -32,19 +32,6 @@ def _always_unpatched():
 def _state():
     return ({n: getattr(F, n) for n in NAMES + ["linear_cross_entropy"] if hasattr(F, n)},
             {m: m.__dict__["forward"] for m in MODULES})
-
-
-def _counter(monkeypatch, name):
-    """Count the calls of one of fastlog's compiled kernels (the proof that fastlog, not
-    PyTorch, computed a loss); for "ce_index" also of its by-address entry (the
-    training-loop call)."""
-    calls = []
-    for entry in (name, name + "_addr") if name == "ce_index" else (name,):
-        def spy(*a, _real=getattr(core, entry), **k):
-            calls.append(1)
-            return _real(*a, **k)
-        monkeypatch.setattr(core, entry, spy)
-    return calls
 
 
 def test_patch_unpatch_restore_identity():
@@ -86,8 +73,8 @@ def test_modules_built_before_the_patch_use_fastlog(monkeypatch):
     t = torch.randint(0, 11, (6,))
     y = torch.rand(6, 11)
     want = crit(x, t), bce(x, y)
-    calls = _counter(monkeypatch, "ce_index")
-    bcalls = _counter(monkeypatch, "bce_with_logits")
+    calls = kernel_calls(monkeypatch, "ce_index")
+    bcalls = kernel_calls(monkeypatch, "bce_with_logits")
     with FL.patched():
         got = crit(x, t), bce(x, y)
         assert len(calls) == 1 and len(bcalls) == 1
@@ -166,7 +153,7 @@ def _train(steps, dtype=None, autocast=False):
 def test_transformers_gpt2_trains_the_same_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(4)
-    calls = _counter(monkeypatch, "ce_index")
+    calls = kernel_calls(monkeypatch, "ce_index")
     with FL.patched():
         got = _train(4)
     assert len(calls) == 4, "the model's loss did not go through fastlog"
@@ -178,7 +165,7 @@ def test_transformers_gpt2_trains_the_same_patched(monkeypatch):
 def test_transformers_gpt2_bf16_autocast_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(3, autocast=True)
-    seen = _counter(monkeypatch, "ce_index")
+    seen = kernel_calls(monkeypatch, "ce_index")
     with FL.patched():
         got = _train(3, autocast=True)
     # (transformers' ForCausalLMLoss upcasts the logits with .float() itself before calling
@@ -190,7 +177,7 @@ def test_transformers_gpt2_bf16_autocast_patched(monkeypatch):
 def test_transformers_gpt2_bf16_weights_patched(monkeypatch):
     torch.set_num_threads(1)
     want = _train(3, dtype=torch.bfloat16)
-    calls = _counter(monkeypatch, "ce_index")
+    calls = kernel_calls(monkeypatch, "ce_index")
     with FL.patched():
         got = _train(3, dtype=torch.bfloat16)
     assert len(calls) == 3

@@ -29,6 +29,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch._dynamo.backends.common import aot_autograd  # noqa: E402
 
 import fastlog.torch as FL  # noqa: E402
+from _spies import kernel_calls  # noqa: E402
 from fastlog.torch._route import COMPILED_MIN_ELEMENTS  # noqa: E402
 
 FASTLOG = torch.ops.fastlog
@@ -64,19 +65,6 @@ class Recorder:
                 if "auto_functionalized" in str(n.target) and n.args:
                     out.add(n.args[0])
         return out
-
-
-def _kernel_calls(monkeypatch, name):
-    """Calls of fastlog's compiled kernel `name` (``fastlog._dispatch.core``); for
-    "ce_index" also of its by-address entry (the training-loop call)."""
-    from fastlog._dispatch import core
-    calls = []
-    for entry in (name, name + "_addr") if name == "ce_index" else (name,):
-        def spy(*a, _real=getattr(core, entry), **k):
-            calls.append(1)
-            return _real(*a, **k)
-        monkeypatch.setattr(core, entry, spy)
-    return calls
 
 
 class Head(torch.nn.Module):
@@ -116,7 +104,7 @@ def _eager_ref(model, args):
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_compile_fullgraph_runs_fastlogs_operators(dynamic, monkeypatch):
     model = Head()
-    calls = _kernel_calls(monkeypatch, "ce_index")
+    calls = kernel_calls(monkeypatch, "ce_index")
     rec = Recorder()
     FL.patch()
     compiled = torch.compile(model, backend=rec.backend, fullgraph=True, dynamic=dynamic)
@@ -171,7 +159,7 @@ def test_compile_scales_the_saved_gradient_by_grad_output(reduction):
 
 def test_compile_inductor_calls_fastlog(monkeypatch):
     from torch._inductor.utils import run_and_get_code
-    calls = _kernel_calls(monkeypatch, "ce_index")
+    calls = kernel_calls(monkeypatch, "ce_index")
     x = torch.randn(64, C_BIG, requires_grad=True)
     t = torch.randint(0, C_BIG, (64,))
     FL.patch()
@@ -365,7 +353,7 @@ def test_gpt2_trains_the_same_compiled_and_patched(monkeypatch):
     torch.set_num_threads(1)
     try:
         want = _train_compiled(3, False, "aot_eager")
-        calls = _kernel_calls(monkeypatch, "ce_index")
+        calls = kernel_calls(monkeypatch, "ce_index")
         rec = Recorder()
         got = _train_compiled(3, True, rec.backend)
     finally:

@@ -589,6 +589,27 @@ cdef void _ce_index_run(const real *x, Py_ssize_t n, Py_ssize_t C, const int64_t
                                 loss + r0, (grad + r0 * C) if grad != NULL else NULL, ign_nan)
 
 
+cdef Py_ssize_t _index_rows(bint is_ce, const real *x, Py_ssize_t n, Py_ssize_t C,
+                            const int64_t *t, const real *w, long long ignore_index, double eps,
+                            int reduction, real *grad, double *lp, int ign_nan, int nthr,
+                            double *wsum) noexcept nogil:
+    """_index_run for one floating type."""
+    cdef double W = <double>C, gscale
+    cdef Py_ssize_t bad = _check_targets(t, n, C, ignore_index, w, wsum)
+    if bad >= 0:
+        return bad
+    gscale = _grad_scale(reduction, wsum[0], eps)
+    if is_ce:
+        if w != NULL:
+            W = _sum_w(w, C)
+        _ce_index_run(x, n, C, t, w, W, ignore_index, eps, gscale, lp, grad, nthr, ign_nan)
+    elif real is float:
+        K.f32.nll_rows(x, n, C, t, w, ignore_index, gscale, lp, grad)
+    else:
+        K.f64.nll_rows(x, n, C, t, w, ignore_index, gscale, lp, grad)
+    return -1
+
+
 cdef Py_ssize_t _index_run(bint is_ce, int tn, const void *xp, Py_ssize_t n, Py_ssize_t C,
                            const int64_t *t, const void *wp, long long ignore_index, double eps,
                            int reduction, void *gp, double *lp, int ign_nan, int nthr,
@@ -596,38 +617,18 @@ cdef Py_ssize_t _index_run(bint is_ce, int tn, const void *xp, Py_ssize_t n, Py_
     """ce_index / nll over checked float32 (tn NPY_FLOAT32) or float64 memory: the
     targets are range-checked first (returns the first bad row, nothing written), then
     the rows run; *wsum and *total get the counted weight and the sum of the row losses."""
-    cdef double W = <double>C, gscale
     cdef Py_ssize_t bad
     wsum[0] = 0.0
     total[0] = 0.0
     if tn == cnp.NPY_FLOAT32:
-        bad = _check_targets[float](t, n, C, ignore_index, <const float *>wp, wsum)
-        if bad >= 0:
-            return bad
-        gscale = _grad_scale(reduction, wsum[0], eps)
-        if is_ce:
-            if wp != NULL:
-                W = _sum_w[float](<const float *>wp, C)
-            _ce_index_run[float](<const float *>xp, n, C, t, <const float *>wp, W, ignore_index,
-                                 eps, gscale, lp, <float *>gp, nthr, ign_nan)
-        else:
-            K.f32.nll_rows(<const float *>xp, n, C, t, <const float *>wp, ignore_index, gscale,
-                           lp, <float *>gp)
+        bad = _index_rows(is_ce, <const float *>xp, n, C, t, <const float *>wp, ignore_index, eps,
+                          reduction, <float *>gp, lp, ign_nan, nthr, wsum)
     else:
-        bad = _check_targets[double](t, n, C, ignore_index, <const double *>wp, wsum)
-        if bad >= 0:
-            return bad
-        gscale = _grad_scale(reduction, wsum[0], eps)
-        if is_ce:
-            if wp != NULL:
-                W = _sum_w[double](<const double *>wp, C)
-            _ce_index_run[double](<const double *>xp, n, C, t, <const double *>wp, W,
-                                  ignore_index, eps, gscale, lp, <double *>gp, nthr, ign_nan)
-        else:
-            K.f64.nll_rows(<const double *>xp, n, C, t, <const double *>wp, ignore_index, gscale,
-                           lp, <double *>gp)
-    total[0] = _sum_rows(lp, n)
-    return -1
+        bad = _index_rows(is_ce, <const double *>xp, n, C, t, <const double *>wp, ignore_index, eps,
+                          reduction, <double *>gp, lp, ign_nan, nthr, wsum)
+    if bad < 0:
+        total[0] = _sum_rows(lp, n)
+    return bad
 
 
 cdef object _index_call(bint is_ce, cnp.ndarray x, cnp.ndarray target, object weight,

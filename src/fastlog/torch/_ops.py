@@ -546,40 +546,34 @@ class KLDivFn(_Function):
         return K.kl_div_backward(grad_loss, target, *ctx.params), None, None, None
 
 
-class LogSoftmaxFn(_Function):
-    @staticmethod
-    def forward(input, dim):
-        return ops.log_softmax(input, dim)
+def _softmax_fn(forward_op, backward_op, torch_backward):
+    """The autograd Function of log_softmax or softmax: the operator forward (its output
+    saved), the operator backward, or PyTorch's differentiable one when grad mode is on
+    inside backward (create_graph=True)."""
 
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output)
-        ctx.dim = inputs[1]
+    class _Fn(_Function):
+        @staticmethod
+        def forward(input, dim):
+            return forward_op(input, dim)
 
-    @staticmethod
-    def backward(ctx, grad_output):
-        (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return torch._log_softmax_backward_data(grad_output, y, ctx.dim, y.dtype), None
-        return ops.log_softmax_backward(grad_output, y, ctx.dim), None
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            ctx.save_for_backward(output)
+            ctx.dim = inputs[1]
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            (y,) = ctx.saved_tensors
+            if torch.is_grad_enabled():
+                return torch_backward(grad_output, y, ctx.dim, y.dtype), None
+            return backward_op(grad_output, y, ctx.dim), None
+    return _Fn
 
 
-class SoftmaxFn(_Function):
-    @staticmethod
-    def forward(input, dim):
-        return ops.softmax(input, dim)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output)
-        ctx.dim = inputs[1]
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (y,) = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            return torch._softmax_backward_data(grad_output, y, ctx.dim, y.dtype), None
-        return ops.softmax_backward(grad_output, y, ctx.dim), None
+LogSoftmaxFn = _softmax_fn(ops.log_softmax, ops.log_softmax_backward, torch._log_softmax_backward_data)
+LogSoftmaxFn.__name__ = LogSoftmaxFn.__qualname__ = "LogSoftmaxFn"
+SoftmaxFn = _softmax_fn(ops.softmax, ops.softmax_backward, torch._softmax_backward_data)
+SoftmaxFn.__name__ = SoftmaxFn.__qualname__ = "SoftmaxFn"
 
 
 def _lce_reference(x, W, b, target, weight, red, ign, eps):

@@ -285,17 +285,7 @@ def cross_entropy_hot(input, target, ignore_index, reduction):
     if ((type(input) is not _Tensor and type(input) is not _Parameter) or type(target) is not _Tensor
             or type(ignore_index) is not int or not -_I64 <= ignore_index < _I64):
         return 0
-    # (hot_tensors' test, inline: this runs at every training step)
-    dt = input.dtype
-    if ((dt is not _float32 and dt is not _float64
-         and not (dt is _float16 or (dt is _bfloat16 and _BF16_AVAILABLE)))
-            or target.dtype is not _int64
-            or not input.is_cpu or not target.is_cpu or input.layout is not _strided
-            or input.is_neg() or input.dim() != 2 or target.dim() != 1
-            or not input.is_contiguous() or not target.is_contiguous()):
-        return 0
-    n, c = input.shape
-    if c == 0 or target.shape[0] != n:
+    if not hot_tensors(input, target):
         return 0
     return _HOT_REDUCTIONS.get(reduction, 0) if type(reduction) is str else 0
 

@@ -329,12 +329,10 @@ def log_softmax(input: torch.Tensor, dim: Optional[int] = None, _stacklevel: int
 
     Raises
     ------
-    RuntimeError, IndexError, ValueError
-        PyTorch's own: an argument PyTorch rejects is handed to PyTorch, so the
-        exception is the one ``torch.nn.functional`` raises (an out-of-range
-        class index is an ``IndexError`` from fastlog's kernel, as from
-        PyTorch's), except for the deliberate differences of the module
-        docstring (a negative or NaN `label_smoothing` is a ``ValueError``).
+    RuntimeError, IndexError
+        PyTorch's own: an argument PyTorch rejects (a `dim` out of range, a
+        `dtype` it cannot cast to) is handed to PyTorch, so the exception is the
+        one ``torch.nn.functional`` raises.
 
     Examples
     --------
@@ -368,12 +366,10 @@ def softmax(input: torch.Tensor, dim: Optional[int] = None, _stacklevel: int = 3
 
     Raises
     ------
-    RuntimeError, IndexError, ValueError
-        PyTorch's own: an argument PyTorch rejects is handed to PyTorch, so the
-        exception is the one ``torch.nn.functional`` raises (an out-of-range
-        class index is an ``IndexError`` from fastlog's kernel, as from
-        PyTorch's), except for the deliberate differences of the module
-        docstring (a negative or NaN `label_smoothing` is a ``ValueError``).
+    RuntimeError, IndexError
+        PyTorch's own: an argument PyTorch rejects (a `dim` out of range, a
+        `dtype` it cannot cast to) is handed to PyTorch, so the exception is the
+        one ``torch.nn.functional`` raises.
 
     Examples
     --------
